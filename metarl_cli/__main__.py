@@ -1,0 +1,5 @@
+"""`python -m metarl_cli` is the `metarl` command."""
+
+from metarl_cli.cli import main
+
+main()

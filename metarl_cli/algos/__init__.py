@@ -1,0 +1,15 @@
+"""Algorithms, each with the same small contract (see `Algorithm`), and the registry `make_algorithm`."""
+
+from __future__ import annotations
+
+from metarl_cli.algos.base import Algorithm
+from metarl_cli.algos.maml import make_maml
+
+BUILDERS = {"maml": make_maml}
+
+
+def make_algorithm(algo: str, config, family) -> Algorithm:
+    return BUILDERS[algo](config, family)
+
+
+__all__ = ["Algorithm", "make_algorithm", "BUILDERS"]

@@ -1,0 +1,22 @@
+"""The contract every algorithm meets, in the manner of optax's (init, update) pairs.
+
+    algo = make(config, family)          # closes over static config
+    state = algo.init(key)               # one pytree: params, optimizer state, rng, iteration
+    state, metrics = algo.step(state)    # one meta-iteration, jit-compiled
+    scores = algo.adaptation_curve(params, tasks, key, steps)   # (n_tasks, steps + 1), for eval
+
+Because the state is one pytree, a checkpoint saves and restores it whole and resume is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+
+class Algorithm(NamedTuple):
+    init: Callable[[Any], dict]
+    step: Callable[[dict], tuple[dict, dict]]
+    adaptation_curve: Callable[..., Any]
+    init_params: Callable[[Any], Any]  # key -> freshly initialised parameters (the random baseline)
+    env_steps_per_iteration: int
+    score_name: str  # what adaptation_curve measures, for tables: "return" or "MSE"

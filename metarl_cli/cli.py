@@ -1,0 +1,126 @@
+"""The `metarl` command: parse, validate, dispatch. No math here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from metarl_cli.config import ALGORITHMS, resolve_config
+from metarl_cli.errors import UserError
+from metarl_cli.runs.progress import console, stdout_console
+
+app = typer.Typer(
+    help="Meta-reinforcement learning experiments in JAX: train, evaluate on held-out tasks, list task families.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = stdout_console()  # tables go to stdout; progress bars and messages to stderr
+
+
+@app.command()
+def train(
+    algo: str = typer.Argument(..., help=f"Algorithm: {', '.join(ALGORITHMS)}."),
+    env: Optional[str] = typer.Option(None, "--env", "-e", help="Task family (see `metarl envs`)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of config values."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key: key=value (repeatable)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-TIME)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its latest checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
+    from metarl_cli.algos import make_algorithm
+    from metarl_cli.families import get_family
+    from metarl_cli.runs.rundir import default_run_dir, load_run, prepare_new, print_argv, write_manifest
+    from metarl_cli.runs.runner import DivergedError, train as run_training
+
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pass one")
+    if resume:
+        if run_dir is None:
+            raise UserError("--resume needs --run-dir naming the run to continue")
+        saved_algo, cfg, _ = load_run(run_dir)
+        if saved_algo != algo:
+            raise UserError(f"{run_dir} is a '{saved_algo}' run, not '{algo}'")
+        if env or config or set_:
+            raise UserError("--resume continues a run with its saved config; drop --env, --config and --set")
+    else:
+        cfg = resolve_config(algo, env, config, set_)
+    family = get_family(cfg.env, cfg.ranges)
+    algorithm = make_algorithm(algo, cfg, family)
+    if not resume:
+        run_dir = run_dir or default_run_dir(algo, cfg.env)
+        prepare_new(run_dir, overwrite)
+        write_manifest(run_dir, algo, cfg, print_argv())
+    console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] -> {run_dir}")
+    try:
+        summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
+    except DivergedError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    console.print(
+        f"done: {summary.iterations_done} iterations in {summary.seconds:.1f}s "
+        f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, "
+        f"{summary.env_steps_per_second:,.0f} env steps/s). Next: metarl eval {run_dir}"
+    )
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `metarl train`."),
+    split: str = typer.Option("test", "--split", help="test (new tasks, train ranges) or ood (held-out ranges)."),
+    tasks: Optional[int] = typer.Option(None, "--tasks", "-n", help="Held-out tasks (default: the run's eval_tasks)."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-k", help="Adaptation steps (default: the run's eval_steps)."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="latest or best."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Score after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
+    from metarl_cli.evaluate import evaluate
+
+    result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
+    table = Table(
+        title=f"{run_dir}: {result.score_name} on {result.tasks} '{result.split}' tasks after k adaptation steps "
+        f"(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})"
+    )
+    table.add_column("method")
+    for j in range(result.steps + 1):
+        table.add_column(f"k={j}", justify="right")
+    for name, rows in result.methods.items():
+        table.add_row(name, *(f"{m:.2f} ± {c:.2f}" for m, c in rows))
+    if result.published:
+        label, numbers = result.published
+        table.add_row(f"[dim]{label}[/]", *(f"[dim]{numbers[j]:.2f}[/]" if j in numbers else "" for j in range(result.steps + 1)))
+    out.print(table)
+
+
+@app.command()
+def envs():
+    """List task families with their randomised parameters and per-split ranges."""
+    from metarl_cli.families import FAMILY_NAMES, get_family
+
+    table = Table(title="task families (train and test draw from the train range; ood from the held-out ranges)")
+    for col in ("env", "parameter", "default", "train / test", "ood", "horizon", "actions"):
+        table.add_column(col)
+    for name in FAMILY_NAMES:
+        fam = get_family(name)
+        actions = f"{fam.action_dim} discrete" if fam.discrete else f"{fam.action_dim}-d continuous"
+        for i, r in enumerate(fam.ranges):
+            ood = " ∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood)
+            first = i == 0
+            table.add_row(name if first else "", r.name, f"{r.default:g}", f"[{r.train[0]:g}, {r.train[1]:g}]", ood,
+                          str(fam.horizon) if first else "", actions if first else "")
+        table.add_section()
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,152 @@
+"""A task family: a gymnax environment plus a distribution over its parameters, with named splits.
+
+Sampling is pure and batched (`sample(key, n, split)` returns a batched EnvParams), so it runs on
+device under jit and vmap. The task lives in EnvParams, which the environment receives on every
+step, so it stays fixed across gymnax's auto-resets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from metarl_cli.errors import UserError
+
+SPLITS = ("train", "test", "ood")
+# Each split draws from its own key stream, so `test` tasks are never the tasks training saw.
+SPLIT_STREAMS = {"train": 0, "test": 1, "ood": 2}
+
+Interval = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamRange:
+    """One randomised parameter: its default, training interval and held-out intervals."""
+
+    name: str
+    default: float
+    train: Interval
+    ood: tuple[Interval, ...]
+    positive: bool = True
+
+    def intervals(self, split: str) -> tuple[Interval, ...]:
+        return (self.train,) if split in ("train", "test") else self.ood
+
+    def validate(self) -> None:
+        for lo, hi in (self.train, *self.ood):
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise UserError(f"range for '{self.name}' must be finite, got [{lo}, {hi}]")
+            if lo > hi:
+                raise UserError(f"range for '{self.name}' has min > max: [{lo}, {hi}]")
+            if self.positive and lo <= 0:
+                raise UserError(f"range for '{self.name}' must be positive (a physical quantity), got [{lo}, {hi}]")
+
+    def sample(self, key: jax.Array, n: int, split: str) -> jax.Array:
+        """Uniform over the union of the split's intervals (weighted by their lengths)."""
+        ivals = self.intervals(split)
+        lo = jnp.array([a for a, _ in ivals])
+        hi = jnp.array([b for _, b in ivals])
+        width = hi - lo
+        k_pick, k_val = jax.random.split(key)
+        if len(ivals) == 1:
+            pick = jnp.zeros((n,), jnp.int32)
+        else:
+            pick = jax.random.choice(k_pick, len(ivals), (n,), p=width / width.sum())
+        u = jax.random.uniform(k_val, (n,))
+        return lo[pick] + u * width[pick]
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A gymnax environment with a parameter distribution; see the module docstring."""
+
+    name: str
+    summary: str
+    env: Any
+    base_params: Any
+    ranges: tuple[ParamRange, ...]
+    horizon: int
+    # Recompute fields that depend on the sampled ones (e.g. CartPole's total_mass).
+    derive: Callable[[Any], Any] = lambda p: p
+
+    @property
+    def discrete(self) -> bool:
+        return hasattr(self.env.action_space(self.base_params), "n")
+
+    @property
+    def action_dim(self) -> int:
+        space = self.env.action_space(self.base_params)
+        return int(space.n) if self.discrete else int(space.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        obs, _ = self.env.reset(jax.random.PRNGKey(0), self.base_params)
+        return int(obs.shape[0])
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.ranges)
+
+    def sample(self, key: jax.Array, n: int, split: str) -> Any:
+        """n tasks of the split, as one EnvParams whose leaves have a leading axis of size n."""
+        if split not in SPLITS:
+            raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+        key = jax.random.fold_in(key, SPLIT_STREAMS[split])
+        keys = jax.random.split(key, len(self.ranges))
+        values = {r.name: r.sample(k, n, split) for r, k in zip(self.ranges, keys)}
+        params = jax.tree.map(lambda leaf: jnp.broadcast_to(jnp.asarray(leaf), (n,) + jnp.shape(leaf)), self.base_params)
+        params = params.replace(max_steps_in_episode=jnp.full((n,), self.horizon, jnp.int32), **values)
+        return self.derive(params)
+
+    def describe(self, params: Any) -> jax.Array:
+        """Task description vector: each randomised parameter scaled so the train range is [-1, 1]."""
+        cols = []
+        for r in self.ranges:
+            lo, hi = r.train
+            cols.append(2.0 * (getattr(params, r.name) - lo) / (hi - lo) - 1.0)
+        return jnp.stack(cols, axis=-1)
+
+    def with_ranges(self, overrides: dict[str, dict[str, Any]]) -> "Family":
+        """A copy with ranges replaced, e.g. {"train": {"force_mag": [4, 16]}, "ood": {...}}."""
+        by_name = {r.name: r for r in self.ranges}
+        for split, table in overrides.items():
+            if split not in ("train", "ood"):
+                raise UserError(f"unknown range split '{split}' in [ranges]; valid: train, ood")
+            if not isinstance(table, dict):
+                raise UserError(f"[ranges.{split}] must be a table of parameter = [min, max]")
+            for pname, value in table.items():
+                if pname not in by_name:
+                    raise UserError(
+                        f"unknown parameter '{pname}' for {self.name}; valid: {', '.join(by_name)}"
+                    )
+                ivals = _parse_intervals(pname, value)
+                if split == "train":
+                    if len(ivals) != 1:
+                        raise UserError(f"train range for '{pname}' must be one interval [min, max]")
+                    by_name[pname] = dataclasses.replace(by_name[pname], train=ivals[0])
+                else:
+                    by_name[pname] = dataclasses.replace(by_name[pname], ood=ivals)
+        for r in by_name.values():
+            r.validate()
+        return dataclasses.replace(self, ranges=tuple(by_name[r.name] for r in self.ranges))
+
+
+def _parse_intervals(pname: str, value: Any) -> tuple[Interval, ...]:
+    """[lo, hi] or [[lo, hi], [lo2, hi2], ...] -> tuple of intervals."""
+    def is_pair(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+
+    if is_pair(value):
+        return ((float(value[0]), float(value[1])),)
+    if isinstance(value, (list, tuple)) and value and all(is_pair(v) for v in value):
+        return tuple((float(a), float(b)) for a, b in value)
+    raise UserError(f"range for '{pname}' must be [min, max] or a list of [min, max], got {value!r}")
+
+
+def outer_minus_inner(outer: Interval, inner: Interval) -> tuple[Interval, ...]:
+    """Sunblaze's E ranges: the outer range with the training range cut out."""
+    return ((outer[0], inner[0]), (inner[1], outer[1]))

@@ -1,0 +1,82 @@
+"""The MAML paper's 2D navigation family (Finn et al. 2017, Section 5.3).
+
+A point starts at the origin and moves by its action, clipped to [-0.1, 0.1] per axis; the reward
+is minus the distance to the task's goal after the move; the episode ends within 0.01 of the goal
+(per axis, as in the reference code) or after 100 steps. Goals are uniform in [-0.5, 0.5]^2 for
+training; the held-out split draws goals from the ring [-1, 1]^2 outside that square.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from metarl_cli.families.base import Family, ParamRange
+
+
+@struct.dataclass
+class PointNavState(environment.EnvState):
+    pos: jax.Array
+    time: int
+
+
+@struct.dataclass
+class PointNavParams(environment.EnvParams):
+    goal_x: float = 0.0
+    goal_y: float = 0.0
+    max_action: float = 0.1
+    goal_radius: float = 0.01
+    max_steps_in_episode: int = 100
+
+
+class PointNav(environment.Environment[PointNavState, PointNavParams]):
+    """Point-mass navigation to a goal held in the parameters (so it survives auto-resets)."""
+
+    @property
+    def default_params(self) -> PointNavParams:
+        return PointNavParams()
+
+    def step_env(self, key, state, action, params):
+        move = jnp.clip(action, -params.max_action, params.max_action)
+        pos = state.pos + move
+        offset = pos - jnp.stack([params.goal_x, params.goal_y])
+        reward = -jnp.sqrt(jnp.sum(offset**2))
+        state = PointNavState(pos=pos, time=state.time + 1)
+        terminated = jnp.all(jnp.abs(offset) < params.goal_radius)
+        return pos, state, reward, terminated, {}
+
+    def reset_env(self, key, params):
+        state = PointNavState(pos=jnp.zeros(2), time=0)
+        return state.pos, state
+
+    def is_terminated(self, state, params):
+        offset = state.pos - jnp.stack([params.goal_x, params.goal_y])
+        return jnp.all(jnp.abs(offset) < params.goal_radius)
+
+    @property
+    def num_actions(self) -> int:
+        return 2
+
+    def action_space(self, params=None) -> spaces.Box:
+        return spaces.Box(-0.1, 0.1, (2,), jnp.float32)
+
+    def observation_space(self, params) -> spaces.Box:
+        return spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32)
+
+
+def point_nav_family() -> Family:
+    env = PointNav()
+    ring = ((-1.0, -0.5), (0.5, 1.0))
+    return Family(
+        name="point-nav",
+        summary="2D point navigation to a random goal (MAML paper), continuous actions",
+        env=env,
+        base_params=env.default_params,
+        ranges=(
+            ParamRange("goal_x", 0.0, (-0.5, 0.5), ring, positive=False),
+            ParamRange("goal_y", 0.0, (-0.5, 0.5), ring, positive=False),
+        ),
+        horizon=100,
+    )

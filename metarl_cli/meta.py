@@ -1,0 +1,74 @@
+"""The MAML mechanism shared by every gradient-based meta-learner: inner adaptation, meta-loss and
+the adaptation curve used at evaluation.
+
+An algorithm supplies a `Learner`: how to draw a support and a query batch for a task (possibly with
+the current parameters, as RL does) and the loss on a batch. The inner loop takes `steps` gradient
+steps on support batches; the meta-loss is the loss of the adapted parameters on a query batch.
+Second-order by default: the outer gradient flows through the inner gradients. `first_order` stops
+it there. `lr` is a scalar or a pytree shaped like the parameters (per-parameter rates, Meta-SGD).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Learner(NamedTuple):
+    support: Callable[[Any, Any, jax.Array], Any]  # (params, task, key) -> batch; not differentiated
+    query: Callable[[Any, Any, jax.Array], Any]  # (params, task, key) -> batch; not differentiated
+    loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> scalar to minimise
+    score: Callable[[Any], jax.Array]  # batch -> the number a user reads (return, or MSE)
+    fresh_support_each_step: bool  # RL resamples with the adapted policy; supervised reuses the points
+
+
+def inner_step(learner: Learner, params, batch, lr, first_order: bool):
+    grads = jax.grad(learner.loss)(params, batch)
+    if first_order:
+        grads = jax.lax.stop_gradient(grads)
+    if isinstance(lr, (int, float)) or jnp.ndim(lr) == 0:
+        return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+    return jax.tree.map(lambda p, g, a: p - a * g, params, grads, lr)
+
+
+def adapt(learner: Learner, params, task, key, steps: int, lr, first_order: bool):
+    """Parameters after `steps` inner steps, and the score of the first support batch."""
+    keys = jax.random.split(key, max(steps, 1))
+    first_score = None
+    batch = None
+    for i in range(steps):
+        if batch is None or learner.fresh_support_each_step:
+            batch = learner.support(params, task, keys[i])
+        if first_score is None:
+            first_score = learner.score(batch)
+        params = inner_step(learner, params, batch, lr, first_order)
+    return params, first_score
+
+
+def meta_loss(learner: Learner, params, task, key, steps: int, lr, first_order: bool):
+    """Query loss of the adapted parameters; aux = (score before adapting, score after)."""
+    k_support, k_query = jax.random.split(key)
+    adapted, pre_score = adapt(learner, params, task, k_support, steps, lr, first_order)
+    batch = learner.query(adapted, task, k_query)
+    post_score = learner.score(batch)
+    if pre_score is None:  # no inner steps: plain multi-task training
+        pre_score = post_score
+    return learner.loss(adapted, batch), (pre_score, post_score)
+
+
+def adaptation_curve(learner: Learner, params, task, key, steps: int, lr) -> jax.Array:
+    """Query score after 0, 1, ..., steps inner steps on one task, shape (steps + 1,)."""
+    k_support, k_query = jax.random.split(key)
+    fixed_support = learner.support(params, task, k_support)
+
+    def body(params, k):
+        k_s, k_q = jax.random.split(k)
+        batch = learner.support(params, task, k_s) if learner.fresh_support_each_step else fixed_support
+        score = learner.score(learner.query(params, task, k_q))
+        return inner_step(learner, params, batch, lr, first_order=True), score
+
+    params, scores = jax.lax.scan(body, params, jax.random.split(k_query, steps))
+    final = learner.score(learner.query(params, task, jax.random.fold_in(k_query, steps)))
+    return jnp.concatenate([scores, final[None]])

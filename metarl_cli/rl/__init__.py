@@ -1,0 +1,1 @@
+"""Reinforcement-learning mechanisms shared by the algorithms: rollouts and policy-gradient losses."""

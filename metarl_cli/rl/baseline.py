@@ -1,0 +1,43 @@
+"""The linear feature baseline of Duan et al. (2016), used by MAML-RL.
+
+Features per step: clipped observation, its square, and a cubic in the time within the episode;
+ridge regression onto the discounted reward-to-go of the batch it is applied to. The fit is not
+differentiated.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from metarl_cli.rl.rollout import Trajectory
+
+
+def reward_to_go(rewards: jax.Array, dones: jax.Array, gamma: float) -> jax.Array:
+    """Discounted reward-to-go within each episode, (T, L); a segment cut by the window ends there."""
+
+    def body(future, x):
+        r, done = x
+        value = r + gamma * future * (1.0 - done)
+        return value, value
+
+    _, rtg = jax.lax.scan(body, jnp.zeros(rewards.shape[1:]), (rewards, dones.astype(rewards.dtype)), reverse=True)
+    return rtg
+
+
+def features(traj: Trajectory) -> jax.Array:
+    obs = jnp.clip(traj.obs.reshape(traj.obs.shape[:2] + (-1,)), -10.0, 10.0)
+    t = traj.episode_time[..., None].astype(jnp.float32) / 100.0
+    ones = jnp.ones_like(t)
+    return jnp.concatenate([obs, obs**2, t, t**2, t**3, ones], axis=-1)
+
+
+def linear_baseline(traj: Trajectory, gamma: float, ridge: float = 1e-5) -> jax.Array:
+    """Fitted values of reward-to-go at each step, (T, L)."""
+    traj = jax.lax.stop_gradient(traj)
+    returns = reward_to_go(traj.rewards, traj.dones, gamma)
+    phi = features(traj)
+    x = phi.reshape(-1, phi.shape[-1])
+    gram = x.T @ x + ridge * jnp.eye(x.shape[1])
+    w = jnp.linalg.solve(gram, x.T @ returns.reshape(-1))
+    return jax.lax.stop_gradient((x @ w).reshape(returns.shape))

@@ -1,0 +1,40 @@
+"""DiCE policy-gradient surrogate (Foerster et al. 2018) with the baseline of Mao et al. (2019).
+
+    L = mean over (t, lane) of  MB(S_t) g_t r_t + (1 - MB(log pi_t)) g_t b_t
+
+where MB(x) = exp(x - stop_gradient(x)), S_t sums log pi over the episode so far, g_t is gamma to
+the time within the episode and b_t a baseline. Its value is the mean discounted reward and every
+order of its derivative is an unbiased estimate of that order of derivative of the expected return.
+That is what makes MAML-RL's meta-gradient correct: differentiating the inner policy-gradient step
+again yields the score-function term that accounts for the support episodes' dependence on the
+parameters, which a plain REINFORCE surrogate (log pi * return) silently drops.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from metarl_cli.rl.rollout import Trajectory
+
+
+def magic_box(x: jax.Array) -> jax.Array:
+    return jnp.exp(x - jax.lax.stop_gradient(x))
+
+
+def episode_cumsum(x: jax.Array, episode_time: jax.Array) -> jax.Array:
+    """Cumulative sum of x along time (axis 0) restarting at each episode start, (T, L)."""
+    total = jnp.cumsum(x, axis=0)
+    before_start = jnp.take_along_axis(total - x, jnp.arange(x.shape[0])[:, None] - episode_time, axis=0)
+    return total - before_start
+
+
+def dice_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, gamma: float, weights=None) -> jax.Array:
+    """DiCE surrogate of the mean discounted reward per step; `weights` (L,) default to uniform."""
+    discount = gamma ** traj.episode_time.astype(traj.rewards.dtype)
+    s = episode_cumsum(log_probs, traj.episode_time)
+    per_step = magic_box(s) * discount * traj.rewards + (1.0 - magic_box(log_probs)) * discount * baseline
+    per_lane = jnp.sum(per_step, axis=0) / per_step.shape[0]
+    if weights is None:
+        return jnp.mean(per_lane)
+    return jnp.sum(per_lane * weights)

@@ -1,0 +1,74 @@
+"""Task families: derived physics fields, disjoint splits, tasks fixed across auto-resets, ranges."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl_cli.errors import UserError
+from metarl_cli.families import FAMILY_NAMES, get_family
+from metarl_cli.rl.rollout import rollout
+
+
+@pytest.mark.parametrize("split", ["train", "test", "ood"])
+def test_cartpole_derived_fields_follow_sampled_ones(split):
+    p = get_family("cartpole-family").sample(jax.random.PRNGKey(3), 256, split)
+    np.testing.assert_allclose(p.total_mass, p.masscart + p.masspole, rtol=1e-6)
+    np.testing.assert_allclose(p.polemass_length, p.masspole * p.length, rtol=1e-6)
+    assert np.std(np.asarray(p.masspole)) > 0  # really randomised, not the default
+
+
+def test_acrobot_centre_of_mass_follows_link_length():
+    p = get_family("acrobot-family").sample(jax.random.PRNGKey(4), 128, "ood")
+    np.testing.assert_allclose(p.link_com_pos_1, p.link_length_1 / 2, rtol=1e-6)
+    np.testing.assert_allclose(p.link_com_pos_2, p.link_length_2 / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_splits_are_disjoint(name):
+    fam = get_family(name)
+    key = jax.random.PRNGKey(0)
+    train, test, ood = (fam.sample(key, 512, s) for s in ("train", "test", "ood"))
+    for r in fam.ranges:
+        lo, hi = r.train
+        tr, te, od = (np.asarray(getattr(p, r.name)) for p in (train, test, ood))
+        assert np.all((tr >= lo) & (tr <= hi)) and np.all((te >= lo) & (te <= hi))
+        assert not np.any((od > lo) & (od < hi)), f"{r.name}: ood draws inside the train range"
+    as_rows = lambda p: {tuple(np.asarray(getattr(p, r.name))[i] for r in fam.ranges) for i in range(512)}  # noqa: E731
+    assert not as_rows(train) & as_rows(test), "test split reuses train tasks"
+
+
+def test_task_description_is_scaled_to_train_range():
+    fam = get_family("cartpole-family")
+    d = fam.describe(fam.sample(jax.random.PRNGKey(1), 300, "train"))
+    assert d.shape == (300, 3)
+    assert float(jnp.min(d)) >= -1.0 and float(jnp.max(d)) <= 1.0
+
+
+def test_goal_stays_fixed_across_auto_resets():
+    fam = get_family("point-nav")
+    task = jax.tree.map(lambda x: x[0], fam.sample(jax.random.PRNGKey(5), 1, "train"))
+    task = task.replace(max_steps_in_episode=7)  # many resets inside one rollout
+
+    def policy(params, obs, key):
+        return jax.random.uniform(key, obs.shape, minval=-0.1, maxval=0.1)
+
+    traj = rollout(fam.env, policy, None, task, jax.random.PRNGKey(6), lanes=3, horizon=40)
+    assert int(traj.dones.sum()) >= 3 * 5
+    pos = traj.obs + jnp.clip(traj.actions, -0.1, 0.1)  # where each step lands
+    goal = jnp.array([task.goal_x, task.goal_y])
+    np.testing.assert_allclose(traj.rewards, -jnp.linalg.norm(pos - goal, axis=-1), atol=1e-5)
+    # after every reset the point starts again at the origin
+    starts = traj.episode_time == 0
+    np.testing.assert_allclose(np.asarray(traj.obs)[np.asarray(starts)], 0.0)
+
+
+def test_range_overrides_are_validated():
+    fam = get_family("cartpole-family", {"train": {"force_mag": [4, 16]}})
+    assert dict((r.name, r.train) for r in fam.ranges)["force_mag"] == (4.0, 16.0)
+    with pytest.raises(UserError, match="min > max"):
+        get_family("cartpole-family", {"train": {"length": [0.9, 0.2]}})
+    with pytest.raises(UserError, match="positive"):
+        get_family("cartpole-family", {"train": {"masspole": [-0.1, 0.2]}})
+    with pytest.raises(UserError, match="unknown parameter"):
+        get_family("cartpole-family", {"train": {"mass": [0.1, 0.2]}})
