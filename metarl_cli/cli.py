@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from metarl_cli.config import ALGORITHMS, resolve_config
+from metarl_cli.config import ALGORITHMS, resolve_config, resumed_config
 from metarl_cli.errors import UserError
 from metarl_cli.runs.progress import console, stdout_console
 
@@ -29,12 +29,15 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of config values."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key: key=value (repeatable)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-TIME)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its latest checkpoint."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N extends it)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
     from metarl_cli.algos import make_algorithm
+    from metarl_cli.config import write_config
     from metarl_cli.families import get_family
     from metarl_cli.runs.rundir import default_run_dir, load_run, prepare_new, print_argv, write_manifest
     from metarl_cli.runs.runner import DivergedError, train as run_training
@@ -47,13 +50,14 @@ def train(
         saved_algo, cfg, _ = load_run(run_dir)
         if saved_algo != algo:
             raise UserError(f"{run_dir} is a '{saved_algo}' run, not '{algo}'")
-        if env or config or set_:
-            raise UserError("--resume continues a run with its saved config; drop --env, --config and --set")
+        cfg = resumed_config(cfg, env, config, set_)
     else:
         cfg = resolve_config(algo, env, config, set_)
     family = get_family(cfg.env, cfg.ranges)
     algorithm = make_algorithm(algo, cfg, family)
-    if not resume:
+    if resume:
+        write_config(cfg, algo, run_dir / "config.toml")
+    else:
         run_dir = run_dir or default_run_dir(algo, cfg.env)
         prepare_new(run_dir, overwrite)
         write_manifest(run_dir, algo, cfg, print_argv())

@@ -36,6 +36,7 @@ class MamlConfig:
     max_grad_norm: float = 10.0  # outer gradient clipping; 0 turns it off
     first_order: bool = False
     gamma: float = 0.99
+    normalize_advantages: bool = True  # scale each policy-gradient step by 1/std(advantages)
     hidden: tuple[int, ...] = (64, 64)
     checkpoint_every: int = 1  # meta-iterations between checkpoints
     keep_checkpoints: int = 3
@@ -177,6 +178,23 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
     values = _merge(_merge(read_toml(shipped) if shipped else {}, user), sets)
     values["env"] = chosen_env
     return build_config(algo, values)
+
+
+def resumed_config(saved, env: str | None, config_file: Path | None, overrides: list[str]):
+    """A resumed run keeps its saved config; only `iterations` may change (to extend the run)."""
+    if env or config_file:
+        raise UserError("--resume continues a run with its saved config; drop --env and --config")
+    values = config_to_dict(saved)
+    for text in overrides:
+        key, value = parse_override(text)
+        if key != "iterations":
+            raise UserError(f"--resume only accepts --set iterations=N, not '{key}'")
+        values[key] = value
+    return build_config(_algo_of(saved), values)
+
+
+def _algo_of(config) -> str:
+    return next(name for name, cls in CONFIGS.items() if isinstance(config, cls))
 
 
 def config_to_dict(config) -> dict[str, Any]:

@@ -10,10 +10,12 @@ it there. `lr` is a scalar or a pytree shaped like the parameters (per-parameter
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Learner(NamedTuple):
@@ -25,12 +27,64 @@ class Learner(NamedTuple):
 
 
 def inner_step(learner: Learner, params, batch, lr, first_order: bool):
-    grads = jax.grad(learner.loss)(params, batch)
+    """One inner SGD step, params - lr * grad. Its derivative is supplied by `_sgd_step_bwd`."""
     if first_order:
-        grads = jax.lax.stop_gradient(grads)
-    if isinstance(lr, (int, float)) or jnp.ndim(lr) == 0:
+        grads = jax.lax.stop_gradient(jax.grad(learner.loss)(params, batch))
+        return _descend(params, grads, lr)
+    return _sgd_step(learner.loss, params, batch, lr)
+
+
+def _descend(params, grads, lr):
+    if _is_scalar(lr):
         return jax.tree.map(lambda p, g: p - lr * g, params, grads)
     return jax.tree.map(lambda p, g, a: p - a * g, params, grads, lr)
+
+
+def _is_scalar(lr) -> bool:
+    return isinstance(lr, (int, float)) or jnp.ndim(lr) == 0
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _sgd_step(loss, params, batch, lr):
+    return _descend(params, jax.grad(loss)(params, batch), lr)
+
+
+def _sgd_step_fwd(loss, params, batch, lr):
+    grads = jax.grad(loss)(params, batch)
+    return _descend(params, grads, lr), (params, batch, lr, grads)
+
+
+def _sgd_step_bwd(loss, residuals, v):
+    """Pull v back through params - lr * grad: v - H (lr * v), with H the loss Hessian.
+
+    The Hessian-vector product is forward-over-reverse (a jvp of the gradient), cheaper than
+    differentiating the gradient in reverse again, and it keeps only the inputs of the step: the
+    inner loop's activations are recomputed here, so memory does not grow with the inner loop's
+    activations (rematerialisation by construction).
+    """
+    params, batch, lr, grads = residuals
+    scaled = jax.tree.map(lambda x: lr * x, v) if _is_scalar(lr) else jax.tree.map(jnp.multiply, lr, v)
+    _, hv = jax.jvp(lambda p: jax.grad(loss)(p, batch), (params,), (scaled,))
+    d_params = jax.tree.map(jnp.subtract, v, hv)
+    if _is_scalar(lr):
+        d_lr = -sum(jnp.vdot(g, x) for g, x in zip(jax.tree.leaves(grads), jax.tree.leaves(v)))
+        d_lr = jnp.asarray(d_lr, dtype=jnp.result_type(lr))
+    else:
+        d_lr = jax.tree.map(lambda g, x: -g * x, grads, v)
+    return d_params, _zero_cotangent(batch), d_lr
+
+
+def _zero_cotangent(tree):
+    def zero(x):
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            return jnp.zeros_like(x)
+        return np.zeros(x.shape, dtype=jax.dtypes.float0)
+
+    return jax.tree.map(zero, tree)
+
+
+_sgd_step.defvjp(_sgd_step_fwd, _sgd_step_bwd)
 
 
 def adapt(learner: Learner, params, task, key, steps: int, lr, first_order: bool):

@@ -127,3 +127,23 @@ def test_first_order_drops_the_hessian_term(theta):
         np.testing.assert_allclose(ours, expected, rtol=1e-9)
         second = jax.grad(meta_objective(dice_loss, first_order=False))(theta)
         assert np.max(np.abs(second - ours)) > 1e-3
+
+
+def test_normalised_advantages_are_a_constant_step_scale(theta):
+    """With the 1/std(advantage) scale on, the meta-gradient is exact for that scale held fixed."""
+    from metarl_cli.rl.baseline import reward_to_go
+    from metarl_cli.rl.learner import advantage_scale
+
+    def scaled_loss(t, batch):
+        traj, _ = batch
+        return advantage_scale(traj, jnp.asarray(BASELINE)[traj.obs], GAMMA) * dice_loss(t, batch)
+
+    with enable_x64():
+        traj, _ = enumerated_batch(theta)
+        c = float(advantage_scale(traj, jnp.asarray(BASELINE)[traj.obs], GAMMA))
+        assert c != 1.0 and np.isfinite(c)
+        assert reward_to_go(traj.rewards, traj.dones, GAMMA).shape == traj.rewards.shape
+        target = lambda t: -c * exact_return(t + ALPHA * c * jax.grad(exact_return)(t))  # noqa: E731
+        fd = finite_difference(target, theta)
+        ours = jax.grad(meta_objective(scaled_loss, first_order=False))(theta)
+        np.testing.assert_allclose(ours, fd, rtol=1e-6, atol=1e-8)

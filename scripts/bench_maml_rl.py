@@ -1,0 +1,110 @@
+"""Benchmark: MAML-RL training throughput against the raw environment and the PyTorch peer.
+
+Prints, from one run on this machine:
+  - compile time of the experiment's meta-step;
+  - MAML-RL env steps/s in steady-state training (every simulated step is used by the learner);
+  - random-policy gymnax throughput for the same family, lanes and horizon, and the ratio;
+  - shared/peers/torch_maml_cartpole.py's env steps/s when a Python with torch is given
+    (--peer-python or $PEER_PYTHON), and our ratio to it;
+  - the cost of checkpointing every meta-iteration: the same run with and without it.
+
+Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--peer-iterations 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+from metarl_cli.algos import make_algorithm
+from metarl_cli.config import resolve_config
+from metarl_cli.families import get_family
+from metarl_cli.rl.rollout import rollout
+from metarl_cli.runs.runner import train
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = ROOT.parent / "shared" / "peers" / "torch_maml_cartpole.py"
+
+
+def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 10) -> float:
+    """Random-policy env steps/s with the same rollout machinery, lanes and horizon."""
+    space = family.env.action_space(family.base_params)
+
+    def random_policy(params, obs, key):
+        return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
+
+    tasks = family.sample(jax.random.PRNGKey(0), lanes_total, "train")
+
+    @jax.jit
+    def run(key):
+        keys = jax.random.split(key, lanes_total)
+        traj = jax.vmap(lambda t, k: rollout(family.env, random_policy, None, t, k, 1, horizon))(tasks, keys)
+        return traj.rewards.sum()
+
+    run(jax.random.PRNGKey(0)).block_until_ready()
+    t0 = time.perf_counter()
+    for i in range(repeats):
+        run(jax.random.PRNGKey(i + 1)).block_until_ready()
+    return repeats * lanes_total * horizon / (time.perf_counter() - t0)
+
+
+def training(config, family, checkpoint_every: int) -> tuple[float, float, float]:
+    """(compile seconds, steady env steps/s, wall seconds) of a run in a scratch directory."""
+    config = config.__class__(**{**config.__dict__, "checkpoint_every": checkpoint_every})
+    algo = make_algorithm("maml", config, family)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    return summary.compile_seconds, summary.env_steps_per_second, summary.seconds - summary.compile_seconds
+
+
+def peer_throughput(python: str, iterations: int) -> float | None:
+    out = subprocess.run([python, str(PEER), str(iterations)], capture_output=True, text=True, env={**os.environ, "H": "200"})
+    match = re.search(r"([\d.]+) env steps/s", out.stdout)
+    if not match:
+        print(f"peer failed: {out.stderr.strip().splitlines()[-1:] or out.stdout}")
+        return None
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="cartpole-family")
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--peer-iterations", type=int, default=3)
+    parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"))
+    args = parser.parse_args()
+
+    config = resolve_config("maml", args.env, None, [f"iterations={args.iterations}"])
+    family = get_family(config.env, config.ranges)
+    horizon = config.horizon or family.horizon
+    print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); env {config.env}; "
+          f"{config.meta_batch} tasks x {config.lanes} lanes x {horizon} steps, inner steps {config.inner_steps}, "
+          f"{'first' if config.first_order else 'second'} order")
+
+    compile_s, ours, wall_ckpt = training(config, family, checkpoint_every=1)
+    _, ours_nockpt, wall_nockpt = training(config, family, checkpoint_every=args.iterations + 1)
+    raw = raw_throughput(family, config.meta_batch * config.lanes, horizon)
+    print(f"compile time of the meta-step:         {compile_s:8.1f} s")
+    print(f"MAML-RL training (checkpoint each it): {ours:12,.0f} env steps/s")
+    print(f"MAML-RL training (no checkpoints):     {ours_nockpt:12,.0f} env steps/s")
+    print(f"raw random-policy gymnax, same batch:  {raw:12,.0f} env steps/s")
+    print(f"ratio ours / raw:                      {ours / raw:12.3f}   (target >= 0.25)")
+    print(f"checkpoint overhead:                   {100 * (wall_ckpt - wall_nockpt) / wall_nockpt:11.1f} %  (target < 10%)")
+    if args.peer_python and PEER.is_file():
+        peer = peer_throughput(args.peer_python, args.peer_iterations)
+        if peer:
+            print(f"torch peer (torch_maml_cartpole.py):   {peer:12,.0f} env steps/s")
+            print(f"ratio ours / peer:                     {ours / peer:12.1f}   (target >= 100)")
+    else:
+        print("torch peer: not run (give --peer-python PATH to a Python with torch and gymnasium)")
+
+
+if __name__ == "__main__":
+    main()

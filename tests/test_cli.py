@@ -1,0 +1,99 @@
+"""End to end through the CLI on a tiny config: train, eval, exact resume, and every user error."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_sets
+
+
+def test_train_three_iterations_then_eval(cli, tmp_path):
+    run = tmp_path / "run"
+    code, _, err = cli("train", "maml", "--env", "cartpole-family", *tiny_sets("iterations=3"), "-o", str(run), "-q")
+    assert code == 0, err
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["iteration"] for x in lines] == [1, 2, 3]
+    assert (run / "manifest.json").is_file() and (run / "config.toml").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1", "2", "3"]
+
+    for split in ("test", "ood"):
+        code, out, err = cli("eval", str(run), "--split", split, "-q")
+        assert code == 0, err
+        assert "meta-learned" in out and "random init" in out and "pretrained" in out
+    result = json.loads((run / "eval.json").read_text())
+    assert set(result) == {"test", "ood"}
+    rows = result["ood"]["methods"]["meta-learned"]
+    assert [r["after_steps"] for r in rows] == [0, 1]
+    assert all(np.isfinite(r["mean"]) and r["ci95"] >= 0 for r in rows)
+
+
+def test_resume_equals_uninterrupted_run(cli, tmp_path):
+    from metarl_cli.algos import make_algorithm
+    from metarl_cli.families import get_family
+    from metarl_cli.runs.checkpoint import Checkpoints
+    from metarl_cli.runs.rundir import load_run
+    import jax
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli("train", "maml", *tiny_sets("iterations=6"), "-o", str(straight), "-q")[0] == 0
+    assert cli("train", "maml", *tiny_sets("iterations=3"), "-o", str(split), "-q")[0] == 0
+    code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=6", "-q")
+    assert code == 0, err
+
+    def final_state(run):
+        algo_name, config, _ = load_run(run)
+        algo = make_algorithm(algo_name, config, get_family(config.env, config.ranges))
+        ckpt = Checkpoints(run, config.keep_checkpoints)
+        try:
+            assert ckpt.latest_step() == 6
+            return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
+        finally:
+            ckpt.close()
+
+    a, b = final_state(straight), final_state(split)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    metrics = lambda run: (run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
+    assert metrics(straight) == metrics(split)
+
+
+def test_existing_run_is_not_overwritten(cli, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "-q")
+    assert code != 0 and "already exists" in err
+    code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "--overwrite", "-q")
+    assert code != 0 and "not a metarl run directory" in err
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "dqnn"], "unknown algorithm 'dqnn'; valid: maml"),
+        (["train", "maml", "--env", "cartpol"], "unknown env 'cartpol'; valid: cartpole-family"),
+        (["train", "maml", "--set", "ranges.train.length=[0.9, 0.2]"], "min > max"),
+        (["train", "maml", "--set", "ranges.train.masspole=[-0.1, 0.2]"], "must be positive"),
+        (["train", "maml", "--set", "learning_rate=0.1"], "unknown config key(s) learning_rate"),
+        (["train", "maml", "--set", "inner_lr=-0.1"], "inner_lr must be a non-negative number"),
+        (["train", "maml", "--set", "outer_lr=-1e-3"], "outer_lr must be a positive number"),
+        (["train", "maml", "--set", "meta_batch=many"], "meta_batch' expects int"),
+        (["train", "maml", "--config", "CONFIG"], "malformed TOML"),
+        (["train", "maml", "--config", "MISSING"], "config file not found"),
+        (["eval", "MISSING"], "run directory not found"),
+        (["eval", "FOREIGN"], "not a metarl run directory"),
+        (["eval", "FOREIGN", "--split", "val"], "unknown split 'val'"),
+    ],
+)
+def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, message):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("iterations = = 3\n")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "FOREIGN": str(foreign)}
+    code, _, err = cli(*(subst.get(a, a) for a in args))
+    assert code != 0
+    assert message in err
+    assert "Traceback" not in err
