@@ -35,6 +35,7 @@ class MamlConfig:
     outer_lr: float = 1e-3
     max_grad_norm: float = 10.0  # outer gradient clipping; 0 turns it off
     first_order: bool = False
+    estimator: str = "lvc"  # second-order surrogate: "dice" (unbiased) or "lvc" (ProMP, lower variance)
     gamma: float = 0.99
     normalize_advantages: bool = True  # scale each policy-gradient step by 1/std(advantages)
     hidden: tuple[int, ...] = (64, 64)
@@ -60,6 +61,8 @@ class MamlConfig:
             raise UserError(f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
         if not 0.0 < self.gamma <= 1.0:
             raise UserError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.estimator not in ("dice", "lvc"):
+            raise UserError(f"estimator must be 'dice' or 'lvc', got '{self.estimator}'")
         if not self.hidden or any(w < 1 for w in self.hidden):
             raise UserError(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
 

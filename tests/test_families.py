@@ -51,11 +51,11 @@ def test_goal_stays_fixed_across_auto_resets():
     task = task.replace(max_steps_in_episode=7)  # many resets inside one rollout
 
     def policy(params, obs, key):
-        return jax.random.uniform(key, obs.shape, minval=-0.1, maxval=0.1)
+        return jax.random.normal(key, obs.shape)
 
     traj = rollout(fam.env, policy, None, task, jax.random.PRNGKey(6), lanes=3, horizon=40)
     assert int(traj.dones.sum()) >= 3 * 5
-    pos = traj.obs + jnp.clip(traj.actions, -0.1, 0.1)  # where each step lands
+    pos = traj.obs + 0.1 * jnp.clip(traj.actions, -1.0, 1.0)  # where each step lands
     goal = jnp.array([task.goal_x, task.goal_y])
     np.testing.assert_allclose(traj.rewards, -jnp.linalg.norm(pos - goal, axis=-1), atol=1e-5)
     # after every reset the point starts again at the origin

@@ -25,7 +25,9 @@ def make_maml(config: MamlConfig, family: Family) -> Algorithm:
     if horizon != family.horizon:
         family = family.__class__(**{**family.__dict__, "horizon": horizon})
     policy = make_policy(family.obs_dim, family.action_dim, family.discrete, config.hidden)
-    learner = rl_learner(family, policy, config.lanes, horizon, config.gamma, config.normalize_advantages)
+    learner = rl_learner(
+        family, policy, config.lanes, horizon, config.gamma, config.normalize_advantages, config.estimator
+    )
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
     optimizer = optax.chain(*clip, optax.adam(config.outer_lr))
 

@@ -1,6 +1,9 @@
 """The MAML paper's 2D navigation family (Finn et al. 2017, Section 5.3).
 
-A point starts at the origin and moves by its action, clipped to [-0.1, 0.1] per axis; the reward
+A point starts at the origin and moves by its action, which lies in [-1, 1] per axis and is scaled
+to at most 0.1 per step (the reference code wraps the environment in rllab's `normalize`, which maps
+the policy's [-1, 1] onto the [-0.1, 0.1] action box, so a unit-variance policy is on the scale of
+the box rather than ten times wider); the reward
 is minus the distance to the task's goal after the move; the episode ends within 0.01 of the goal
 (per axis, as in the reference code) or after 100 steps. Goals are uniform in [-0.5, 0.5]^2 for
 training; the held-out split draws goals from the ring [-1, 1]^2 outside that square.
@@ -39,7 +42,7 @@ class PointNav(environment.Environment[PointNavState, PointNavParams]):
         return PointNavParams()
 
     def step_env(self, key, state, action, params):
-        move = jnp.clip(action, -params.max_action, params.max_action)
+        move = params.max_action * jnp.clip(action, -1.0, 1.0)
         pos = state.pos + move
         offset = pos - jnp.stack([params.goal_x, params.goal_y])
         reward = -jnp.sqrt(jnp.sum(offset**2))
@@ -60,7 +63,7 @@ class PointNav(environment.Environment[PointNavState, PointNavParams]):
         return 2
 
     def action_space(self, params=None) -> spaces.Box:
-        return spaces.Box(-0.1, 0.1, (2,), jnp.float32)
+        return spaces.Box(-1.0, 1.0, (2,), jnp.float32)
 
     def observation_space(self, params) -> spaces.Box:
         return spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32)

@@ -1,4 +1,6 @@
-"""DiCE policy-gradient surrogate (Foerster et al. 2018) with the baseline of Mao et al. (2019).
+"""Policy-gradient surrogates whose higher derivatives are meaningful: DiCE and LVC.
+
+DiCE surrogate (Foerster et al. 2018) with the baseline of Mao et al. (2019).
 
     L = mean over (t, lane) of  MB(S_t) g_t r_t + (1 - MB(log pi_t)) g_t b_t
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from metarl_cli.rl.baseline import reward_to_go
 from metarl_cli.rl.rollout import Trajectory
 
 
@@ -38,3 +41,23 @@ def dice_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, 
     if weights is None:
         return jnp.mean(per_lane)
     return jnp.sum(per_lane * weights)
+
+
+def lvc_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, gamma: float, weights=None) -> jax.Array:
+    """ProMP's low-variance curvature surrogate (Rothfuss et al. 2019): sum_t MB(log pi_t) A_t.
+
+    Same value and first derivative as DiCE; its Hessian keeps each step's own score terms and drops
+    the products of scores at different steps, trading a little bias for much less variance in the
+    second-order MAML gradient.
+    """
+    returns = reward_to_go(traj.rewards, traj.dones, gamma)
+    discount = gamma ** traj.episode_time.astype(traj.rewards.dtype)
+    advantages = jax.lax.stop_gradient(discount * (returns - baseline))
+    per_step = magic_box(log_probs) * advantages
+    per_lane = jnp.sum(per_step, axis=0) / per_step.shape[0]
+    if weights is None:
+        return jnp.mean(per_lane)
+    return jnp.sum(per_lane * weights)
+
+
+OBJECTIVES = {"dice": dice_objective, "lvc": lvc_objective}

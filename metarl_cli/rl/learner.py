@@ -1,5 +1,5 @@
 """MAML's view of an RL task family: support and query batches are rollouts of the current policy,
-the loss is minus the DiCE surrogate with a linear feature baseline, the score is episode return."""
+the loss is minus a DiCE or LVC surrogate with a linear feature baseline, the score is episode return."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from metarl_cli.families import Family
 from metarl_cli.meta import Learner
 from metarl_cli.nets import PolicyFns
 from metarl_cli.rl.baseline import linear_baseline, reward_to_go
-from metarl_cli.rl.dice import dice_objective
+from metarl_cli.rl.dice import OBJECTIVES
 from metarl_cli.rl.rollout import Trajectory, first_episode_return, rollout
 
 
@@ -26,24 +26,28 @@ def advantage_scale(traj: Trajectory, baseline: jax.Array, gamma: float) -> jax.
     return jax.lax.stop_gradient(1.0 / (jnp.std(advantages) + 1e-8))
 
 
-def policy_gradient_loss(policy: PolicyFns, gamma: float, normalize: bool):
+def policy_gradient_loss(policy: PolicyFns, gamma: float, normalize: bool, estimator: str):
+    objective = OBJECTIVES[estimator]
+
     def loss(params, traj: Trajectory):
         log_probs = policy.log_prob(params, traj.obs, traj.actions)
         baseline = linear_baseline(traj, gamma)
         scale = advantage_scale(traj, baseline, gamma) if normalize else 1.0
-        return -scale * dice_objective(log_probs, traj, baseline, gamma)
+        return -scale * objective(log_probs, traj, baseline, gamma)
 
     return loss
 
 
-def rl_learner(family: Family, policy: PolicyFns, lanes: int, horizon: int, gamma: float, normalize: bool) -> Learner:
+def rl_learner(
+    family: Family, policy: PolicyFns, lanes: int, horizon: int, gamma: float, normalize: bool, estimator: str
+) -> Learner:
     def sample(params, task, key):
         return rollout(family.env, policy.sample, params, task, key, lanes, horizon)
 
     return Learner(
         support=sample,
         query=sample,
-        loss=policy_gradient_loss(policy, gamma, normalize),
+        loss=policy_gradient_loss(policy, gamma, normalize, estimator),
         score=first_episode_return,
         fresh_support_each_step=True,
     )
