@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from metarl_cli.config import ALGORITHMS, resolve_config, resumed_config
@@ -65,7 +66,7 @@ def train(
     try:
         summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
     except DivergedError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print(
         f"done: {summary.iterations_done} iterations in {summary.seconds:.1f}s "
@@ -126,5 +127,5 @@ def main() -> None:
     try:
         app()
     except UserError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -43,6 +43,7 @@ class MamlConfig:
     keep_checkpoints: int = 3
     eval_tasks: int = 100  # defaults for `metarl eval`
     eval_steps: int = 3
+    later_lr_scale: float = 1.0  # at eval, steps after the first use inner_lr times this
     ranges: dict = dataclasses.field(default_factory=dict)  # [ranges.train] / [ranges.ood] overrides
 
     def validate(self) -> None:
@@ -57,6 +58,8 @@ class MamlConfig:
             raise UserError(f"inner_lr must be a non-negative number, got {self.inner_lr}")
         if self.outer_lr <= 0 or not math.isfinite(self.outer_lr):
             raise UserError(f"outer_lr must be a positive number, got {self.outer_lr}")
+        if self.later_lr_scale < 0 or not math.isfinite(self.later_lr_scale):
+            raise UserError(f"later_lr_scale must be a non-negative number, got {self.later_lr_scale}")
         if self.max_grad_norm < 0:
             raise UserError(f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
         if not 0.0 < self.gamma <= 1.0:

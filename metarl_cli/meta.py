@@ -112,17 +112,19 @@ def meta_loss(learner: Learner, params, task, key, steps: int, lr, first_order: 
     return learner.loss(adapted, batch), (pre_score, post_score)
 
 
-def adaptation_curve(learner: Learner, params, task, key, steps: int, lr) -> jax.Array:
-    """Query score after 0, 1, ..., steps inner steps on one task, shape (steps + 1,)."""
+def adaptation_curve(learner: Learner, params, task, key, lrs: jax.Array) -> jax.Array:
+    """Query score after 0, 1, ..., len(lrs) inner steps on one task, the j-th step at rate lrs[j]."""
+    steps = lrs.shape[0]
     k_support, k_query = jax.random.split(key)
     fixed_support = learner.support(params, task, k_support)
 
-    def body(params, k):
+    def body(params, xs):
+        k, lr = xs
         k_s, k_q = jax.random.split(k)
         batch = learner.support(params, task, k_s) if learner.fresh_support_each_step else fixed_support
         score = learner.score(learner.query(params, task, k_q))
         return inner_step(learner, params, batch, lr, first_order=True), score
 
-    params, scores = jax.lax.scan(body, params, jax.random.split(k_query, steps))
+    params, scores = jax.lax.scan(body, params, (jax.random.split(k_query, steps), lrs))
     final = learner.score(learner.query(params, task, jax.random.fold_in(k_query, steps)))
     return jnp.concatenate([scores, final[None]])

@@ -147,3 +147,19 @@ def test_normalised_advantages_are_a_constant_step_scale(theta):
         fd = finite_difference(target, theta)
         ours = jax.grad(meta_objective(scaled_loss, first_order=False))(theta)
         np.testing.assert_allclose(ours, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_lvc_matches_dice_to_first_order_but_not_second(theta):
+    """LVC keeps DiCE's gradient and changes only the curvature (by design)."""
+    from metarl_cli.rl.dice import lvc_objective
+
+    def lvc_loss(t, batch):
+        traj, weights = batch
+        logp = log_pi(t, traj.obs, traj.actions)
+        return -lvc_objective(logp, traj, jnp.asarray(BASELINE)[traj.obs], GAMMA, weights) * traj.rewards.shape[0]
+
+    with enable_x64():
+        batch = enumerated_batch(theta)
+        np.testing.assert_allclose(jax.grad(lvc_loss)(theta, batch), jax.grad(dice_loss)(theta, batch), rtol=1e-10)
+        h_lvc, h_dice = jax.hessian(lvc_loss)(theta, batch), jax.hessian(dice_loss)(theta, batch)
+        assert np.max(np.abs(h_lvc - h_dice)) > 1e-3

@@ -60,15 +60,13 @@ def make_maml(config: MamlConfig, family: Family) -> Algorithm:
         return new_state, metrics
 
     @jax.jit
-    def curve(params, tasks, key, steps_array):
-        steps = steps_array.shape[0]
+    def curve(params, tasks, key, lrs):
         n = jax.tree.leaves(tasks)[0].shape[0]
-        return jax.vmap(lambda t, k: adaptation_curve(learner, params, t, k, steps, config.inner_lr))(
-            tasks, jax.random.split(key, n)
-        )
+        return jax.vmap(lambda t, k: adaptation_curve(learner, params, t, k, lrs))(tasks, jax.random.split(key, n))
 
     def adaptation_curve_fn(params, tasks, key, steps: int):
-        return curve(params, tasks, key, jnp.zeros((steps,)))
+        lrs = config.inner_lr * jnp.where(jnp.arange(steps) == 0, 1.0, config.later_lr_scale)
+        return curve(params, tasks, key, lrs)
 
     return Algorithm(
         init=init,

@@ -46,7 +46,7 @@ def dice_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, 
 def lvc_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, gamma: float, weights=None) -> jax.Array:
     """ProMP's low-variance curvature surrogate (Rothfuss et al. 2019): sum_t MB(log pi_t) A_t.
 
-    Same value and first derivative as DiCE; its Hessian keeps each step's own score terms and drops
+    Same first derivative as DiCE (its value is the summed advantages, not the return); its Hessian keeps each step's own score terms and drops
     the products of scores at different steps, trading a little bias for much less variance in the
     second-order MAML gradient.
     """
