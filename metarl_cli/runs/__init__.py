@@ -1,0 +1,1 @@
+"""Run directories: layout and manifest, Orbax checkpoints, and the training loop that fills them."""

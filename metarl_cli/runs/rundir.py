@@ -1,0 +1,121 @@
+"""The run directory: resolved config, manifest, metrics.jsonl, checkpoints, eval output.
+
+    RUN/config.toml      the resolved config (what `metarl eval` and `--resume` read back)
+    RUN/manifest.json    command line, git commit, package versions, devices, seed
+    RUN/metrics.jsonl    one JSON line per meta-iteration
+    RUN/checkpoints/     Orbax: the last few training states
+    RUN/best/            Orbax: the state with the best post-adaptation score
+    RUN/eval.json        written by `metarl eval`, one entry per split
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from metarl_cli.config import build_config, read_toml, write_config
+from metarl_cli.errors import UserError
+
+PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "typer", "rich")
+
+
+def default_run_dir(algo: str, env: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{algo}-{env}-{stamp}"
+
+
+def prepare_new(run_dir: Path, overwrite: bool) -> None:
+    """Make an empty run directory; refuse to touch an existing non-empty one unless told to."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
+        if not (run_dir / "manifest.json").is_file():
+            raise UserError(f"{run_dir} is not a metarl run directory (no manifest.json); refusing to overwrite it")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    manifest = {
+        "tool": "metarl",
+        "algo": algo,
+        "env": config.env,
+        "seed": config.seed,
+        "command": argv,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "devices": [str(d) for d in jax.devices()],
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_config(config, algo, run_dir / "config.toml")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_run(run_dir: Path) -> tuple[str, Any, dict]:
+    """(algo, config, manifest) of an existing run, or a UserError saying why it is not one."""
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{run_dir} is not a metarl run directory (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{manifest_path} is not valid JSON") from None
+    if manifest.get("tool") != "metarl":
+        raise UserError(f"{run_dir} was not written by metarl")
+    values = read_toml(run_dir / "config.toml")
+    algo = values.get("algo", manifest.get("algo"))
+    return algo, build_config(algo, values), manifest
+
+
+class MetricsLog:
+    """Appends one JSON line per iteration; on resume, drops lines past the restored iteration."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def truncate_after(self, iteration: int) -> None:
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["iteration"] <= iteration]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def append(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+
+def print_argv() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]
