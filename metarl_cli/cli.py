@@ -39,7 +39,7 @@ def train(
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
     from metarl_cli.algos import make_algorithm
     from metarl_cli.config import write_config
-    from metarl_cli.families import get_family
+    from metarl_cli.families import family_for
     from metarl_cli.runs.rundir import default_run_dir, load_run, prepare_new, print_argv, write_manifest
     from metarl_cli.runs.runner import DivergedError, train as run_training
 
@@ -54,7 +54,7 @@ def train(
         cfg = resumed_config(cfg, env, config, set_)
     else:
         cfg = resolve_config(algo, env, config, set_)
-    family = get_family(cfg.env, cfg.ranges)
+    family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
     if resume:
         write_config(cfg, algo, run_dir / "config.toml")

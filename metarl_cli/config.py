@@ -47,21 +47,25 @@ class MamlConfig:
     ranges: dict = dataclasses.field(default_factory=dict)  # [ranges.train] / [ranges.ood] overrides
 
     def validate(self) -> None:
-        positive = ("iterations", "meta_batch", "lanes", "checkpoint_every", "keep_checkpoints", "eval_tasks")
+        positive = ("iterations", "meta_batch", "lanes", "checkpoint_every", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("horizon", "inner_steps", "eval_steps", "seed"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_tasks < 2:
+            raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
+        if self.seed >= 2**31 - 2:
+            raise UserError(f"seed must be below {2**31 - 2}, got {self.seed}")
         if self.inner_lr < 0 or not math.isfinite(self.inner_lr):
             raise UserError(f"inner_lr must be a non-negative number, got {self.inner_lr}")
         if self.outer_lr <= 0 or not math.isfinite(self.outer_lr):
             raise UserError(f"outer_lr must be a positive number, got {self.outer_lr}")
         if self.later_lr_scale < 0 or not math.isfinite(self.later_lr_scale):
             raise UserError(f"later_lr_scale must be a non-negative number, got {self.later_lr_scale}")
-        if self.max_grad_norm < 0:
-            raise UserError(f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        if self.max_grad_norm < 0 or not math.isfinite(self.max_grad_norm):
+            raise UserError(f"max_grad_norm must be a number >= 0, got {self.max_grad_norm}")
         if not 0.0 < self.gamma <= 1.0:
             raise UserError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.estimator not in ("dice", "lvc"):
@@ -180,6 +184,8 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
         key, value = parse_override(text)
         _set_dotted(sets, key, value)
     chosen_env = env or sets.get("env") or user.get("env") or CONFIGS[algo].env
+    if not isinstance(chosen_env, str):
+        raise UserError(f"config key 'env' expects a family name, got {chosen_env!r}")
     shipped = experiment_file(algo, chosen_env)
     values = _merge(_merge(read_toml(shipped) if shipped else {}, user), sets)
     values["env"] = chosen_env

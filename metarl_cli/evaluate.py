@@ -21,7 +21,7 @@ import numpy as np
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.errors import UserError
-from metarl_cli.families import SPLITS, get_family
+from metarl_cli.families import SPLITS, family_for
 from metarl_cli.runs.checkpoint import Checkpoints
 from metarl_cli.runs.progress import console
 from metarl_cli.runs.rundir import load_run, write_manifest
@@ -58,14 +58,14 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
     if checkpoint not in ("latest", "best"):
         raise UserError(f"--checkpoint must be 'latest' or 'best', got '{checkpoint}'")
-    algo_name, config, _ = load_run(run_dir)
-    tasks = tasks or config.eval_tasks
-    steps = config.eval_steps if steps is None else steps
-    if tasks < 2:
+    if tasks is not None and tasks < 2:
         raise UserError(f"--tasks must be at least 2 for a confidence interval, got {tasks}")
-    if steps < 0:
+    if steps is not None and steps < 0:
         raise UserError(f"--steps must be >= 0, got {steps}")
-    family = get_family(config.env, config.ranges)
+    algo_name, config, _ = load_run(run_dir)
+    tasks = config.eval_tasks if tasks is None else tasks
+    steps = config.eval_steps if steps is None else steps
+    family = family_for(config)
     algo = make_algorithm(algo_name, config, family)
 
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
@@ -106,7 +106,7 @@ def pretrained_params(run_dir: Path, algo_name: str, config, show_progress: bool
     base_config = dataclasses.replace(
         config, inner_steps=0, iterations=config.iterations * (config.inner_steps + 1), checkpoint_every=config.iterations
     )
-    family = get_family(config.env, config.ranges)
+    family = family_for(config)
     algo = make_algorithm(algo_name, base_config, family)
     base_dir = run_dir / "baselines" / "pretrained"
     fresh = not (base_dir / "manifest.json").is_file()
@@ -128,7 +128,10 @@ def pretrained_params(run_dir: Path, algo_name: str, config, show_progress: bool
 
 
 def _write(path: Path, result: EvalResult) -> None:
-    existing = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        existing = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        existing = {}  # an unreadable earlier file: this evaluation replaces it
     existing[result.split] = {
         "tasks": result.tasks,
         "steps": result.steps,

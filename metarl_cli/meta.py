@@ -41,7 +41,8 @@ def _descend(params, grads, lr):
 
 
 def _is_scalar(lr) -> bool:
-    return isinstance(lr, (int, float)) or jnp.ndim(lr) == 0
+    """A number or 0-d array, as opposed to a pytree of per-parameter rates."""
+    return isinstance(lr, (int, float)) or getattr(lr, "ndim", None) == 0
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))

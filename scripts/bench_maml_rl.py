@@ -8,7 +8,8 @@ Prints, from one run on this machine:
     (--peer-python or $PEER_PYTHON), and our ratio to it;
   - the cost of checkpointing every meta-iteration: the same run with and without it.
 
-Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--peer-iterations 3]
+Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--set first_order=true]
+                                      [--peer-python PATH] [--peer-iterations 3]
 """
 
 from __future__ import annotations
@@ -79,9 +80,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--peer-iterations", type=int, default=3)
     parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
     args = parser.parse_args()
 
-    config = resolve_config("maml", args.env, None, [f"iterations={args.iterations}"])
+    config = resolve_config("maml", args.env, None, [*args.overrides, f"iterations={args.iterations}"])
     family = get_family(config.env, config.ranges)
     horizon = config.horizon or family.horizon
     print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); env {config.env}; "

@@ -57,6 +57,9 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
     metrics = lambda run: (run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
     assert metrics(straight) == metrics(split)
 
+    code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=4", "-q")
+    assert code != 0 and "already has 6 iterations" in err
+
 
 def test_existing_run_is_not_overwritten(cli, tmp_path):
     run = tmp_path / "run"
@@ -84,6 +87,9 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--config", "MISSING"], "config file not found"),
         (["eval", "MISSING"], "run directory not found"),
         (["eval", "FOREIGN"], "not a metarl run directory"),
+        (["eval", "FOREIGN", "--tasks", "0"], "--tasks must be at least 2"),
+        (["train", "maml", "--set", "env=5"], "config key 'env' expects a family name"),
+        (["train", "maml", "--set", "max_grad_norm=nan"], "max_grad_norm must be a number >= 0"),
         (["eval", "FOREIGN", "--split", "val"], "unknown split 'val'"),
     ],
 )

@@ -64,8 +64,10 @@ def test_goal_stays_fixed_across_auto_resets():
 
 
 def test_range_overrides_are_validated():
-    fam = get_family("cartpole-family", {"train": {"force_mag": [4, 16]}})
-    assert dict((r.name, r.train) for r in fam.ranges)["force_mag"] == (4.0, 16.0)
+    fam = get_family("cartpole-family", {"train": {"force_mag": [6, 14]}})
+    assert dict((r.name, r.train) for r in fam.ranges)["force_mag"] == (6.0, 14.0)
+    with pytest.raises(UserError, match="overlaps its train range"):
+        get_family("cartpole-family", {"train": {"force_mag": [4, 16]}})
     with pytest.raises(UserError, match="min > max"):
         get_family("cartpole-family", {"train": {"length": [0.9, 0.2]}})
     with pytest.raises(UserError, match="positive"):

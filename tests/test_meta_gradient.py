@@ -131,7 +131,6 @@ def test_first_order_drops_the_hessian_term(theta):
 
 def test_normalised_advantages_are_a_constant_step_scale(theta):
     """With the 1/std(advantage) scale on, the meta-gradient is exact for that scale held fixed."""
-    from metarl_cli.rl.baseline import reward_to_go
     from metarl_cli.rl.learner import advantage_scale
 
     def scaled_loss(t, batch):
@@ -142,7 +141,6 @@ def test_normalised_advantages_are_a_constant_step_scale(theta):
         traj, _ = enumerated_batch(theta)
         c = float(advantage_scale(traj, jnp.asarray(BASELINE)[traj.obs], GAMMA))
         assert c != 1.0 and np.isfinite(c)
-        assert reward_to_go(traj.rewards, traj.dones, GAMMA).shape == traj.rewards.shape
         target = lambda t: -c * exact_return(t + ALPHA * c * jax.grad(exact_return)(t))  # noqa: E731
         fd = finite_difference(target, theta)
         ours = jax.grad(meta_objective(scaled_loss, first_order=False))(theta)
@@ -163,3 +161,23 @@ def test_lvc_matches_dice_to_first_order_but_not_second(theta):
         np.testing.assert_allclose(jax.grad(lvc_loss)(theta, batch), jax.grad(dice_loss)(theta, batch), rtol=1e-10)
         h_lvc, h_dice = jax.hessian(lvc_loss)(theta, batch), jax.hessian(dice_loss)(theta, batch)
         assert np.max(np.abs(h_lvc - h_dice)) > 1e-3
+
+
+def test_per_parameter_rates_equal_a_scalar_rate_and_get_exact_gradients(theta):
+    """A pytree of rates (Meta-SGD's) all equal to alpha gives MAML's meta-gradient, and the
+    gradient with respect to the rates sums to d/d alpha of the exact meta-objective."""
+    with enable_x64():
+        rates = jnp.full_like(theta, ALPHA)
+
+        def objective(t, lr):
+            value, _ = meta_loss(learner(dice_loss), t, None, jax.random.PRNGKey(0), 1, lr, False)
+            return value
+
+        np.testing.assert_allclose(
+            jax.grad(objective)(theta, rates), jax.grad(meta_objective(dice_loss, first_order=False))(theta), rtol=1e-10
+        )
+        d_rates = jax.grad(objective, argnums=1)(theta, rates)
+        target = lambda a: -exact_return(theta + a * jax.grad(exact_return)(theta))  # noqa: E731
+        eps = 1e-6
+        fd = (target(ALPHA + eps) - target(ALPHA - eps)) / (2 * eps)
+        np.testing.assert_allclose(jnp.sum(d_rates), fd, rtol=1e-6)

@@ -20,10 +20,12 @@ from metarl_cli.nets import make_policy
 from metarl_cli.rl.learner import rl_learner
 
 
+def _global_norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def make_maml(config: MamlConfig, family: Family) -> Algorithm:
-    horizon = config.horizon or family.horizon
-    if horizon != family.horizon:
-        family = family.__class__(**{**family.__dict__, "horizon": horizon})
+    horizon = family.horizon
     policy = make_policy(family.obs_dim, family.action_dim, family.discrete, config.hidden)
     learner = rl_learner(
         family, policy, config.lanes, horizon, config.gamma, config.normalize_advantages, config.estimator
@@ -56,7 +58,7 @@ def make_maml(config: MamlConfig, family: Family) -> Algorithm:
             "key": key,
             "iteration": state["iteration"] + 1,
         }
-        metrics = {"loss": loss, "pre_return": pre, "post_return": post, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "pre_return": pre, "post_return": post, "grad_norm": _global_norm(grads)}
         return new_state, metrics
 
     @jax.jit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from metarl_cli.errors import UserError
@@ -27,4 +28,10 @@ def get_family(name: str, ranges: dict[str, Any] | None = None) -> Family:
     return family.with_ranges(ranges) if ranges else family
 
 
-__all__ = ["Family", "ParamRange", "SPLITS", "FAMILY_NAMES", "get_family"]
+def family_for(config) -> Family:
+    """The family a config trains on: its env, its [ranges] overrides and its horizon (0: default)."""
+    family = get_family(config.env, config.ranges)
+    return dataclasses.replace(family, horizon=config.horizon) if config.horizon else family
+
+
+__all__ = ["Family", "ParamRange", "SPLITS", "FAMILY_NAMES", "get_family", "family_for"]

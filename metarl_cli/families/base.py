@@ -44,6 +44,13 @@ class ParamRange:
                 raise UserError(f"range for '{self.name}' has min > max: [{lo}, {hi}]")
             if self.positive and lo <= 0:
                 raise UserError(f"range for '{self.name}' must be positive (a physical quantity), got [{lo}, {hi}]")
+        t_lo, t_hi = self.train
+        for lo, hi in self.ood:
+            if lo < t_hi and hi > t_lo:
+                raise UserError(
+                    f"ood range [{lo}, {hi}] for '{self.name}' overlaps its train range [{t_lo}, {t_hi}]; "
+                    f"set ranges.ood.{self.name} to intervals outside it"
+                )
 
     def sample(self, key: jax.Array, n: int, split: str) -> jax.Array:
         """Uniform over the union of the split's intervals (weighted by their lengths)."""

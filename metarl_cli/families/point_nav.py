@@ -6,7 +6,8 @@ the policy's [-1, 1] onto the [-0.1, 0.1] action box, so a unit-variance policy 
 the box rather than ten times wider); the reward
 is minus the distance to the task's goal after the move; the episode ends within 0.01 of the goal
 (per axis, as in the reference code) or after 100 steps. Goals are uniform in [-0.5, 0.5]^2 for
-training; the held-out split draws goals from the ring [-1, 1]^2 outside that square.
+training; the held-out split draws each coordinate from [-1, -0.5) or (0.5, 1], so its goals lie in
+the four corner squares of [-1, 1]^2 outside the training square.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
     RUN/config.toml      the resolved config (what `metarl eval` and `--resume` read back)
     RUN/manifest.json    command line, git commit, package versions, devices, seed
     RUN/metrics.jsonl    one JSON line per meta-iteration
-    RUN/checkpoints/     Orbax: the last few training states
-    RUN/best/            Orbax: the state with the best post-adaptation score
+    RUN/checkpoints/     Orbax: the last few training states and the best-scoring one
     RUN/eval.json        written by `metarl eval`, one entry per split
 """
 
@@ -22,7 +21,7 @@ from typing import Any
 
 import jax
 
-from metarl_cli.config import build_config, read_toml, write_config
+from metarl_cli.config import CONFIGS, build_config, read_toml, write_config
 from metarl_cli.errors import UserError
 
 PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "typer", "rich")
@@ -88,10 +87,12 @@ def load_run(run_dir: Path) -> tuple[str, Any, dict]:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{manifest_path} is not valid JSON") from None
-    if manifest.get("tool") != "metarl":
+    if not isinstance(manifest, dict) or manifest.get("tool") != "metarl":
         raise UserError(f"{run_dir} was not written by metarl")
     values = read_toml(run_dir / "config.toml")
     algo = values.get("algo", manifest.get("algo"))
+    if algo not in CONFIGS:
+        raise UserError(f"{run_dir}/config.toml names unknown algorithm {algo!r}; valid: {', '.join(CONFIGS)}")
     return algo, build_config(algo, values), manifest
 
 
@@ -104,8 +105,8 @@ class MetricsLog:
     def truncate_after(self, iteration: int) -> None:
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["iteration"] <= iteration]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = [r for r in self.read() if r.get("iteration", 0) <= iteration]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
@@ -114,7 +115,13 @@ class MetricsLog:
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        records = []
+        for line in self.path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill: the run resumes before it
+                continue
+        return records
 
 
 def print_argv() -> list[str]:

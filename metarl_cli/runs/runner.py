@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 
 from metarl_cli.algos import Algorithm
+from metarl_cli.errors import UserError
 from metarl_cli.runs.checkpoint import Checkpoints
 from metarl_cli.runs.progress import console, training_progress
 from metarl_cli.runs.rundir import MetricsLog
@@ -37,16 +38,14 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     log = MetricsLog(run_dir / "metrics.jsonl")
     state = algo.init(jax.random.PRNGKey(config.seed))
-    start = 0
-    if resume and checkpoints.latest_step() is not None:
-        start = checkpoints.latest_step()
+    start = (checkpoints.latest_step() if resume else None) or 0
+    if start > config.iterations:
+        checkpoints.close()
+        raise UserError(f"{run_dir} already has {start} iterations; --set iterations=N must be at least that")
+    if start:
         state = checkpoints.restore(state, step=start)
-        log.truncate_after(start)
-        scores = [r["post_return"] for r in log.read() if "post_return" in r]
-        checkpoints.best_score = max(scores, default=float("-inf"))
         console.print(f"resuming {run_dir} from iteration {start}")
-    elif not resume:
-        log.truncate_after(0)
+    log.truncate_after(start)
 
     compile_seconds = checkpoint_seconds = 0.0
     t_begin = time.perf_counter()
