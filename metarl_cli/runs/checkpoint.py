@@ -5,6 +5,11 @@ the latest `keep` checkpoints and the best-scoring one, so "best" costs no extra
 resume. Saving runs on one background thread: `save` copies the state to host memory and returns at
 once, so the next meta-iteration computes while the previous state is written (a save still running
 when the next is asked for is waited for first). Only complete checkpoints are ever restored.
+
+The state is written as one flat vector per dtype (`pack`), restored against the algorithm's
+initial state as template (`unpack`): Orbax's cost per save is mostly per array, and a few hundred
+microsecond meta-iterations cannot afford twenty arrays (measured: 37 ms a save as a pytree, 25 ms
+packed, for MAML on CartPole).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -30,10 +36,10 @@ class Checkpoints:
         self._pending: Future | None = None
 
     def save(self, step: int, state: Any, score: float) -> None:
-        host_state = jax.device_get(state)
+        packed = pack(jax.device_get(state))
         self.wait()
         self._pending = self._worker.submit(
-            self.manager.save, step, args=ocp.args.StandardSave(host_state), metrics={"score": float(score)}
+            self.manager.save, step, args=ocp.args.StandardSave(packed), metrics={"score": float(score)}
         )
 
     def latest_step(self, which: str = "latest") -> int | None:
@@ -42,8 +48,8 @@ class Checkpoints:
 
     def restore(self, target: Any, which: str = "latest", step: int | None = None) -> Any:
         step = self.latest_step(which) if step is None else step
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        packed = self.manager.restore(step, args=ocp.args.StandardRestore(pack(jax.device_get(target))))
+        return unpack(packed, target)
 
     def wait(self) -> None:
         """Block until the save in flight (if any) is complete; re-raise its error."""
@@ -57,3 +63,24 @@ class Checkpoints:
         finally:
             self._worker.shutdown(wait=True)
             self.manager.close()
+
+
+def pack(tree: Any) -> dict[str, np.ndarray]:
+    """The leaves of a pytree concatenated into one flat vector per dtype, in leaf order."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for leaf in jax.tree.leaves(tree):
+        leaf = np.asarray(leaf)
+        groups.setdefault(leaf.dtype.name, []).append(leaf.ravel())
+    return {dtype: np.concatenate(parts) for dtype, parts in groups.items()}
+
+
+def unpack(packed: dict[str, np.ndarray], template: Any) -> Any:
+    """Inverse of `pack`, shaped and typed like `template`."""
+    offsets = {dtype: 0 for dtype in packed}
+    leaves = []
+    for leaf in jax.tree.leaves(template):
+        dtype = np.dtype(leaf.dtype).name
+        start = offsets[dtype]
+        offsets[dtype] = start + int(np.prod(leaf.shape, dtype=np.int64))
+        leaves.append(jax.numpy.asarray(np.asarray(packed[dtype])[start : offsets[dtype]].reshape(leaf.shape)))
+    return jax.tree.unflatten(jax.tree.structure(template), leaves)
