@@ -12,7 +12,7 @@ from rich.table import Table
 
 from metarl_cli.config import ALGORITHMS, resolve_config, resumed_config
 from metarl_cli.errors import UserError
-from metarl_cli.runs.progress import console, stdout_console
+from metarl_cli.training.progress import console, stdout_console
 
 app = typer.Typer(
     help="Meta-reinforcement learning experiments in JAX: train, evaluate on held-out tasks, list task families.",
@@ -40,8 +40,8 @@ def train(
     from metarl_cli.algos import make_algorithm
     from metarl_cli.config import write_config
     from metarl_cli.families import family_for
-    from metarl_cli.runs.rundir import default_run_dir, load_run, prepare_new, print_argv, write_manifest
-    from metarl_cli.runs.runner import DivergedError, train as run_training
+    from metarl_cli.training.rundir import default_run_dir, load_run, prepare_new, print_argv, write_manifest
+    from metarl_cli.training.runner import DivergedError, train as run_training
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")

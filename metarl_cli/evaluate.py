@@ -22,10 +22,10 @@ import numpy as np
 from metarl_cli.algos import make_algorithm
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, family_for
-from metarl_cli.runs.checkpoint import Checkpoints
-from metarl_cli.runs.progress import console
-from metarl_cli.runs.rundir import load_run, write_manifest
-from metarl_cli.runs.runner import train
+from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.training.progress import console
+from metarl_cli.training.rundir import load_run, write_manifest
+from metarl_cli.training.runner import train
 from metarl_cli.stats import mean_ci95
 
 # Evaluation tasks come from their own key, never used in training.

@@ -29,7 +29,7 @@ from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.families import get_family
 from metarl_cli.rl.rollout import rollout
-from metarl_cli.runs.runner import train
+from metarl_cli.training.runner import train
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT.parent / "shared" / "peers" / "torch_maml_cartpole.py"

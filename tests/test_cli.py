@@ -31,8 +31,8 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
 def test_resume_equals_uninterrupted_run(cli, tmp_path):
     from metarl_cli.algos import make_algorithm
     from metarl_cli.families import get_family
-    from metarl_cli.runs.checkpoint import Checkpoints
-    from metarl_cli.runs.rundir import load_run
+    from metarl_cli.training.checkpoint import Checkpoints
+    from metarl_cli.training.rundir import load_run
     import jax
 
     straight, split = tmp_path / "straight", tmp_path / "split"

@@ -5,8 +5,8 @@ import pytest
 
 from metarl_cli.algos import Algorithm
 from metarl_cli.config import MamlConfig
-from metarl_cli.runs.checkpoint import Checkpoints
-from metarl_cli.runs.runner import DivergedError, train
+from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.training.runner import DivergedError, train
 
 
 def diverging_algorithm(bad_iteration: int) -> Algorithm:

@@ -16,9 +16,9 @@ import jax
 
 from metarl_cli.algos import Algorithm
 from metarl_cli.errors import UserError
-from metarl_cli.runs.checkpoint import Checkpoints
-from metarl_cli.runs.progress import console, training_progress
-from metarl_cli.runs.rundir import MetricsLog
+from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.training.progress import console, training_progress
+from metarl_cli.training.rundir import MetricsLog
 
 
 class DivergedError(Exception):

@@ -1,0 +1,1 @@
+"""Training runs: the run directory and manifest, Orbax checkpoints, the training loop, progress."""
