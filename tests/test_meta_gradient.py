@@ -181,3 +181,17 @@ def test_per_parameter_rates_equal_a_scalar_rate_and_get_exact_gradients(theta):
         eps = 1e-6
         fd = (target(ALPHA + eps) - target(ALPHA - eps)) / (2 * eps)
         np.testing.assert_allclose(jnp.sum(d_rates), fd, rtol=1e-6)
+
+
+def test_two_inner_steps_chain_exactly(theta):
+    """Second-order through two inner steps, each on trajectories of the current adapted policy."""
+    with enable_x64():
+        def target(t):
+            t1 = t + ALPHA * jax.grad(exact_return)(t)
+            return -exact_return(t1 + ALPHA * jax.grad(exact_return)(t1))
+
+        def ours(t):
+            value, _ = meta_loss(learner(dice_loss), t, None, jax.random.PRNGKey(0), 2, ALPHA, False)
+            return value
+
+        np.testing.assert_allclose(jax.grad(ours)(theta), finite_difference(target, theta), rtol=1e-6, atol=1e-8)
