@@ -40,7 +40,7 @@ def train(
     from metarl_cli.algos import make_algorithm
     from metarl_cli.config import write_config
     from metarl_cli.families import family_for
-    from metarl_cli.training.rundir import default_run_dir, load_run, prepare_new, print_argv, write_manifest
+    from metarl_cli.training.rundir import default_run_dir, load_run, prepare_new, command_line, write_manifest
     from metarl_cli.training.runner import DivergedError, train as run_training
 
     if resume and overwrite:
@@ -61,7 +61,7 @@ def train(
     else:
         run_dir = run_dir or default_run_dir(algo, cfg.env)
         prepare_new(run_dir, overwrite)
-        write_manifest(run_dir, algo, cfg, print_argv())
+        write_manifest(run_dir, algo, cfg, command_line())
     console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] -> {run_dir}")
     try:
         summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
@@ -121,6 +121,8 @@ def envs():
                           str(fam.horizon) if first else "", actions if first else "")
         table.add_section()
     out.print(table)
+    for name in FAMILY_NAMES:
+        out.print(f"[bold]{name}[/]: {get_family(name).summary}", highlight=False)
 
 
 def main() -> None:

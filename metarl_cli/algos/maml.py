@@ -1,7 +1,7 @@
 """MAML for RL: a policy initialisation that one or a few policy-gradient steps adapt to a task.
 
-Inner loop: `inner_steps` DiCE policy-gradient steps, each on fresh rollouts of the current adapted
-policy. Outer loop: the adapted policy's DiCE loss on query rollouts, averaged over a meta-batch of
+Inner loop: `inner_steps` policy-gradient steps (DiCE or LVC surrogate), each on fresh rollouts of the
+current adapted policy. Outer loop: the adapted policy's loss on query rollouts, averaged over a meta-batch of
 train-split tasks (vmapped), optimised with Adam. With inner_steps = 0 the same step is multi-task
 policy-gradient training, which is how the pretrained baseline is made.
 """

@@ -124,5 +124,5 @@ class MetricsLog:
         return records
 
 
-def print_argv() -> list[str]:
+def command_line() -> list[str]:
     return [Path(sys.argv[0]).name, *sys.argv[1:]]
