@@ -1,7 +1,12 @@
 """MAML's view of an RL task family: support and query batches are rollouts of the current policy,
-the loss is minus a DiCE or LVC surrogate with a linear feature baseline, the score is episode return."""
+the loss is minus a DiCE or LVC surrogate with a linear feature baseline, the score is episode return.
+
+What does not depend on the parameters being differentiated (the baseline fit and the advantage
+scale) is computed once when a batch is sampled, not in every pass of the loss."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,14 +31,18 @@ def advantage_scale(traj: Trajectory, baseline: jax.Array, gamma: float) -> jax.
     return jax.lax.stop_gradient(1.0 / (jnp.std(advantages) + 1e-8))
 
 
-def policy_gradient_loss(policy: PolicyFns, gamma: float, normalize: bool, estimator: str):
+class PolicyGradientBatch(NamedTuple):
+    traj: Trajectory
+    baseline: jax.Array  # (T, L) fitted reward-to-go
+    scale: jax.Array  # () constant multiplying the surrogate
+
+
+def policy_gradient_loss(policy: PolicyFns, gamma: float, estimator: str):
     objective = OBJECTIVES[estimator]
 
-    def loss(params, traj: Trajectory):
-        log_probs = policy.log_prob(params, traj.obs, traj.actions)
-        baseline = linear_baseline(traj, gamma)
-        scale = advantage_scale(traj, baseline, gamma) if normalize else 1.0
-        return -scale * objective(log_probs, traj, baseline, gamma)
+    def loss(params, batch: PolicyGradientBatch):
+        log_probs = policy.log_prob(params, batch.traj.obs, batch.traj.actions)
+        return -batch.scale * objective(log_probs, batch.traj, batch.baseline, gamma)
 
     return loss
 
@@ -42,12 +51,15 @@ def rl_learner(
     family: Family, policy: PolicyFns, lanes: int, horizon: int, gamma: float, normalize: bool, estimator: str
 ) -> Learner:
     def sample(params, task, key):
-        return rollout(family.env, policy.sample, params, task, key, lanes, horizon)
+        traj = rollout(family.env, policy.sample, params, task, key, lanes, horizon)
+        baseline = linear_baseline(traj, gamma)
+        scale = advantage_scale(traj, baseline, gamma) if normalize else jnp.ones(())
+        return PolicyGradientBatch(traj, baseline, scale)
 
     return Learner(
         support=sample,
         query=sample,
-        loss=policy_gradient_loss(policy, gamma, normalize, estimator),
-        score=first_episode_return,
+        loss=policy_gradient_loss(policy, gamma, estimator),
+        score=lambda batch: first_episode_return(batch.traj),
         fresh_support_each_step=True,
     )
