@@ -3,7 +3,9 @@ the adaptation curve used at evaluation.
 
 An algorithm supplies a `Learner`: how to draw a support and a query batch for a task (possibly with
 the current parameters, as RL does) and the loss on a batch. The inner loop takes `steps` gradient
-steps on support batches; the meta-loss is the loss of the adapted parameters on a query batch.
+steps, each on a support batch drawn with the parameters adapted so far (a learner that should
+reuse the same points derives them from the task rather than the key); the meta-loss is the loss
+of the adapted parameters on a query batch.
 Second-order by default: the outer gradient flows through the inner gradients. `first_order` stops
 it there. `lr` is a scalar or a pytree shaped like the parameters (per-parameter rates, Meta-SGD).
 """
@@ -23,7 +25,6 @@ class Learner(NamedTuple):
     query: Callable[[Any, Any, jax.Array], Any]  # (params, task, key) -> batch; not differentiated
     loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> scalar to minimise
     score: Callable[[Any], jax.Array]  # batch -> the number a user reads (return, or MSE)
-    fresh_support_each_step: bool  # RL resamples with the adapted policy; supervised reuses the points
 
 
 def inner_step(learner: Learner, params, batch, lr, first_order: bool):
@@ -92,10 +93,8 @@ def adapt(learner: Learner, params, task, key, steps: int, lr, first_order: bool
     """Parameters after `steps` inner steps, and the score of the first support batch."""
     keys = jax.random.split(key, max(steps, 1))
     first_score = None
-    batch = None
     for i in range(steps):
-        if batch is None or learner.fresh_support_each_step:
-            batch = learner.support(params, task, keys[i])
+        batch = learner.support(params, task, keys[i])
         if first_score is None:
             first_score = learner.score(batch)
         params = inner_step(learner, params, batch, lr, first_order)
@@ -116,16 +115,13 @@ def meta_loss(learner: Learner, params, task, key, steps: int, lr, first_order: 
 def adaptation_curve(learner: Learner, params, task, key, lrs: jax.Array) -> jax.Array:
     """Query score after 0, 1, ..., len(lrs) inner steps on one task, the j-th step at rate lrs[j]."""
     steps = lrs.shape[0]
-    k_support, k_query = jax.random.split(key)
-    fixed_support = learner.support(params, task, k_support)
 
     def body(params, xs):
         k, lr = xs
         k_s, k_q = jax.random.split(k)
-        batch = learner.support(params, task, k_s) if learner.fresh_support_each_step else fixed_support
         score = learner.score(learner.query(params, task, k_q))
-        return inner_step(learner, params, batch, lr, first_order=True), score
+        return inner_step(learner, params, learner.support(params, task, k_s), lr, first_order=True), score
 
-    params, scores = jax.lax.scan(body, params, (jax.random.split(k_query, steps), lrs))
-    final = learner.score(learner.query(params, task, jax.random.fold_in(k_query, steps)))
+    params, scores = jax.lax.scan(body, params, (jax.random.split(key, steps), lrs))
+    final = learner.score(learner.query(params, task, jax.random.fold_in(key, steps)))
     return jnp.concatenate([scores, final[None]])

@@ -61,5 +61,4 @@ def rl_learner(
         query=sample,
         loss=policy_gradient_loss(policy, gamma, estimator),
         score=lambda batch: first_episode_return(batch.traj),
-        fresh_support_each_step=True,
     )
