@@ -15,6 +15,7 @@ import pytest
 from jax import enable_x64
 
 from metarl_cli.meta import Learner, inner_step, meta_loss
+from metarl_cli.rl.baseline import discounted_advantages, reward_to_go
 from metarl_cli.rl.dice import dice_objective
 from metarl_cli.rl.rollout import Trajectory
 
@@ -41,6 +42,11 @@ def enumerated_batch(theta):
     )
     weights = jnp.exp(jnp.sum(log_pi(theta, states, actions), axis=0))
     return traj, jax.lax.stop_gradient(weights)
+
+
+def enumerated_advantages(traj):
+    returns = reward_to_go(traj.rewards, traj.dones, GAMMA)
+    return discounted_advantages(traj, returns, jnp.asarray(BASELINE)[traj.obs], GAMMA)
 
 
 def dice_loss(theta, batch):
@@ -134,12 +140,11 @@ def test_normalised_advantages_are_a_constant_step_scale(theta):
     from metarl_cli.rl.learner import advantage_scale
 
     def scaled_loss(t, batch):
-        traj, _ = batch
-        return advantage_scale(traj, jnp.asarray(BASELINE)[traj.obs], GAMMA) * dice_loss(t, batch)
+        return advantage_scale(enumerated_advantages(batch[0])) * dice_loss(t, batch)
 
     with enable_x64():
         traj, _ = enumerated_batch(theta)
-        c = float(advantage_scale(traj, jnp.asarray(BASELINE)[traj.obs], GAMMA))
+        c = float(advantage_scale(enumerated_advantages(traj)))
         assert c != 1.0 and np.isfinite(c)
         target = lambda t: -c * exact_return(t + ALPHA * c * jax.grad(exact_return)(t))  # noqa: E731
         fd = finite_difference(target, theta)
@@ -154,7 +159,7 @@ def test_lvc_matches_dice_to_first_order_but_not_second(theta):
     def lvc_loss(t, batch):
         traj, weights = batch
         logp = log_pi(t, traj.obs, traj.actions)
-        return -lvc_objective(logp, traj, jnp.asarray(BASELINE)[traj.obs], GAMMA, weights) * traj.rewards.shape[0]
+        return -lvc_objective(logp, enumerated_advantages(traj), weights) * traj.rewards.shape[0]
 
     with enable_x64():
         batch = enumerated_batch(theta)

@@ -32,12 +32,16 @@ def features(traj: Trajectory) -> jax.Array:
     return jnp.concatenate([obs, obs**2, t, t**2, t**3, ones], axis=-1)
 
 
-def linear_baseline(traj: Trajectory, gamma: float, ridge: float = 1e-5) -> jax.Array:
-    """Fitted values of reward-to-go at each step, (T, L)."""
-    traj = jax.lax.stop_gradient(traj)
-    returns = reward_to_go(traj.rewards, traj.dones, gamma)
+def linear_baseline(traj: Trajectory, returns: jax.Array, ridge: float = 1e-5) -> jax.Array:
+    """Fitted values of the reward-to-go `returns` at each step, (T, L)."""
+    traj, returns = jax.lax.stop_gradient((traj, returns))
     phi = features(traj)
     x = phi.reshape(-1, phi.shape[-1])
     gram = x.T @ x + ridge * jnp.eye(x.shape[1])
     w = jnp.linalg.solve(gram, x.T @ returns.reshape(-1))
     return jax.lax.stop_gradient((x @ w).reshape(returns.shape))
+
+
+def discounted_advantages(traj: Trajectory, returns: jax.Array, baseline: jax.Array, gamma: float) -> jax.Array:
+    """gamma^(time in episode) * (reward-to-go - baseline), (T, L): each step's weight on its score."""
+    return gamma ** traj.episode_time.astype(returns.dtype) * (returns - baseline)

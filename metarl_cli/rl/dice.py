@@ -17,7 +17,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from metarl_cli.rl.baseline import reward_to_go
 from metarl_cli.rl.rollout import Trajectory
 
 
@@ -37,27 +36,23 @@ def dice_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, 
     discount = gamma ** traj.episode_time.astype(traj.rewards.dtype)
     s = episode_cumsum(log_probs, traj.episode_time)
     per_step = magic_box(s) * discount * traj.rewards + (1.0 - magic_box(log_probs)) * discount * baseline
-    per_lane = jnp.sum(per_step, axis=0) / per_step.shape[0]
-    if weights is None:
-        return jnp.mean(per_lane)
-    return jnp.sum(per_lane * weights)
+    return _mean_per_step(per_step, weights)
 
 
-def lvc_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, gamma: float, weights=None) -> jax.Array:
+def lvc_objective(log_probs: jax.Array, advantages: jax.Array, weights=None) -> jax.Array:
     """ProMP's low-variance curvature surrogate (Rothfuss et al. 2019): sum_t MB(log pi_t) A_t.
 
-    Same first derivative as DiCE (its value is the summed advantages, not the return); its Hessian keeps each step's own score terms and drops
-    the products of scores at different steps, trading a little bias for much less variance in the
-    second-order MAML gradient.
+    With A_t the discounted advantages (`baseline.discounted_advantages`), its first derivative is
+    DiCE's (its value is the summed advantages, not the return); its Hessian keeps each step's own
+    score terms and drops the products of scores at different steps, trading a little bias for much
+    less variance in the second-order MAML gradient.
     """
-    returns = reward_to_go(traj.rewards, traj.dones, gamma)
-    discount = gamma ** traj.episode_time.astype(traj.rewards.dtype)
-    advantages = jax.lax.stop_gradient(discount * (returns - baseline))
-    per_step = magic_box(log_probs) * advantages
+    return _mean_per_step(magic_box(log_probs) * jax.lax.stop_gradient(advantages), weights)
+
+
+def _mean_per_step(per_step: jax.Array, weights) -> jax.Array:
+    """Sum over time / T, then the mean over lanes or their `weights`-weighted sum."""
     per_lane = jnp.sum(per_step, axis=0) / per_step.shape[0]
     if weights is None:
         return jnp.mean(per_lane)
     return jnp.sum(per_lane * weights)
-
-
-OBJECTIVES = {"dice": dice_objective, "lvc": lvc_objective}

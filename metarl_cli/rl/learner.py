@@ -1,8 +1,9 @@
 """MAML's view of an RL task family: support and query batches are rollouts of the current policy,
 the loss is minus a DiCE or LVC surrogate with a linear feature baseline, the score is episode return.
 
-What does not depend on the parameters being differentiated (the baseline fit and the advantage
-scale) is computed once when a batch is sampled, not in every pass of the loss."""
+What does not depend on the parameters being differentiated (reward-to-go, the baseline fit, the
+advantages and their scale) is computed once when a batch is sampled, not in every pass of the
+loss."""
 
 from __future__ import annotations
 
@@ -14,35 +15,37 @@ import jax.numpy as jnp
 from metarl_cli.families import Family
 from metarl_cli.meta import Learner
 from metarl_cli.nets import PolicyFns
-from metarl_cli.rl.baseline import linear_baseline, reward_to_go
-from metarl_cli.rl.dice import OBJECTIVES
+from metarl_cli.rl.baseline import discounted_advantages, linear_baseline, reward_to_go
+from metarl_cli.rl.dice import dice_objective, lvc_objective
 from metarl_cli.rl.rollout import Trajectory, first_episode_return, rollout
 
 
-def advantage_scale(traj: Trajectory, baseline: jax.Array, gamma: float) -> jax.Array:
+def advantage_scale(advantages: jax.Array) -> jax.Array:
     """1 / std of the batch's discounted advantages, as a constant (not differentiated).
 
     Multiplying the surrogate by it normalises the step size across tasks whose returns differ in
     scale, as rllab's centred advantages do for MAML; every derivative stays exact for the
     objective scaled by that constant.
     """
-    returns = reward_to_go(traj.rewards, traj.dones, gamma)
-    advantages = gamma ** traj.episode_time.astype(returns.dtype) * (returns - baseline)
     return jax.lax.stop_gradient(1.0 / (jnp.std(advantages) + 1e-8))
 
 
 class PolicyGradientBatch(NamedTuple):
     traj: Trajectory
     baseline: jax.Array  # (T, L) fitted reward-to-go
+    advantages: jax.Array  # (T, L) discounted advantages
     scale: jax.Array  # () constant multiplying the surrogate
 
 
 def policy_gradient_loss(policy: PolicyFns, gamma: float, estimator: str):
-    objective = OBJECTIVES[estimator]
+    def surrogate(log_probs, batch: PolicyGradientBatch):
+        if estimator == "dice":
+            return dice_objective(log_probs, batch.traj, batch.baseline, gamma)
+        return lvc_objective(log_probs, batch.advantages)
 
     def loss(params, batch: PolicyGradientBatch):
         log_probs = policy.log_prob(params, batch.traj.obs, batch.traj.actions)
-        return -batch.scale * objective(log_probs, batch.traj, batch.baseline, gamma)
+        return -batch.scale * surrogate(log_probs, batch)
 
     return loss
 
@@ -52,9 +55,11 @@ def rl_learner(
 ) -> Learner:
     def sample(params, task, key):
         traj = rollout(family.env, policy.sample, params, task, key, lanes, horizon)
-        baseline = linear_baseline(traj, gamma)
-        scale = advantage_scale(traj, baseline, gamma) if normalize else jnp.ones(())
-        return PolicyGradientBatch(traj, baseline, scale)
+        returns = reward_to_go(traj.rewards, traj.dones, gamma)
+        baseline = linear_baseline(traj, returns)
+        advantages = discounted_advantages(traj, returns, baseline, gamma)
+        scale = advantage_scale(advantages) if normalize else jnp.ones(())
+        return PolicyGradientBatch(traj, baseline, advantages, scale)
 
     return Learner(
         support=sample,
