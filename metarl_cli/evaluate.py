@@ -70,7 +70,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
 
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:
-        step = checkpoints.latest_step(checkpoint)
+        step = checkpoints.step(checkpoint)
         if step is None:
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
         template = algo.init(jax.random.PRNGKey(config.seed))
@@ -115,7 +115,7 @@ def pretrained_params(run_dir: Path, algo_name: str, config, show_progress: bool
         base_dir.mkdir(parents=True)
         write_manifest(base_dir, algo_name, base_config, ["metarl", "eval", "(pretrained baseline)"])
     checkpoints = Checkpoints(base_dir, base_config.keep_checkpoints)
-    done = checkpoints.latest_step() == base_config.iterations
+    done = checkpoints.step() == base_config.iterations
     checkpoints.close()
     if not done:
         console.print(f"training the pretrained baseline ({base_config.iterations} iterations, no inner loop) ...")

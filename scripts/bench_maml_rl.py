@@ -16,6 +16,7 @@ Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import subprocess
@@ -62,7 +63,7 @@ def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 20, ro
 
 def training(config, family, checkpoint_every: int) -> tuple[float, float, float]:
     """(compile seconds, steady env steps/s, wall seconds) of a run in a scratch directory."""
-    config = config.__class__(**{**config.__dict__, "checkpoint_every": checkpoint_every})
+    config = dataclasses.replace(config, checkpoint_every=checkpoint_every)
     algo = make_algorithm("maml", config, family)
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(algo, config, Path(tmp), resume=False, show_progress=False)

@@ -46,7 +46,7 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
         algo = make_algorithm(algo_name, config, get_family(config.env, config.ranges))
         ckpt = Checkpoints(run, config.keep_checkpoints)
         try:
-            assert ckpt.latest_step() == 6
+            assert ckpt.step() == 6
             return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
         finally:
             ckpt.close()

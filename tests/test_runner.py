@@ -32,7 +32,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         train(diverging_algorithm(4), config, tmp_path, resume=False, show_progress=False)
     ckpt = Checkpoints(tmp_path, 5)
     try:
-        assert ckpt.latest_step() == 3
+        assert ckpt.step() == 3
         state = ckpt.restore(diverging_algorithm(4).init(None))
         assert jnp.all(jnp.isfinite(state["params"]))
     finally:

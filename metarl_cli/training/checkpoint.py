@@ -42,12 +42,13 @@ class Checkpoints:
             self.manager.save, step, args=ocp.args.StandardSave(packed), metrics={"score": float(score)}
         )
 
-    def latest_step(self, which: str = "latest") -> int | None:
+    def step(self, which: str = "latest") -> int | None:
+        """The iteration of the latest (or, with which="best", the best-scoring) complete checkpoint."""
         self.wait()
         return self.manager.best_step() if which == "best" else self.manager.latest_step()
 
     def restore(self, target: Any, which: str = "latest", step: int | None = None) -> Any:
-        step = self.latest_step(which) if step is None else step
+        step = self.step(which) if step is None else step
         packed = self.manager.restore(step, args=ocp.args.StandardRestore(pack(jax.device_get(target))))
         return unpack(packed, target)
 

@@ -38,7 +38,7 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     log = MetricsLog(run_dir / "metrics.jsonl")
     state = algo.init(jax.random.PRNGKey(config.seed))
-    start = (checkpoints.latest_step() if resume else None) or 0
+    start = (checkpoints.step() if resume else None) or 0
     if start > config.iterations:
         checkpoints.close()
         raise UserError(f"{run_dir} already has {start} iterations; --set iterations=N must be at least that")
@@ -51,6 +51,11 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     t_begin = time.perf_counter()
     steps_timed = 0
     t_steady = None
+
+    def steady_rate() -> float:
+        """Env steps/s since the first (compiling) iteration of this session."""
+        return steps_timed * algo.env_steps_per_iteration / (time.perf_counter() - t_steady) if steps_timed else 0.0
+
     progress = training_progress()
     try:
         with progress:
@@ -68,15 +73,14 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                 if not math.isfinite(metrics["loss"]):
                     raise DivergedError(
                         f"loss became non-finite at iteration {it + 1}; stopped, and the latest checkpoint "
-                        f"(iteration {checkpoints.latest_step()}) is the last good state"
+                        f"(iteration {checkpoints.step()}) is the last good state"
                     )
                 log.append({"iteration": it + 1, "env_steps": (it + 1) * algo.env_steps_per_iteration, **metrics})
                 if (it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations:
                     c0 = time.perf_counter()
                     checkpoints.save(it + 1, state, metrics["post_return"])
                     checkpoint_seconds += time.perf_counter() - c0
-                rate = steps_timed * algo.env_steps_per_iteration / (time.perf_counter() - t_steady) if steps_timed else 0.0
-                stats = f"pre {metrics['pre_return']:8.2f}  post {metrics['post_return']:8.2f}  {rate / 1e3:7.0f}k steps/s"
+                stats = f"pre {metrics['pre_return']:8.2f}  post {metrics['post_return']:8.2f}  {steady_rate() / 1e3:7.0f}k steps/s"
                 progress.update(bar, advance=1, stats=stats)
             c0 = time.perf_counter()
             checkpoints.wait()
@@ -84,5 +88,4 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     finally:
         checkpoints.close()
     seconds = time.perf_counter() - t_begin
-    rate = steps_timed * algo.env_steps_per_iteration / (time.perf_counter() - t_steady) if steps_timed else 0.0
-    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, rate)
+    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, steady_rate())
