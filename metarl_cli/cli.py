@@ -68,10 +68,13 @@ def train(
     except DivergedError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    rate = f"{summary.iterations_per_second:,.1f} it/s"
+    if summary.env_steps_per_second:
+        rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
     console.print(
         f"done: {summary.iterations_done} iterations in {summary.seconds:.1f}s "
-        f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, "
-        f"{summary.env_steps_per_second:,.0f} env steps/s). Next: metarl eval {run_dir}"
+        f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
+        f"Next: metarl eval {run_dir}"
     )
 
 
@@ -84,41 +87,54 @@ def eval_(
     checkpoint: str = typer.Option("latest", "--checkpoint", help="latest or best."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Score after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
+    """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
     from metarl_cli.evaluate import evaluate
 
     result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
+    out.print(eval_table(run_dir, result))
+
+
+def eval_table(run_dir: Path, result) -> Table:
+    """One row per number of adaptation steps k, one column per method, then the published columns."""
+    sources = sorted({row.source for row in result.published})
     table = Table(
-        title=f"{run_dir}: {result.score_name} on {result.tasks} '{result.split}' tasks after k adaptation steps "
-        f"(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})"
+        title=f"{run_dir}: {result.score_name} on {result.tasks} '{result.split}' tasks after k adaptation steps\n"
+        f"(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})",
+        caption=f"published: {'; '.join(sources)}" if sources else None,
     )
-    table.add_column("method")
+    table.add_column("k", justify="right")
+    for name in result.methods:
+        table.add_column(name, justify="right")
+    for row in result.published:
+        table.add_column(f"[dim]{row.label}[/]", justify="right")
+    digits = 3 if result.score_name == "mse" else 2
     for j in range(result.steps + 1):
-        table.add_column(f"k={j}", justify="right")
-    for name, rows in result.methods.items():
-        table.add_row(name, *(f"{m:.2f} ± {c:.2f}" for m, c in rows))
-    if result.published:
-        label, numbers = result.published
-        table.add_row(f"[dim]{label}[/]", *(f"[dim]{numbers[j]:.2f}[/]" if j in numbers else "" for j in range(result.steps + 1)))
-    out.print(table)
+        ours = (f"{m:.{digits}f} ± {c:.{digits}f}" for m, c in (rows[j] for rows in result.methods.values()))
+        theirs = (f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published)
+        table.add_row(str(j), *ours, *theirs)
+    return table
 
 
 @app.command()
 def envs():
     """List task families with their randomised parameters and per-split ranges."""
-    from metarl_cli.families import FAMILY_NAMES, get_family
+    from metarl_cli.families import FAMILY_NAMES, RegressionFamily, get_family
 
     table = Table(title="task families (train and test draw from the train range; ood from the held-out ranges)")
     for col in ("env", "parameter", "default", "train / test", "ood", "horizon", "actions"):
         table.add_column(col)
     for name in FAMILY_NAMES:
         fam = get_family(name)
-        actions = f"{fam.action_dim} discrete" if fam.discrete else f"{fam.action_dim}-d continuous"
+        if isinstance(fam, RegressionFamily):
+            horizon, actions = "-", f"regression, x in [{fam.x_range[0]:g}, {fam.x_range[1]:g}]"
+        else:
+            horizon = str(fam.horizon)
+            actions = f"{fam.action_dim} discrete" if fam.discrete else f"{fam.action_dim}-d continuous"
         for i, r in enumerate(fam.ranges):
-            ood = " ∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood)
+            ood = " ∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"
             first = i == 0
             table.add_row(name if first else "", r.name, f"{r.default:g}", f"[{r.train[0]:g}, {r.train[1]:g}]", ood,
-                          str(fam.horizon) if first else "", actions if first else "")
+                          horizon if first else "", actions if first else "")
         table.add_section()
     out.print(table)
     for name in FAMILY_NAMES:

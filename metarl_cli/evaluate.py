@@ -1,10 +1,16 @@
 """The held-out protocol shared by every algorithm: score after 0..K adaptation steps on new tasks.
 
-Three parameter sets get the same adaptation budget (the same inner steps, learning rate and
-episodes) on the same held-out tasks: the meta-learned initialisation, a randomly initialised
-policy, and a policy pretrained on the train split without meta-learning (the same training step
-with no inner loop, given the same number of environment steps as meta-training). The pretrained
-policy is trained once per run and cached in RUN/baselines/pretrained.
+Several parameter sets adapt with the same budget (the same inner steps and data) on the same
+held-out tasks, with the same keys (a paired comparison):
+- the meta-learned initialisation (with its learned rates, for Meta-SGD);
+- a randomly initialised network;
+- a network pretrained on the train split without meta-learning: the same training step with no
+  inner loop, given as much data as meta-training drew. It fine-tunes with plain SGD at inner_lr,
+  or, with `tune_baseline_lr`, at the step size that does best on validation tasks from the train
+  split (never the held-out tasks);
+- on regression families, an oracle: a network that also sees the task's parameters, trained the
+  same way, which needs no adaptation.
+Baselines are trained once per run and cached in RUN/baselines/NAME.
 """
 
 from __future__ import annotations
@@ -13,32 +19,51 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from metarl_cli.algos import make_algorithm
+from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.errors import UserError
-from metarl_cli.families import SPLITS, family_for
+from metarl_cli.families import SPLITS, RegressionFamily, family_for
+from metarl_cli.stats import mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import load_run, write_manifest
 from metarl_cli.training.runner import train
-from metarl_cli.stats import mean_ci95
 
-# Evaluation tasks come from their own key, never used in training.
+# Evaluation tasks come from their own keys, never used in training.
 EVAL_KEY = 2**31 - 1
+VALIDATION_KEY = EVAL_KEY - 2  # train-split tasks on which a baseline's step size is tuned
+# Step sizes tried for the pretrained baseline, as multiples of inner_lr.
+LR_GRID = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 
-# Published numbers printed beside ours: env -> (label, split, {steps: value}).
-PUBLISHED = {
-    "point-nav": (
-        "MAML paper (Finn et al. 2017, Table 4)",
-        "test",
-        {0: -40.41, 1: -11.68, 2: -3.33, 3: -3.23},
-    ),
-}
+
+class Published(NamedTuple):
+    """A published row printed beside ours when the run follows the paper's protocol."""
+
+    env: str
+    split: str
+    protocol: dict[str, Any]  # config values the paper's numbers assume
+    label: str  # short, a table's column
+    source: str
+    values: dict[int, float]  # steps -> score
+
+
+FINN = "Finn et al. 2017"
+PUBLISHED = (
+    Published("point-nav", "test", {}, "paper: MAML", f"{FINN}, Table 4", {0: -40.41, 1: -11.68, 2: -3.33, 3: -3.23}),
+    Published("sinusoid", "test", {"shots": 5}, "paper: MAML", f"{FINN}, Table 2", {1: 0.67, 5: 0.38, 10: 0.35}),
+    Published("sinusoid", "test", {"shots": 5}, "paper: pretrained", f"{FINN}, Table 2", {1: 2.41, 5: 2.23, 10: 2.19}),
+)
+
+
+class Candidate(NamedTuple):
+    label: str
+    algo: Algorithm  # whose adaptation_curve adapts `params`
+    params: Any
+    lr_scale: float
 
 
 @dataclasses.dataclass
@@ -50,7 +75,7 @@ class EvalResult:
     iteration: int
     score_name: str
     methods: dict[str, list[tuple[float, float]]]  # method -> [(mean, ci95 half-width) per step]
-    published: tuple[str, dict[int, float]] | None
+    published: list[Published]  # rows whose protocol this run follows, values cut to `steps`
 
 
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
@@ -80,49 +105,85 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
 
     held_out = family.sample(jax.random.PRNGKey(EVAL_KEY), tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
-    candidates = {
-        "meta-learned": state["params"],
-        "random init": algo.init_params(jax.random.PRNGKey(config.seed + 1)),
-        "pretrained (multi-task)": pretrained_params(run_dir, algo_name, config, show_progress),
-    }
+    candidates = [
+        Candidate("meta-learned", algo, state["params"], 1.0),
+        Candidate("random init", algo, algo.init_params(jax.random.PRNGKey(config.seed + 1)), 1.0),
+        pretrained(run_dir, algo_name, config, steps, show_progress),
+    ]
+    if isinstance(family, RegressionFamily):
+        candidates.append(oracle(run_dir, algo_name, config, show_progress))
     methods = {}
-    for name, params in candidates.items():
-        # Every method adapts on the same tasks with the same key: a paired comparison.
-        scores = np.asarray(algo.adaptation_curve(params, held_out, key, steps))
-        methods[name] = [mean_ci95(scores[:, j]) for j in range(steps + 1)]
-    published = None
-    if config.env in PUBLISHED and PUBLISHED[config.env][1] == split:
-        label, _, numbers = PUBLISHED[config.env]
-        published = (label, {k: v for k, v in numbers.items() if k <= steps})
+    for candidate in candidates:
+        scores = np.asarray(candidate.algo.adaptation_curve(candidate.params, held_out, key, steps, candidate.lr_scale))
+        methods[candidate.label] = [mean_ci95(scores[:, j]) for j in range(steps + 1)]
+    published = [
+        row._replace(values={k: v for k, v in row.values.items() if k <= steps})
+        for row in PUBLISHED
+        if row.env == config.env and row.split == split and all(getattr(config, k) == v for k, v in row.protocol.items())
+    ]
     result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, published)
     _write(run_dir / "eval.json", result)
     return result
 
 
-def pretrained_params(run_dir: Path, algo_name: str, config, show_progress: bool) -> Any:
-    """Multi-task policy trained with no inner loop on as many env steps as meta-training used."""
-    if algo_name != "maml":
-        raise UserError(f"no pretrained baseline defined for '{algo_name}'")
-    base_config = dataclasses.replace(
-        config, inner_steps=0, iterations=config.iterations * (config.inner_steps + 1), checkpoint_every=config.iterations
+def _baseline_config(config, **changes):
+    """The run's config with no inner loop and as much data as meta-training drew (inner steps + 1 batches a task)."""
+    return dataclasses.replace(
+        config,
+        inner_steps=0,
+        learn_inner_lr=False,
+        iterations=config.iterations * (config.inner_steps + 1),
+        checkpoint_every=config.iterations * (config.inner_steps + 1),
+        **changes,
     )
-    family = family_for(config)
-    algo = make_algorithm(algo_name, base_config, family)
-    base_dir = run_dir / "baselines" / "pretrained"
+
+
+def pretrained(run_dir: Path, algo_name: str, config, steps: int, show_progress: bool) -> Candidate:
+    """The multi-task network, fine-tuned at inner_lr or (tune_baseline_lr) at its best step size."""
+    base_config = _baseline_config(config)
+    algo, params = baseline_params(run_dir / "baselines" / "pretrained", algo_name, base_config, show_progress)
+    if not config.tune_baseline_lr:
+        return Candidate("pretrained (multi-task)", algo, params, 1.0)
+    scale = tuned_lr_scale(algo, params, family_for(config), config.eval_tasks, max(steps, 1))
+    return Candidate(f"pretrained (multi-task, step {scale * config.inner_lr:g})", algo, params, scale)
+
+
+def oracle(run_dir: Path, algo_name: str, config, show_progress: bool) -> Candidate:
+    """A network that sees the task's parameters beside x; it does not adapt (step size 0)."""
+    base_config = _baseline_config(config, task_input=True)
+    algo, params = baseline_params(run_dir / "baselines" / "oracle", algo_name, base_config, show_progress)
+    return Candidate("oracle (task given)", algo, params, 0.0)
+
+
+def tuned_lr_scale(algo: Algorithm, params, family, tasks: int, steps: int) -> float:
+    """The multiple of inner_lr in LR_GRID with the lowest (or highest) mean score over steps 1..K on validation tasks."""
+    validation = family.sample(jax.random.PRNGKey(VALIDATION_KEY), tasks, "train")
+    key = jax.random.PRNGKey(VALIDATION_KEY - 1)
+    sign = -1.0 if algo.maximize else 1.0
+    costs = []
+    for scale in LR_GRID:
+        cost = sign * float(np.mean(np.asarray(algo.adaptation_curve(params, validation, key, steps, scale))[:, 1:]))
+        costs.append(cost if np.isfinite(cost) else np.inf)
+    return LR_GRID[int(np.argmin(costs))]
+
+
+def baseline_params(base_dir: Path, algo_name: str, base_config, show_progress: bool) -> tuple[Algorithm, Any]:
+    """Train (or resume, or load from the cache) a baseline of the run; returns its algorithm and parameters."""
+    algo = make_algorithm(algo_name, base_config, family_for(base_config))
     fresh = not (base_dir / "manifest.json").is_file()
     if fresh:
         shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt
         base_dir.mkdir(parents=True)
-        write_manifest(base_dir, algo_name, base_config, ["metarl", "eval", "(pretrained baseline)"])
+        write_manifest(base_dir, algo_name, base_config, ["metarl", "eval", f"(baseline {base_dir.name})"])
     checkpoints = Checkpoints(base_dir, base_config.keep_checkpoints)
     done = checkpoints.step() == base_config.iterations
     checkpoints.close()
     if not done:
-        console.print(f"training the pretrained baseline ({base_config.iterations} iterations, no inner loop) ...")
+        console.print(f"training the {base_dir.name} baseline ({base_config.iterations} iterations, no inner loop) ...")
         train(algo, base_config, base_dir, resume=not fresh, show_progress=show_progress)
     checkpoints = Checkpoints(base_dir, base_config.keep_checkpoints)
     try:
-        return checkpoints.restore(algo.init(jax.random.PRNGKey(config.seed)))["params"]
+        return algo, checkpoints.restore(algo.init(jax.random.PRNGKey(base_config.seed)))["params"]
     finally:
         checkpoints.close()
 
@@ -142,6 +203,6 @@ def _write(path: Path, result: EvalResult) -> None:
             name: [{"after_steps": j, "mean": m, "ci95": c} for j, (m, c) in enumerate(rows)]
             for name, rows in result.methods.items()
         },
-        "published": None if result.published is None else {"source": result.published[0], "values": result.published[1]},
+        "published": {row.label: {"source": row.source, "values": row.values} for row in result.published},
     }
     path.write_text(json.dumps(existing, indent=2) + "\n")

@@ -24,7 +24,17 @@ class Learner(NamedTuple):
     support: Callable[[Any, Any, jax.Array], Any]  # (params, task, key) -> batch; not differentiated
     query: Callable[[Any, Any, jax.Array], Any]  # (params, task, key) -> batch; not differentiated
     loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> scalar to minimise
-    score: Callable[[Any], jax.Array]  # batch -> the number a user reads (return, or MSE)
+    score: Callable[[Any, Any], jax.Array]  # (params, batch) -> the number a user reads (return, or MSE)
+
+
+class Model(NamedTuple):
+    """What MAML adapts on one kind of task family: the parameters' initialiser and the learners."""
+
+    init: Callable[[jax.Array], Any]  # key -> parameters
+    learner: Learner  # meta-training's batches
+    eval_learner: Learner  # evaluation's batches (e.g. more query points)
+    score_name: str  # "return" or "mse"
+    maximize: bool  # whether a higher score is better
 
 
 def inner_step(learner: Learner, params, batch, lr, first_order: bool):
@@ -96,7 +106,7 @@ def adapt(learner: Learner, params, task, key, steps: int, lr, first_order: bool
     for i in range(steps):
         batch = learner.support(params, task, keys[i])
         if first_score is None:
-            first_score = learner.score(batch)
+            first_score = learner.score(params, batch)
         params = inner_step(learner, params, batch, lr, first_order)
     return params, first_score
 
@@ -106,22 +116,30 @@ def meta_loss(learner: Learner, params, task, key, steps: int, lr, first_order: 
     k_support, k_query = jax.random.split(key)
     adapted, pre_score = adapt(learner, params, task, k_support, steps, lr, first_order)
     batch = learner.query(adapted, task, k_query)
-    post_score = learner.score(batch)
+    post_score = learner.score(adapted, batch)
     if pre_score is None:  # no inner steps: plain multi-task training
         pre_score = post_score
     return learner.loss(adapted, batch), (pre_score, post_score)
 
 
-def adaptation_curve(learner: Learner, params, task, key, lrs: jax.Array) -> jax.Array:
-    """Query score after 0, 1, ..., len(lrs) inner steps on one task, the j-th step at rate lrs[j]."""
-    steps = lrs.shape[0]
+def adaptation_curve(learner: Learner, params, task, key, lr, scales: jax.Array) -> jax.Array:
+    """Query score after 0, 1, ..., len(scales) inner steps on one task, step j at rate scales[j] * lr.
+
+    `lr` is a scalar or per-parameter rates (Meta-SGD); steps are first order, as at test time
+    nothing differentiates through them.
+    """
+    steps = scales.shape[0]
+
+    def score_after(params, k):
+        return learner.score(params, learner.query(params, task, k))
 
     def body(params, xs):
-        k, lr = xs
+        k, scale = xs
         k_s, k_q = jax.random.split(k)
-        score = learner.score(learner.query(params, task, k_q))
-        return inner_step(learner, params, learner.support(params, task, k_s), lr, first_order=True), score
+        step_lr = jax.tree.map(lambda a: scale * a, lr)
+        batch = learner.support(params, task, k_s)
+        return inner_step(learner, params, batch, step_lr, first_order=True), score_after(params, k_q)
 
-    params, scores = jax.lax.scan(body, params, (jax.random.split(key, steps), lrs))
-    final = learner.score(learner.query(params, task, jax.random.fold_in(key, steps)))
+    params, scores = jax.lax.scan(body, params, (jax.random.split(key, steps), scales))
+    final = score_after(params, jax.random.fold_in(key, steps))
     return jnp.concatenate([scores, final[None]])

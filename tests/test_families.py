@@ -31,10 +31,12 @@ def test_splits_are_disjoint(name):
     train, test, ood = (fam.sample(key, 512, s) for s in ("train", "test", "ood"))
     for r in fam.ranges:
         lo, hi = r.train
-        tr, te, od = (np.asarray(getattr(p, r.name)) for p in (train, test, ood))
+        tr, te, od = (np.asarray(fam.value(p, r.name)) for p in (train, test, ood))
         assert np.all((tr >= lo) & (tr <= hi)) and np.all((te >= lo) & (te <= hi))
-        assert not np.any((od > lo) & (od < hi)), f"{r.name}: ood draws inside the train range"
-    as_rows = lambda p: {tuple(np.asarray(getattr(p, r.name))[i] for r in fam.ranges) for i in range(512)}  # noqa: E731
+        if r.ood:  # an empty ood keeps the train range; another parameter carries the shift
+            assert not np.any((od > lo) & (od < hi)), f"{r.name}: ood draws inside the train range"
+    assert any(r.ood for r in fam.ranges), "the ood split must differ from train somewhere"
+    as_rows = lambda p: {tuple(np.asarray(fam.value(p, r.name))[i] for r in fam.ranges) for i in range(512)}  # noqa: E731
     assert not as_rows(train) & as_rows(test), "test split reuses train tasks"
 
 
@@ -61,6 +63,23 @@ def test_goal_stays_fixed_across_auto_resets():
     # after every reset the point starts again at the origin
     starts = traj.episode_time == 0
     np.testing.assert_allclose(np.asarray(traj.obs)[np.asarray(starts)], 0.0)
+
+
+def test_regression_points_are_the_tasks_own_and_fixed():
+    from metarl_cli.families.regression import QUERY, SUPPORT
+
+    fam = get_family("sinusoid")
+    tasks = fam.sample(jax.random.PRNGKey(7), 3, "train")
+    task = jax.tree.map(lambda x: x[0], tasks)
+    x, y = fam.points(task, SUPPORT, 5)
+    np.testing.assert_allclose(y, task["amplitude"] * jnp.sin(x - task["phase"]), rtol=1e-6)
+    again, _ = fam.points(task, SUPPORT, 5)
+    np.testing.assert_array_equal(x, again)  # every inner step sees the same K points
+    assert np.all(np.abs(np.asarray(x)) <= 5.0)
+    query, _ = fam.points(task, QUERY, 5)
+    assert not set(np.asarray(x).tolist()) & set(np.asarray(query).tolist())
+    other, _ = fam.points(jax.tree.map(lambda v: v[1], tasks), SUPPORT, 5)
+    assert not np.allclose(x, other)
 
 
 def test_range_overrides_are_validated():

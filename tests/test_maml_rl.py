@@ -4,12 +4,12 @@ import jax
 import numpy as np
 
 from metarl_cli.algos import make_algorithm
-from metarl_cli.config import MamlConfig
+from metarl_cli.config import MamlRLConfig
 from metarl_cli.families import get_family
 
 
 def test_adapted_policy_improves_on_its_task():
-    config = MamlConfig(env="point-nav", lanes=20, hidden=(32, 32), inner_lr=0.1)
+    config = MamlRLConfig(env="point-nav", lanes=20, hidden=(32, 32), inner_lr=0.1)
     family = get_family("point-nav")
     algo = make_algorithm("maml", config, family)
     params = algo.init_params(jax.random.PRNGKey(0))

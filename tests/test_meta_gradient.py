@@ -74,7 +74,7 @@ def exact_return(theta):
 
 def learner(loss):
     sample = lambda params, task, key: enumerated_batch(params)  # noqa: E731
-    return Learner(sample, sample, loss, lambda b: 0.0)
+    return Learner(sample, sample, loss, lambda params, batch: 0.0)
 
 
 def meta_objective(loss, first_order):

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 from metarl_cli.algos import Algorithm
-from metarl_cli.config import MamlConfig
+from metarl_cli.config import MamlRLConfig
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.runner import DivergedError, train
 
@@ -27,7 +27,7 @@ def diverging_algorithm(bad_iteration: int) -> Algorithm:
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    config = MamlConfig(iterations=10, keep_checkpoints=5)
+    config = MamlRLConfig(iterations=10, keep_checkpoints=5)
     with pytest.raises(DivergedError, match="non-finite at iteration 4.*iteration 3"):
         train(diverging_algorithm(4), config, tmp_path, resume=False, show_progress=False)
     ckpt = Checkpoints(tmp_path, 5)

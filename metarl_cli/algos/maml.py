@@ -1,9 +1,12 @@
-"""MAML for RL: a policy initialisation that one or a few policy-gradient steps adapt to a task.
+"""MAML: an initialisation that one or a few gradient steps adapt to a new task; Meta-SGD as an option.
 
-Inner loop: `inner_steps` policy-gradient steps (DiCE or LVC surrogate), each on fresh rollouts of the
-current adapted policy. Outer loop: the adapted policy's loss on query rollouts, averaged over a meta-batch of
-train-split tasks (vmapped), optimised with Adam. With inner_steps = 0 the same step is multi-task
-policy-gradient training, which is how the pretrained baseline is made.
+The task family decides what a step adapts on (`Model`): rollouts and a policy-gradient surrogate
+for a gymnax family, (x, y) points and the squared error for a regression family. The loop is the
+same: `inner_steps` gradient steps per task (second order unless `first_order`), the adapted
+parameters' query loss averaged over a meta-batch of train-split tasks (vmapped), Adam outside.
+With `learn_inner_lr` (Meta-SGD, Li et al. 2017) the meta-parameters are {"init": theta, "inner_lr":
+a rate per parameter, starting at inner_lr} and both are meta-learned. With inner_steps = 0 the same
+step is plain multi-task training, which is how the pretrained baseline is made.
 """
 
 from __future__ import annotations
@@ -14,38 +17,53 @@ import optax
 
 from metarl_cli.algos.base import Algorithm
 from metarl_cli.config import MamlConfig
-from metarl_cli.families import Family
-from metarl_cli.meta import adaptation_curve, meta_loss
-from metarl_cli.nets import make_policy
-from metarl_cli.rl.learner import rl_learner
+from metarl_cli.families import RegressionFamily, TaskDistribution
+from metarl_cli.meta import Model, adaptation_curve, meta_loss
+from metarl_cli.regression import regression_model
+from metarl_cli.rl.learner import rl_model
 
 
 def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-def make_maml(config: MamlConfig, family: Family) -> Algorithm:
-    horizon = family.horizon
-    policy = make_policy(family.obs_dim, family.action_dim, family.discrete, config.hidden)
-    learner = rl_learner(
-        family, policy, config.lanes, horizon, config.gamma, config.normalize_advantages, config.estimator
-    )
+def model_for(config: MamlConfig, family: TaskDistribution) -> Model:
+    if isinstance(family, RegressionFamily):
+        return regression_model(
+            family, config.hidden, config.shots, config.query_points, config.eval_query_points, config.task_input
+        )
+    return rl_model(family, config.hidden, config.lanes, family.horizon, config.gamma, config.normalize_advantages, config.estimator)
+
+
+def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
+    model = model_for(config, family)
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
     optimizer = optax.chain(*clip, optax.adam(config.outer_lr))
 
+    def init_params(key):
+        theta = model.init(key)
+        if config.learn_inner_lr:
+            return {"init": theta, "inner_lr": jax.tree.map(lambda p: jnp.full_like(p, config.inner_lr), theta)}
+        return theta
+
+    def initialisation_and_rate(meta_params):
+        if config.learn_inner_lr:
+            return meta_params["init"], meta_params["inner_lr"]
+        return meta_params, config.inner_lr
+
     def init(key):
         k_params, k_run = jax.random.split(key)
-        params = policy.init(k_params)
+        params = init_params(k_params)
         return {"params": params, "opt_state": optimizer.init(params), "key": k_run, "iteration": jnp.zeros((), jnp.int32)}
 
-    def task_loss(params, task, key):
-        return meta_loss(learner, params, task, key, config.inner_steps, config.inner_lr, config.first_order)
+    def task_loss(meta_params, task, key):
+        theta, lr = initialisation_and_rate(meta_params)
+        return meta_loss(model.learner, theta, task, key, config.inner_steps, lr, config.first_order)
 
-    def batch_loss(params, tasks, keys):
-        losses, (pre, post) = jax.vmap(task_loss, in_axes=(None, 0, 0))(params, tasks, keys)
+    def batch_loss(meta_params, tasks, keys):
+        losses, (pre, post) = jax.vmap(task_loss, in_axes=(None, 0, 0))(meta_params, tasks, keys)
         return jnp.mean(losses), (jnp.mean(pre), jnp.mean(post))
 
-    @jax.jit
     def step(state):
         key, k_tasks, k_loss = jax.random.split(state["key"], 3)
         tasks = family.sample(k_tasks, config.meta_batch, "train")
@@ -58,23 +76,29 @@ def make_maml(config: MamlConfig, family: Family) -> Algorithm:
             "key": key,
             "iteration": state["iteration"] + 1,
         }
-        metrics = {"loss": loss, "pre_return": pre, "post_return": post, "grad_norm": _global_norm(grads)}
+        name = model.score_name
+        metrics = {"loss": loss, f"pre_{name}": pre, f"post_{name}": post, "grad_norm": _global_norm(grads)}
         return new_state, metrics
 
     @jax.jit
-    def curve(params, tasks, key, lrs):
+    def curve(meta_params, tasks, key, scales):
+        theta, lr = initialisation_and_rate(meta_params)
         n = jax.tree.leaves(tasks)[0].shape[0]
-        return jax.vmap(lambda t, k: adaptation_curve(learner, params, t, k, lrs))(tasks, jax.random.split(key, n))
+        one_task = lambda t, k: adaptation_curve(model.eval_learner, theta, t, k, lr, scales)  # noqa: E731
+        return jax.vmap(one_task)(tasks, jax.random.split(key, n))
 
-    def adaptation_curve_fn(params, tasks, key, steps: int):
-        lrs = config.inner_lr * jnp.where(jnp.arange(steps) == 0, 1.0, config.later_lr_scale)
-        return curve(params, tasks, key, lrs)
+    def adaptation_curve_fn(meta_params, tasks, key, steps: int, lr_scale: float = 1.0):
+        scales = lr_scale * jnp.where(jnp.arange(steps) == 0, 1.0, config.later_lr_scale)
+        return curve(meta_params, tasks, key, scales)
 
+    horizon = getattr(family, "horizon", 0)
+    env_steps = config.meta_batch * (config.inner_steps + 1) * getattr(config, "lanes", 0) * horizon
     return Algorithm(
         init=init,
         step=step,
         adaptation_curve=adaptation_curve_fn,
-        init_params=policy.init,
-        env_steps_per_iteration=config.meta_batch * (config.inner_steps + 1) * config.lanes * horizon,
-        score_name="return",
+        init_params=init_params,
+        env_steps_per_iteration=env_steps,
+        score_name=model.score_name,
+        maximize=model.maximize,
     )

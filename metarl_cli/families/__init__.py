@@ -1,4 +1,8 @@
-"""Registry of task families: `get_family(name, ranges)` and `FAMILY_NAMES`."""
+"""Registry of task families: `get_family(name, ranges)` and `FAMILY_NAMES`.
+
+RL families are gymnax environments (`Family`); supervised ones are regression problems
+(`RegressionFamily`). Algorithms that handle both ask `is_regression`.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,29 @@ import dataclasses
 from typing import Any, Callable
 
 from metarl_cli.errors import UserError
-from metarl_cli.families.base import SPLITS, Family, ParamRange
+from metarl_cli.families.base import SPLITS, Family, ParamRange, TaskDistribution
 from metarl_cli.families.physics import acrobot_family, cartpole_family, mountaincar_family, pendulum_family
 from metarl_cli.families.point_nav import point_nav_family
+from metarl_cli.families.regression import RegressionFamily, linear_family, sinusoid_family
 
-_BUILDERS: dict[str, Callable[[], Family]] = {
+_BUILDERS: dict[str, Callable[[], TaskDistribution]] = {
     "cartpole-family": cartpole_family,
     "acrobot-family": acrobot_family,
     "mountaincar-family": mountaincar_family,
     "pendulum-family": pendulum_family,
     "point-nav": point_nav_family,
+    "sinusoid": sinusoid_family,
+    "linear": linear_family,
 }
 FAMILY_NAMES = tuple(_BUILDERS)
+REGRESSION_NAMES = ("sinusoid", "linear")
 
 
-def get_family(name: str, ranges: dict[str, Any] | None = None) -> Family:
+def is_regression(name: str) -> bool:
+    return name in REGRESSION_NAMES
+
+
+def get_family(name: str, ranges: dict[str, Any] | None = None) -> TaskDistribution:
     """The named family, with any [ranges] overrides from the config applied and validated."""
     if name not in _BUILDERS:
         raise UserError(f"unknown env '{name}'; valid: {', '.join(FAMILY_NAMES)}")
@@ -28,10 +40,11 @@ def get_family(name: str, ranges: dict[str, Any] | None = None) -> Family:
     return family.with_ranges(ranges) if ranges else family
 
 
-def family_for(config) -> Family:
-    """The family a config trains on: its env, its [ranges] overrides and its horizon (0: default)."""
+def family_for(config) -> TaskDistribution:
+    """The family a config trains on: its env, its [ranges] overrides and, for RL, its horizon (0: default)."""
     family = get_family(config.env, config.ranges)
-    return dataclasses.replace(family, horizon=config.horizon) if config.horizon else family
+    horizon = getattr(config, "horizon", 0)
+    return dataclasses.replace(family, horizon=horizon) if horizon else family
 
 
-__all__ = ["Family", "ParamRange", "SPLITS", "FAMILY_NAMES", "get_family", "family_for"]
+__all__ = ["Family", "RegressionFamily", "TaskDistribution", "ParamRange", "SPLITS", "FAMILY_NAMES", "get_family", "family_for", "is_regression"]

@@ -1,5 +1,9 @@
-"""A task family: a gymnax environment plus a distribution over its parameters, with named splits.
+"""Task distributions with named splits, and the RL family: a gymnax environment plus a distribution
+over its parameters.
 
+`TaskDistribution` is what every family shares: named randomised parameters (`ParamRange`), each
+with a training interval and held-out intervals, sampled per split from its own key stream, a task
+description vector, and range overrides from the config. `Family` adds the gymnax environment.
 Sampling is pure and batched (`sample(key, n, split)` returns a batched EnvParams), so it runs on
 device under jit and vmap. The task lives in EnvParams, which the environment receives on every
 step, so it stays fixed across gymnax's auto-resets.
@@ -25,7 +29,10 @@ Interval = tuple[float, float]
 
 @dataclasses.dataclass(frozen=True)
 class ParamRange:
-    """One randomised parameter: its default, training interval and held-out intervals."""
+    """One randomised parameter: its default, training interval and held-out intervals.
+
+    An empty `ood` means the parameter keeps its training interval in the ood split (another
+    parameter carries the shift)."""
 
     name: str
     default: float
@@ -34,7 +41,7 @@ class ParamRange:
     positive: bool = True
 
     def intervals(self, split: str) -> tuple[Interval, ...]:
-        return (self.train,) if split in ("train", "test") else self.ood
+        return (self.train,) if split in ("train", "test") or not self.ood else self.ood
 
     def validate(self) -> None:
         for lo, hi in (self.train, *self.ood):
@@ -67,8 +74,62 @@ class ParamRange:
         return lo[pick] + u * width[pick]
 
 
+class TaskDistribution:
+    """Named randomised parameters with per-split ranges; a dataclass with `name` and `ranges`."""
+
+    name: str
+    ranges: tuple[ParamRange, ...]
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.ranges)
+
+    def sample_values(self, key: jax.Array, n: int, split: str) -> dict[str, jax.Array]:
+        """n draws of every randomised parameter from the split, each parameter from its own key."""
+        if split not in SPLITS:
+            raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+        key = jax.random.fold_in(key, SPLIT_STREAMS[split])
+        keys = jax.random.split(key, len(self.ranges))
+        return {r.name: r.sample(k, n, split) for r, k in zip(self.ranges, keys)}
+
+    def value(self, task: Any, name: str) -> jax.Array:
+        return getattr(task, name)
+
+    def describe(self, task: Any) -> jax.Array:
+        """Task description vector: each randomised parameter scaled so the train range is [-1, 1]."""
+        cols = []
+        for r in self.ranges:
+            lo, hi = r.train
+            cols.append(2.0 * (self.value(task, r.name) - lo) / (hi - lo) - 1.0)
+        return jnp.stack(cols, axis=-1)
+
+    def with_ranges(self, overrides: dict[str, dict[str, Any]]):
+        """A copy with ranges replaced, e.g. {"train": {"force_mag": [4, 16]}, "ood": {...}}."""
+        by_name = {r.name: r for r in self.ranges}
+        for split, table in overrides.items():
+            if split not in ("train", "ood"):
+                raise UserError(f"unknown range split '{split}' in [ranges]; valid: train, ood")
+            if not isinstance(table, dict):
+                raise UserError(f"[ranges.{split}] must be a table of parameter = [min, max]")
+            for pname, value in table.items():
+                if pname not in by_name:
+                    raise UserError(
+                        f"unknown parameter '{pname}' for {self.name}; valid: {', '.join(by_name)}"
+                    )
+                ivals = _parse_intervals(pname, value)
+                if split == "train":
+                    if len(ivals) != 1:
+                        raise UserError(f"train range for '{pname}' must be one interval [min, max]")
+                    by_name[pname] = dataclasses.replace(by_name[pname], train=ivals[0])
+                else:
+                    by_name[pname] = dataclasses.replace(by_name[pname], ood=ivals)
+        for r in by_name.values():
+            r.validate()
+        return dataclasses.replace(self, ranges=tuple(by_name[r.name] for r in self.ranges))
+
+
 @dataclasses.dataclass(frozen=True)
-class Family:
+class Family(TaskDistribution):
     """A gymnax environment with a parameter distribution; see the module docstring."""
 
     name: str
@@ -94,52 +155,12 @@ class Family:
         obs, _ = self.env.reset(jax.random.PRNGKey(0), self.base_params)
         return int(obs.shape[0])
 
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.ranges)
-
     def sample(self, key: jax.Array, n: int, split: str) -> Any:
         """n tasks of the split, as one EnvParams whose leaves have a leading axis of size n."""
-        if split not in SPLITS:
-            raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
-        key = jax.random.fold_in(key, SPLIT_STREAMS[split])
-        keys = jax.random.split(key, len(self.ranges))
-        values = {r.name: r.sample(k, n, split) for r, k in zip(self.ranges, keys)}
+        values = self.sample_values(key, n, split)
         params = jax.tree.map(lambda leaf: jnp.broadcast_to(jnp.asarray(leaf), (n,) + jnp.shape(leaf)), self.base_params)
         params = params.replace(max_steps_in_episode=jnp.full((n,), self.horizon, jnp.int32), **values)
         return self.derive(params)
-
-    def describe(self, params: Any) -> jax.Array:
-        """Task description vector: each randomised parameter scaled so the train range is [-1, 1]."""
-        cols = []
-        for r in self.ranges:
-            lo, hi = r.train
-            cols.append(2.0 * (getattr(params, r.name) - lo) / (hi - lo) - 1.0)
-        return jnp.stack(cols, axis=-1)
-
-    def with_ranges(self, overrides: dict[str, dict[str, Any]]) -> "Family":
-        """A copy with ranges replaced, e.g. {"train": {"force_mag": [4, 16]}, "ood": {...}}."""
-        by_name = {r.name: r for r in self.ranges}
-        for split, table in overrides.items():
-            if split not in ("train", "ood"):
-                raise UserError(f"unknown range split '{split}' in [ranges]; valid: train, ood")
-            if not isinstance(table, dict):
-                raise UserError(f"[ranges.{split}] must be a table of parameter = [min, max]")
-            for pname, value in table.items():
-                if pname not in by_name:
-                    raise UserError(
-                        f"unknown parameter '{pname}' for {self.name}; valid: {', '.join(by_name)}"
-                    )
-                ivals = _parse_intervals(pname, value)
-                if split == "train":
-                    if len(ivals) != 1:
-                        raise UserError(f"train range for '{pname}' must be one interval [min, max]")
-                    by_name[pname] = dataclasses.replace(by_name[pname], train=ivals[0])
-                else:
-                    by_name[pname] = dataclasses.replace(by_name[pname], ood=ivals)
-        for r in by_name.values():
-            r.validate()
-        return dataclasses.replace(self, ranges=tuple(by_name[r.name] for r in self.ranges))
 
 
 def _parse_intervals(pname: str, value: Any) -> tuple[Interval, ...]:

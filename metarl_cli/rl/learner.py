@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from metarl_cli.families import Family
-from metarl_cli.meta import Learner
-from metarl_cli.nets import PolicyFns
+from metarl_cli.meta import Learner, Model
+from metarl_cli.nets import PolicyFns, make_policy
 from metarl_cli.rl.baseline import discounted_advantages, linear_baseline, reward_to_go
 from metarl_cli.rl.dice import dice_objective, lvc_objective
 from metarl_cli.rl.rollout import Trajectory, first_episode_return, rollout
@@ -65,5 +65,11 @@ def rl_learner(
         support=sample,
         query=sample,
         loss=policy_gradient_loss(policy, gamma, estimator),
-        score=lambda batch: first_episode_return(batch.traj),
+        score=lambda params, batch: first_episode_return(batch.traj),
     )
+
+
+def rl_model(family: Family, hidden, lanes: int, horizon: int, gamma: float, normalize: bool, estimator: str) -> Model:
+    policy = make_policy(family.obs_dim, family.action_dim, family.discrete, hidden)
+    learner = rl_learner(family, policy, lanes, horizon, gamma, normalize, estimator)
+    return Model(init=policy.init, learner=learner, eval_learner=learner, score_name="return", maximize=True)

@@ -1,8 +1,11 @@
 """The training loop: the only Python loop around the compiled step.
 
-Each iteration: call the jit-compiled step, check the loss is finite, append a metrics line,
-advance the progress bar, hand the state to the checkpoint manager. A non-finite loss stops the
-run before its state is saved, so the latest checkpoint is the last good one.
+The algorithm's step is compiled once, alone when `chunk` is 1 or as a `lax.scan` over `chunk`
+meta-iterations when one iteration is too short to pay for a trip through Python (a final, shorter
+chunk compiles its own scan). After each call: check the loss is finite, append a metrics line
+(the chunk's mean), advance the progress bar, hand the state to the checkpoint manager. A
+non-finite loss stops the run before its state is saved, so the latest checkpoint is the last good
+one.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from metarl_cli.algos import Algorithm
 from metarl_cli.errors import UserError
@@ -31,7 +36,21 @@ class TrainSummary:
     seconds: float
     compile_seconds: float
     checkpoint_seconds: float
+    iterations_per_second: float
     env_steps_per_second: float
+
+
+def compile_chunks(step):
+    """`run(state, n)`: n meta-iterations in one compiled call; metrics get a leading axis of size n."""
+
+    @partial(jax.jit, static_argnums=1)
+    def run(state, n: int):
+        if n == 1:
+            state, metrics = step(state)
+            return state, jax.tree.map(lambda m: m[None], metrics)
+        return jax.lax.scan(lambda s, _: step(s), state, None, length=n)
+
+    return run
 
 
 def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool = True) -> TrainSummary:
@@ -46,46 +65,60 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
         state = checkpoints.restore(state, step=start)
         console.print(f"resuming {run_dir} from iteration {start}")
     log.truncate_after(start)
+    run_chunk = compile_chunks(algo.step)
+    post_key = f"post_{algo.score_name}"
+    sign = 1.0 if algo.maximize else -1.0
 
     compile_seconds = checkpoint_seconds = 0.0
     t_begin = time.perf_counter()
-    steps_timed = 0
+    timed_iterations = 0
     t_steady = None
 
     def steady_rate() -> float:
-        """Env steps/s since the first (compiling) iteration of this session."""
-        return steps_timed * algo.env_steps_per_iteration / (time.perf_counter() - t_steady) if steps_timed else 0.0
+        """Meta-iterations/s since the first (compiling) call of this session."""
+        return timed_iterations / (time.perf_counter() - t_steady) if timed_iterations else 0.0
 
     progress = training_progress()
     try:
         with progress:
             bar = progress.add_task("meta-train", total=config.iterations, completed=start, stats="compiling...", visible=show_progress)
-            for it in range(start, config.iterations):
+            done = start
+            while done < config.iterations:
+                n = min(config.chunk, config.iterations - done)
                 t0 = time.perf_counter()
-                state, metrics = algo.step(state)
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                state, chunk_metrics = run_chunk(state, n)
+                chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
                 t1 = time.perf_counter()
-                if it == start:
+                if done == start:
                     compile_seconds = t1 - t0
                     t_steady = t1
                 else:
-                    steps_timed += 1
-                if not math.isfinite(metrics["loss"]):
+                    timed_iterations += n
+                finite = np.isfinite(chunk_metrics["loss"])
+                if not finite.all():
                     raise DivergedError(
-                        f"loss became non-finite at iteration {it + 1}; stopped, and the latest checkpoint "
-                        f"(iteration {checkpoints.step()}) is the last good state"
+                        f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and the "
+                        f"latest checkpoint (iteration {checkpoints.step()}) is the last good state"
                     )
-                log.append({"iteration": it + 1, "env_steps": (it + 1) * algo.env_steps_per_iteration, **metrics})
-                if (it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations:
+                previous, done = done, done + n
+                metrics = {k: float(v.mean()) for k, v in chunk_metrics.items()}
+                log.append({"iteration": done, "env_steps": done * algo.env_steps_per_iteration, **metrics})
+                if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
                     c0 = time.perf_counter()
-                    checkpoints.save(it + 1, state, metrics["post_return"])
+                    checkpoints.save(done, state, sign * metrics[post_key])
                     checkpoint_seconds += time.perf_counter() - c0
-                stats = f"pre {metrics['pre_return']:8.2f}  post {metrics['post_return']:8.2f}  {steady_rate() / 1e3:7.0f}k steps/s"
-                progress.update(bar, advance=1, stats=stats)
+                progress.update(bar, advance=n, stats=_stats_line(algo, metrics, steady_rate()))
             c0 = time.perf_counter()
             checkpoints.wait()
             checkpoint_seconds += time.perf_counter() - c0
     finally:
         checkpoints.close()
     seconds = time.perf_counter() - t_begin
-    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, steady_rate())
+    rate = steady_rate()
+    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, rate, rate * algo.env_steps_per_iteration)
+
+
+def _stats_line(algo: Algorithm, metrics: dict[str, float], rate: float) -> str:
+    name = algo.score_name
+    speed = f"{rate * algo.env_steps_per_iteration / 1e3:7.0f}k steps/s" if algo.env_steps_per_iteration else f"{rate:7.0f} it/s"
+    return f"pre {metrics[f'pre_{name}']:8.3g}  post {metrics[f'post_{name}']:8.3g}  {speed}"
