@@ -25,6 +25,10 @@ class Learner(NamedTuple):
     query: Callable[[Any, Any, jax.Array], Any]  # (params, task, key) -> batch; not differentiated
     loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> scalar to minimise
     score: Callable[[Any, Any], jax.Array]  # (params, batch) -> the number a user reads (return, or MSE)
+    # How the second-order meta-gradient differentiates an inner step: "hvp" (forward-over-reverse
+    # Hessian-vector products that recompute activations; faster and leaner on large batches) or
+    # "autodiff" (reverse mode through the gradient; fewer kernels, faster on tiny batches).
+    hessian: str = "hvp"
 
 
 class Model(NamedTuple):
@@ -42,6 +46,8 @@ def inner_step(learner: Learner, params, batch, lr, first_order: bool):
     if first_order:
         grads = jax.lax.stop_gradient(jax.grad(learner.loss)(params, batch))
         return _descend(params, grads, lr)
+    if learner.hessian == "autodiff":
+        return _descend(params, jax.grad(learner.loss)(params, batch), lr)
     return _sgd_step(learner.loss, params, batch, lr)
 
 

@@ -1,0 +1,96 @@
+"""Benchmark: supervised MAML on the sinusoid protocol against the PyTorch peer, and the whole protocol's wall time.
+
+Prints, from one run on this machine:
+  - our meta-iterations/s in steady-state training through the runner (K = 10, meta-batch 25, one
+    second-order inner step, 1-40-40-1, Adam; checkpoints every chunk, as `metarl train` runs);
+  - shared/peers/torch_maml_sine.py's meta-iterations/s on the same protocol when a Python with
+    torch is given (--peer-python or $PEER_PYTHON), and the ratio ours / peer;
+  - the wall time of the whole protocol as a user runs it: `metarl train maml --env sinusoid`
+    (70,000 meta-iterations) then `metarl eval` on 600 held-out tasks, which also trains the
+    pretrained and oracle baselines; both processes timed from start to exit.
+
+Usage: python scripts/bench_maml_sine.py [--iterations 10000] [--shots 10] [--peer-python PATH]
+                                         [--peer-iterations 200] [--skip-protocol]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+from metarl_cli.algos import make_algorithm
+from metarl_cli.config import resolve_config
+from metarl_cli.families import family_for
+from metarl_cli.training.runner import train
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = ROOT.parent / "shared" / "peers" / "torch_maml_sine.py"
+
+
+def ours(iterations: int, shots: int) -> tuple[float, float]:
+    """(compile seconds, steady meta-iterations/s) of a run in a scratch directory."""
+    config = resolve_config("maml", "sinusoid", None, [f"iterations={iterations}", f"shots={shots}"])
+    algo = make_algorithm("maml", config, family_for(config))
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    return summary.compile_seconds, summary.iterations_per_second
+
+
+def peer(python: str, iterations: int) -> float | None:
+    out = subprocess.run([python, str(PEER), str(iterations)], capture_output=True, text=True)
+    match = re.search(r"([\d.]+) it/s", out.stdout)
+    if not match:
+        print(f"peer failed: {out.stderr.strip().splitlines()[-1:] or out.stdout}")
+        return None
+    return float(match.group(1))
+
+
+def whole_protocol(shots: int) -> tuple[float, float]:
+    """Wall seconds of `metarl train maml --env sinusoid` and of `metarl eval` on its run."""
+    metarl = [sys.executable, "-m", "metarl_cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = str(Path(tmp) / "run")
+        t0 = time.perf_counter()
+        subprocess.run([*metarl, "train", "maml", "--env", "sinusoid", "--set", f"shots={shots}", "-o", run, "-q"], check=True)
+        t1 = time.perf_counter()
+        subprocess.run([*metarl, "eval", run, "-q"], check=True, stdout=subprocess.DEVNULL)
+        return t1 - t0, time.perf_counter() - t1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=10000)
+    parser.add_argument("--shots", type=int, default=10, help="K; the peer's protocol is K = 10")
+    parser.add_argument("--peer-iterations", type=int, default=200)
+    parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"))
+    parser.add_argument("--skip-protocol", action="store_true", help="skip the whole 70,000-iteration protocol")
+    args = parser.parse_args()
+
+    print(f"device: {jax.devices()[0].platform}; sinusoid, K = {args.shots}, meta-batch 25, one second-order inner step")
+    compile_s, rate = ours(args.iterations, args.shots)
+    print(f"compile time of a chunk of meta-steps:  {compile_s:8.1f} s")
+    print(f"ours, training with checkpoints:        {rate:8.0f} meta-iterations/s")
+    if args.peer_python and PEER.is_file():
+        peer_rate = peer(args.peer_python, args.peer_iterations)
+        if peer_rate:
+            print(f"torch peer (torch_maml_sine.py):        {peer_rate:8.1f} meta-iterations/s")
+            print(f"ratio ours / peer:                      {rate / peer_rate:8.1f}   (target >= 60)")
+    else:
+        print("torch peer: not run (give --peer-python PATH to a Python with torch)")
+    if not args.skip_protocol:
+        train_s, eval_s = whole_protocol(args.shots)
+        print(f"whole protocol, metarl train (70k it):  {train_s:8.1f} s wall")
+        print(f"whole protocol, metarl eval (600 tasks, baselines trained): {eval_s:8.1f} s wall")
+        print(f"whole protocol, total:                  {train_s + eval_s:8.1f} s   (target < 120)")
+
+
+if __name__ == "__main__":
+    main()
