@@ -108,8 +108,14 @@ def eval_table(run_dir: Path, result) -> Table:
     for row in result.published:
         table.add_column(f"[dim]{row.label}[/]", justify="right")
     digits = 3 if result.score_name == "mse" else 2
+
+    def cell(summary) -> str:
+        if summary.diverged:
+            return f"[red]diverged on {summary.diverged}/{result.tasks}[/]"
+        return f"{summary.mean:.{digits}f} ± {summary.ci95:.{digits}f}"
+
     for j in range(result.steps + 1):
-        ours = (f"{m:.{digits}f} ± {c:.{digits}f}" for m, c in (rows[j] for rows in result.methods.values()))
+        ours = (cell(rows[j]) for rows in result.methods.values())
         theirs = (f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published)
         table.add_row(str(j), *ours, *theirs)
     return table

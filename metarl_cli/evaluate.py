@@ -27,7 +27,7 @@ import numpy as np
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
-from metarl_cli.stats import mean_ci95
+from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import load_run, write_manifest
@@ -74,7 +74,7 @@ class EvalResult:
     checkpoint: str
     iteration: int
     score_name: str
-    methods: dict[str, list[tuple[float, float]]]  # method -> [(mean, ci95 half-width) per step]
+    methods: dict[str, list[Summary]]  # method -> a summary over tasks per number of steps
     published: list[Published]  # rows whose protocol this run follows, values cut to `steps`
 
 
@@ -115,7 +115,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     methods = {}
     for candidate in candidates:
         scores = np.asarray(candidate.algo.adaptation_curve(candidate.params, held_out, key, steps, candidate.lr_scale))
-        methods[candidate.label] = [mean_ci95(scores[:, j]) for j in range(steps + 1)]
+        methods[candidate.label] = [summarise(scores[:, j]) for j in range(steps + 1)]
     published = [
         row._replace(values={k: v for k, v in row.values.items() if k <= steps})
         for row in PUBLISHED
@@ -200,7 +200,11 @@ def _write(path: Path, result: EvalResult) -> None:
         "iteration": result.iteration,
         "score": result.score_name,
         "methods": {
-            name: [{"after_steps": j, "mean": m, "ci95": c} for j, (m, c) in enumerate(rows)]
+            name: [
+                # JSON has no NaN: a step where some task diverged has a null mean and its count.
+                {"after_steps": j, "mean": None if r.diverged else r.mean, "ci95": None if r.diverged else r.ci95, "diverged": r.diverged}
+                for j, r in enumerate(rows)
+            ]
             for name, rows in result.methods.items()
         },
         "published": {row.label: {"source": row.source, "values": row.values} for row in result.published},

@@ -1,9 +1,26 @@
-"""Summary statistics for evaluation tables: mean with a 95% confidence interval."""
+"""Summary statistics for evaluation tables: mean with a 95% confidence interval, and divergence counts."""
 
 from __future__ import annotations
 
 import numpy as np
+from typing import NamedTuple
+
 from scipy import stats as _stats
+
+
+class Summary(NamedTuple):
+    mean: float  # nan where any task diverged
+    ci95: float  # half-width; nan where any task diverged
+    diverged: int  # tasks whose score is not finite (an adaptation that blew up)
+
+
+def summarise(values) -> Summary:
+    """Mean and 95% CI over tasks, unless some diverged: then their count, and no mean that would hide it."""
+    x = np.asarray(values, dtype=np.float64)
+    bad = int(np.sum(~np.isfinite(x)))
+    if bad:
+        return Summary(float("nan"), float("nan"), bad)
+    return Summary(*mean_ci95(x), 0)
 
 
 def mean_ci95(values) -> tuple[float, float]:

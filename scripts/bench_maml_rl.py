@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +29,8 @@ from metarl_cli.config import resolve_config
 from metarl_cli.families import get_family
 from metarl_cli.rl.rollout import rollout
 from metarl_cli.training.runner import train
+from peers import peer_rate
 
-ROOT = Path(__file__).resolve().parent.parent
-PEER = ROOT.parent / "shared" / "peers" / "torch_maml_cartpole.py"
 
 
 def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 20, rounds: int = 5) -> float:
@@ -70,15 +67,6 @@ def training(config, family, checkpoint_every: int) -> tuple[float, float, float
     return summary.compile_seconds, summary.env_steps_per_second, summary.seconds - summary.compile_seconds
 
 
-def peer_throughput(python: str, iterations: int) -> float | None:
-    out = subprocess.run([python, str(PEER), str(iterations)], capture_output=True, text=True, env={**os.environ, "H": "200"})
-    match = re.search(r"([\d.]+) env steps/s", out.stdout)
-    if not match:
-        print(f"peer failed: {out.stderr.strip().splitlines()[-1:] or out.stdout}")
-        return None
-    return float(match.group(1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="cartpole-family")
@@ -110,13 +98,10 @@ def main() -> None:
     print(f"raw random-policy gymnax, same batch:  {raw:12,.0f} env steps/s")
     print(f"ratio ours / raw:                      {ours / raw:12.3f}   (target >= 0.25)")
     print(f"checkpoint overhead:                   {100 * (wall_ckpt - wall_nockpt) / wall_nockpt:11.1f} %  (target < 10%)")
-    if args.peer_python and PEER.is_file():
-        peer = peer_throughput(args.peer_python, args.peer_iterations)
-        if peer:
-            print(f"torch peer (torch_maml_cartpole.py):   {peer:12,.0f} env steps/s")
-            print(f"ratio ours / peer:                     {ours / peer:12.1f}   (target >= 100)")
-    else:
-        print("torch peer: not run (give --peer-python PATH to a Python with torch and gymnasium)")
+    peer = peer_rate(args.peer_python, "torch_maml_cartpole.py", args.peer_iterations, "env steps/s", env={"H": "200"})
+    if peer:
+        print(f"torch peer (torch_maml_cartpole.py):   {peer:12,.0f} env steps/s")
+        print(f"ratio ours / peer:                     {ours / peer:12.1f}   (target >= 100)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,8 @@ from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.families import family_for
 from metarl_cli.training.runner import train
+from peers import peer_rate
 
-ROOT = Path(__file__).resolve().parent.parent
-PEER = ROOT.parent / "shared" / "peers" / "torch_maml_sine.py"
 
 
 def ours(iterations: int, shots: int) -> tuple[float, float]:
@@ -42,15 +40,6 @@ def ours(iterations: int, shots: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
     return summary.compile_seconds, summary.iterations_per_second
-
-
-def peer(python: str, iterations: int) -> float | None:
-    out = subprocess.run([python, str(PEER), str(iterations)], capture_output=True, text=True)
-    match = re.search(r"([\d.]+) it/s", out.stdout)
-    if not match:
-        print(f"peer failed: {out.stderr.strip().splitlines()[-1:] or out.stdout}")
-        return None
-    return float(match.group(1))
 
 
 def whole_protocol(shots: int) -> tuple[float, float]:
@@ -78,13 +67,10 @@ def main() -> None:
     compile_s, rate = ours(args.iterations, args.shots)
     print(f"compile time of a chunk of meta-steps:  {compile_s:8.1f} s")
     print(f"ours, training with checkpoints:        {rate:8.0f} meta-iterations/s")
-    if args.peer_python and PEER.is_file():
-        peer_rate = peer(args.peer_python, args.peer_iterations)
-        if peer_rate:
-            print(f"torch peer (torch_maml_sine.py):        {peer_rate:8.1f} meta-iterations/s")
-            print(f"ratio ours / peer:                      {rate / peer_rate:8.1f}   (target >= 60)")
-    else:
-        print("torch peer: not run (give --peer-python PATH to a Python with torch)")
+    peer = peer_rate(args.peer_python, "torch_maml_sine.py", args.peer_iterations, "it/s")
+    if peer:
+        print(f"torch peer (torch_maml_sine.py):        {peer:8.1f} meta-iterations/s")
+        print(f"ratio ours / peer:                      {rate / peer:8.1f}   (target >= 60)")
     if not args.skip_protocol:
         train_s, eval_s = whole_protocol(args.shots)
         print(f"whole protocol, metarl train (70k it):  {train_s:8.1f} s wall")

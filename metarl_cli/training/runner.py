@@ -10,7 +10,6 @@ one.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -102,7 +101,10 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                     )
                 previous, done = done, done + n
                 metrics = {k: float(v.mean()) for k, v in chunk_metrics.items()}
-                log.append({"iteration": done, "env_steps": done * algo.env_steps_per_iteration, **metrics})
+                counts = {"iteration": done}
+                if algo.env_steps_per_iteration:
+                    counts["env_steps"] = done * algo.env_steps_per_iteration
+                log.append({**counts, **metrics})
                 if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
                     c0 = time.perf_counter()
                     checkpoints.save(done, state, sign * metrics[post_key])
