@@ -68,9 +68,12 @@ def train(
     except DivergedError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    rate = f"{summary.iterations_per_second:,.1f} it/s"
-    if summary.env_steps_per_second:
-        rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
+    if summary.iterations_per_second:
+        rate = f"{summary.iterations_per_second:,.1f} it/s"
+        if summary.env_steps_per_second:
+            rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
+    else:
+        rate = "one compiled call, so no steady rate"
     console.print(
         f"done: {summary.iterations_done} iterations in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "

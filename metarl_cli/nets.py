@@ -1,4 +1,5 @@
-"""Flax policy networks: an MLP torso with a categorical or diagonal-Gaussian head.
+"""Flax networks: the MLP (a regressor on its own) and policies, an MLP torso with a categorical or
+diagonal-Gaussian head.
 
 `make_policy(family, hidden)` returns pure functions (init, sample, log_prob) so the algorithms never
 branch on the action space themselves.

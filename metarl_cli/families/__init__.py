@@ -25,11 +25,11 @@ _BUILDERS: dict[str, Callable[[], TaskDistribution]] = {
     "linear": linear_family,
 }
 FAMILY_NAMES = tuple(_BUILDERS)
-REGRESSION_NAMES = ("sinusoid", "linear")
 
 
 def is_regression(name: str) -> bool:
-    return name in REGRESSION_NAMES
+    """Whether the named family is a regression problem (False for RL families and unknown names)."""
+    return name in _BUILDERS and isinstance(_BUILDERS[name](), RegressionFamily)
 
 
 def get_family(name: str, ranges: dict[str, Any] | None = None) -> TaskDistribution:
