@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-
 def _console(stderr: bool) -> Console:
     """A console that, when not writing to a terminal, does not squeeze lines into 80 columns."""
     plain = Console(stderr=stderr)
@@ -21,7 +20,8 @@ def stdout_console() -> Console:
     return _console(stderr=False)
 
 
-def training_progress() -> Progress:
+def training_progress(enabled: bool = True) -> Progress:
+    """A progress bar on stderr; disabled, it prints nothing at all (not even an empty line)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -32,4 +32,5 @@ def training_progress() -> Progress:
         TextColumn("{task.fields[stats]}"),
         console=console,
         transient=False,
+        disable=not enabled,
     )

@@ -77,10 +77,10 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
         """Meta-iterations/s since the first (compiling) call of this session."""
         return timed_iterations / (time.perf_counter() - t_steady) if timed_iterations else 0.0
 
-    progress = training_progress()
+    progress = training_progress(show_progress)
     try:
         with progress:
-            bar = progress.add_task("meta-train", total=config.iterations, completed=start, stats="compiling...", visible=show_progress)
+            bar = progress.add_task("meta-train", total=config.iterations, completed=start, stats="compiling...")
             done = start
             while done < config.iterations:
                 n = min(config.chunk, config.iterations - done)
