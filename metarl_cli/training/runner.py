@@ -71,11 +71,13 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     compile_seconds = checkpoint_seconds = 0.0
     t_begin = time.perf_counter()
     timed_iterations = 0
-    t_steady = None
+    t_steady = None  # end of the first call
+    later_compiles = 0.0  # seconds of calls after it that compiled (a shorter last chunk)
+    compiled_lengths: set[int] = set()
 
     def steady_rate() -> float:
-        """Meta-iterations/s since the first (compiling) call of this session."""
-        return timed_iterations / (time.perf_counter() - t_steady) if timed_iterations else 0.0
+        """Meta-iterations/s since the first call of this session, the calls that compiled left out."""
+        return timed_iterations / (time.perf_counter() - t_steady - later_compiles) if timed_iterations else 0.0
 
     progress = training_progress(show_progress)
     try:
@@ -88,9 +90,13 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                 state, chunk_metrics = run_chunk(state, n)
                 chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
                 t1 = time.perf_counter()
-                if done == start:
-                    compile_seconds = t1 - t0
-                    t_steady = t1
+                if n not in compiled_lengths:  # this call compiled (the first, or a shorter last chunk)
+                    compiled_lengths.add(n)
+                    compile_seconds += t1 - t0
+                    if t_steady is None:
+                        t_steady = t1
+                    else:
+                        later_compiles += t1 - t0
                 else:
                     timed_iterations += n
                 finite = np.isfinite(chunk_metrics["loss"])
