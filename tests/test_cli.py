@@ -50,37 +50,54 @@ def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path)
     assert oracle[0]["mean"] < ours[0]["mean"] and oracle[0]["mean"] == oracle[2]["mean"]  # the oracle does not adapt
 
 
-def test_resume_equals_uninterrupted_run(cli, tmp_path):
-    from metarl_cli.algos import make_algorithm
-    from metarl_cli.families import get_family
-    from metarl_cli.training.checkpoint import Checkpoints
-    from metarl_cli.training.rundir import load_run
+def assert_same_final_state(run_a, run_b, iterations):
+    """Both runs' latest checkpoints are at `iterations` and hold bit-identical states."""
     import jax
 
+    from metarl_cli.algos import make_algorithm
+    from metarl_cli.families import family_for
+    from metarl_cli.training.checkpoint import Checkpoints
+    from metarl_cli.training.rundir import load_run
+
+    def final_state(run):
+        algo_name, config, _ = load_run(run)
+        algo = make_algorithm(algo_name, config, family_for(config))
+        ckpt = Checkpoints(run, config.keep_checkpoints)
+        try:
+            assert ckpt.step() == iterations
+            return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
+        finally:
+            ckpt.close()
+
+    for x, y in zip(jax.tree.leaves(final_state(run_a)), jax.tree.leaves(final_state(run_b))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resume_equals_uninterrupted_run(cli, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert cli("train", "maml", *tiny_sets("iterations=6"), "-o", str(straight), "-q")[0] == 0
     assert cli("train", "maml", *tiny_sets("iterations=3"), "-o", str(split), "-q")[0] == 0
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=6", "-q")
     assert code == 0, err
 
-    def final_state(run):
-        algo_name, config, _ = load_run(run)
-        algo = make_algorithm(algo_name, config, get_family(config.env, config.ranges))
-        ckpt = Checkpoints(run, config.keep_checkpoints)
-        try:
-            assert ckpt.step() == 6
-            return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
-        finally:
-            ckpt.close()
-
-    a, b = final_state(straight), final_state(split)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert_same_final_state(straight, split, 6)
     metrics = lambda run: (run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
     assert metrics(straight) == metrics(split)
 
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=4", "-q")
     assert code != 0 and "already has 6 iterations" in err
+
+
+def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):
+    sets = [a for s in ("hidden=[8,8]", "meta_batch=4", "chunk=50") for a in ("--set", s)]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=150", "-o", str(straight), "-q")[0] == 0
+    assert cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=70", "-o", str(split), "-q")[0] == 0
+    code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=150", "-q")
+    assert code == 0, err
+    # chunks of 50, 50, 50 against 50, 20 then 50, 30: the same 150 meta-iterations
+    assert [json.loads(x)["iteration"] for x in (split / "metrics.jsonl").read_text().splitlines()] == [50, 70, 120, 150]
+    assert_same_final_state(straight, split, 150)
 
 
 def test_existing_run_is_not_overwritten(cli, tmp_path):
