@@ -108,7 +108,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     candidates = [
         Candidate("meta-learned", algo, state["params"], 1.0),
         Candidate("random init", algo, algo.init_params(jax.random.PRNGKey(config.seed + 1)), 1.0),
-        pretrained(run_dir, algo_name, config, steps, show_progress),
+        pretrained(run_dir, algo_name, config, family, steps, show_progress),
     ]
     if isinstance(family, RegressionFamily):
         candidates.append(oracle(run_dir, algo_name, config, show_progress))
@@ -138,13 +138,13 @@ def _baseline_config(config, **changes):
     )
 
 
-def pretrained(run_dir: Path, algo_name: str, config, steps: int, show_progress: bool) -> Candidate:
+def pretrained(run_dir: Path, algo_name: str, config, family, steps: int, show_progress: bool) -> Candidate:
     """The multi-task network, fine-tuned at inner_lr or (tune_baseline_lr) at its best step size."""
     base_config = _baseline_config(config)
     algo, params = baseline_params(run_dir / "baselines" / "pretrained", algo_name, base_config, show_progress)
     if not config.tune_baseline_lr:
         return Candidate("pretrained (multi-task)", algo, params, 1.0)
-    scale = tuned_lr_scale(algo, params, family_for(config), config.eval_tasks, max(steps, 1))
+    scale = tuned_lr_scale(algo, params, family, config.eval_tasks, max(steps, 1))
     return Candidate(f"pretrained (multi-task, step {scale * config.inner_lr:g})", algo, params, scale)
 
 

@@ -39,6 +39,7 @@ class Model(NamedTuple):
     eval_learner: Learner  # evaluation's batches (e.g. more query points)
     score_name: str  # "return" or "mse"
     maximize: bool  # whether a higher score is better
+    env_steps_per_batch: int  # environment steps one support or query batch simulates (0 for regression)
 
 
 def inner_step(learner: Learner, params, batch, lr, first_order: bool):
@@ -48,6 +49,8 @@ def inner_step(learner: Learner, params, batch, lr, first_order: bool):
         return _descend(params, grads, lr)
     if learner.hessian == "autodiff":
         return _descend(params, jax.grad(learner.loss)(params, batch), lr)
+    if learner.hessian != "hvp":
+        raise ValueError(f"Learner.hessian must be 'hvp' or 'autodiff', got {learner.hessian!r}")
     return _sgd_step(learner.loss, params, batch, lr)
 
 

@@ -44,4 +44,5 @@ def regression_model(family: RegressionFamily, hidden, shots: int, query_points:
         eval_learner=learner(eval_query_points),
         score_name="mse",
         maximize=False,
+        env_steps_per_batch=0,
     )

@@ -9,11 +9,13 @@ import pytest
 TINY = ["meta_batch=2", "lanes=4", "horizon=20", "hidden=[16,16]", "eval_tasks=4", "eval_steps=1"]
 
 
+def set_args(*sets: str) -> list[str]:
+    """["--set", s1, "--set", s2, ...]"""
+    return [arg for s in sets for arg in ("--set", s)]
+
+
 def tiny_sets(*extra: str) -> list[str]:
-    args = []
-    for s in (*TINY, *extra):
-        args += ["--set", s]
-    return args
+    return set_args(*TINY, *extra)
 
 
 @pytest.fixture

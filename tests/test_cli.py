@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tiny_sets
+from conftest import set_args, tiny_sets
 
 
 def test_train_three_iterations_then_eval(cli, tmp_path):
@@ -31,7 +31,7 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
 def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path):
     run = tmp_path / "sine"
     sets = ["iterations=1300", "chunk=500", "hidden=[16,16]", "meta_batch=10", "shots=10", "eval_tasks=200", "eval_steps=2"]
-    code, _, err = cli("train", "maml", "--env", "sinusoid", *[a for s in sets for a in ("--set", s)], "-o", str(run), "-q")
+    code, _, err = cli("train", "maml", "--env", "sinusoid", *set_args(*sets), "-o", str(run), "-q")
     assert code == 0, err
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [500, 1000, 1300]  # one line a chunk; a shorter last chunk
@@ -89,7 +89,7 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
 
 
 def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):
-    sets = [a for s in ("hidden=[8,8]", "meta_batch=4", "chunk=50") for a in ("--set", s)]
+    sets = set_args("hidden=[8,8]", "meta_batch=4", "chunk=50")
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=150", "-o", str(straight), "-q")[0] == 0
     assert cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=70", "-o", str(split), "-q")[0] == 0

@@ -23,10 +23,6 @@ from metarl_cli.regression import regression_model
 from metarl_cli.rl.learner import rl_model
 
 
-def _global_norm(tree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def model_for(config: MamlConfig, family: TaskDistribution) -> Model:
     if isinstance(family, RegressionFamily):
         return regression_model(
@@ -77,7 +73,7 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
             "iteration": state["iteration"] + 1,
         }
         name = model.score_name
-        metrics = {"loss": loss, f"pre_{name}": pre, f"post_{name}": post, "grad_norm": _global_norm(grads)}
+        metrics = {"loss": loss, f"pre_{name}": pre, f"post_{name}": post, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
     @jax.jit
@@ -91,14 +87,12 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
         scales = lr_scale * jnp.where(jnp.arange(steps) == 0, 1.0, config.later_lr_scale)
         return curve(meta_params, tasks, key, scales)
 
-    horizon = getattr(family, "horizon", 0)
-    env_steps = config.meta_batch * (config.inner_steps + 1) * getattr(config, "lanes", 0) * horizon
     return Algorithm(
         init=init,
         step=step,
         adaptation_curve=adaptation_curve_fn,
         init_params=init_params,
-        env_steps_per_iteration=env_steps,
+        env_steps_per_iteration=config.meta_batch * (config.inner_steps + 1) * model.env_steps_per_batch,
         score_name=model.score_name,
         maximize=model.maximize,
     )
