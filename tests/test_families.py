@@ -73,8 +73,12 @@ def test_regression_points_are_the_tasks_own_and_fixed():
     task = jax.tree.map(lambda x: x[0], tasks)
     x, y = fam.points(task, SUPPORT, 5)
     np.testing.assert_allclose(y, task["amplitude"] * jnp.sin(x - task["phase"]), rtol=1e-6)
-    again, _ = fam.points(task, SUPPORT, 5)
-    np.testing.assert_array_equal(x, again)  # every inner step sees the same K points
+    # The learner's support batch ignores the step's key: every inner step sees the same K points.
+    from metarl_cli.regression import regression_model
+
+    learner = regression_model(fam, (4,), shots=5, query_points=5, eval_query_points=5, task_input=False).learner
+    for step_key in (jax.random.PRNGKey(11), jax.random.PRNGKey(12)):
+        np.testing.assert_array_equal(learner.support(None, task, step_key)[1], x)
     assert np.all(np.abs(np.asarray(x)) <= 5.0)
     query, _ = fam.points(task, QUERY, 5)
     assert not set(np.asarray(x).tolist()) & set(np.asarray(query).tolist())
