@@ -29,9 +29,12 @@ def train(
     env: Optional[str] = typer.Option(None, "--env", "-e", help="Task family (see `metarl envs`)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of config values."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key: key=value (repeatable)."),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", help="Independent runs in one compiled program, seeded seed, seed+1, ... (same as --set seeds=N)."
+    ),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-TIME)."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N extends it)."
+        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -45,6 +48,10 @@ def train(
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
+    if seeds is not None:
+        if resume:
+            raise UserError("--resume continues a run with its saved seeds; drop --seeds")
+        set_ = [*set_, f"seeds={seeds}"]
     if resume:
         if run_dir is None:
             raise UserError("--resume needs --run-dir naming the run to continue")
@@ -139,6 +146,8 @@ def envs():
         else:
             horizon = str(fam.horizon)
             actions = f"{fam.action_dim} discrete" if fam.discrete else f"{fam.action_dim}-d continuous"
+        if not fam.ranges:
+            table.add_row(name, "(none: one task)", "", "", "", horizon, actions)
         for i, r in enumerate(fam.ranges):
             ood = " ∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"
             first = i == 0

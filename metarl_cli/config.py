@@ -21,11 +21,37 @@ from metarl_cli.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
-class MamlConfig:
-    """MAML (Finn et al. 2017): what every task family shares. Meta-SGD is `learn_inner_lr = true`."""
+class RunConfig:
+    """What the runner reads from every algorithm's config: seeds, chunking, checkpoints, ranges.
+
+    `iterations` (a field or a property) is the number of calls of the algorithm's step;
+    `LENGTH_KEY` names the key a user sets to extend a run on `--resume`.
+    """
+
+    LENGTH_KEY: typing.ClassVar[str] = "iterations"
 
     env: str = "cartpole-family"
     seed: int = 0
+    seeds: int = 1  # independent runs in one compiled program (vmapped); run i uses seed + i
+    chunk: int = 1  # iterations per compiled call; metrics are summarised and checkpoints taken per chunk
+    checkpoint_every: int = 1  # iterations between checkpoints (rounded up to a whole chunk)
+    keep_checkpoints: int = 3
+    ranges: dict = dataclasses.field(default_factory=dict)  # [ranges.train] / [ranges.ood] overrides
+
+    def validate(self) -> None:
+        for name in ("seeds", "chunk", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise UserError(f"seed must be >= 0, got {self.seed}")
+        if self.seed + self.seeds >= 2**31 - 2:
+            raise UserError(f"seed + seeds must be below {2**31 - 2}, got {self.seed + self.seeds}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MamlConfig(RunConfig):
+    """MAML (Finn et al. 2017): what every task family shares. Meta-SGD is `learn_inner_lr = true`."""
+
     iterations: int = 100  # meta-iterations (outer updates)
     meta_batch: int = 20  # tasks per meta-iteration
     inner_steps: int = 1
@@ -35,27 +61,21 @@ class MamlConfig:
     max_grad_norm: float = 10.0  # outer gradient clipping; 0 turns it off
     first_order: bool = False
     hidden: tuple[int, ...] = (64, 64)
-    chunk: int = 1  # meta-iterations per compiled call; metrics are averaged and checkpoints taken per chunk
-    checkpoint_every: int = 1  # meta-iterations between checkpoints (rounded up to a whole chunk)
-    keep_checkpoints: int = 3
     eval_tasks: int = 100  # defaults for `metarl eval`
     eval_steps: int = 3
     later_lr_scale: float = 1.0  # at eval, steps after the first use inner_lr times this
     tune_baseline_lr: bool = False  # at eval, fine-tune the pretrained baseline with its best step size
-    ranges: dict = dataclasses.field(default_factory=dict)  # [ranges.train] / [ranges.ood] overrides
 
     def validate(self) -> None:
-        positive = ("iterations", "meta_batch", "chunk", "checkpoint_every", "keep_checkpoints")
-        for name in positive:
+        super().validate()
+        for name in ("iterations", "meta_batch"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("inner_steps", "eval_steps", "seed"):
+        for name in ("inner_steps", "eval_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_tasks < 2:
             raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
-        if self.seed >= 2**31 - 2:
-            raise UserError(f"seed must be below {2**31 - 2}, got {self.seed}")
         if self.inner_lr < 0 or not math.isfinite(self.inner_lr):
             raise UserError(f"inner_lr must be a non-negative number, got {self.inner_lr}")
         if self.outer_lr <= 0 or not math.isfinite(self.outer_lr):
@@ -109,15 +129,88 @@ class MamlRegressionConfig(MamlConfig):
             raise UserError(f"query_points must be >= 0, got {self.query_points}")
 
 
+@dataclasses.dataclass(frozen=True)
+class DqnConfig(RunConfig):
+    """DQN (Mnih et al. 2015) with replay and a target network; CleanRL's CartPole settings by default.
+
+    One iteration is `train_every` env steps (`train_every / num_envs` steps of every environment)
+    followed by one gradient step; `total_steps` counts env steps over all environments. On a
+    family with randomised parameters each environment draws a new train-split task per episode
+    (one multi-task DQN: the domain-randomisation baseline).
+    """
+
+    LENGTH_KEY: typing.ClassVar[str] = "total_steps"
+
+    env: str = "cartpole"
+    total_steps: int = 500_000
+    num_envs: int = 10
+    train_every: int = 10  # env steps (over all environments) per gradient step
+    learning_starts: int = 10_000  # env steps before the first gradient step
+    buffer_size: int = 10_000
+    batch_size: int = 128
+    lr: float = 2.5e-4
+    gamma: float = 0.99
+    target_update_every: int = 500  # env steps between target-network updates
+    tau: float = 1.0  # target <- tau * online + (1 - tau) * target: 1 is a hard copy, below 1 Polyak
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    exploration_fraction: float = 0.5  # epsilon decays linearly over this fraction of total_steps
+    double_dqn: bool = False
+    huber: bool = False  # Huber instead of squared TD error
+    hidden: tuple[int, ...] = (120, 84)
+    chunk: int = 2_500  # iterations per compiled call and per checkpoint (25,000 env steps by default)
+    eval_tasks: int = 100  # defaults for `metarl eval`: held-out tasks, one greedy episode each
+
+    @property
+    def iterations(self) -> int:
+        return self.total_steps // self.train_every
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("total_steps", "num_envs", "train_every", "buffer_size", "batch_size", "target_update_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_every % self.num_envs:
+            raise UserError(f"train_every ({self.train_every}) must be a multiple of num_envs ({self.num_envs})")
+        if self.target_update_every % self.train_every:
+            raise UserError(f"target_update_every ({self.target_update_every}) must be a multiple of train_every ({self.train_every})")
+        if self.total_steps < self.train_every:
+            raise UserError(f"total_steps ({self.total_steps}) must be at least train_every ({self.train_every})")
+        if self.learning_starts < self.batch_size:
+            raise UserError(f"learning_starts ({self.learning_starts}) must be at least batch_size ({self.batch_size})")
+        if self.learning_starts < 0:
+            raise UserError(f"learning_starts must be >= 0, got {self.learning_starts}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise UserError(f"lr must be a positive number, got {self.lr}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise UserError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise UserError(f"tau must be in (0, 1], got {self.tau}")
+        for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.hidden or any(w < 1 for w in self.hidden):
+            raise UserError(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
+        if self.eval_tasks < 2:
+            raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
+
+
 # Each algorithm has a config per kind of task family: "rl" (gymnax) or "regression".
-CONFIGS: dict[str, dict[str, type]] = {"maml": {"rl": MamlRLConfig, "regression": MamlRegressionConfig}}
+CONFIGS: dict[str, dict[str, type]] = {
+    "maml": {"rl": MamlRLConfig, "regression": MamlRegressionConfig},
+    "dqn": {"rl": DqnConfig},
+}
 ALGORITHMS = tuple(CONFIGS)
 
 
 def config_class(algo: str, env: str) -> type:
     from metarl_cli.families import is_regression
 
-    return CONFIGS[algo]["regression" if is_regression(env) else "rl"]
+    kind = "regression" if is_regression(env) else "rl"
+    if kind not in CONFIGS[algo]:
+        valid = [name for name in CONFIGS if kind in CONFIGS[name]]
+        raise UserError(f"{algo} does not run on {kind} family '{env}'; algorithms for it: {', '.join(valid)}")
+    return CONFIGS[algo][kind]
 
 
 def experiment_file(algo: str, env: str) -> Path | None:
@@ -228,7 +321,7 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(sets, key, value)
-    chosen_env = env or sets.get("env") or user.get("env") or MamlConfig.env
+    chosen_env = env or sets.get("env") or user.get("env") or next(iter(CONFIGS[algo].values())).env
     if not isinstance(chosen_env, str):
         raise UserError(f"config key 'env' expects a family name, got {chosen_env!r}")
     from metarl_cli.families import FAMILY_NAMES
@@ -242,14 +335,15 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
 
 
 def resumed_config(saved, env: str | None, config_file: Path | None, overrides: list[str]):
-    """A resumed run keeps its saved config; only `iterations` may change (to extend the run)."""
+    """A resumed run keeps its saved config; only its length (`LENGTH_KEY`) may change, to extend it."""
     if env or config_file:
         raise UserError("--resume continues a run with its saved config; drop --env and --config")
     values = config_to_dict(saved)
+    length = type(saved).LENGTH_KEY
     for text in overrides:
         key, value = parse_override(text)
-        if key != "iterations":
-            raise UserError(f"--resume only accepts --set iterations=N, not '{key}'")
+        if key != length:
+            raise UserError(f"--resume only accepts --set {length}=N, not '{key}'")
         values[key] = value
     return build_config(_algo_of(saved), values)
 

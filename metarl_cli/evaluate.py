@@ -10,7 +10,9 @@ held-out tasks, with the same keys (a paired comparison):
   split (never the held-out tasks);
 - on regression families, an oracle: a network that also sees the task's parameters, trained the
   same way, which needs no adaptation.
-Baselines are trained once per run and cached in RUN/baselines/NAME.
+Baselines are trained once per run and cached in RUN/baselines/NAME. A run of several seeds is
+evaluated seed by seed (a column each). An algorithm that does not adapt (plain DQN) is scored
+after 0 steps only, beside a randomly initialised network.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import load_run, write_manifest
-from metarl_cli.training.runner import train
+from metarl_cli.training.runner import initial_state, train
 
 # Evaluation tasks come from their own keys, never used in training.
 EVAL_KEY = 2**31 - 1
@@ -88,28 +90,33 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     if steps is not None and steps < 0:
         raise UserError(f"--steps must be >= 0, got {steps}")
     algo_name, config, _ = load_run(run_dir)
-    tasks = config.eval_tasks if tasks is None else tasks
-    steps = config.eval_steps if steps is None else steps
     family = family_for(config)
     algo = make_algorithm(algo_name, config, family)
+    tasks = config.eval_tasks if tasks is None else tasks
+    steps = (config.eval_steps if steps is None else steps) if algo.adapts else 0
 
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:
         step = checkpoints.step(checkpoint)
         if step is None:
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
-        template = algo.init(jax.random.PRNGKey(config.seed))
-        state = checkpoints.restore(template, which=checkpoint, step=step)
+        state = checkpoints.restore(initial_state(algo, config), which=checkpoint, step=step)
     finally:
         checkpoints.close()
 
     held_out = family.sample(jax.random.PRNGKey(EVAL_KEY), tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
-    candidates = [
-        Candidate("meta-learned", algo, state["params"], 1.0),
-        Candidate("random init", algo, algo.init_params(jax.random.PRNGKey(config.seed + 1)), 1.0),
-        pretrained(run_dir, algo_name, config, family, steps, show_progress),
-    ]
+    label = "meta-learned" if algo.adapts else "trained"
+    if config.seeds == 1:
+        candidates = [Candidate(label, algo, state["params"], 1.0)]
+    else:
+        candidates = [
+            Candidate(f"{label} (seed {config.seed + i})", algo, jax.tree.map(lambda x: x[i], state["params"]), 1.0)
+            for i in range(config.seeds)
+        ]
+    candidates.append(Candidate("random init", algo, algo.init_params(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
+    if algo.adapts:
+        candidates.append(pretrained(run_dir, algo_name, config, family, steps, show_progress))
     if isinstance(family, RegressionFamily):
         candidates.append(oracle(run_dir, algo_name, config, show_progress))
     methods = {}
@@ -130,6 +137,7 @@ def _baseline_config(config, **changes):
     """The run's config with no inner loop and as much data as meta-training drew (inner steps + 1 batches a task)."""
     return dataclasses.replace(
         config,
+        seeds=1,
         inner_steps=0,
         learn_inner_lr=False,
         iterations=config.iterations * (config.inner_steps + 1),
@@ -183,7 +191,7 @@ def baseline_params(base_dir: Path, algo_name: str, base_config, show_progress: 
         train(algo, base_config, base_dir, resume=not fresh, show_progress=show_progress)
     checkpoints = Checkpoints(base_dir, base_config.keep_checkpoints)
     try:
-        return algo, checkpoints.restore(algo.init(jax.random.PRNGKey(base_config.seed)))["params"]
+        return algo, checkpoints.restore(initial_state(algo, base_config))["params"]
     finally:
         checkpoints.close()
 

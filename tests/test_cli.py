@@ -114,8 +114,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "dqnn"], "unknown algorithm 'dqnn'; valid: maml"),
-        (["train", "maml", "--env", "cartpol"], "unknown env 'cartpol'; valid: cartpole-family"),
+        (["train", "dqnn"], "unknown algorithm 'dqnn'; valid: maml, dqn"),
+        (["train", "maml", "--env", "cartpol"], "unknown env 'cartpol'; valid: cartpole, cartpole-family"),
         (["train", "maml", "--set", "ranges.train.length=[0.9, 0.2]"], "min > max"),
         (["train", "maml", "--set", "ranges.train.masspole=[-0.1, 0.2]"], "must be positive"),
         (["train", "maml", "--set", "learning_rate=0.1"], "unknown config key(s) learning_rate"),
@@ -133,6 +133,11 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--env", "sinusoid", "--set", "shots=0"], "shots must be >= 1"),
         (["train", "maml", "--env", "sinusoid", "--set", "lanes=4"], "unknown config key(s) lanes for maml on sinusoid"),
         (["train", "maml", "--env", "sinusoid", "--set", "chunk=0"], "chunk must be >= 1"),
+        (["train", "dqn", "--env", "sinusoid"], "dqn does not run on regression family 'sinusoid'"),
+        (["train", "dqn", "--seeds", "0"], "seeds must be >= 1"),
+        (["train", "dqn", "--set", "train_every=15"], "train_every (15) must be a multiple of num_envs (10)"),
+        (["train", "dqn", "--set", "lr=0"], "lr must be a positive number"),
+        (["train", "dqn", "--resume", "-o", "FOREIGN", "--seeds", "2"], "--resume continues a run with its saved seeds"),
     ],
 )
 def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, message):

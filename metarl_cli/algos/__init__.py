@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from metarl_cli.algos.base import Algorithm
+from metarl_cli.algos.dqn import make_dqn
 from metarl_cli.algos.maml import make_maml
 
-BUILDERS = {"maml": make_maml}
+BUILDERS = {"maml": make_maml, "dqn": make_dqn}
 
 
 def make_algorithm(algo: str, config, family) -> Algorithm:

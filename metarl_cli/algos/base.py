@@ -6,14 +6,17 @@
     scores = algo.adaptation_curve(params, tasks, key, steps, lr_scale)   # (n_tasks, steps + 1), for eval
 
 `step` is pure and not yet compiled: the runner jit-compiles it, alone or as a `lax.scan` over a
-chunk of meta-iterations. Its metrics hold "loss" and "pre_SCORE" / "post_SCORE", the score before
-and after adaptation (SCORE is `score_name`). Because the state is one pytree, a checkpoint saves
-and restores it whole and resume is exact.
+chunk of iterations, and vmaps it over seeds. Its metrics hold "loss" and, by default, "pre_SCORE" /
+"post_SCORE", the score before and after adaptation (SCORE is `score_name`); `summarise` turns a
+chunk's metrics into one record (default: the mean over the chunk). Because the state is one
+pytree, a checkpoint saves and restores it whole and resume is exact.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
+
+import numpy as np
 
 
 class Algorithm(NamedTuple):
@@ -24,3 +27,21 @@ class Algorithm(NamedTuple):
     env_steps_per_iteration: int  # 0 where the tasks are not environments
     score_name: str  # what adaptation_curve measures, for tables: "return" or "mse"
     maximize: bool = True  # whether a higher score is better (for the best checkpoint)
+    # {name: array with a leading chunk axis} -> {name: summary}; None: the mean over the chunk.
+    summarise: Callable[[dict], dict] | None = None
+    progress_metrics: tuple[str, ...] | None = None  # shown on the progress bar; None: pre/post score
+    best_metric: str | None = None  # the summary that ranks checkpoints; None: post_SCORE
+    adapts: bool = True  # False: no adaptation at eval (the score after 0 steps only)
+
+    def summary(self, chunk: dict) -> dict:
+        if self.summarise is not None:
+            return self.summarise(chunk)
+        return {name: np.mean(values, axis=0) for name, values in chunk.items()}
+
+    @property
+    def shown_metrics(self) -> tuple[str, ...]:
+        return self.progress_metrics or (f"pre_{self.score_name}", f"post_{self.score_name}")
+
+    @property
+    def ranking_metric(self) -> str:
+        return self.best_metric or f"post_{self.score_name}"

@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 from metarl_cli.errors import UserError
 from metarl_cli.families.base import SPLITS, Family, ParamRange, TaskDistribution
-from metarl_cli.families.physics import acrobot_family, cartpole_family, mountaincar_family, pendulum_family
+from metarl_cli.families.physics import acrobot_family, cartpole_family, cartpole_single, mountaincar_family, pendulum_family
 from metarl_cli.families.point_nav import point_nav_family
 from metarl_cli.families.regression import RegressionFamily, linear_family, sinusoid_family
 
 _BUILDERS: dict[str, Callable[[], TaskDistribution]] = {
+    "cartpole": cartpole_single,
     "cartpole-family": cartpole_family,
     "acrobot-family": acrobot_family,
     "mountaincar-family": mountaincar_family,

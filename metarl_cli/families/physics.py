@@ -62,6 +62,19 @@ def cartpole_family() -> Family:
     )
 
 
+def cartpole_single() -> Family:
+    """Plain CartPole-v1 (default physics, 500-step episodes): one task, every split the same."""
+    env = CartPole()
+    return Family(
+        name="cartpole",
+        summary="gymnax CartPole-v1 with its default physics: a single task (DQN's benchmark)",
+        env=env,
+        base_params=env.default_params,
+        ranges=(),
+        horizon=500,
+    )
+
+
 def mountaincar_family() -> Family:
     env = MountainCar()
     return Family(

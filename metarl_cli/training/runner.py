@@ -1,11 +1,13 @@
 """The training loop: the only Python loop around the compiled step.
 
 The algorithm's step is compiled once, alone when `chunk` is 1 or as a `lax.scan` over `chunk`
-meta-iterations when one iteration is too short to pay for a trip through Python (a final, shorter
-chunk compiles its own scan). After each call: check the loss is finite, append a metrics line
-(the chunk's mean), advance the progress bar, hand the state to the checkpoint manager. A
-non-finite loss stops the run before its state is saved, so the latest checkpoint is the last good
-one.
+iterations when one iteration is too short to pay for a trip through Python (a final, shorter
+chunk compiles its own scan). With `seeds` > 1 the state has a leading seed axis and the step is
+vmapped over it: N independent runs in one program, run i seeded with `seed + i`, so each equals the
+run a single seed `seed + i` would give. After each call: check the loss is finite, append the
+chunk's summary to metrics.jsonl (one line per seed, with "seed" when there are several), advance
+the progress bar, hand the state to the checkpoint manager. A non-finite loss stops the run before
+its state is saved, so the latest checkpoint is the last good one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from metarl_cli.algos import Algorithm
@@ -52,10 +55,40 @@ def compile_chunks(step):
     return run
 
 
+def seed_keys(config) -> jax.Array:
+    """One key per seed: run i is seeded with config.seed + i."""
+    return jnp.stack([jax.random.PRNGKey(config.seed + i) for i in range(config.seeds)])
+
+
+def initial_state(algo: Algorithm, config):
+    """The training state before the first iteration; with several seeds, a leading seed axis."""
+    if config.seeds == 1:
+        return algo.init(jax.random.PRNGKey(config.seed))
+    return jax.vmap(algo.init)(seed_keys(config))
+
+
+def seeded_step(algo: Algorithm, config):
+    return algo.step if config.seeds == 1 else jax.vmap(algo.step)
+
+
+def records(summary: dict, config, counts: dict) -> list[dict]:
+    """metrics.jsonl lines for one chunk: one, or one per seed (with its seed) when there are several."""
+    def plain(x):
+        x = float(x)
+        return x if np.isfinite(x) else None  # JSON has no NaN
+
+    if config.seeds == 1:
+        return [{**counts, **{k: plain(v) for k, v in summary.items()}}]
+    return [
+        {**counts, "seed": config.seed + i, **{k: plain(np.asarray(v)[i]) for k, v in summary.items()}}
+        for i in range(config.seeds)
+    ]
+
+
 def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool = True) -> TrainSummary:
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     log = MetricsLog(run_dir / "metrics.jsonl")
-    state = algo.init(jax.random.PRNGKey(config.seed))
+    state = initial_state(algo, config)
     start = (checkpoints.step() if resume else None) or 0
     if start > config.iterations:
         checkpoints.close()
@@ -64,9 +97,9 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
         state = checkpoints.restore(state, step=start)
         console.print(f"resuming {run_dir} from iteration {start}")
     log.truncate_after(start)
-    run_chunk = compile_chunks(algo.step)
-    post_key = f"post_{algo.score_name}"
+    run_chunk = compile_chunks(seeded_step(algo, config))
     sign = 1.0 if algo.maximize else -1.0
+    steps_per_iteration = algo.env_steps_per_iteration * config.seeds
 
     compile_seconds = checkpoint_seconds = 0.0
     t_begin = time.perf_counter()
@@ -106,16 +139,18 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                         f"latest checkpoint (iteration {checkpoints.step()}) is the last good state"
                     )
                 previous, done = done, done + n
-                metrics = {k: float(v.mean()) for k, v in chunk_metrics.items()}
+                summary = algo.summary(chunk_metrics)
                 counts = {"iteration": done}
                 if algo.env_steps_per_iteration:
-                    counts["env_steps"] = done * algo.env_steps_per_iteration
-                log.append({**counts, **metrics})
+                    counts["env_steps"] = done * algo.env_steps_per_iteration  # per seed
+                for record in records(summary, config, counts):
+                    log.append(record)
                 if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
                     c0 = time.perf_counter()
-                    checkpoints.save(done, state, sign * metrics[post_key])
+                    score = _seed_mean(summary[algo.ranking_metric])
+                    checkpoints.save(done, state, sign * score if np.isfinite(score) else -np.inf)
                     checkpoint_seconds += time.perf_counter() - c0
-                progress.update(bar, advance=n, stats=_stats_line(algo, metrics, steady_rate()))
+                progress.update(bar, advance=n, stats=_stats_line(algo, summary, steady_rate(), config.seeds))
             c0 = time.perf_counter()
             checkpoints.wait()
             checkpoint_seconds += time.perf_counter() - c0
@@ -123,10 +158,17 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
         checkpoints.close()
     seconds = time.perf_counter() - t_begin
     rate = steady_rate()
-    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, rate, rate * algo.env_steps_per_iteration)
+    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, rate, rate * steps_per_iteration)
 
 
-def _stats_line(algo: Algorithm, metrics: dict[str, float], rate: float) -> str:
-    name = algo.score_name
-    speed = f"{rate * algo.env_steps_per_iteration / 1e3:7.0f}k steps/s" if algo.env_steps_per_iteration else f"{rate:7.0f} it/s"
-    return f"pre {metrics[f'pre_{name}']:8.3g}  post {metrics[f'post_{name}']:8.3g}  {speed}"
+def _seed_mean(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, seeds: int) -> str:
+    """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds)."""
+    shown = "  ".join(f"{name.removesuffix('_' + algo.score_name)} {_seed_mean(summary[name]):8.3g}" for name in algo.shown_metrics)
+    env_steps = iterations_per_second * algo.env_steps_per_iteration * seeds
+    speed = f"{env_steps / 1e3:7.0f}k steps/s" if env_steps else f"{iterations_per_second:7.0f} it/s"
+    return f"{shown}  {speed}"

@@ -1,0 +1,66 @@
+"""Benchmark: DQN on CartPole-v1 with CleanRL's settings, one seed and many seeds in one program.
+
+Prints, from one run on this machine, for `metarl train dqn --env cartpole` (500k env steps,
+10 environments, a gradient step of batch 128 every 10 env steps, checkpoints every 25k steps):
+  - compile time, training time (compilation excluded), env steps/s and gradient steps/s, for one
+    seed and for --seeds N seeds in one program;
+  - the time of N seeds over N times the time of one seed (target on the 2-core CPU: 8 seeds at
+    most 3 times one seed, a ratio of 0.375), compilation counted once;
+  - the training time beside purejaxrl's dqn.py on the same settings, as shared/PROTOCOLS.md
+    records it for the 2-core CPU (about 27 s plus about 10 s of compilation): a reference figure
+    from that machine, not run here.
+
+Usage: python scripts/bench_dqn.py [--total-steps 500000] [--seeds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import jax
+
+from metarl_cli.algos import make_algorithm
+from metarl_cli.config import resolve_config
+from metarl_cli.families import family_for
+from metarl_cli.training.runner import train
+
+PUREJAXRL_SECONDS, PUREJAXRL_COMPILE = 27.0, 10.0  # shared/PROTOCOLS.md, 500k steps on the 2-core CPU
+
+
+def run(total_steps: int, seeds: int):
+    """(compile seconds, training seconds without compilation, training summary) of one scratch run."""
+    overrides = [f"total_steps={total_steps}", f"seeds={seeds}", "double_dqn=false"]  # CleanRL's exact settings
+    config = resolve_config("dqn", "cartpole", None, overrides)
+    algo = make_algorithm("dqn", config, family_for(config))
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    return summary.compile_seconds, summary.seconds - summary.compile_seconds, config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--total-steps", type=int, default=500_000)
+    parser.add_argument("--seeds", type=int, default=8)
+    args = parser.parse_args()
+    print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); DQN CartPole-v1, "
+          f"{args.total_steps:,} env steps per seed, CleanRL settings")
+    results = {}
+    for seeds in (1, args.seeds):
+        compile_s, train_s, config = run(args.total_steps, seeds)
+        results[seeds] = train_s
+        env_rate = seeds * config.total_steps / train_s
+        grad_rate = seeds * (config.total_steps - config.learning_starts) / config.train_every / train_s
+        print(f"{seeds} seed(s): compile {compile_s:5.1f} s, training {train_s:6.1f} s, "
+              f"{env_rate:10,.0f} env steps/s, {grad_rate:8,.0f} gradient steps/s (all seeds)")
+    one, many = results[1], results[args.seeds]
+    print(f"{args.seeds} seeds / one seed:                 {many / one:6.2f} x")
+    print(f"{args.seeds} seeds / ({args.seeds} x one seed):            {many / (args.seeds * one):6.3f}   (target <= 0.375)")
+    if args.total_steps == 500_000:
+        print(f"one seed / purejaxrl dqn.py (reference {PUREJAXRL_SECONDS:.0f} s + {PUREJAXRL_COMPILE:.0f} s compile, PROTOCOLS.md): "
+              f"{one / PUREJAXRL_SECONDS:.2f}   (target <= 1)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""DQN: the replay buffer, the TD target at episode ends, seeds in one program, exact resume."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metarl_cli.algos import make_algorithm
+from metarl_cli.config import resolve_config
+from metarl_cli.families import family_for
+from metarl_cli.rl.q_learning import make_q_network, td_targets
+from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
+from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.training.runner import compile_chunks, initial_state, seeded_step, train
+from conftest import set_args
+
+# A DQN that compiles in seconds: 2 environments, a gradient step every 2 env steps from step 16.
+TINY_DQN = ["total_steps=160", "num_envs=2", "train_every=2", "learning_starts=16", "batch_size=8", "buffer_size=32",
+            "target_update_every=10", "hidden=[8]", "chunk=20", "eval_tasks=3"]
+
+
+def tiny_config(*extra):
+    return resolve_config("dqn", "cartpole", None, [*TINY_DQN, *extra])
+
+
+def test_replay_never_samples_unwritten_slots():
+    example = Transition(jnp.zeros(2), jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros(2), jnp.zeros((), bool))
+    buffer = replay_init(example, capacity=16)
+    marked = lambda values: Transition(  # noqa: E731
+        jnp.stack([values, values], 1), jnp.zeros(len(values), jnp.int32), values, jnp.zeros((len(values), 2)), jnp.zeros(len(values), bool)
+    )
+    buffer = replay_add(buffer, marked(jnp.arange(1.0, 6.0)))  # rewards 1..5; unwritten slots hold 0
+    drawn = replay_sample(buffer, jax.random.PRNGKey(0), 2000).reward
+    assert set(np.unique(drawn)) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    for start in range(6, 26, 5):  # wrap around the ring: only the last 16 written remain
+        buffer = replay_add(buffer, marked(jnp.arange(start, start + 5.0)))
+    assert int(buffer.size) == 16
+    drawn = replay_sample(buffer, jax.random.PRNGKey(1), 4000).reward
+    assert set(np.unique(drawn)) == set(np.arange(10.0, 26.0))
+
+
+def test_td_target_bootstraps_on_terminated_only():
+    q = make_q_network(2, 3, (4,))
+    params = q.init(jax.random.PRNGKey(0))
+    next_obs = jnp.array([[1.0, -2.0], [1.0, -2.0]])
+    batch = Transition(jnp.zeros((2, 2)), jnp.zeros(2, jnp.int32), jnp.array([1.0, 1.0]), next_obs, jnp.array([True, False]))
+    targets = td_targets(q, params, params, batch, 0.9, double=False)
+    best_next = jnp.max(q.values(params, next_obs[1]))
+    np.testing.assert_allclose(targets, [1.0, 1.0 + 0.9 * best_next], rtol=1e-6)
+
+
+def test_replay_stores_the_final_observation_at_episode_ends():
+    """Episodes cut at 3 steps: a truncated transition's next_obs is the last state, not the reset one."""
+    config = tiny_config("num_envs=1", "train_every=1", "target_update_every=1")
+    family = dataclasses.replace(family_for(config), horizon=3)
+    algo = make_algorithm("dqn", config, family)
+    state = algo.init(jax.random.PRNGKey(0))
+    state, _ = compile_chunks(algo.step)(state, 7)
+    data = jax.tree.map(np.asarray, state["replay"].data)
+    for t in range(6):
+        truncated_here = t % 3 == 2
+        assert not data.terminated[t]  # CartPole does not fall within 3 steps
+        if truncated_here:  # the next stored obs is a fresh reset; the transition keeps the true last state
+            assert not np.allclose(data.next_obs[t], data.obs[t + 1])
+            # ... one Euler step of the physics from obs: position and angle advance by tau * velocity.
+            np.testing.assert_allclose(data.next_obs[t][[0, 2]], data.obs[t][[0, 2]] + 0.02 * data.obs[t][[1, 3]], atol=1e-6)
+        else:
+            np.testing.assert_array_equal(data.next_obs[t], data.obs[t + 1])
+
+
+def test_seeds_in_one_program_differ_and_each_is_reproducible():
+    config = tiny_config("seeds=2")
+    algo = make_algorithm("dqn", config, family_for(config))
+    run = compile_chunks(seeded_step(algo, config))
+    first, _ = run(initial_state(algo, config), 40)
+    again, _ = run(initial_state(algo, config), 40)
+    leaves = jax.tree.leaves(first["params"])
+    assert all(leaf.shape[0] == 2 for leaf in leaves)
+    assert not np.allclose(leaves[0][0], leaves[0][1])  # each seed its own network
+    for a, b in zip(leaves, jax.tree.leaves(again["params"])):
+        np.testing.assert_array_equal(a, b)
+    # The seed axis carries the seeds: run 1 of the pair is the run of seed 1 alone (to float rounding).
+    single = tiny_config("seed=1")
+    alone, _ = compile_chunks(algo.step)(algo.init(jax.random.PRNGKey(single.seed)), 40)
+    for a, b in zip(jax.tree.leaves(first["params"]), jax.tree.leaves(alone["params"])):
+        np.testing.assert_allclose(a[1], b, atol=1e-5)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    config = tiny_config("seeds=2")
+    algo = make_algorithm("dqn", config, family_for(config))
+    train(algo, config, tmp_path / "whole", resume=False, show_progress=False)
+    half = dataclasses.replace(config, total_steps=config.total_steps // 2)
+    train(algo, half, tmp_path / "split", resume=False, show_progress=False)
+    train(algo, config, tmp_path / "split", resume=True, show_progress=False)
+    states = []
+    for name in ("whole", "split"):
+        ckpt = Checkpoints(tmp_path / name, config.keep_checkpoints)
+        try:
+            assert ckpt.step() == config.iterations
+            states.append(ckpt.restore(initial_state(algo, config)))
+        finally:
+            ckpt.close()
+    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):  # replay buffer included
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
+    run = tmp_path / "run"
+    code, _, err = cli("train", "dqn", "--env", "cartpole", "--seeds", "2", *set_args(*TINY_DQN), "-o", str(run), "-q")
+    assert code == 0, err
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["iteration"], r["seed"]) for r in lines] == [(i, s) for i in (20, 40, 60, 80) for s in (0, 1)]
+    assert all({"return", "episodes", "loss", "epsilon", "env_steps"} <= set(r) for r in lines)
+    code, out, err = cli("eval", str(run), "--split", "test")
+    assert code == 0, err
+    assert "trained (seed 0)" in out and "trained (seed 1)" in out and "random init" in out
+    scores = json.loads((run / "eval.json").read_text())["test"]["methods"]
+    assert set(scores) == {"trained (seed 0)", "trained (seed 1)", "random init"}
+    assert all(len(rows) == 1 for rows in scores.values())  # plain DQN does not adapt: k = 0 only
