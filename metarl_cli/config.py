@@ -130,6 +130,36 @@ class MamlRegressionConfig(MamlConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class MamlDqnConfig(MamlConfig):
+    """MAML on a Q-network (maml-dqn): an initialisation that a few TD steps adapt to a new task.
+
+    Support and query batches are `lanes` x `horizon` epsilon-greedy transitions of one task; an
+    inner step is a TD step on the support batch; the meta-loss is the adapted network's TD loss on
+    query transitions it collected itself. The pretrained baseline at eval is a multi-task DQN
+    (`dqn` on the same family) given as many env steps as meta-training drew.
+    """
+
+    env: str = "cartpole-family"
+    lanes: int = 5  # environments per task per batch; each runs `horizon` steps
+    horizon: int = 0  # steps per rollout and episode cap; 0 takes the family's default
+    gamma: float = 0.99
+    epsilon: float = 0.1  # exploration while collecting support and query transitions
+    inner_lr: float = 1e-3
+    hidden: tuple[int, ...] = (120, 84)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.lanes < 1:
+            raise UserError(f"lanes must be >= 1, got {self.lanes}")
+        if self.horizon < 0:
+            raise UserError(f"horizon must be >= 0, got {self.horizon}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise UserError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise UserError(f"epsilon must be in [0, 1], got {self.epsilon}")
+
+
+@dataclasses.dataclass(frozen=True)
 class DqnConfig(RunConfig):
     """DQN (Mnih et al. 2015) with replay and a target network; CleanRL's CartPole settings by default.
 
@@ -199,6 +229,7 @@ class DqnConfig(RunConfig):
 CONFIGS: dict[str, dict[str, type]] = {
     "maml": {"rl": MamlRLConfig, "regression": MamlRegressionConfig},
     "dqn": {"rl": DqnConfig},
+    "maml-dqn": {"rl": MamlDqnConfig},
 }
 ALGORITHMS = tuple(CONFIGS)
 
@@ -215,7 +246,7 @@ def config_class(algo: str, env: str) -> type:
 
 def experiment_file(algo: str, env: str) -> Path | None:
     """The shipped defaults for (algo, env), e.g. experiments/maml_cartpole.toml, if there is one."""
-    stem = f"{algo}_{env.removesuffix('-family').replace('-', '_')}.toml"
+    stem = f"{algo.replace('-', '_')}_{env.removesuffix('-family').replace('-', '_')}.toml"
     for root in _experiment_roots():
         if (root / stem).is_file():
             return root / stem

@@ -5,7 +5,8 @@ held-out tasks, with the same keys (a paired comparison):
 - the meta-learned initialisation (with its learned rates, for Meta-SGD);
 - a randomly initialised network;
 - a network pretrained on the train split without meta-learning: the same training step with no
-  inner loop, given as much data as meta-training drew. It fine-tunes with plain SGD at inner_lr,
+  inner loop, given as much data as meta-training drew (for maml-dqn, a multi-task DQN given as
+  many env steps). It fine-tunes with plain SGD at inner_lr,
   or, with `tune_baseline_lr`, at the step size that does best on validation tasks from the train
   split (never the held-out tasks);
 - on regression families, an oracle: a network that also sees the task's parameters, trained the
@@ -27,6 +28,7 @@ import jax
 import numpy as np
 
 from metarl_cli.algos import Algorithm, make_algorithm
+from metarl_cli.config import DqnConfig, MamlDqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.stats import Summary, summarise
@@ -115,7 +117,9 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             for i in range(config.seeds)
         ]
     candidates.append(Candidate("random init", algo, algo.init_params(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
-    if algo.adapts:
+    if isinstance(config, MamlDqnConfig):
+        candidates.append(multi_task_dqn(run_dir, algo, config, family, steps, show_progress))
+    elif algo.adapts:
         candidates.append(pretrained(run_dir, algo_name, config, family, steps, show_progress))
     if isinstance(family, RegressionFamily):
         candidates.append(oracle(run_dir, algo_name, config, show_progress))
@@ -156,6 +160,25 @@ def pretrained(run_dir: Path, algo_name: str, config, family, steps: int, show_p
     return Candidate(f"pretrained (multi-task, step {scale * config.inner_lr:g})", algo, params, scale)
 
 
+def multi_task_dqn(run_dir: Path, algo: Algorithm, config: MamlDqnConfig, family, steps: int, show_progress: bool) -> Candidate:
+    """maml-dqn's pretrained baseline: one DQN (replay, target network, Double DQN targets) trained
+    across the train split with as many env steps as meta-training drew, then adapted by the same TD
+    steps as the meta-learned initialisation (at inner_lr, or with `tune_baseline_lr` at its best
+    step size). 100 environments and a gradient step every 100 env steps keep its cost near
+    meta-training's."""
+    base_config = DqnConfig(
+        env=config.env, seed=config.seed, ranges=config.ranges, hidden=config.hidden, gamma=config.gamma,
+        total_steps=config.iterations * algo.env_steps_per_iteration, num_envs=100, train_every=100,
+        target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
+    )
+    base_config.validate()
+    _, params = baseline_params(run_dir / "baselines" / "multi-task-dqn", "dqn", base_config, show_progress)
+    if not config.tune_baseline_lr:
+        return Candidate("multi-task DQN", algo, params, 1.0)
+    scale = tuned_lr_scale(algo, params, family, config.eval_tasks, max(steps, 1))
+    return Candidate(f"multi-task DQN (step {scale * config.inner_lr:g})", algo, params, scale)
+
+
 def oracle(run_dir: Path, algo_name: str, config, show_progress: bool) -> Candidate:
     """A network that sees the task's parameters beside x; it does not adapt (step size 0)."""
     base_config = _baseline_config(config, task_input=True)
@@ -187,7 +210,7 @@ def baseline_params(base_dir: Path, algo_name: str, base_config, show_progress: 
     done = checkpoints.step() == base_config.iterations
     checkpoints.close()
     if not done:
-        console.print(f"training the {base_dir.name} baseline ({base_config.iterations} iterations, no inner loop) ...")
+        console.print(f"training the {base_dir.name} baseline ({base_config.iterations} iterations) ...")
         train(algo, base_config, base_dir, resume=not fresh, show_progress=show_progress)
     checkpoints = Checkpoints(base_dir, base_config.keep_checkpoints)
     try:

@@ -137,6 +137,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "dqn", "--seeds", "0"], "seeds must be >= 1"),
         (["train", "dqn", "--set", "train_every=15"], "train_every (15) must be a multiple of num_envs (10)"),
         (["train", "dqn", "--set", "lr=0"], "lr must be a positive number"),
+        (["train", "maml-dqn", "--env", "point-nav"], "point-nav has continuous actions"),
+        (["train", "maml-dqn", "--set", "epsilon=2"], "epsilon must be in [0, 1]"),
         (["train", "dqn", "--resume", "-o", "FOREIGN", "--seeds", "2"], "--resume continues a run with its saved seeds"),
     ],
 )

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import tomllib
 
 import jax
 import jax.numpy as jnp
@@ -120,3 +121,17 @@ def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
     scores = json.loads((run / "eval.json").read_text())["test"]["methods"]
     assert set(scores) == {"trained (seed 0)", "trained (seed 1)", "random init"}
     assert all(len(rows) == 1 for rows in scores.values())  # plain DQN does not adapt: k = 0 only
+
+
+def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
+    run = tmp_path / "run"
+    tiny = ["iterations=2", "meta_batch=2", "lanes=2", "horizon=20", "hidden=[8]", "eval_tasks=3", "eval_steps=2"]
+    code, _, err = cli("train", "maml-dqn", "--env", "cartpole-family", *set_args(*tiny), "-o", str(run), "-q")
+    assert code == 0, err
+    code, out, err = cli("eval", str(run), "--split", "ood", "-q")
+    assert code == 0, err
+    scores = json.loads((run / "eval.json").read_text())["ood"]["methods"]
+    assert set(scores) == {"meta-learned", "random init", "multi-task DQN"}
+    assert all(len(rows) == 3 for rows in scores.values())  # after 0, 1 and 2 TD steps
+    baseline = tomllib.loads((run / "baselines" / "multi-task-dqn" / "config.toml").read_text())
+    assert baseline["algo"] == "dqn" and baseline["env"] == "cartpole-family"

@@ -6,7 +6,7 @@ from metarl_cli.algos.base import Algorithm
 from metarl_cli.algos.dqn import make_dqn
 from metarl_cli.algos.maml import make_maml
 
-BUILDERS = {"maml": make_maml, "dqn": make_dqn}
+BUILDERS = {"maml": make_maml, "dqn": make_dqn, "maml-dqn": make_maml}  # maml-dqn: MAML on a Q-network
 
 
 def make_algorithm(algo: str, config, family) -> Algorithm:

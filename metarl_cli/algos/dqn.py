@@ -18,7 +18,7 @@ import optax
 from metarl_cli.algos.base import Algorithm
 from metarl_cli.config import DqnConfig
 from metarl_cli.families import Family
-from metarl_cli.rl.q_learning import epsilon_greedy, linear_epsilon, make_q_network, td_loss, update_target
+from metarl_cli.rl.q_learning import epsilon_greedy, family_q_network, linear_epsilon, td_loss, update_target
 from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
 from metarl_cli.rl.rollout import first_episode_return, rollout
 
@@ -29,7 +29,7 @@ def _where_lanes(mask, new, old):
 
 
 def make_dqn(config: DqnConfig, family: Family) -> Algorithm:
-    q = make_q_network(family.obs_dim, family.action_dim, config.hidden)
+    q = family_q_network(family, config.hidden)
     optimizer = optax.adam(config.lr)
     lanes = config.num_envs
     vector_steps = config.train_every // lanes

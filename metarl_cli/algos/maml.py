@@ -1,7 +1,8 @@
 """MAML: an initialisation that one or a few gradient steps adapt to a new task; Meta-SGD as an option.
 
 The task family decides what a step adapts on (`Model`): rollouts and a policy-gradient surrogate
-for a gymnax family, (x, y) points and the squared error for a regression family. The loop is the
+for a gymnax family, (x, y) points and the squared error for a regression family, and for
+maml-dqn epsilon-greedy transitions and the TD error of a Q-network. The loop is the
 same: `inner_steps` gradient steps per task (second order unless `first_order`), the adapted
 parameters' query loss averaged over a meta-batch of train-split tasks (vmapped), Adam outside.
 With `learn_inner_lr` (Meta-SGD, Li et al. 2017) the meta-parameters are {"init": theta, "inner_lr":
@@ -16,11 +17,12 @@ import jax.numpy as jnp
 import optax
 
 from metarl_cli.algos.base import Algorithm
-from metarl_cli.config import MamlConfig
+from metarl_cli.config import MamlConfig, MamlDqnConfig
 from metarl_cli.families import RegressionFamily, TaskDistribution
 from metarl_cli.meta import Model, adaptation_curve, meta_loss
 from metarl_cli.regression import regression_model
 from metarl_cli.rl.learner import rl_model
+from metarl_cli.rl.q_learner import q_model
 
 
 def model_for(config: MamlConfig, family: TaskDistribution) -> Model:
@@ -28,6 +30,8 @@ def model_for(config: MamlConfig, family: TaskDistribution) -> Model:
         return regression_model(
             family, config.hidden, config.shots, config.query_points, config.eval_query_points, config.task_input
         )
+    if isinstance(config, MamlDqnConfig):  # maml-dqn: the same loop on a Q-network and TD steps
+        return q_model(family, config.hidden, config.lanes, family.horizon, config.gamma, config.epsilon)
     return rl_model(family, config.hidden, config.lanes, family.horizon, config.gamma, config.normalize_advantages, config.estimator)
 
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metarl_cli.errors import UserError
 from metarl_cli.nets import MLP
 from metarl_cli.rl.replay import Transition
 
@@ -25,6 +26,13 @@ class QNetwork(NamedTuple):
 def make_q_network(obs_dim: int, n_actions: int, hidden: Sequence[int]) -> QNetwork:
     net = MLP(tuple(hidden), n_actions)
     return QNetwork(init=lambda key: net.init(key, jnp.zeros((obs_dim,))), values=net.apply)
+
+
+def family_q_network(family, hidden: Sequence[int]) -> QNetwork:
+    """The Q-network for a family's observations and actions; a family with continuous actions is refused."""
+    if not family.discrete:
+        raise UserError(f"{family.name} has continuous actions; value-based algorithms (dqn, maml-dqn) need discrete ones")
+    return make_q_network(family.obs_dim, family.action_dim, hidden)
 
 
 def epsilon_greedy(q_values: jax.Array, epsilon: jax.Array, key: jax.Array) -> jax.Array:

@@ -19,6 +19,8 @@ class Trajectory(NamedTuple):
     rewards: jax.Array  # (T, L)
     dones: jax.Array  # (T, L): the episode ended at this step (terminated or truncated)
     episode_time: jax.Array  # (T, L): steps since the episode began
+    next_obs: jax.Array | None = None  # (T, L, obs_dim): the true next observation (the final one at an episode's end)
+    terminated: jax.Array | None = None  # (T, L): the episode ended in a terminal state, not by the time limit
 
 
 def rollout(env, policy_sample, policy_params, task_params, key, lanes: int, horizon: int) -> Trajectory:
@@ -32,11 +34,11 @@ def rollout(env, policy_sample, policy_params, task_params, key, lanes: int, hor
         obs, state, t = carry
         k_act, k_env = jax.random.split(step_key)
         action = policy_sample(policy_params, obs, k_act)
-        next_obs, state, reward, terminated, truncated, _ = step_env(
+        next_obs, state, reward, terminated, truncated, info = step_env(
             jax.random.split(k_env, lanes), state, action, task_params
         )
         done = jnp.logical_or(terminated, truncated)
-        out = Trajectory(obs, action, reward.astype(jnp.float32), done, t)
+        out = Trajectory(obs, action, reward.astype(jnp.float32), done, t, info["final_observation"], terminated)
         return (next_obs, state, jnp.where(done, 0, t + 1)), out
 
     t0 = jnp.zeros((lanes,), jnp.int32)
