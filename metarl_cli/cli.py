@@ -43,7 +43,8 @@ def train(
     from metarl_cli.algos import make_algorithm
     from metarl_cli.config import write_config
     from metarl_cli.families import family_for
-    from metarl_cli.training.rundir import default_run_dir, load_run, prepare_new, command_line, write_manifest
+    from metarl_cli.training.final_returns import final_returns
+    from metarl_cli.training.rundir import MetricsLog, default_run_dir, load_run, prepare_new, command_line, write_manifest
     from metarl_cli.training.runner import DivergedError, train as run_training
 
     if resume and overwrite:
@@ -81,6 +82,11 @@ def train(
             rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
     else:
         rate = "one compiled call, so no steady rate"
+    last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())
+    if last:
+        per_seed = ", ".join(f"seed {seed}: {ret:.1f}" for seed, ret in last.items())
+        console.print(f"mean return of the training episodes in the last 10% of env steps: {per_seed}; "
+                      f"mean over seeds {sum(last.values()) / len(last):.1f}", highlight=False)
     console.print(
         f"done: {summary.iterations_done} iterations in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "

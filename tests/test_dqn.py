@@ -14,6 +14,7 @@ from metarl_cli.families import family_for
 from metarl_cli.rl.q_learning import make_q_network, td_targets
 from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
 from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.runner import compile_chunks, initial_state, seeded_step, train
 from conftest import set_args
 
@@ -112,6 +113,7 @@ def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
     run = tmp_path / "run"
     code, _, err = cli("train", "dqn", "--env", "cartpole", "--seeds", "2", *set_args(*TINY_DQN), "-o", str(run), "-q")
     assert code == 0, err
+    assert "last 10% of env steps: seed 0: " in err and "mean over seeds" in err
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["iteration"], r["seed"]) for r in lines] == [(i, s) for i in (20, 40, 60, 80) for s in (0, 1)]
     assert all({"return", "episodes", "loss", "epsilon", "env_steps"} <= set(r) for r in lines)
@@ -135,3 +137,13 @@ def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
     assert all(len(rows) == 3 for rows in scores.values())  # after 0, 1 and 2 TD steps
     baseline = tomllib.loads((run / "baselines" / "multi-task-dqn" / "config.toml").read_text())
     assert baseline["algo"] == "dqn" and baseline["env"] == "cartpole-family"
+
+
+def test_final_returns_weigh_the_last_tenth_by_episodes():
+    records = [
+        {"env_steps": s, "seed": seed, "return": ret, "episodes": n}
+        for s, seed, ret, n in [(80, 0, 1.0, 5), (90, 0, 10.0, 1), (95, 0, 20.0, 3), (100, 0, 40.0, 1),
+                                (95, 1, 7.0, 2), (100, 1, None, 0)]
+    ]
+    # Past 90 env steps: seed 0 has (20 * 3 + 40 * 1) / 4 = 25; seed 1 has only its 95-step chunk.
+    assert final_returns(records) == {0: 25.0, 1: 7.0}
