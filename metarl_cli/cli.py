@@ -138,6 +138,42 @@ def eval_table(run_dir: Path, result) -> Table:
 
 
 @app.command()
+def report(
+    runs: List[Path] = typer.Argument(..., help="Run directories, or directories of runs (a sweep)."),
+    step: Optional[int] = typer.Option(None, "--step", "-k", help="Adaptation steps whose score is reported (default: the last evaluated)."),
+    out_prefix: Path = typer.Option(Path("report"), "--out", "-o", help="Writes OUT.csv and OUT.json."),
+):
+    """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split."""
+    from metarl_cli.report import expand_runs, run_rows, write_report
+
+    rows = [row for run in expand_runs(runs) for row in run_rows(run, step)]
+    if not rows:
+        raise UserError("nothing to report: the runs have no metrics yet")
+    table = Table(title="interquartile mean [95% stratified bootstrap CI] over seeds and held-out tasks")
+    for col in ("run", "split", "method", "metric", "seeds", "n", "IQM", "95% CI"):
+        table.add_column(col, justify="right" if col in ("seeds", "n", "IQM", "95% CI") else "left")
+    for row in rows:
+        table.add_row(row.run, row.split, row.method, row.metric, str(row.seeds), str(row.n), f"{row.iqm:.3g}",
+                      f"[{row.low:.3g}, {row.high:.3g}]")
+    out.print(table)
+    csv_path, json_path = write_report(rows, out_prefix)
+    console.print(f"wrote {csv_path} and {json_path}")
+
+
+@app.command()
+def plot(
+    runs: List[Path] = typer.Argument(..., help="Run directories (finished or still training), or directories of runs."),
+    output: Path = typer.Option(..., "--output", "-o", help="The PNG to write."),
+):
+    """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
+    from metarl_cli.plot import plot_runs
+    from metarl_cli.report import expand_runs
+
+    plot_runs(expand_runs(runs), output)
+    console.print(f"wrote {output}")
+
+
+@app.command()
 def envs():
     """List task families with their randomised parameters and per-split ranges."""
     from metarl_cli.families import FAMILY_NAMES, RegressionFamily, get_family

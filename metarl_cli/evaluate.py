@@ -79,6 +79,7 @@ class EvalResult:
     iteration: int
     score_name: str
     methods: dict[str, list[Summary]]  # method -> a summary over tasks per number of steps
+    per_task: dict[str, np.ndarray]  # method -> (tasks, steps + 1) scores, for `metarl report`
     published: list[Published]  # rows whose protocol this run follows, values cut to `steps`
 
 
@@ -123,16 +124,17 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         candidates.append(pretrained(run_dir, algo_name, config, family, steps, show_progress))
     if isinstance(family, RegressionFamily):
         candidates.append(oracle(run_dir, algo_name, config, show_progress))
-    methods = {}
+    methods, per_task = {}, {}
     for candidate in candidates:
         scores = np.asarray(candidate.algo.adaptation_curve(candidate.params, held_out, key, steps, candidate.lr_scale))
         methods[candidate.label] = [summarise(scores[:, j]) for j in range(steps + 1)]
+        per_task[candidate.label] = scores
     published = [
         row._replace(values={k: v for k, v in row.values.items() if k <= steps})
         for row in PUBLISHED
         if row.env == config.env and row.split == split and all(getattr(config, k) == v for k, v in row.protocol.items())
     ]
-    result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, published)
+    result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task, published)
     _write(run_dir / "eval.json", result)
     return result
 
@@ -239,5 +241,10 @@ def _write(path: Path, result: EvalResult) -> None:
             for name, rows in result.methods.items()
         },
         "published": {row.label: {"source": row.source, "values": row.values} for row in result.published},
+        # Every task's score after 0..K steps (null where it diverged), one list per number of steps.
+        "per_task": {
+            name: [[float(x) if np.isfinite(x) else None for x in scores[:, j]] for j in range(scores.shape[1])]
+            for name, scores in result.per_task.items()
+        },
     }
     path.write_text(json.dumps(existing, indent=2) + "\n")

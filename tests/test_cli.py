@@ -28,6 +28,21 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
     assert all(np.isfinite(r["mean"]) and r["ci95"] >= 0 for r in rows)
 
 
+def test_maml_seeds_in_one_program_log_and_evaluate_each_seed(cli, tmp_path):
+    run = tmp_path / "seeds"
+    sets = ["iterations=200", "chunk=100", "hidden=[8]", "meta_batch=4", "eval_tasks=4", "eval_steps=1"]
+    code, _, err = cli("train", "maml", "--env", "sinusoid", "--seeds", "2", "--set", "seed=5", *set_args(*sets), "-o", str(run), "-q")
+    assert code == 0, err
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["iteration"], x["seed"]) for x in lines] == [(100, 5), (100, 6), (200, 5), (200, 6)]
+    assert lines[2]["post_mse"] != lines[3]["post_mse"]  # two different runs
+    code, out, err = cli("eval", str(run), "-q")
+    assert code == 0, err
+    methods = json.loads((run / "eval.json").read_text())["test"]["methods"]
+    assert {"meta-learned (seed 5)", "meta-learned (seed 6)", "random init"} <= set(methods)
+    assert any(name.startswith("pretrained") for name in methods)
+
+
 def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path):
     run = tmp_path / "sine"
     sets = ["iterations=1300", "chunk=500", "hidden=[16,16]", "meta_batch=10", "shots=10", "eval_tasks=200", "eval_steps=2"]

@@ -1,0 +1,137 @@
+"""`metarl report`: one table across runs and seeds, with robust interval estimates.
+
+For each run and each split in its eval.json, each method's score after K adaptation steps is
+pooled over seeds and held-out tasks and summarised by its interquartile mean (IQM: the mean of
+the middle 50%) with a 95% percentile confidence interval from a stratified bootstrap (tasks
+resampled within each seed), the estimators rliable recommends (Agarwal et al. 2021). A training
+row does the same for the last logged value of the run's headline metric, one value per seed.
+A directory that is not a run but holds runs (a sweep) stands for all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats as _stats
+
+from metarl_cli.errors import UserError
+from metarl_cli.training.rundir import MetricsLog, load_run
+
+SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
+TRAINING_METRICS = ("post_return", "post_mse", "return")  # the first one a run logs is its headline
+
+
+class ReportRow(NamedTuple):
+    run: str
+    split: str  # "train" for the training row
+    method: str
+    metric: str
+    seeds: int
+    n: int  # values pooled
+    iqm: float
+    low: float
+    high: float
+
+
+def iqm(values) -> float:
+    """Interquartile mean: the mean of the values between the 25th and 75th percentiles (25% trimmed each side)."""
+    return float(_stats.trim_mean(np.asarray(values, dtype=np.float64), 0.25))
+
+
+def stratified_bootstrap_ci(strata: list[np.ndarray], reps: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the IQM of the pooled values, each stratum resampled with replacement on its own."""
+    rng = np.random.default_rng(seed)
+    estimates = np.empty(reps)
+    for i in range(reps):
+        estimates[i] = iqm(np.concatenate([s[rng.integers(0, len(s), len(s))] for s in strata]))
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(estimates, tail)), float(np.percentile(estimates, 100 - tail))
+
+
+def summarise_strata(strata: list[np.ndarray]) -> tuple[float, float, float]:
+    pooled = np.concatenate(strata)
+    low, high = stratified_bootstrap_ci(strata)
+    return iqm(pooled), low, high
+
+
+def expand_runs(paths: list[Path]) -> list[Path]:
+    """Run directories, with a directory of runs (a sweep) replaced by the runs inside it, sorted."""
+    runs = []
+    for path in paths:
+        if (path / "manifest.json").is_file():
+            runs.append(path)
+        elif path.is_dir() and (inner := sorted(p.parent for p in path.glob("*/manifest.json"))):
+            runs.extend(inner)
+        else:
+            raise UserError(f"{path} is neither a metarl run directory nor a directory of runs")
+    return runs
+
+
+def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
+    load_run(run_dir)  # a clear error if it is not a run
+    return [*_training_rows(run_dir), *_eval_rows(run_dir, step)]
+
+
+def _training_rows(run_dir: Path) -> list[ReportRow]:
+    records = MetricsLog(run_dir / "metrics.jsonl").read()
+    if not records:
+        return []
+    metric = next((m for m in TRAINING_METRICS if m in records[-1]), None)
+    if metric is None:
+        return []
+    last: dict[int, float] = {}
+    for r in records:  # the latest value per seed
+        if r.get(metric) is not None:
+            last[r.get("seed", 0)] = r[metric]
+    if not last:
+        return []
+    values = np.array(list(last.values()))
+    value, low, high = summarise_strata([values])
+    return [ReportRow(str(run_dir), "train", "training", f"final {metric}", len(last), len(values), value, low, high)]
+
+
+def _eval_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        return []
+    try:
+        evaluation = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path} is not valid JSON") from None
+    rows = []
+    for split, result in sorted(evaluation.items()):
+        per_task = result.get("per_task")
+        if not per_task:
+            continue  # written before per-task scores were kept; `metarl eval` again to include it
+        k = result["steps"] if step is None else step
+        if not 0 <= k <= result["steps"]:
+            raise UserError(f"--step {k} is outside 0..{result['steps']} for the '{split}' evaluation of {run_dir}")
+        groups: dict[str, list[np.ndarray]] = {}
+        for name, by_step in per_task.items():
+            method = SEED_SUFFIX.sub("", name)
+            scores = np.array([np.nan if x is None else x for x in by_step[k]], dtype=np.float64)
+            groups.setdefault(method, []).append(scores)
+        for method, strata in groups.items():
+            finite = [s[np.isfinite(s)] for s in strata]
+            if any(len(s) == 0 for s in finite):
+                continue
+            value, low, high = summarise_strata(finite)
+            metric = f"{result['score']} after {k} steps"
+            rows.append(ReportRow(str(run_dir), split, method, metric, len(strata), sum(map(len, finite)), value, low, high))
+    return rows
+
+
+def write_report(rows: list[ReportRow], prefix: Path) -> tuple[Path, Path]:
+    csv_path, json_path = prefix.with_suffix(".csv"), prefix.with_suffix(".json")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(ReportRow._fields)
+        writer.writerows(rows)
+    json_path.write_text(json.dumps([row._asdict() for row in rows], indent=2) + "\n")
+    return csv_path, json_path

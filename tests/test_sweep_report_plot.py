@@ -1,0 +1,104 @@
+"""Sweeps, reports and plots: the grid and its skipping, the report's statistics, PNGs of runs."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metarl_cli.config import MamlRLConfig, write_config
+from metarl_cli.report import iqm, run_rows, stratified_bootstrap_ci
+
+SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
+
+# A stand-in for `metarl`: records its arguments and makes the run directory it was pointed at.
+FAKE_METARL = """#!/usr/bin/env bash
+echo "$@" >> "$CALLS"
+while [ $# -gt 0 ]; do [ "$1" = "-o" ] && dir=$2; shift; done
+mkdir -p "$dir" && echo '{"tool": "metarl"}' > "$dir/manifest.json"
+"""
+
+
+def sweep(tmp_path, *args):
+    fake = tmp_path / "fake-metarl"
+    fake.write_text(FAKE_METARL)
+    fake.chmod(0o755)
+    env = {**os.environ, "METARL": str(fake), "SWEEP_DIR": str(tmp_path / "sweep"), "CALLS": str(tmp_path / "calls"), "JOBS": "3"}
+    done = subprocess.run(["bash", str(SWEEP), *args], env=env, capture_output=True, text=True)
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    (tmp_path / "calls").unlink(missing_ok=True)
+    return done, calls
+
+
+def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(tmp_path):
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2")
+    assert done.returncode == 0, done.stderr
+    points = {f"inner_lr={lr},meta_batch={mb}" for lr in ("0.05", "0.1", "0.2") for mb in ("10", "20")}
+    assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
+    assert len(calls) == 6
+    for point in points:
+        lr, mb = (pair.split("=")[1] for pair in point.split(","))
+        expected = f"train maml --env cartpole-family --set inner_lr={lr} --set meta_batch={mb} --seeds 2 -o {tmp_path / 'sweep' / point} -q"
+        assert expected in calls
+    interrupted = tmp_path / "sweep" / "inner_lr=0.1,meta_batch=20"
+    (interrupted / "sweep-done").unlink()
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20")
+    assert done.returncode == 0, done.stderr
+    assert calls == [f"train maml --resume -o {interrupted} -q"]
+    assert done.stdout.count("skip") == 5
+
+
+def test_sweep_rejects_a_malformed_axis(tmp_path):
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr")
+    assert done.returncode == 2 and "expected KEY=V1,V2" in done.stderr and not calls
+
+
+def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
+    assert iqm(np.arange(1.0, 9.0)) == 4.5  # the middle four of 1..8: 3, 4, 5, 6
+    assert iqm([10.0, 0.0, 1.0, 2.0]) == 1.5  # sorted 0, 1, 2, 10: the middle two
+    assert stratified_bootstrap_ci([np.full(5, 3.0), np.full(7, 3.0)]) == (3.0, 3.0)
+    low, high = stratified_bootstrap_ci([np.arange(40.0), np.arange(40.0) + 100.0])
+    assert low < iqm(np.concatenate([np.arange(40.0), np.arange(40.0) + 100.0])) < high
+    # Each stratum keeps its size in every resample, so the pooled IQM of two far-apart seeds stays
+    # between them: its interval cannot reach either seed's own values.
+    assert 39.0 < low and high < 100.0
+
+
+def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool) -> Path:
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "maml"}))
+    write_config(MamlRLConfig(seeds=seeds), "maml", path / "config.toml")
+    lines = [{"iteration": i, "seed": s, "post_return": float(10 * i + s), "loss": 1.0}
+             for i in range(1, iterations + 1) for s in range(seeds)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    if evaluated:
+        scores = {f"meta-learned (seed {s})": [[0.0] * 4, [1.0 + s, 2.0 + s, 3.0 + s, 4.0 + s]] for s in range(seeds)}
+        methods = {name: [{"after_steps": j, "mean": float(np.mean(by[j])), "ci95": 0.5, "diverged": 0} for j in range(2)]
+                   for name, by in scores.items()}
+        (path / "eval.json").write_text(json.dumps({"test": {"steps": 1, "score": "return", "methods": methods, "per_task": scores}}))
+    return path
+
+
+def test_report_pools_seeds_and_tasks(tmp_path, cli):
+    run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
+    rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
+    training = rows[("train", "training")]
+    assert (training.seeds, training.iqm) == (2, 30.5)  # last values 30 and 31
+    evaluated = rows[("test", "meta-learned")]
+    # Pooled after 1 step: 1, 2, 3, 4 and 2, 3, 4, 5 -> sorted middle four 2, 3, 3, 4.
+    assert (evaluated.seeds, evaluated.n, evaluated.iqm) == (2, 8, 3.0)
+    code, out, err = cli("report", str(tmp_path), "-o", str(tmp_path / "out" / "rep"))
+    assert code == 0, err
+    assert "meta-learned" in out
+    assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3  # header and two rows
+    assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
+
+
+@pytest.mark.parametrize("evaluated", [True, False], ids=["finished", "still-training"])
+def test_plot_writes_a_png(tmp_path, cli, evaluated):
+    run = fake_run(tmp_path / "run", seeds=3, iterations=5, evaluated=evaluated)
+    code, _, err = cli("plot", str(run), "-o", str(tmp_path / "curves.png"))
+    assert code == 0, err
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
