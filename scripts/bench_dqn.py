@@ -16,27 +16,12 @@ Usage: python scripts/bench_dqn.py [--total-steps 500000] [--seeds 8]
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import jax
 
-from metarl_cli.algos import make_algorithm
-from metarl_cli.config import resolve_config
-from metarl_cli.families import family_for
-from metarl_cli.training.runner import train
+from bench_seeds import timed_run
 
 PUREJAXRL_SECONDS, PUREJAXRL_COMPILE = 27.0, 10.0  # shared/PROTOCOLS.md, 500k steps on the 2-core CPU
-
-
-def run(total_steps: int, seeds: int):
-    """(compile seconds, training seconds without compilation, training summary) of one scratch run."""
-    overrides = [f"total_steps={total_steps}", f"seeds={seeds}", "double_dqn=false"]  # CleanRL's exact settings
-    config = resolve_config("dqn", "cartpole", None, overrides)
-    algo = make_algorithm("dqn", config, family_for(config))
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
-    return summary.compile_seconds, summary.seconds - summary.compile_seconds, config
 
 
 def main() -> None:
@@ -48,7 +33,8 @@ def main() -> None:
           f"{args.total_steps:,} env steps per seed, CleanRL settings")
     results = {}
     for seeds in (1, args.seeds):
-        compile_s, train_s, config = run(args.total_steps, seeds)
+        overrides = [f"total_steps={args.total_steps}", f"seeds={seeds}", "double_dqn=false"]  # CleanRL's exact settings
+        compile_s, train_s, config = timed_run("dqn", "cartpole", overrides)
         results[seeds] = train_s
         env_rate = seeds * config.total_steps / train_s
         grad_rate = seeds * (config.total_steps - config.learning_starts) / config.train_every / train_s

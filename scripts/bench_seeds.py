@@ -1,0 +1,57 @@
+"""Benchmark: many seeds in one program against one seed, for the default MAML and DQN experiments.
+
+For `maml` on cartpole-family (its defaults, --maml-iterations meta-iterations) and `dqn` on
+cartpole (its defaults, --dqn-steps env steps), prints the training time of one seed and of N seeds
+in one program (compilation excluded, counted once per program and printed), and the ratio of N
+seeds' time to N times one seed's. Targets on the 2-core CPU: at most 1.0 for MAML (its meta-batch
+already fills both cores) and at most 0.375 for DQN.
+
+Usage: python scripts/bench_seeds.py [--seeds 8] [--maml-iterations 20] [--dqn-steps 500000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import jax
+
+from metarl_cli.algos import make_algorithm
+from metarl_cli.config import resolve_config
+from metarl_cli.families import family_for
+from metarl_cli.training.runner import train
+
+
+def timed_run(algo_name: str, env: str, overrides: list[str]):
+    """(compile seconds, training seconds without compilation, config) of one run in a scratch directory."""
+    config = resolve_config(algo_name, env, None, overrides)
+    algo = make_algorithm(algo_name, config, family_for(config))
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    return summary.compile_seconds, summary.seconds - summary.compile_seconds, config
+
+
+def seed_ratio(algo_name: str, env: str, overrides: list[str], seeds: int, target: float) -> None:
+    times = {}
+    for n in (1, seeds):
+        compile_s, train_s, _ = timed_run(algo_name, env, [*overrides, f"seeds={n}"])
+        times[n] = train_s
+        print(f"{algo_name:8s} {env:16s} {n} seed(s): compile {compile_s:5.1f} s, training {train_s:7.1f} s")
+    ratio = times[seeds] / (seeds * times[1])
+    print(f"{algo_name:8s} {seeds} seeds / ({seeds} x one seed): {ratio:.3f}   (target <= {target})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--maml-iterations", type=int, default=20)
+    parser.add_argument("--dqn-steps", type=int, default=500_000)
+    args = parser.parse_args()
+    print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s))")
+    seed_ratio("maml", "cartpole-family", [f"iterations={args.maml_iterations}"], args.seeds, 1.0)
+    seed_ratio("dqn", "cartpole", [f"total_steps={args.dqn_steps}"], args.seeds, 0.375)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Sweep a grid of config values: one `metarl train` run per point, under one sweep directory.
+#
+#   scripts/sweep.sh ALGO ENV KEY=V1,V2,... [KEY=V1,V2,...] [-- EXTRA METARL TRAIN ARGS]
+#   scripts/sweep.sh maml cartpole-family inner_lr=0.05,0.1,0.2 meta_batch=10,20
+#
+# Points are the Cartesian product of the lists; point "inner_lr=0.05,meta_batch=10" runs in
+# SWEEP_DIR/inner_lr=0.05,meta_batch=10 (SWEEP_DIR defaults to runs/sweep-ALGO-ENV). A point whose run
+# finished is skipped; one that was interrupted is resumed from its latest checkpoint; up to JOBS
+# points (default 2) run at once. Extra arguments after `--` go to every new run (e.g. --seeds 4).
+# Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
+set -euo pipefail
+if [ $# -lt 3 ]; then
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+fi
+algo=$1 env=$2
+shift 2
+axes=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+  case "$1" in
+    *=*) axes+=("$1") ;;
+    *) echo "error: expected KEY=V1,V2,... but got '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ "${1:-}" = "--" ] && shift
+extra=("$@")
+sweep_dir=${SWEEP_DIR:-runs/sweep-$algo-$env}
+jobs=${JOBS:-2}
+metarl=${METARL:-metarl}
+
+# The grid: start from one empty point, multiply by each axis in turn.
+points=("")
+for axis in "${axes[@]}"; do
+  key=${axis%%=*} values=${axis#*=}
+  [ -n "$key" ] && [ -n "$values" ] || { echo "error: empty key or values in '$axis'" >&2; exit 2; }
+  IFS=, read -r -a vals <<<"$values"
+  next=()
+  for point in "${points[@]}"; do
+    for v in "${vals[@]}"; do next+=("${point:+$point,}$key=$v"); done
+  done
+  points=("${next[@]}")
+done
+
+mkdir -p "$sweep_dir"
+run_point() {  # $1: the point's name; its key=value pairs are comma-separated
+  local point=$1 dir="$sweep_dir/$1" log="$sweep_dir/$1.log" sets=() pair
+  if [ -f "$dir/sweep-done" ]; then
+    echo "skip   $point (finished)"
+    return 0
+  fi
+  IFS=, read -r -a pairs <<<"$point"
+  for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
+  if [ -f "$dir/manifest.json" ]; then
+    echo "resume $point"
+    "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { echo "FAILED $point (see $log)"; return 1; }
+  else
+    echo "start  $point"
+    "$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" -o "$dir" -q >"$log" 2>&1 \
+      || { echo "FAILED $point (see $log)"; return 1; }
+  fi
+  touch "$dir/sweep-done"
+  echo "done   $point"
+}
+
+failed=0
+running=0
+for point in "${points[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
+  run_point "$point" &
+  running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+  wait -n || failed=1
+  running=$((running - 1))
+done
+echo "sweep of ${#points[@]} points in $sweep_dir"
+exit "$failed"
