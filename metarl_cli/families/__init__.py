@@ -10,10 +10,13 @@ import dataclasses
 from typing import Any, Callable
 
 from metarl_cli.errors import UserError
+from metarl_cli.families.bandit import bandit_family
 from metarl_cli.families.base import SPLITS, Family, ParamRange, TaskDistribution
+from metarl_cli.families.metamaze import metamaze_family
 from metarl_cli.families.physics import acrobot_family, cartpole_family, cartpole_single, mountaincar_family, pendulum_family
 from metarl_cli.families.point_nav import point_nav_family
 from metarl_cli.families.regression import RegressionFamily, linear_family, sinusoid_family
+from metarl_cli.families.tabular_mdp import tabular_mdp_family
 
 _BUILDERS: dict[str, Callable[[], TaskDistribution]] = {
     "cartpole": cartpole_single,
@@ -24,6 +27,9 @@ _BUILDERS: dict[str, Callable[[], TaskDistribution]] = {
     "point-nav": point_nav_family,
     "sinusoid": sinusoid_family,
     "linear": linear_family,
+    "bandit": bandit_family,
+    "tabular-mdp": tabular_mdp_family,
+    "metamaze": metamaze_family,
 }
 FAMILY_NAMES = tuple(_BUILDERS)
 
@@ -42,8 +48,11 @@ def get_family(name: str, ranges: dict[str, Any] | None = None) -> TaskDistribut
 
 
 def family_for(config) -> TaskDistribution:
-    """The family a config trains on: its env, its [ranges] overrides and, for RL, its horizon (0: default)."""
+    """The family a config trains on: its env, its [ranges] overrides, what its shape takes from the
+    config (a bandit's arms and pulls) and, for RL, its horizon (0: default)."""
     family = get_family(config.env, config.ranges)
+    if isinstance(family, Family):
+        family = family.with_config(config)
     horizon = getattr(config, "horizon", 0)
     return dataclasses.replace(family, horizon=horizon) if horizon else family
 

@@ -140,6 +140,11 @@ class Family(TaskDistribution):
     horizon: int
     # Recompute fields that depend on the sampled ones (e.g. CartPole's total_mass).
     derive: Callable[[Any], Any] = lambda p: p
+    # Families whose tasks are not a few scalar parameters (bandit arms, random MDPs): a function
+    # (key, n, split) -> {EnvParams field: batched values} replaces the ranges, described for `metarl envs`.
+    draw: Callable[[jax.Array, int, str], Any] | None = None
+    draw_text: str = ""
+    splits: tuple[str, ...] = SPLITS
 
     @property
     def discrete(self) -> bool:
@@ -155,9 +160,18 @@ class Family(TaskDistribution):
         obs, _ = self.env.reset(jax.random.PRNGKey(0), self.base_params)
         return int(obs.shape[0])
 
+    def with_config(self, config: Any) -> "Family":
+        """The family a config asks for, where its shape depends on the config (a bandit's arms)."""
+        return self
+
     def sample(self, key: jax.Array, n: int, split: str) -> Any:
         """n tasks of the split, as one EnvParams whose leaves have a leading axis of size n."""
-        values = self.sample_values(key, n, split)
+        if split not in self.splits:
+            raise UserError(f"{self.name} has no '{split}' split; valid: {', '.join(self.splits)}")
+        if self.draw is not None:
+            values = self.draw(jax.random.fold_in(key, SPLIT_STREAMS[split]), n, split)
+        else:
+            values = self.sample_values(key, n, split)
         params = jax.tree.map(lambda leaf: jnp.broadcast_to(jnp.asarray(leaf), (n,) + jnp.shape(leaf)), self.base_params)
         params = params.replace(max_steps_in_episode=jnp.full((n,), self.horizon, jnp.int32), **values)
         return self.derive(params)

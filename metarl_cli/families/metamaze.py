@@ -1,0 +1,59 @@
+"""gymnax's MetaMaze with the goal held in the task, so it stays put for a whole RL^2 trial.
+
+gymnax's `MetaMaze-misc` (a 9x9 maze, 3x3 local view, reward 10 at the goal, then a random restart
+inside the same episode) draws a new goal in every reset, which would change the task at each
+episode boundary of a trial. Here the goal is a task parameter: an index into the maze's open cells.
+Every fifth open cell is held out: `train` and `test` goals come from the other cells (disjoint
+keys), `ood` goals only from the held-out ones. Time in the observation is normalised.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments.misc.meta_maze import EnvParams, EnvState, MetaMaze
+
+from metarl_cli.families.base import Family
+
+HELD_OUT_EVERY = 5
+
+
+@struct.dataclass
+class MazeParams(EnvParams):
+    goal_index: int = 0
+    normalize_time: bool = True
+
+
+class FixedGoalMetaMaze(MetaMaze):
+    """MetaMaze whose reset puts the goal at the task's open cell instead of drawing one."""
+
+    @property
+    def default_params(self) -> MazeParams:
+        return MazeParams()
+
+    def reset_env(self, key, params):
+        state = EnvState(last_action=0, last_reward=jnp.array(0.0), pos=self.center_position,
+                         goal=self.available_goals[params.goal_index], time=0.0)
+        return self.get_obs(state, params), state
+
+
+def metamaze_family(horizon: int = 100) -> Family:
+    env = FixedGoalMetaMaze()
+    cells = jnp.arange(len(env.available_goals))
+    held_out = cells % HELD_OUT_EVERY == 0
+    pools = {"train": cells[~held_out], "test": cells[~held_out], "ood": cells[held_out]}
+
+    def draw(key, n, split):
+        return {"goal_index": jax.random.choice(key, pools[split], (n,))}
+
+    return Family(
+        name="metamaze",
+        summary="gymnax MetaMaze (9x9, local 3x3 view, reward 10 at the goal), the goal fixed per task",
+        env=env,
+        base_params=env.default_params,
+        ranges=(),
+        horizon=horizon,
+        draw=draw,
+        draw_text=f"goal: one of {int((~held_out).sum())} open cells (ood: the other {int(held_out.sum())})",
+    )
