@@ -1,0 +1,153 @@
+"""The classic bandit strategies against expected total rewards derived by hand, and the Gittins
+index table against an independent computation and its known properties.
+
+The hand-derived cases play the two-armed bandit probs = (0, 1): arm 0 never pays, arm 1 always
+does. Every strategy's mean over 20,000 copies must be within 4 standard errors of the derivation
+(exactly equal where the total is deterministic). Most of them share one compiled shape per
+strategy: (20,000 tasks, 2 arms, 2 pulls).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl_cli.errors import UserError
+from metarl_cli.rl.bandit_strategies import STRATEGIES, TUNED, gittins_index, gittins_table_size, total_rewards, tune
+
+COPIES = 20_000
+TWO_ARMS = jnp.tile(jnp.array([[0.0, 1.0]]), (COPIES, 1))
+
+# Expected total reward on probs = (0, 1) with 2 pulls. The first pull is uniform for every strategy
+# (all arms tie), so it pays 1/2 on average; then:
+#   random: 1/2 again, 1 in all (n / 2 for n pulls).
+#   greedy: after arm 1 paid, its posterior mean 2/3 beats arm 0's 1/2: stays, total 2; after arm 0
+#     failed, its 1/3 loses to arm 1's 1/2: switches, total 1. 1.5 on average.
+#   epsilon-greedy (eps = 0.1): the second pull is greedy (arm 1 either way, as above) with
+#     probability 1 - eps and uniform otherwise: 1/2 + (1 - eps) + eps / 2 = 1.45.
+#   ucb1: each arm once, whatever the order: exactly 1.
+#   thompson: after arm 1 paid, arm 1 is pulled again when Beta(2, 1) > U, probability 2/3; after
+#     arm 0 failed, arm 1 is pulled when U > Beta(1, 2), probability 2/3: (1 + 2/3) / 2 + (0 + 2/3) / 2
+#     = 7/6.
+#   gittins: with one pull left the index is the posterior mean, so the second pull is greedy's: 1.5.
+TWO_PULLS = {
+    "random": (None, 1.0),
+    "greedy": (None, 1.5),
+    "epsilon-greedy": (0.1, 0.5 + 0.9 + 0.05),
+    "ucb1": (2.0, 1.0),
+    "thompson": (None, 7.0 / 6.0),
+    "gittins": (None, 1.5),
+}
+
+
+def assert_mean(rewards: jax.Array, expected: float) -> None:
+    """The sample mean is within 4 standard errors of `expected` (exactly it when they don't vary)."""
+    rewards = np.asarray(rewards, np.float64)
+    mean, se = rewards.mean(), rewards.std() / np.sqrt(rewards.size)
+    assert abs(mean - expected) <= 4 * se + 1e-9, f"mean {mean:.4f} +- {se:.4f}, expected {expected:.4f}"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_pulls_on_a_sure_and_a_dead_arm(strategy):
+    param, expected = TWO_PULLS[strategy]
+    rewards = total_rewards(strategy, TWO_ARMS, 2, jax.random.PRNGKey(0), param)
+    assert rewards.shape == (COPIES,)
+    assert_mean(rewards, expected)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "gittins"])
+def test_ten_pulls_on_a_sure_and_a_dead_arm(strategy):
+    # First pull uniform. Greedy: once arm 1 has paid its mean beats arm 0's and only grows, so a
+    # start on arm 1 earns n and a start on arm 0 (one failure, then arm 1 for good) earns n - 1:
+    # n - 1/2. Gittins: the index grows with successes and falls with failures at any horizon, so
+    # (1, 0) beats (0, 0) and (0, 0) beats (0, 1): the same choices, n - 1/2.
+    assert_mean(total_rewards(strategy, TWO_ARMS, 10, jax.random.PRNGKey(1)), 9.5)
+
+
+def test_tune_picks_from_the_grid():
+    key = jax.random.PRNGKey(2)
+    # Every epsilon plays with the same random numbers, and on (0, 1) an exploring second pull can
+    # only lose reward (greedy's second pull always takes arm 1): epsilon = 0 wins.
+    assert tune("epsilon-greedy", TWO_ARMS, 2, key) == 0.0
+    assert tune("ucb1", TWO_ARMS, 2, key) in TUNED["ucb1"]
+    for strategy in set(STRATEGIES) - set(TUNED):
+        assert tune(strategy, TWO_ARMS, 2, key) is None
+
+
+def test_unknown_strategy_is_refused():
+    with pytest.raises(UserError, match="unknown bandit strategy"):
+        total_rewards("softmax", TWO_ARMS, 2, jax.random.PRNGKey(0))
+
+
+def test_gittins_beats_greedy_near_the_published_score():
+    # Duan et al. (2016), Table 1: Gittins 78.3, greedy 74.8 on 5 arms, 100 pulls, p_i ~ U[0, 1].
+    probs = jax.random.uniform(jax.random.PRNGKey(3), (2000, 5))
+    key = jax.random.PRNGKey(4)
+    gittins = np.asarray(total_rewards("gittins", probs, 100, key))
+    greedy = np.asarray(total_rewards("greedy", probs, 100, key))
+    assert abs(gittins.mean() - 78.3) < 2.0
+    gain = gittins - greedy
+    assert gain.mean() > 4 * gain.std() / np.sqrt(gain.size)
+
+
+def brute_force_index(s: int, f: int, m: int) -> float:
+    """The calibration lambda by bisection, each candidate solved by plain recursion in float64."""
+
+    def advantage_of_pulling(lam: float) -> float:
+        @functools.lru_cache(maxsize=None)
+        def hold(s, f, m):  # V(s, f, m) - lam * m under the optimal stopping rule
+            return 0.0 if m == 0 else max(0.0, pull(s, f, m))
+
+        def pull(s, f, m):
+            p = (s + 1) / (s + f + 2)
+            return p - lam + p * hold(s + 1, f, m - 1) + (1 - p) * hold(s, f + 1, m - 1)
+
+        return pull(s, f, m)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if advantage_of_pulling(mid) > 0 else (lo, mid)
+    return lo
+
+
+def reachable_states(pulls: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """s, f, m of every state with m >= 1 and s + f + m <= pulls."""
+    s, f, m = np.meshgrid(np.arange(pulls), np.arange(pulls), np.arange(1, pulls + 1), indexing="ij")
+    inside = s + f + m <= pulls
+    return s[inside], f[inside], m[inside]
+
+
+def test_gittins_table_matches_brute_force():
+    pulls = 12
+    s, f, m = reachable_states(pulls)
+    assert s.size == gittins_table_size(pulls)
+    expected = [brute_force_index(*state) for state in zip(s.tolist(), f.tolist(), m.tolist())]
+    np.testing.assert_allclose(gittins_index(pulls, s, f, m), expected, atol=1e-5)
+
+
+def test_gittins_table_two_pulls_left_in_closed_form():
+    # With m = 2: pull once, then keep the arm (posterior mean p1 after a success, p0 after a
+    # failure) or retire. For p0 < lambda < p1 pulling is worth p + p * p1 + (1 - p) * lambda against
+    # 2 lambda for retiring: they are equal at lambda = p (1 + p1) / (1 + p), which does lie in (p0, p1).
+    for s, f in [(0, 0), (1, 0), (0, 1), (3, 5), (7, 2)]:
+        p, p1 = (s + 1) / (s + f + 2), (s + 2) / (s + f + 3)
+        assert gittins_index(20, s, f, 2) == pytest.approx(p * (1 + p1) / (1 + p), abs=1e-6)
+
+
+def test_gittins_table_properties():
+    pulls = 60
+    s, f, m = reachable_states(pulls)
+    index = gittins_index(pulls, s, f, m)
+    posterior_mean = (s + 1) / (s + f + 2)
+    np.testing.assert_allclose(index[m == 1], posterior_mean[m == 1], atol=1e-6)
+    assert np.all(index >= posterior_mean - 1e-6)
+    room = s + f + m < pulls  # the neighbour one step up in s, f or m is in the table too
+    s, f, m, index = s[room], f[room], m[room], index[room]
+    assert np.all(gittins_index(pulls, s, f, m + 1) >= index - 1e-6)  # nondecreasing in m
+    assert np.all(gittins_index(pulls, s + 1, f, m) > index)  # increasing in s
+    assert np.all(gittins_index(pulls, s, f + 1, m) < index)  # decreasing in f
