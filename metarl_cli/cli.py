@@ -107,7 +107,7 @@ def eval_(
     from metarl_cli.evaluate import evaluate
 
     result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
-    out.print(eval_table(run_dir, result))
+    out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 
 
 def eval_table(run_dir: Path, result) -> Table:
@@ -134,6 +134,44 @@ def eval_table(run_dir: Path, result) -> Table:
         ours = (cell(rows[j]) for rows in result.methods.values())
         theirs = (f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published)
         table.add_row(str(j), *ours, *theirs)
+    return table
+
+
+def trial_table(run_dir: Path, result) -> Table:
+    """RL^2 runs: one row per method, a column per episode of the trial, the trial's total, the paper's total."""
+    sources = sorted({row.source for row in result.published})
+    table = Table(
+        title=f"{run_dir}: return on {result.tasks} '{result.split}' tasks, one trial each, memory carried across its episodes\n"
+        f"(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})",
+        caption=f"published: {'; '.join(sources)}" if sources else None,
+    )
+    episodes = result.steps + 1
+    table.add_column("method")
+    if episodes > 1:
+        for j in range(episodes):
+            table.add_column(f"episode {j + 1}", justify="right")
+    table.add_column("trial total", justify="right")
+    if result.published:
+        table.add_column("[dim]paper[/]", justify="right")
+
+    def paper(method: str) -> str:
+        row = next((r for r in result.published if r.method and method.startswith(r.method)), None)
+        if row is None:
+            return ""
+        value = row.values.get("total", row.values.get(0))
+        return f"[dim]{value:.1f} ({row.label})[/]"
+
+    def cell(summary) -> str:
+        return f"[red]diverged on {summary.diverged}/{result.tasks}[/]" if summary.diverged else f"{summary.mean:.2f} ± {summary.ci95:.2f}"
+
+    for name, rows in result.methods.items():
+        per_episode = [cell(r) for r in rows] if episodes > 1 else []
+        table.add_row(name, *per_episode, cell(result.totals[name]), *([paper(name)] if result.published else []))
+    ours = list(result.methods)
+    for row in result.published:  # published methods we do not run
+        if not any(name.startswith(row.method) for name in ours):
+            value = row.values.get("total", row.values.get(0))
+            table.add_row(f"[dim]{row.method}[/]", *([""] * (episodes if episodes > 1 else 0)), "", f"[dim]{value:.1f} ({row.label})[/]")
     return table
 
 
@@ -176,7 +214,7 @@ def plot(
 @app.command()
 def envs():
     """List task families with their randomised parameters and per-split ranges."""
-    from metarl_cli.families import FAMILY_NAMES, RegressionFamily, get_family
+    from metarl_cli.families import FAMILY_NAMES, Family, RegressionFamily, get_family
 
     table = Table(title="task families (train and test draw from the train range; ood from the held-out ranges)")
     for col in ("env", "parameter", "default", "train / test", "ood", "horizon", "actions"):
@@ -188,7 +226,10 @@ def envs():
         else:
             horizon = str(fam.horizon)
             actions = f"{fam.action_dim} discrete" if fam.discrete else f"{fam.action_dim}-d continuous"
-        if not fam.ranges:
+        if isinstance(fam, Family) and fam.draw_text:
+            ood = "see parameter" if "ood" in fam.splits else "none"
+            table.add_row(name, fam.draw_text, "", "drawn per task", ood, horizon, actions)
+        elif not fam.ranges:
             table.add_row(name, "(none: one task)", "", "", "", horizon, actions)
         for i, r in enumerate(fam.ranges):
             ood = " ∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"

@@ -225,11 +225,67 @@ class DqnConfig(RunConfig):
             raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Rl2Config(RunConfig):
+    """RL^2 (Duan et al. 2016): a recurrent agent whose memory carries across the episodes of a trial.
+
+    An iteration runs one trial on each of `meta_batch` train-split tasks (a trial: `episodes`
+    episodes of one task, the memory reset only between trials) and takes a recurrent-PPO update on
+    them. `arms` and `pulls` shape the `bandit` family (a trial there is one episode of `pulls` pulls).
+    """
+
+    env: str = "bandit"
+    iterations: int = 500
+    meta_batch: int = 256  # trials (one task each) per iteration
+    episodes: int = 1  # episodes per trial
+    horizon: int = 0  # steps per episode at most; 0 takes the family's default
+    arms: int = 10  # bandit only
+    pulls: int = 100  # bandit only: pulls per trial
+    cell: str = "gru"  # the memory: "gru" or "lstm"
+    hidden: int = 128
+    lr: float = 1e-3
+    gamma: float = 0.9
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    epochs: int = 4
+    minibatches: int = 4  # of the trials, per epoch
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5  # 0 turns clipping off
+    eval_tasks: int = 1000  # held-out tasks for `metarl eval`
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("iterations", "meta_batch", "episodes", "arms", "pulls", "hidden", "epochs", "minibatches"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.arms < 2:
+            raise UserError(f"arms must be >= 2, got {self.arms}")
+        if self.horizon < 0:
+            raise UserError(f"horizon must be >= 0, got {self.horizon}")
+        if self.meta_batch % self.minibatches:
+            raise UserError(f"meta_batch ({self.meta_batch}) must be a multiple of minibatches ({self.minibatches})")
+        if self.cell not in ("gru", "lstm"):
+            raise UserError(f"cell must be 'gru' or 'lstm', got '{self.cell}'")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise UserError(f"lr must be a positive number, got {self.lr}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("clip", "entropy_coef", "value_coef", "max_grad_norm"):
+            value = getattr(self, name)
+            if value < 0 or not math.isfinite(value):
+                raise UserError(f"{name} must be a number >= 0, got {value}")
+        if self.eval_tasks < 2:
+            raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
+
+
 # Each algorithm has a config per kind of task family: "rl" (gymnax) or "regression".
 CONFIGS: dict[str, dict[str, type]] = {
     "maml": {"rl": MamlRLConfig, "regression": MamlRegressionConfig},
     "dqn": {"rl": DqnConfig},
     "maml-dqn": {"rl": MamlDqnConfig},
+    "rl2": {"rl": Rl2Config},
 }
 ALGORITHMS = tuple(CONFIGS)
 
@@ -384,9 +440,7 @@ def _algo_of(config) -> str:
 
 
 def config_to_dict(config) -> dict[str, Any]:
-    d = dataclasses.asdict(config)
-    d["hidden"] = list(d["hidden"])
-    return d
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 def write_config(config, algo: str, path: Path) -> None:

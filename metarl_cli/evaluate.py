@@ -11,6 +11,8 @@ held-out tasks, with the same keys (a paired comparison):
   split (never the held-out tasks);
 - on regression families, an oracle: a network that also sees the task's parameters, trained the
   same way, which needs no adaptation.
+An algorithm that adapts in memory (RL^2) is scored per episode of one trial per task instead,
+beside the reference policies it names (a random policy; on bandits the classic strategies).
 Baselines are trained once per run and cached in RUN/baselines/NAME. A run of several seeds is
 evaluated seed by seed (a column each). An algorithm that does not adapt (plain DQN) is scored
 after 0 steps only, beside a randomly initialised network.
@@ -31,6 +33,7 @@ from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.config import DqnConfig, MamlDqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
+from metarl_cli.published import Published, published_for
 from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
@@ -42,25 +45,6 @@ EVAL_KEY = 2**31 - 1
 VALIDATION_KEY = EVAL_KEY - 2  # train-split tasks on which a baseline's step size is tuned
 # Step sizes tried for the pretrained baseline, as multiples of inner_lr.
 LR_GRID = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
-
-
-class Published(NamedTuple):
-    """A published row printed beside ours when the run follows the paper's protocol."""
-
-    env: str
-    split: str
-    protocol: dict[str, Any]  # config values the paper's numbers assume
-    label: str  # short, a table's column
-    source: str
-    values: dict[int, float]  # steps -> score
-
-
-FINN = "Finn et al. 2017"
-PUBLISHED = (
-    Published("point-nav", "test", {}, "paper: MAML", f"{FINN}, Table 4", {0: -40.41, 1: -11.68, 2: -3.33, 3: -3.23}),
-    Published("sinusoid", "test", {"shots": 5}, "paper: MAML", f"{FINN}, Table 2", {1: 0.67, 5: 0.38, 10: 0.35}),
-    Published("sinusoid", "test", {"shots": 5}, "paper: pretrained", f"{FINN}, Table 2", {1: 2.41, 5: 2.23, 10: 2.19}),
-)
 
 
 class Candidate(NamedTuple):
@@ -81,6 +65,8 @@ class EvalResult:
     methods: dict[str, list[Summary]]  # method -> a summary over tasks per number of steps
     per_task: dict[str, np.ndarray]  # method -> (tasks, steps + 1) scores, for `metarl report`
     published: list[Published]  # rows whose protocol this run follows, values cut to `steps`
+    trial: bool = False  # columns are the episodes of an RL^2 trial, not adaptation steps
+    totals: dict[str, Summary] = dataclasses.field(default_factory=dict)  # trials: each method's total over the trial
 
 
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
@@ -96,7 +82,12 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     family = family_for(config)
     algo = make_algorithm(algo_name, config, family)
     tasks = config.eval_tasks if tasks is None else tasks
-    steps = (config.eval_steps if steps is None else steps) if algo.adapts else 0
+    if algo.trial_episodes:
+        if steps is not None:
+            raise UserError(f"{algo_name} adapts within a trial of {algo.trial_episodes} episode(s), not by steps; drop --steps")
+        steps = algo.trial_episodes - 1
+    else:
+        steps = (config.eval_steps if steps is None else steps) if algo.adapts else 0
 
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:
@@ -120,7 +111,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     candidates.append(Candidate("random init", algo, algo.init_params(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
     if isinstance(config, MamlDqnConfig):
         candidates.append(multi_task_dqn(run_dir, algo, config, family, steps, show_progress))
-    elif algo.adapts:
+    elif algo.adapts and not algo.trial_episodes:
         candidates.append(pretrained(run_dir, algo_name, config, family, steps, show_progress))
     if isinstance(family, RegressionFamily):
         candidates.append(oracle(run_dir, algo_name, config, show_progress))
@@ -129,12 +120,15 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         scores = np.asarray(candidate.algo.adaptation_curve(candidate.params, held_out, key, steps, candidate.lr_scale))
         methods[candidate.label] = [summarise(scores[:, j]) for j in range(steps + 1)]
         per_task[candidate.label] = scores
-    published = [
-        row._replace(values={k: v for k, v in row.values.items() if k <= steps})
-        for row in PUBLISHED
-        if row.env == config.env and row.split == split and all(getattr(config, k) == v for k, v in row.protocol.items())
-    ]
-    result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task, published)
+    if algo.reference_scores is not None:
+        validation = family.sample(jax.random.PRNGKey(VALIDATION_KEY), tasks, "train")
+        for label, scores in algo.reference_scores(held_out, key, validation).items():
+            scores = np.asarray(scores)
+            methods[label] = [summarise(scores[:, j]) for j in range(steps + 1)]
+            per_task[label] = scores
+    totals = {label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {}
+    result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
+                        published_for(config, split, steps), bool(algo.trial_episodes), totals)
     _write(run_dir / "eval.json", result)
     return result
 
@@ -240,7 +234,9 @@ def _write(path: Path, result: EvalResult) -> None:
             ]
             for name, rows in result.methods.items()
         },
-        "published": {row.label: {"source": row.source, "values": row.values} for row in result.published},
+        "published": {row.label: {"source": row.source, "values": row.values, "method": row.method} for row in result.published},
+        "trial": result.trial,
+        "totals": {name: {"mean": r.mean, "ci95": r.ci95} for name, r in result.totals.items()},
         # Every task's score after 0..K steps (null where it diverged), one list per number of steps.
         "per_task": {
             name: [[float(x) if np.isfinite(x) else None for x in scores[:, j]] for j in range(scores.shape[1])]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from metarl_cli.algos.base import Algorithm
 from metarl_cli.algos.dqn import make_dqn
 from metarl_cli.algos.maml import make_maml
+from metarl_cli.algos.rl2 import make_rl2
 
-BUILDERS = {"maml": make_maml, "dqn": make_dqn, "maml-dqn": make_maml}  # maml-dqn: MAML on a Q-network
+BUILDERS = {"maml": make_maml, "dqn": make_dqn, "maml-dqn": make_maml, "rl2": make_rl2}  # maml-dqn: MAML on a Q-network
 
 
 def make_algorithm(algo: str, config, family) -> Algorithm:

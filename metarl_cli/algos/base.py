@@ -32,6 +32,12 @@ class Algorithm(NamedTuple):
     progress_metrics: tuple[str, ...] | None = None  # shown on the progress bar; None: pre/post score
     best_metric: str | None = None  # the summary that ranks checkpoints; None: post_SCORE
     adapts: bool = True  # False: no adaptation at eval (the score after 0 steps only)
+    # > 0: adaptation happens in memory over a trial of this many episodes, and adaptation_curve
+    # returns each episode's return (column j: after j episodes of the task) instead of gradient steps.
+    trial_episodes: int = 0
+    # (tasks, key, validation tasks) -> {label: (tasks, columns) scores} of fixed reference policies
+    # (a random policy, a bandit's classic strategies) that eval prints beside the learned ones.
+    reference_scores: Callable[..., dict] | None = None
 
     def summary(self, chunk: dict) -> dict:
         if self.summarise is not None:

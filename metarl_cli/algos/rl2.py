@@ -1,0 +1,87 @@
+"""RL^2 (Duan et al. 2016): a recurrent agent meta-trained with recurrent PPO over trials of tasks.
+
+One iteration: draw `meta_batch` train-split tasks, run one trial on each (the memory starts at
+zero and carries across the trial's `episodes` episodes), then take the PPO update over the trials.
+Fast adaptation happens inside the memory, with no gradient step at test time: `metarl eval` scores
+each episode of a trial on held-out tasks (the in-context adaptation curve) and the trial's total,
+beside a uniformly random policy and, on bandits, the classic strategies of the paper's Table 1.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metarl_cli.algos.base import Algorithm
+from metarl_cli.config import Rl2Config
+from metarl_cli.errors import UserError
+from metarl_cli.families import Family
+from metarl_cli.rl.ppo import PPOSettings, ppo_update
+from metarl_cli.rl.recurrent import make_recurrent_agent
+from metarl_cli.rl.trials import episode_returns, run_trials
+
+
+def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
+    if not isinstance(family, Family) or not family.discrete:
+        raise UserError(f"rl2 needs a family with discrete actions; '{family.name}' has none")
+    agent = make_recurrent_agent(family.obs_dim, family.action_dim, config.hidden, config.cell)
+    clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
+    optimizer = optax.chain(*clip, optax.adam(config.lr, eps=1e-5))
+    settings = PPOSettings(config.gamma, config.gae_lambda, config.clip, config.epochs, config.minibatches,
+                           config.entropy_coef, config.value_coef)
+    episodes, horizon = config.episodes, family.horizon
+
+    def trials(params, tasks, key, uniform=False):
+        return run_trials(family.env, agent, params, tasks, key, episodes, horizon, family.action_dim, uniform)
+
+    def init(key):
+        k_params, k_run = jax.random.split(key)
+        params = agent.init(k_params)
+        return {"params": params, "opt_state": optimizer.init(params), "key": k_run, "iteration": jnp.zeros((), jnp.int32)}
+
+    def step(state):
+        key, k_tasks, k_trials, k_update = jax.random.split(state["key"], 4)
+        tasks = family.sample(k_tasks, config.meta_batch, "train")
+        batch = trials(state["params"], tasks, k_trials)
+        params, opt_state, metrics = ppo_update(state["params"], state["opt_state"], optimizer, agent.unroll, batch, k_update, settings)
+        per_episode = episode_returns(batch, episodes).mean(axis=0)
+        metrics = {**metrics, "return": per_episode.sum(), "first_episode": per_episode[0], "last_episode": per_episode[-1]}
+        return {"params": params, "opt_state": opt_state, "key": key, "iteration": state["iteration"] + 1}, metrics
+
+    @jax.jit
+    def scores(params, tasks, key):
+        return episode_returns(trials(params, tasks, key), episodes)
+
+    @jax.jit
+    def random_policy_scores(tasks, key):
+        return episode_returns(trials(agent.init(key), tasks, key, uniform=True), episodes)
+
+    def adaptation_curve(params, tasks, key, steps: int, lr_scale: float = 1.0):
+        """(tasks, episodes): each episode's return within one trial per task; no gradient steps."""
+        return scores(params, tasks, key)
+
+    def reference_scores(tasks, key, validation_tasks):
+        """Policies that learn nothing across tasks, scored on the same tasks: (label -> (tasks, episodes))."""
+        references = {"random policy": random_policy_scores(tasks, key)}
+        if family.name == "bandit":
+            from metarl_cli.rl.bandit_strategies import STRATEGIES, total_rewards, tune
+
+            for name in STRATEGIES[1:]:  # "random" is the random policy above
+                param = tune(name, validation_tasks.probs, horizon, key)
+                label = name if param is None else f"{name} ({param:g}, tuned)"
+                references[label] = total_rewards(name, tasks.probs, horizon, key, param)[:, None]
+        return references
+
+    return Algorithm(
+        init=init,
+        step=step,
+        adaptation_curve=adaptation_curve,
+        init_params=agent.init,
+        env_steps_per_iteration=config.meta_batch * episodes * horizon,
+        score_name="return",
+        progress_metrics=("return", "entropy", "value_loss"),
+        best_metric="return",
+        trial_episodes=episodes,
+        reference_scores=reference_scores,
+    )

@@ -1,0 +1,116 @@
+"""RL^2: families drawn per task, memory across a trial's episodes, advantages, learning, eval tables."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import set_args
+from metarl_cli.errors import UserError
+from metarl_cli.families import get_family
+from metarl_cli.rl.ppo import generalised_advantages
+from metarl_cli.rl.recurrent import make_recurrent_agent
+from metarl_cli.rl.trials import episode_returns, run_trials
+
+
+def test_drawn_families_keep_their_task_and_splits():
+    bandit = get_family("bandit")
+    train, test = (bandit.sample(jax.random.PRNGKey(0), 256, s).probs for s in ("train", "test"))
+    assert train.shape == (256, 10) and float(train.min()) >= 0.0 and float(train.max()) <= 1.0
+    assert not {tuple(row) for row in np.asarray(train)} & {tuple(row) for row in np.asarray(test)}
+    with pytest.raises(UserError, match="no 'ood' split"):
+        bandit.sample(jax.random.PRNGKey(0), 4, "ood")
+    mdp = get_family("tabular-mdp").sample(jax.random.PRNGKey(1), 64, "train")
+    np.testing.assert_allclose(mdp.transitions.sum(-1), 1.0, rtol=1e-5)
+    assert abs(float(mdp.mean_reward.mean()) - 1.0) < 0.1 and abs(float(mdp.mean_reward.std()) - 1.0) < 0.1
+    maze = get_family("metamaze")
+    train_goals, ood_goals = (set(np.asarray(maze.sample(jax.random.PRNGKey(2), 500, s).goal_index).tolist()) for s in ("train", "ood"))
+    assert train_goals and ood_goals and not train_goals & ood_goals
+
+
+def test_maze_goal_stays_fixed_across_the_episodes_of_a_trial():
+    maze = get_family("metamaze")
+    tasks = maze.sample(jax.random.PRNGKey(3), 4, "train").replace(max_steps_in_episode=jnp.full((4,), 5))
+    obs, state = jax.vmap(maze.env.reset)(jax.random.split(jax.random.PRNGKey(4), 4), tasks)
+    goals = state.goal
+    for i in range(12):  # two auto-resets
+        keys = jax.random.split(jax.random.PRNGKey(10 + i), 4)
+        obs, state, *_ = jax.vmap(maze.env.step)(keys, state, jnp.full((4,), i % 4), tasks)
+        np.testing.assert_array_equal(state.goal, goals)
+    np.testing.assert_array_equal(goals, maze.env.available_goals[tasks.goal_index])
+
+
+def two_episode_trials(params_scale=1.0):
+    fam = get_family("tabular-mdp")
+    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16)
+    params = jax.tree.map(lambda x: x * params_scale, agent.init(jax.random.PRNGKey(0)))
+    tasks = fam.sample(jax.random.PRNGKey(1), 3, "train")
+    batch = run_trials(fam.env, agent, params, tasks, jax.random.PRNGKey(2), 2, fam.horizon, fam.action_dim)
+    return fam, agent, params, batch
+
+
+def test_memory_carries_across_episodes_and_resets_between_trials():
+    fam, agent, params, batch = two_episode_trials(params_scale=3.0)
+    steps = fam.horizon
+    np.testing.assert_array_equal(batch.episode[:steps], 0)
+    np.testing.assert_array_equal(batch.episode[steps:], 1)
+    assert bool(batch.inputs[steps, :, -1].all())  # the done flag marks the new episode
+    # The stored log-probabilities are those of one memory unrolled over the whole trial ...
+    logits, _ = agent.unroll(params, batch.inputs)
+    chosen = jnp.take_along_axis(jax.nn.log_softmax(logits), batch.actions[..., None], -1)[..., 0]
+    np.testing.assert_allclose(chosen, batch.log_probs, atol=1e-5)
+    # ... which is not a memory reset at the episode boundary: episode 2 sees what episode 1 left.
+    reset_logits, _ = agent.unroll(params, batch.inputs[steps:])
+    assert not np.allclose(reset_logits[0], logits[steps], atol=1e-4)
+    # Every trial starts from a zero memory: the first step depends on its input alone.
+    _, first, _ = agent.step(params, agent.initial_carry(3), batch.inputs[0])
+    np.testing.assert_allclose(first, logits[0], atol=1e-6)
+    returns = episode_returns(batch, 2)
+    np.testing.assert_allclose(returns.sum(1), batch.rewards.sum(0), rtol=1e-5)
+
+
+def test_advantages_stop_at_the_end_of_a_trial():
+    rewards = jnp.array([[1.0], [2.0], [0.0]])
+    values = jnp.array([[0.5], [0.25], [9.0]])  # the third step is after the trial ended
+    valid = jnp.array([[True], [True], [False]])
+    advantages, returns = generalised_advantages(rewards, values, valid, gamma=0.9, lam=0.5)
+    last = 2.0 - 0.25  # no bootstrap from the invalid step
+    first = (1.0 + 0.9 * 0.25 - 0.5) + 0.9 * 0.5 * last
+    np.testing.assert_allclose(advantages[:, 0], [first, last, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(returns[:2, 0], advantages[:2, 0] + values[:2, 0], rtol=1e-6)
+
+
+def test_short_bandit_training_beats_random_and_eval_prints_the_papers_row(cli, tmp_path):
+    run = tmp_path / "bandit"
+    sets = ["arms=5", "pulls=10", "iterations=60", "chunk=20", "meta_batch=128", "hidden=32", "eval_tasks=500"]
+    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*sets), "-o", str(run), "-q")
+    assert code == 0, err
+    code, out, err = cli("eval", str(run), "-q")
+    assert code == 0, err
+    result = json.loads((run / "eval.json").read_text())["test"]
+    totals = result["totals"]
+    learned, random = totals["meta-learned"], totals["random policy"]
+    assert learned["mean"] - learned["ci95"] > random["mean"] + random["ci95"]  # beats random, intervals apart
+    assert {"gittins", "thompson", "greedy"} <= set(totals) and any(k.startswith("ucb1") for k in totals)
+    assert "Duan et al. 2016, Table 1" in out and "6.6 (Gittins)" in out and "6.7 (RL^2)" in out
+    code, _, err = cli("eval", str(run), "--split", "ood", "-q")
+    assert code == 2 and "no 'ood' split" in err
+
+
+def test_multi_episode_trials_train_and_eval_per_episode(cli, tmp_path):
+    run = tmp_path / "cartpole"
+    sets = ["episodes=2", "horizon=30", "iterations=2", "meta_batch=8", "minibatches=2", "hidden=16", "eval_tasks=6"]
+    code, _, err = cli("train", "rl2", "--env", "cartpole-family", *set_args(*sets), "-o", str(run), "-q")
+    assert code == 0, err
+    code, out, err = cli("eval", str(run), "--split", "ood", "-q")
+    assert code == 0, err
+    assert "episode 1" in out and "episode 2" in out and "trial total" in out
+    result = json.loads((run / "eval.json").read_text())["ood"]
+    assert set(result["methods"]) == {"meta-learned", "random init", "random policy"}
+    per_task = np.array(result["per_task"]["meta-learned"], dtype=float)  # (episodes, tasks)
+    assert per_task.shape == (2, 6) and np.all((per_task >= 1) & (per_task <= 30))
+    np.testing.assert_allclose(result["totals"]["meta-learned"]["mean"], per_task.sum(0).mean(), rtol=1e-5)
+    code, _, err = cli("eval", str(run), "--steps", "3", "-q")
+    assert code == 2 and "drop --steps" in err
