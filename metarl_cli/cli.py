@@ -110,14 +110,18 @@ def eval_(
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 
 
-def eval_table(run_dir: Path, result) -> Table:
-    """One row per number of adaptation steps k, one column per method, then the published columns."""
+def _result_table(run_dir: Path, result, what: str) -> Table:
+    """An empty table titled with the run, what it shows, the checkpoint, and the papers cited."""
     sources = sorted({row.source for row in result.published})
-    table = Table(
-        title=f"{run_dir}: {result.score_name} on {result.tasks} '{result.split}' tasks after k adaptation steps\n"
-        f"(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})",
+    return Table(
+        title=f"{run_dir}: {what}\n(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})",
         caption=f"published: {'; '.join(sources)}" if sources else None,
     )
+
+
+def eval_table(run_dir: Path, result) -> Table:
+    """One row per number of adaptation steps k, one column per method, then the published columns."""
+    table = _result_table(run_dir, result, f"{result.score_name} on {result.tasks} '{result.split}' tasks after k adaptation steps")
     table.add_column("k", justify="right")
     for name in result.methods:
         table.add_column(name, justify="right")
@@ -139,12 +143,7 @@ def eval_table(run_dir: Path, result) -> Table:
 
 def trial_table(run_dir: Path, result) -> Table:
     """RL^2 runs: one row per method, a column per episode of the trial, the trial's total, the paper's total."""
-    sources = sorted({row.source for row in result.published})
-    table = Table(
-        title=f"{run_dir}: return on {result.tasks} '{result.split}' tasks, one trial each, memory carried across its episodes\n"
-        f"(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})",
-        caption=f"published: {'; '.join(sources)}" if sources else None,
-    )
+    table = _result_table(run_dir, result, f"return on {result.tasks} '{result.split}' tasks, one trial each, memory carried across its episodes")
     episodes = result.steps + 1
     table.add_column("method")
     if episodes > 1:
