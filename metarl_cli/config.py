@@ -48,6 +48,16 @@ class RunConfig:
             raise UserError(f"seed + seeds must be below {2**31 - 2}, got {self.seed + self.seeds}")
 
 
+def _check_rollouts(config) -> None:
+    """What every rollout-based config shares: lanes, horizon (0: the family's) and gamma."""
+    if config.lanes < 1:
+        raise UserError(f"lanes must be >= 1, got {config.lanes}")
+    if config.horizon < 0:
+        raise UserError(f"horizon must be >= 0, got {config.horizon}")
+    if not 0.0 < config.gamma <= 1.0:
+        raise UserError(f"gamma must be in (0, 1], got {config.gamma}")
+
+
 @dataclasses.dataclass(frozen=True)
 class MamlConfig(RunConfig):
     """MAML (Finn et al. 2017): what every task family shares. Meta-SGD is `learn_inner_lr = true`."""
@@ -100,12 +110,7 @@ class MamlRLConfig(MamlConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.lanes < 1:
-            raise UserError(f"lanes must be >= 1, got {self.lanes}")
-        if self.horizon < 0:
-            raise UserError(f"horizon must be >= 0, got {self.horizon}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise UserError(f"gamma must be in (0, 1], got {self.gamma}")
+        _check_rollouts(self)
         if self.estimator not in ("dice", "lvc"):
             raise UserError(f"estimator must be 'dice' or 'lvc', got '{self.estimator}'")
 
@@ -149,12 +154,7 @@ class MamlDqnConfig(MamlConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.lanes < 1:
-            raise UserError(f"lanes must be >= 1, got {self.lanes}")
-        if self.horizon < 0:
-            raise UserError(f"horizon must be >= 0, got {self.horizon}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise UserError(f"gamma must be in (0, 1], got {self.gamma}")
+        _check_rollouts(self)
         if not 0.0 <= self.epsilon <= 1.0:
             raise UserError(f"epsilon must be in [0, 1], got {self.epsilon}")
 
