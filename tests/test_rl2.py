@@ -44,7 +44,7 @@ def test_maze_goal_stays_fixed_across_the_episodes_of_a_trial():
 
 def two_episode_trials(params_scale=1.0):
     fam = get_family("tabular-mdp")
-    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16)
+    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16, value_scale=10.0)
     params = jax.tree.map(lambda x: x * params_scale, agent.init(jax.random.PRNGKey(0)))
     tasks = fam.sample(jax.random.PRNGKey(1), 3, "train")
     batch = run_trials(fam.env, agent, params, tasks, jax.random.PRNGKey(2), 2, fam.horizon, fam.action_dim)
@@ -57,10 +57,11 @@ def test_memory_carries_across_episodes_and_resets_between_trials():
     np.testing.assert_array_equal(batch.episode[:steps], 0)
     np.testing.assert_array_equal(batch.episode[steps:], 1)
     assert bool(batch.inputs[steps, :, -1].all())  # the done flag marks the new episode
-    # The stored log-probabilities are those of one memory unrolled over the whole trial ...
-    logits, _ = agent.unroll(params, batch.inputs)
+    # The stored log-probabilities and values are those of one memory unrolled over the whole trial ...
+    logits, values = agent.unroll(params, batch.inputs)
     chosen = jnp.take_along_axis(jax.nn.log_softmax(logits), batch.actions[..., None], -1)[..., 0]
     np.testing.assert_allclose(chosen, batch.log_probs, atol=1e-5)
+    np.testing.assert_allclose(values, batch.values, rtol=1e-5, atol=1e-5)
     # ... which is not a memory reset at the episode boundary: episode 2 sees what episode 1 left.
     reset_logits, _ = agent.unroll(params, batch.inputs[steps:])
     assert not np.allclose(reset_logits[0], logits[steps], atol=1e-4)

@@ -25,12 +25,14 @@ from metarl_cli.rl.trials import episode_returns, run_trials
 def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
     if not isinstance(family, Family) or not family.discrete:
         raise UserError(f"rl2 needs a family with discrete actions; '{family.name}' has none")
-    agent = make_recurrent_agent(family.obs_dim, family.action_dim, config.hidden, config.cell)
+    episodes, horizon = config.episodes, family.horizon
+    # Values in units of the discounted horizon (at most the trial): returns of order one per unit reward.
+    value_scale = 1.0 / max(1.0 - config.gamma, 1.0 / (episodes * horizon))
+    agent = make_recurrent_agent(family.obs_dim, family.action_dim, config.hidden, config.cell, value_scale)
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
     optimizer = optax.chain(*clip, optax.adam(config.lr, eps=1e-5))
     settings = PPOSettings(config.gamma, config.gae_lambda, config.clip, config.epochs, config.minibatches,
-                           config.entropy_coef, config.value_coef)
-    episodes, horizon = config.episodes, family.horizon
+                           config.entropy_coef, config.value_coef, value_scale)
 
     def trials(params, tasks, key, uniform=False):
         return run_trials(family.env, agent, params, tasks, key, episodes, horizon, family.action_dim, uniform)

@@ -26,6 +26,7 @@ class PPOSettings(NamedTuple):
     minibatches: int
     entropy_coef: float
     value_coef: float
+    value_scale: float  # the unit of the agent's value head: the value error is measured in it
 
 
 def generalised_advantages(rewards, values, valid, gamma: float, lam: float):
@@ -57,7 +58,7 @@ def ppo_loss(params, unroll, batch: TrialBatch, advantages, returns, settings: P
     normalised = (advantages - mean) / (std + 1e-8)
     surrogate = jnp.minimum(ratio * normalised, jnp.clip(ratio, 1 - settings.clip, 1 + settings.clip) * normalised)
     policy_loss = -_masked_mean(surrogate, mask)
-    value_loss = 0.5 * _masked_mean((values - returns) ** 2, mask)
+    value_loss = 0.5 * _masked_mean(((values - returns) / settings.value_scale) ** 2, mask)
     entropy = _masked_mean(-jnp.sum(jnp.exp(log_softmax) * log_softmax, axis=-1), mask)
     loss = policy_loss + settings.value_coef * value_loss - settings.entropy_coef * entropy
     return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}

@@ -1,9 +1,15 @@
-"""A recurrent actor-critic for memory-based meta-RL (RL^2), as pure functions over flax modules.
+"""A recurrent actor-critic for memory-based meta-RL (RL^2), as pure functions over a flax module.
 
 Each step the agent sees (observation, previous action one-hot, previous reward, previous done
 flag), embeds it, updates a GRU (or LSTM) state and outputs action logits and a value. The state
 starts at zero at the beginning of a trial and carries across the trial's episodes, so whatever
-the agent learned about the task in one episode is there in the next.
+the agent learned about the task in one episode is there in the next. The value head predicts in
+units of `value_scale` (the trainer passes the discounted horizon), so its outputs stay of order one
+however long the horizon.
+
+The module is split into three parts so that an unroll over a recorded trial (the PPO update) runs
+only the recurrence inside its scan: the embedding and the cell's input projections are one matmul
+over the whole (time, lanes) block before the scan, and the policy and value heads one after it.
 """
 
 from __future__ import annotations
@@ -15,22 +21,48 @@ import jax
 import jax.numpy as jnp
 
 CELLS = ("gru", "lstm")
+_GATES = {"gru": 3, "lstm": 4}
 
 
 class _Core(nn.Module):
     action_dim: int
     hidden: int
     cell: str
+    value_scale: float
 
     def setup(self):
+        gates = _GATES[self.cell] * self.hidden
         self.embed = nn.Dense(self.hidden)
-        self.memory = nn.GRUCell(self.hidden) if self.cell == "gru" else nn.OptimizedLSTMCell(self.hidden)
+        self.input_gates = nn.Dense(gates)
+        self.hidden_gates = nn.Dense(gates, kernel_init=nn.initializers.orthogonal())
         self.policy = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))
         self.value = nn.Dense(1)
 
+    def project(self, inputs):
+        """The cell's input-side gate pre-activations, for any leading shape."""
+        return self.input_gates(nn.relu(self.embed(inputs)))
+
+    def recur(self, carry, projected):
+        """One step of the memory from projected inputs: (carry, output h)."""
+        if self.cell == "gru":
+            x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
+            h_r, h_z, h_n = jnp.split(self.hidden_gates(carry), 3, axis=-1)
+            reset, update = nn.sigmoid(x_r + h_r), nn.sigmoid(x_z + h_z)
+            candidate = jnp.tanh(x_n + reset * h_n)
+            h = (1.0 - update) * candidate + update * carry
+            return h, h
+        c, h = carry
+        i, f, g, o = jnp.split(projected + self.hidden_gates(h), 4, axis=-1)
+        c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
+        h = nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    def heads(self, h):
+        return self.policy(h), self.value(h)[..., 0] * self.value_scale
+
     def __call__(self, carry, inputs):
-        carry, h = self.memory(carry, nn.relu(self.embed(inputs)))
-        return carry, self.policy(h), self.value(h)[..., 0]
+        carry, h = self.recur(carry, self.project(inputs))
+        return (carry, *self.heads(h))
 
 
 class RecurrentAgent(NamedTuple):
@@ -48,8 +80,9 @@ def agent_inputs(obs, prev_action, prev_reward, prev_done, action_dim: int) -> j
     )
 
 
-def make_recurrent_agent(obs_dim: int, action_dim: int, hidden: int, cell: str = "gru") -> RecurrentAgent:
-    core = _Core(action_dim, hidden, cell)
+def make_recurrent_agent(obs_dim: int, action_dim: int, hidden: int, cell: str = "gru", value_scale: float = 1.0) -> RecurrentAgent:
+    """`value_scale`: the value head's output unit, so that it predicts returns of order one."""
+    core = _Core(action_dim, hidden, cell, value_scale)
     input_dim = obs_dim + action_dim + 2
 
     def initial_carry(batch: int):
@@ -60,12 +93,13 @@ def make_recurrent_agent(obs_dim: int, action_dim: int, hidden: int, cell: str =
         return core.apply(params, carry, inputs)
 
     def unroll(params, inputs):
-        def body(carry, x):
-            carry, logits, values = step(params, carry, x)
-            return carry, (logits, values)
+        projected = core.apply(params, inputs, method=_Core.project)
 
-        _, (logits, values) = jax.lax.scan(body, initial_carry(inputs.shape[1]), inputs)
-        return logits, values
+        def body(carry, x):
+            return core.apply(params, carry, x, method=_Core.recur)
+
+        _, outputs = jax.lax.scan(body, initial_carry(inputs.shape[1]), projected)
+        return core.apply(params, outputs, method=_Core.heads)
 
     def init(key):
         return core.init(key, initial_carry(1), jnp.zeros((1, input_dim)))
