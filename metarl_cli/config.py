@@ -244,7 +244,7 @@ class Rl2Config(RunConfig):
     cell: str = "gru"  # the memory: "gru" or "lstm"
     hidden: int = 128
     lr: float = 1e-3
-    gamma: float = 0.9
+    gamma: float = 0.99
     gae_lambda: float = 0.95
     clip: float = 0.2
     epochs: int = 4
