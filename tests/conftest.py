@@ -1,9 +1,11 @@
-"""Shared fixtures: a tiny MAML config that compiles fast, and a helper that runs the CLI in-process."""
+"""Shared fixtures: a tiny MAML config that compiles fast, a helper that runs the CLI in-process, and a
+check that two runs ended in the same state."""
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 
 TINY = ["meta_batch=2", "lanes=4", "horizon=20", "hidden=[16,16]", "eval_tasks=4", "eval_steps=1"]
@@ -34,3 +36,26 @@ def cli(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+def assert_same_final_state(run_a, run_b, iterations):
+    """Both runs' latest checkpoints are at `iterations` and hold bit-identical states."""
+    import jax
+
+    from metarl_cli.algos import make_algorithm
+    from metarl_cli.families import family_for
+    from metarl_cli.training.checkpoint import Checkpoints
+    from metarl_cli.training.rundir import load_run
+
+    def final_state(run):
+        algo_name, config, _ = load_run(run)
+        algo = make_algorithm(algo_name, config, family_for(config))
+        ckpt = Checkpoints(run, config.keep_checkpoints)
+        try:
+            assert ckpt.step() == iterations
+            return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
+        finally:
+            ckpt.close()
+
+    for x, y in zip(jax.tree.leaves(final_state(run_a)), jax.tree.leaves(final_state(run_b))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import set_args, tiny_sets
+from conftest import assert_same_final_state, set_args, tiny_sets
 
 
 def test_train_three_iterations_then_eval(cli, tmp_path):
@@ -63,29 +63,6 @@ def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path)
     # the training metrics above carry the statistics (every chunk's mean over 5,000 tasks).
     assert ours[1]["mean"] < ours[0]["mean"] and ours[1]["mean"] + ours[1]["ci95"] < scratch[1]["mean"] - scratch[1]["ci95"]
     assert oracle[0]["mean"] < ours[0]["mean"] and oracle[0]["mean"] == oracle[2]["mean"]  # the oracle does not adapt
-
-
-def assert_same_final_state(run_a, run_b, iterations):
-    """Both runs' latest checkpoints are at `iterations` and hold bit-identical states."""
-    import jax
-
-    from metarl_cli.algos import make_algorithm
-    from metarl_cli.families import family_for
-    from metarl_cli.training.checkpoint import Checkpoints
-    from metarl_cli.training.rundir import load_run
-
-    def final_state(run):
-        algo_name, config, _ = load_run(run)
-        algo = make_algorithm(algo_name, config, family_for(config))
-        ckpt = Checkpoints(run, config.keep_checkpoints)
-        try:
-            assert ckpt.step() == iterations
-            return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
-        finally:
-            ckpt.close()
-
-    for x, y in zip(jax.tree.leaves(final_state(run_a)), jax.tree.leaves(final_state(run_b))):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_resume_equals_uninterrupted_run(cli, tmp_path):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import set_args
+from conftest import assert_same_final_state, set_args
 from metarl_cli.errors import UserError
 from metarl_cli.families import get_family
 from metarl_cli.rl.ppo import generalised_advantages
@@ -100,11 +100,15 @@ def test_short_bandit_training_beats_random_and_eval_prints_the_papers_row(cli, 
     assert code == 2 and "no 'ood' split" in err
 
 
-def test_multi_episode_trials_train_and_eval_per_episode(cli, tmp_path):
-    run = tmp_path / "cartpole"
-    sets = ["episodes=2", "horizon=30", "iterations=2", "meta_batch=8", "minibatches=2", "hidden=16", "eval_tasks=6"]
-    code, _, err = cli("train", "rl2", "--env", "cartpole-family", *set_args(*sets), "-o", str(run), "-q")
+def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
+    run, straight = tmp_path / "cartpole", tmp_path / "straight"
+    sets = ["episodes=2", "horizon=30", "meta_batch=8", "minibatches=2", "hidden=16", "eval_tasks=6"]
+    for out, iterations in ((run, 1), (straight, 2)):
+        code, _, err = cli("train", "rl2", "--env", "cartpole-family", *set_args(*sets, f"iterations={iterations}"), "-o", str(out), "-q")
+        assert code == 0, err
+    code, _, err = cli("train", "rl2", "--resume", "-o", str(run), "--set", "iterations=2", "-q")
     assert code == 0, err
+    assert_same_final_state(run, straight, 2)  # 1 iteration then --resume for 1 equals 2 straight
     code, out, err = cli("eval", str(run), "--split", "ood", "-q")
     assert code == 0, err
     assert "episode 1" in out and "episode 2" in out and "trial total" in out
