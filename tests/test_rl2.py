@@ -42,17 +42,18 @@ def test_maze_goal_stays_fixed_across_the_episodes_of_a_trial():
     np.testing.assert_array_equal(goals, maze.env.available_goals[tasks.goal_index])
 
 
-def two_episode_trials(params_scale=1.0):
+def two_episode_trials(params_scale=1.0, cell="gru"):
     fam = get_family("tabular-mdp")
-    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16, value_scale=10.0)
+    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16, cell, value_scale=10.0)
     params = jax.tree.map(lambda x: x * params_scale, agent.init(jax.random.PRNGKey(0)))
     tasks = fam.sample(jax.random.PRNGKey(1), 3, "train")
     batch = run_trials(fam.env, agent, params, tasks, jax.random.PRNGKey(2), 2, fam.horizon, fam.action_dim)
     return fam, agent, params, batch
 
 
-def test_memory_carries_across_episodes_and_resets_between_trials():
-    fam, agent, params, batch = two_episode_trials(params_scale=3.0)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_memory_carries_across_episodes_and_resets_between_trials(cell):
+    fam, agent, params, batch = two_episode_trials(params_scale=3.0, cell=cell)
     steps = fam.horizon
     np.testing.assert_array_equal(batch.episode[:steps], 0)
     np.testing.assert_array_equal(batch.episode[steps:], 1)
