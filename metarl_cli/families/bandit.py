@@ -81,8 +81,6 @@ def bandit_family(arms: int = DEFAULT_ARMS, pulls: int = DEFAULT_PULLS) -> Famil
         name="bandit",
         summary="k-armed Bernoulli bandit, p ~ U[0, 1] per arm (RL^2 Table 1); --set arms=K --set pulls=N",
         env=env,
-        base_params=env.default_params,
-        ranges=(),
         horizon=pulls,
         draw=draw,
         draw_text=f"arm probabilities p ~ U[0, 1]^{arms}",

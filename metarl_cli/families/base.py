@@ -135,9 +135,8 @@ class Family(TaskDistribution):
     name: str
     summary: str
     env: Any
-    base_params: Any
-    ranges: tuple[ParamRange, ...]
     horizon: int
+    ranges: tuple[ParamRange, ...] = ()  # empty for one task, or where `draw` makes the tasks
     # Recompute fields that depend on the sampled ones (e.g. CartPole's total_mass).
     derive: Callable[[Any], Any] = lambda p: p
     # Families whose tasks are not a few scalar parameters (bandit arms, random MDPs): a function
@@ -145,6 +144,11 @@ class Family(TaskDistribution):
     draw: Callable[[jax.Array, int, str], Any] | None = None
     draw_text: str = ""
     splits: tuple[str, ...] = SPLITS
+
+    @property
+    def base_params(self) -> Any:
+        """The environment's default EnvParams, onto which sampled fields are written."""
+        return self.env.default_params
 
     @property
     def discrete(self) -> bool:

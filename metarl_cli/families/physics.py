@@ -51,7 +51,6 @@ def cartpole_family() -> Family:
         name="cartpole-family",
         summary="CartPole-v1 with random force, pole length and pole mass (Sunblaze R/E)",
         env=env,
-        base_params=env.default_params,
         ranges=(
             _sunblaze("force_mag", 10.0, (5.0, 15.0), (1.0, 20.0)),
             _sunblaze("length", 0.5, (0.25, 0.75), (0.05, 1.0)),
@@ -69,8 +68,6 @@ def cartpole_single() -> Family:
         name="cartpole",
         summary="gymnax CartPole-v1 with its default physics: a single task (DQN's benchmark)",
         env=env,
-        base_params=env.default_params,
-        ranges=(),
         horizon=500,
     )
 
@@ -81,7 +78,6 @@ def mountaincar_family() -> Family:
         name="mountaincar-family",
         summary="MountainCar-v0 with random engine force and gravity (Sunblaze R/E)",
         env=env,
-        base_params=env.default_params,
         ranges=(
             _sunblaze("force", 0.001, (0.0005, 0.005), (0.0001, 0.01)),
             _sunblaze("gravity", 0.0025, (0.001, 0.005), (0.0005, 0.01)),
@@ -96,7 +92,6 @@ def acrobot_family() -> Family:
         name="acrobot-family",
         summary="Acrobot-v1 with random link lengths, masses and moment of inertia (Sunblaze R/E)",
         env=env,
-        base_params=env.default_params,
         ranges=tuple(
             _sunblaze(n, 1.0, (0.75, 1.25), (0.5, 1.5))
             for n in ("link_length_1", "link_length_2", "link_mass_1", "link_mass_2", "link_moi")
@@ -112,7 +107,6 @@ def pendulum_family() -> Family:
         name="pendulum-family",
         summary="Pendulum-v1, 5 discrete torques, random length and mass (Sunblaze R/E)",
         env=env,
-        base_params=env.default_params,
         ranges=(
             _sunblaze("l", 1.0, (0.75, 1.25), (0.5, 1.5)),
             _sunblaze("m", 1.0, (0.75, 1.25), (0.5, 1.5)),

@@ -77,7 +77,6 @@ def point_nav_family() -> Family:
         name="point-nav",
         summary="2D point navigation to a random goal (MAML paper), continuous actions",
         env=env,
-        base_params=env.default_params,
         ranges=(
             ParamRange("goal_x", 0.0, (-0.5, 0.5), ring, positive=False),
             ParamRange("goal_y", 0.0, (-0.5, 0.5), ring, positive=False),

@@ -75,8 +75,6 @@ def tabular_mdp_family() -> Family:
         name="tabular-mdp",
         summary=f"random MDPs, {STATES} states, {ACTIONS} actions, {EPISODE_STEPS}-step episodes from state 0 (RL^2 Table 2)",
         env=env,
-        base_params=env.default_params,
-        ranges=(),
         horizon=EPISODE_STEPS,
         draw=_draw,
         draw_text="mu(s, a) ~ N(1, 1), P(. | s, a) ~ Dirichlet(1, ..., 1)",
