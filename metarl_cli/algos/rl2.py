@@ -65,15 +65,7 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
 
     def reference_scores(tasks, key, validation_tasks):
         """Policies that learn nothing across tasks, scored on the same tasks: (label -> (tasks, episodes))."""
-        references = {"random policy": random_policy_scores(tasks, key)}
-        if family.name == "bandit":
-            from metarl_cli.rl.bandit_strategies import STRATEGIES, total_rewards, tune
-
-            for name in STRATEGIES[1:]:  # "random" is the random policy above
-                param = tune(name, validation_tasks.probs, horizon, key)
-                label = name if param is None else f"{name} ({param:g}, tuned)"
-                references[label] = total_rewards(name, tasks.probs, horizon, key, param)[:, None]
-        return references
+        return {"random policy": random_policy_scores(tasks, key), **family.classic_strategy_scores(tasks, key, validation_tasks)}
 
     return Algorithm(
         init=init,

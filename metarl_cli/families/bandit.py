@@ -16,6 +16,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from metarl_cli.families.base import Family
+from metarl_cli.rl.bandit_strategies import STRATEGIES, total_rewards, tune
 
 DEFAULT_ARMS, DEFAULT_PULLS = 10, 100
 
@@ -68,6 +69,15 @@ class BanditFamily(Family):
     def with_config(self, config) -> Family:
         arms, pulls = getattr(config, "arms", DEFAULT_ARMS), getattr(config, "pulls", DEFAULT_PULLS)
         return bandit_family(arms, pulls) if (arms, pulls) != (self.action_dim, self.horizon) else self
+
+    def classic_strategy_scores(self, tasks, key, validation_tasks):
+        """Greedy, epsilon-greedy, UCB1, Thompson and Gittins (RL^2 Table 1): each one's total reward."""
+        scores = {}
+        for name in STRATEGIES[1:]:  # "random": scored as the random policy by the algorithm
+            param = tune(name, validation_tasks.probs, self.horizon, key)
+            label = name if param is None else f"{name} ({param:g}, tuned)"
+            scores[label] = total_rewards(name, tasks.probs, self.horizon, key, param)[:, None]
+        return scores
 
 
 def bandit_family(arms: int = DEFAULT_ARMS, pulls: int = DEFAULT_PULLS) -> Family:
