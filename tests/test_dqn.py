@@ -15,7 +15,9 @@ from metarl_cli.rl.q_learning import make_q_network, td_targets
 from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
-from metarl_cli.training.runner import compile_chunks, initial_state, seeded_step, train
+import pytest
+
+from metarl_cli.training.runner import compile_chunks, initial_state, seed_mesh, seeded_step, train
 from conftest import set_args
 
 # A DQN that compiles in seconds: 2 environments, a gradient step every 2 env steps from step 16.
@@ -88,6 +90,21 @@ def test_seeds_in_one_program_differ_and_each_is_reproducible():
     alone, _ = compile_chunks(algo.step)(algo.init(jax.random.PRNGKey(single.seed)), 40)
     for a, b in zip(jax.tree.leaves(first["params"]), jax.tree.leaves(alone["params"])):
         np.testing.assert_allclose(a[1], b, atol=1e-5)
+
+
+@pytest.mark.skipif(jax.device_count() < 2, reason="one device: there is nothing to split the seeds over")
+def test_seeds_split_over_devices_run_as_in_one_program():
+    """Each CPU core is a device; 4 seeds split 2 per device end where the 4 vmapped on one device do."""
+    config = tiny_config("seeds=4")
+    algo = make_algorithm("dqn", config, family_for(config))
+    mesh = seed_mesh(config.seeds)
+    assert mesh is not None
+    together, _ = compile_chunks(seeded_step(algo, config))(initial_state(algo, config), 40)
+    split, metrics = compile_chunks(seeded_step(algo, config), mesh)(initial_state(algo, config), 40)
+    assert split["params"]["params"]["Dense_0"]["kernel"].sharding.device_set == set(mesh.devices.flat)
+    assert metrics["loss"].shape == (40, 4)
+    for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(split)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):

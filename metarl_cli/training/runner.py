@@ -20,6 +20,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from metarl_cli.algos import Algorithm
 from metarl_cli.errors import UserError
@@ -42,17 +44,37 @@ class TrainSummary:
     env_steps_per_second: float
 
 
-def compile_chunks(step):
-    """`run(state, n)`: n meta-iterations in one compiled call; metrics get a leading axis of size n."""
+def compile_chunks(step, mesh: Mesh | None = None):
+    """`run(state, n)`: n meta-iterations in one compiled call; metrics get a leading axis of size n.
 
-    @partial(jax.jit, static_argnums=1)
-    def run(state, n: int):
+    With a `mesh` (see `seed_mesh`) the state's leading seed axis is split over its devices and
+    each device runs its share of the seeds: the seeds never interact, so nothing is communicated.
+    """
+
+    def chunk(state, n: int):
         if n == 1:
             state, metrics = step(state)
             return state, jax.tree.map(lambda m: m[None], metrics)
         return jax.lax.scan(lambda s, _: step(s), state, None, length=n)
 
+    if mesh is None:
+        return jax.jit(chunk, static_argnums=1)
+
+    @partial(jax.jit, static_argnums=1)
+    def run(state, n: int):
+        split = jax.shard_map(partial(chunk, n=n), mesh=mesh, in_specs=P("seed"), out_specs=(P("seed"), P(None, "seed")), check_vma=False)
+        return split(state)
+
     return run
+
+
+def seed_mesh(seeds: int) -> Mesh | None:
+    """The devices to split `seeds` seeds over: the most local devices that share them evenly, or
+    None where that is one device. On a CPU each core is a device (see metarl_cli/__init__.py), so
+    8 seeds on two cores run 4 per core rather than all 8 contending for both."""
+    devices = jax.local_devices()
+    count = max(d for d in range(1, min(len(devices), seeds) + 1) if seeds % d == 0)
+    return Mesh(np.array(devices[:count]), ("seed",)) if count > 1 else None
 
 
 def seed_keys(config) -> jax.Array:
@@ -97,7 +119,10 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
         state = checkpoints.restore(state, step=start)
         console.print(f"resuming {run_dir} from iteration {start}")
     log.truncate_after(start)
-    run_chunk = compile_chunks(seeded_step(algo, config))
+    mesh = seed_mesh(config.seeds)
+    if mesh is not None:
+        state = jax.device_put(state, NamedSharding(mesh, P("seed")))
+    run_chunk = compile_chunks(seeded_step(algo, config), mesh)
     sign = 1.0 if algo.maximize else -1.0
     steps_per_iteration = algo.env_steps_per_iteration * config.seeds
 
