@@ -1,11 +1,14 @@
-"""The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest."""
+"""The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest;
+checkpoints in Orbax's default (OCDBT) format still restore."""
 
 import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from metarl_cli.algos import Algorithm
 from metarl_cli.config import MamlRLConfig
-from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.training.checkpoint import Checkpoints, pack
 from metarl_cli.training.runner import DivergedError, train
 
 
@@ -38,3 +41,18 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     finally:
         ckpt.close()
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_checkpoints_written_with_ocdbt_still_restore(tmp_path):
+    """Runs saved before checkpoints dropped OCDBT (Orbax's default format) restore as before."""
+    state = {"params": jnp.arange(5.0), "iteration": jnp.asarray(7, jnp.int32)}
+    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
+    with ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), options=options) as manager:
+        manager.save(7, args=ocp.args.StandardSave(pack(state)))
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    try:
+        restored = checkpoints.restore({"params": jnp.zeros(5), "iteration": jnp.zeros((), jnp.int32)})
+    finally:
+        checkpoints.close()
+    np.testing.assert_array_equal(restored["params"], np.arange(5.0))
+    assert int(restored["iteration"]) == 7
