@@ -4,7 +4,8 @@ The algorithm's step is compiled once, alone when `chunk` is 1 or as a `lax.scan
 iterations when one iteration is too short to pay for a trip through Python (a final, shorter
 chunk compiles its own scan). With `seeds` > 1 the state has a leading seed axis and the step is
 vmapped over it: N independent runs in one program, run i seeded with `seed + i`, so each equals the
-run a single seed `seed + i` would give. After each call: check the loss is finite, append the
+run a single seed `seed + i` would give; the seeds are split over the local devices where they divide
+evenly (`seed_mesh`). After each call: check the loss is finite, append the
 chunk's summary to metrics.jsonl (one line per seed, with "seed" when there are several), advance
 the progress bar, hand the state to the checkpoint manager. A non-finite loss stops the run before
 its state is saved, so the latest checkpoint is the last good one.
@@ -62,7 +63,11 @@ def compile_chunks(step, mesh: Mesh | None = None):
 
     @partial(jax.jit, static_argnums=1)
     def run(state, n: int):
-        split = jax.shard_map(partial(chunk, n=n), mesh=mesh, in_specs=P("seed"), out_specs=(P("seed"), P(None, "seed")), check_vma=False)
+        # Metrics are (iterations, seeds, ...). check_vma=False: the algorithms' scans carry
+        # per-device values whose types the check would ask every algorithm to annotate.
+        split = jax.shard_map(
+            partial(chunk, n=n), mesh=mesh, in_specs=P("seed"), out_specs=(P("seed"), P(None, "seed")), check_vma=False
+        )
         return split(state)
 
     return run
