@@ -2,9 +2,10 @@
 
 Each save records the iteration's score as an Orbax metric; the manager's preservation policy keeps
 the latest `keep` checkpoints and the best-scoring one, so "best" costs no extra write and survives
-resume. Saving runs on one background thread: `save` copies the state to host memory and returns at
-once, so the next meta-iteration computes while the previous state is written (a save still running
-when the next is asked for is waited for first). Only complete checkpoints are ever restored.
+resume. Saving runs on one background thread at the lowest CPU priority: `save` copies the state to
+host memory and returns at once, so the next meta-iteration computes while the previous state is
+written in the cores' idle moments (a save still running when the next is asked for is waited for
+first). Only complete checkpoints are ever restored.
 
 The state is written as one flat vector per dtype (`pack`), restored against the algorithm's
 initial state as template (`unpack`): Orbax's cost per save is mostly per array, and a few hundred
