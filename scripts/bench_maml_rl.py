@@ -67,7 +67,7 @@ def training(config, family) -> tuple[float, float]:
     return summary.compile_seconds, summary.env_steps_per_second
 
 
-def checkpoint_overhead(config, family, rounds: int = 8, block: int = 4) -> tuple[float, float, float]:
+def checkpoint_overhead(config, family, rounds: int, block: int = 4) -> tuple[float, float, float]:
     """Median, min and max over `rounds` of: the time of `block` meta-iterations each followed by a
     save as the runner makes it (the round's last save waited for) over the time of `block` without.
 
@@ -116,13 +116,14 @@ def main() -> None:
           f"{'first' if config.first_order else 'second'} order")
 
     compile_s, ours = training(config, family)
-    overhead, lowest, highest = checkpoint_overhead(config, family)
+    rounds = 8
+    overhead, lowest, highest = checkpoint_overhead(config, family, rounds)
     raw = raw_throughput(family, config.meta_batch * config.lanes, horizon)
     print(f"compile time of the meta-step:         {compile_s:8.1f} s")
     print(f"MAML-RL training (checkpoint each it): {ours:12,.0f} env steps/s")
     print(f"raw random-policy gymnax, same batch:  {raw:12,.0f} env steps/s")
     print(f"ratio ours / raw:                      {ours / raw:12.3f}   (target >= 0.25)")
-    print(f"checkpoint overhead (median of 8):     {100 * overhead:11.1f} %  (target < 10%; "
+    print(f"checkpoint overhead (median of {rounds}):     {100 * overhead:11.1f} %  (target < 10%; "
           f"rounds {100 * lowest:.1f} to {100 * highest:.1f} %)")
     peer = peer_rate(args.peer_python, "torch_maml_cartpole.py", args.peer_iterations, "env steps/s", env={"H": "200"})
     if peer:

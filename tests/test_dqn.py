@@ -1,4 +1,5 @@
-"""DQN: the replay buffer, the TD target at episode ends, seeds in one program, exact resume."""
+"""DQN: the replay buffer, the TD target at episode ends, seeds in one program and split over
+devices, exact resume."""
 
 import dataclasses
 import json
@@ -7,6 +8,7 @@ import tomllib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
@@ -15,8 +17,6 @@ from metarl_cli.rl.q_learning import make_q_network, td_targets
 from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
-import pytest
-
 from metarl_cli.training.runner import compile_chunks, initial_state, seed_mesh, seeded_step, train
 from conftest import set_args
 
