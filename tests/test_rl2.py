@@ -101,6 +101,23 @@ def test_short_bandit_training_beats_random_and_eval_prints_the_papers_row(cli, 
     assert code == 2 and "no 'ood' split" in err
 
 
+def test_tabular_mdp_eval_plays_the_papers_simple_baselines(cli, tmp_path):
+    run = tmp_path / "mdp"
+    sets = ["iterations=1", "meta_batch=8", "minibatches=2", "hidden=16", "eval_tasks=100"]
+    code, _, err = cli("train", "rl2", "--env", "tabular-mdp", *set_args(*sets), "-o", str(run), "-q")
+    assert code == 0, err
+    code, out, err = cli("eval", str(run), "-q")
+    assert code == 0, err
+    result = json.loads((run / "eval.json").read_text())["test"]
+    totals, random = result["totals"], result["totals"]["random policy"]
+    for label in ("greedy (empirical means)", "posterior greedy (true prior)"):
+        assert totals[label]["mean"] - totals[label]["ci95"] > random["mean"] + random["ci95"], label
+    assert any(label.startswith("epsilon-greedy (") for label in totals)
+    paper = {label: (row["method"], row["values"]["total"]) for label, row in result["published"].items()}
+    assert paper["Greedy"] == ("greedy", 134.8) and paper["eps-greedy"] == ("epsilon-greedy", 132.8)
+    assert "Duan et al. 2016, Table 2" in out
+
+
 def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     run, straight = tmp_path / "cartpole", tmp_path / "straight"
     sets = ["episodes=2", "horizon=30", "meta_batch=8", "minibatches=2", "hidden=16", "eval_tasks=6"]

@@ -65,7 +65,7 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
 
     def reference_scores(tasks, key, validation_tasks):
         """Policies that learn nothing across tasks, scored on the same tasks: (label -> (tasks, episodes))."""
-        return {"random policy": random_policy_scores(tasks, key), **family.classic_strategy_scores(tasks, key, validation_tasks)}
+        return {"random policy": random_policy_scores(tasks, key), **family.classic_strategy_scores(tasks, key, validation_tasks, episodes)}
 
     return Algorithm(
         init=init,

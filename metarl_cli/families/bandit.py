@@ -70,8 +70,9 @@ class BanditFamily(Family):
         arms, pulls = getattr(config, "arms", DEFAULT_ARMS), getattr(config, "pulls", DEFAULT_PULLS)
         return bandit_family(arms, pulls) if (arms, pulls) != (self.action_dim, self.horizon) else self
 
-    def classic_strategy_scores(self, tasks, key, validation_tasks):
-        """Greedy, epsilon-greedy, UCB1, Thompson and Gittins (RL^2 Table 1): each one's total reward."""
+    def classic_strategy_scores(self, tasks, key, validation_tasks, episodes):
+        """Greedy, epsilon-greedy, UCB1, Thompson and Gittins (RL^2 Table 1): each one's total reward
+        over one episode of `pulls` pulls (the Table's trial)."""
         scores = {}
         for name in STRATEGIES[1:]:  # "random": scored as the random policy by the algorithm
             param = tune(name, validation_tasks.probs, self.horizon, key)

@@ -168,9 +168,10 @@ class Family(TaskDistribution):
         """The family a config asks for, where its shape depends on the config (a bandit's arms)."""
         return self
 
-    def classic_strategy_scores(self, tasks: Any, key: jax.Array, validation_tasks: Any) -> dict[str, jax.Array]:
-        """The family's hand-designed strategies scored on `tasks` (label -> (tasks, episodes)), any
-        hyperparameters tuned on `validation_tasks`; none unless the family has such strategies."""
+    def classic_strategy_scores(self, tasks: Any, key: jax.Array, validation_tasks: Any, episodes: int) -> dict[str, jax.Array]:
+        """The family's hand-designed strategies scored on `tasks`, one trial of `episodes` episodes
+        each (label -> (tasks, episodes)), any hyperparameters tuned on `validation_tasks`; none
+        unless the family has such strategies."""
         return {}
 
     def sample(self, key: jax.Array, n: int, split: str) -> Any:

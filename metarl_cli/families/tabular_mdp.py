@@ -3,10 +3,14 @@
 |S| = 10 states, |A| = 5 actions. A task draws a mean reward mu(s, a) ~ N(1, 1) for every state and
 action and a next-state distribution P(. | s, a) from a flat Dirichlet; a step pays mu(s, a) plus
 unit Gaussian noise. Episodes start in state 0 and last 10 steps; the observation is the state,
-one-hot. `train` and `test` draw with disjoint keys; there is no `ood` split.
+one-hot. `train` and `test` draw with disjoint keys; there is no `ood` split. `metarl eval` plays
+the paper's greedy and epsilon-greedy baselines, and greedy on the posterior mean, on the same tasks
+(`metarl_cli/rl/mdp_strategies.py`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +18,10 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from metarl_cli.families.base import Family
+from metarl_cli.rl.mdp_strategies import episode_returns, tune_epsilon
 
 STATES, ACTIONS, EPISODE_STEPS = 10, 5, 10
+MEAN_REWARD_PRIOR = (1.0, 1.0)  # mu(s, a) ~ N(mean, variance); a step's reward adds N(0, 1) noise
 
 
 @struct.dataclass
@@ -64,14 +70,30 @@ class TabularMDP(environment.Environment[MdpState, MdpParams]):
 
 def _draw(key, n, split):
     k_mu, k_p = jax.random.split(key)
-    mean_reward = 1.0 + jax.random.normal(k_mu, (n, STATES, ACTIONS))
+    prior_mean, prior_var = MEAN_REWARD_PRIOR
+    mean_reward = prior_mean + jnp.sqrt(prior_var) * jax.random.normal(k_mu, (n, STATES, ACTIONS))
     transitions = jax.random.dirichlet(k_p, jnp.ones(STATES), (n, STATES, ACTIONS))
     return {"mean_reward": mean_reward, "transitions": transitions}
 
 
+@dataclasses.dataclass(frozen=True)
+class TabularMdpFamily(Family):
+    def classic_strategy_scores(self, tasks, key, validation_tasks, episodes):
+        """Greedy, epsilon-greedy (tuned on `validation_tasks`) and posterior greedy (RL^2 Table 2's
+        simple baselines): each one's return per episode of the trial."""
+        epsilon = tune_epsilon(self.env, validation_tasks, episodes, self.horizon, key)
+        prior_mean, prior_var = MEAN_REWARD_PRIOR
+        play = lambda strategy, **kw: episode_returns(strategy, self.env, tasks, episodes, self.horizon, key, **kw)  # noqa: E731
+        return {
+            "greedy (empirical means)": play("greedy"),
+            f"epsilon-greedy ({epsilon:g}, tuned)": play("epsilon-greedy", epsilon=epsilon),
+            "posterior greedy (true prior)": play("posterior greedy", prior_mean=prior_mean, prior_var=prior_var),
+        }
+
+
 def tabular_mdp_family() -> Family:
     env = TabularMDP()
-    return Family(
+    return TabularMdpFamily(
         name="tabular-mdp",
         summary=f"random MDPs, {STATES} states, {ACTIONS} actions, {EPISODE_STEPS}-step episodes from state 0 (RL^2 Table 2)",
         env=env,

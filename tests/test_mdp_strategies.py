@@ -1,0 +1,73 @@
+"""The tabular-MDP strategies against expected returns derived by hand, played on the family's env.
+
+The case: one episode of two steps in an MDP whose every transition leads back to state 0, with
+mean rewards m = (2, -1, 0.5, -2, 1) in state 0. The first action is uniform for every strategy
+(all actions tie), so it pays mean(m) = 0.1 on average. Its reward r = m_a + N(0, 1) then decides
+the second:
+
+- greedy (untried actions valued 0): keeps a when r > 0, probability Phi(m_a); otherwise the four
+  untried actions tie at 0 and it picks one uniformly. Second step: the average over a of
+  Phi(m_a) m_a + (1 - Phi(m_a)) mean(m without a).
+- posterior greedy (prior N(mu0, v)): a's posterior mean (mu0 / v + r) / (1 / v + 1) beats the
+  untried actions' mu0 exactly when r > mu0, so the same with Phi(m_a - mu0).
+- epsilon-greedy: greedy's second step with probability 1 - eps, a uniform action otherwise.
+
+Means over 20,000 copies must be within 4 standard errors of the derivation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl_cli.errors import UserError
+from metarl_cli.families import get_family
+from metarl_cli.rl.mdp_strategies import episode_returns
+
+COPIES = 20_000
+MEANS = np.array([2.0, -1.0, 0.5, -2.0, 1.0])
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _second_step(threshold: float) -> float:
+    """Expected second reward when the first action a is kept iff its reward exceeds `threshold`."""
+    total = 0.0
+    for a, m in enumerate(MEANS):
+        keep = _phi(m - threshold)
+        total += keep * m + (1.0 - keep) * np.delete(MEANS, a).mean()
+    return total / len(MEANS)
+
+
+def _returning_tasks():
+    family = get_family("tabular-mdp")
+    states, actions = family.base_params.mean_reward.shape
+    mean_reward = jnp.zeros((COPIES, states, actions)).at[:, 0, :].set(MEANS)
+    back_to_start = jnp.zeros((COPIES, states, actions, states)).at[..., 0].set(1.0)
+    return family, family.base_params.replace(mean_reward=mean_reward, transitions=back_to_start,
+                                              max_steps_in_episode=jnp.full((COPIES,), 2))
+
+
+@pytest.mark.parametrize("strategy, kwargs, expected", [
+    ("greedy", {}, MEANS.mean() + _second_step(0.0)),
+    ("epsilon-greedy", {"epsilon": 0.5}, MEANS.mean() + 0.5 * _second_step(0.0) + 0.5 * MEANS.mean()),
+    ("posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
+])
+def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
+    family, tasks = _returning_tasks()
+    returns = np.asarray(episode_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(1), **kwargs))
+    assert returns.shape == (COPIES, 1)
+    stderr = returns.std() / math.sqrt(COPIES)
+    assert abs(returns.mean() - expected) < 4 * stderr, (returns.mean(), expected, stderr)
+
+
+def test_unknown_strategy_is_refused():
+    family, tasks = _returning_tasks()
+    with pytest.raises(UserError, match="unknown tabular-MDP strategy"):
+        episode_returns("ucb1", family.env, tasks, 1, 2, jax.random.PRNGKey(1))
