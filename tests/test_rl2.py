@@ -101,6 +101,7 @@ def test_short_bandit_training_beats_random_and_eval_prints_the_papers_row(cli, 
     assert code == 2 and "no 'ood' split" in err
 
 
+@pytest.mark.slow  # 40 s: a tabular run's eval compiles the agent's trials and three strategies
 def test_tabular_mdp_eval_plays_the_papers_simple_baselines(cli, tmp_path):
     run = tmp_path / "mdp"
     sets = ["iterations=1", "meta_batch=8", "minibatches=2", "hidden=16", "eval_tasks=100"]
