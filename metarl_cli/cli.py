@@ -145,7 +145,7 @@ def trial_table(run_dir: Path, result) -> Table:
     """RL^2 runs: one row per method, a column per episode of the trial, the trial's total, the paper's total."""
     table = _result_table(run_dir, result, f"return on {result.tasks} '{result.split}' tasks, one trial each, memory carried across its episodes")
     episodes = result.steps + 1
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)  # labels carry the tuned settings: never cut, the numbers wrap instead
     if episodes > 1:
         for j in range(episodes):
             table.add_column(f"episode {j + 1}", justify="right")
