@@ -9,7 +9,7 @@ break uniformly at random.
   action valued 0 (so an action whose first reward was positive is kept until its mean drops
   below 0). This is the reading of "greedy" that lands on the paper's figure.
 - epsilon-greedy: with probability epsilon a uniformly random action, else greedy as above;
-  epsilon is tuned on validation tasks (`tune`).
+  epsilon is tuned on validation tasks (`tune_epsilon`).
 - posterior greedy: the action with the highest posterior mean reward under the tasks' true prior
   (mean rewards ~ N(prior_mean, prior_var), unit reward noise), so an untried action is valued at
   the prior mean.
