@@ -26,7 +26,7 @@ import pytest
 
 from metarl_cli.errors import UserError
 from metarl_cli.families import get_family
-from metarl_cli.rl.mdp_strategies import episode_returns
+from metarl_cli.rl.mdp_strategies import strategy_returns
 
 COPIES = 20_000
 MEANS = np.array([2.0, -1.0, 0.5, -2.0, 1.0])
@@ -61,7 +61,7 @@ def _returning_tasks():
 ])
 def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
     family, tasks = _returning_tasks()
-    returns = np.asarray(episode_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(1), **kwargs))
+    returns = np.asarray(strategy_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(1), **kwargs))
     assert returns.shape == (COPIES, 1)
     stderr = returns.std() / math.sqrt(COPIES)
     assert abs(returns.mean() - expected) < 4 * stderr, (returns.mean(), expected, stderr)
@@ -70,4 +70,4 @@ def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
 def test_unknown_strategy_is_refused():
     family, tasks = _returning_tasks()
     with pytest.raises(UserError, match="unknown tabular-MDP strategy"):
-        episode_returns("ucb1", family.env, tasks, 1, 2, jax.random.PRNGKey(1))
+        strategy_returns("ucb1", family.env, tasks, 1, 2, jax.random.PRNGKey(1))

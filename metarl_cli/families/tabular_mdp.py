@@ -18,7 +18,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from metarl_cli.families.base import Family
-from metarl_cli.rl.mdp_strategies import episode_returns, tune_epsilon
+from metarl_cli.rl.mdp_strategies import strategy_returns, tune_epsilon
 
 STATES, ACTIONS, EPISODE_STEPS = 10, 5, 10
 MEAN_REWARD_PRIOR = (1.0, 1.0)  # mu(s, a) ~ N(mean, variance); a step's reward adds N(0, 1) noise
@@ -83,7 +83,7 @@ class TabularMdpFamily(Family):
         simple baselines): each one's return per episode of the trial."""
         epsilon = tune_epsilon(self.env, validation_tasks, episodes, self.horizon, key)
         prior_mean, prior_var = MEAN_REWARD_PRIOR
-        play = lambda strategy, **kw: episode_returns(strategy, self.env, tasks, episodes, self.horizon, key, **kw)  # noqa: E731
+        play = lambda strategy, **kw: strategy_returns(strategy, self.env, tasks, episodes, self.horizon, key, **kw)  # noqa: E731
         return {
             "greedy (empirical means)": play("greedy"),
             f"epsilon-greedy ({epsilon:g}, tuned)": play("epsilon-greedy", epsilon=epsilon),

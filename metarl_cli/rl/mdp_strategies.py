@@ -33,7 +33,7 @@ STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", "posterior greedy")
 EPSILONS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
-def episode_returns(strategy: str, env, tasks, episodes: int, horizon: int, key: jax.Array, epsilon: float = 0.0,
+def strategy_returns(strategy: str, env, tasks, episodes: int, horizon: int, key: jax.Array, epsilon: float = 0.0,
                     prior_mean: float = 0.0, prior_var: float = 1.0) -> jax.Array:
     """(tasks, episodes): the return of each episode of one trial per task (`tasks`: batched EnvParams
     with `mean_reward` (tasks, states, actions)). `epsilon` is used by epsilon-greedy only,
@@ -47,7 +47,7 @@ def episode_returns(strategy: str, env, tasks, episodes: int, horizon: int, key:
 def tune_epsilon(env, tasks, episodes: int, horizon: int, key: jax.Array) -> float:
     """The epsilon of `EPSILONS` with the highest mean trial return on `tasks` (validation tasks drawn
     from the training distribution); every value plays with the same key, ties go to the first."""
-    means = [float(jnp.mean(episode_returns("epsilon-greedy", env, tasks, episodes, horizon, key, eps).sum(axis=1)))
+    means = [float(jnp.mean(strategy_returns("epsilon-greedy", env, tasks, episodes, horizon, key, eps).sum(axis=1)))
              for eps in EPSILONS]
     return EPSILONS[int(np.argmax(means))]
 
