@@ -11,6 +11,10 @@ the second:
 - posterior greedy (prior N(mu0, v)): a's posterior mean (mu0 / v + r) / (1 / v + 1) beats the
   untried actions' mu0 exactly when r > mu0, so the same with Phi(m_a - mu0).
 - epsilon-greedy: greedy's second step with probability 1 - eps, a uniform action otherwise.
+- state-blind posterior greedy: as posterior greedy, every step being in state 0.
+
+A second case, with the second step in another state, tells the state-blind strategy from
+posterior greedy.
 
 Means over 20,000 copies must be within 4 standard errors of the derivation.
 """
@@ -45,12 +49,14 @@ def _second_step(threshold: float) -> float:
     return total / len(MEANS)
 
 
-def _returning_tasks():
+def _returning_tasks(next_state: int = 0):
+    """Two-step episodes from state 0 where every transition leads to `next_state`; states 0 and 1
+    both have mean rewards MEANS."""
     family = get_family("tabular-mdp")
     states, actions = family.base_params.mean_reward.shape
-    mean_reward = jnp.zeros((COPIES, states, actions)).at[:, 0, :].set(MEANS)
-    back_to_start = jnp.zeros((COPIES, states, actions, states)).at[..., 0].set(1.0)
-    return family, family.base_params.replace(mean_reward=mean_reward, transitions=back_to_start,
+    mean_reward = jnp.zeros((COPIES, states, actions)).at[:, :2, :].set(MEANS)
+    transitions = jnp.zeros((COPIES, states, actions, states)).at[..., next_state].set(1.0)
+    return family, family.base_params.replace(mean_reward=mean_reward, transitions=transitions,
                                               max_steps_in_episode=jnp.full((COPIES,), 2))
 
 
@@ -58,6 +64,7 @@ def _returning_tasks():
     ("greedy", {}, MEANS.mean() + _second_step(0.0)),
     ("epsilon-greedy", {"epsilon": 0.5}, MEANS.mean() + 0.5 * _second_step(0.0) + 0.5 * MEANS.mean()),
     ("posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
+    ("state-blind posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
 ])
 def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
     family, tasks = _returning_tasks()
@@ -71,3 +78,17 @@ def test_unknown_strategy_is_refused():
     family, tasks = _returning_tasks()
     with pytest.raises(UserError, match="unknown tabular-MDP strategy"):
         strategy_returns("ucb1", family.env, tasks, 1, 2, jax.random.PRNGKey(1))
+
+
+
+def test_state_blind_strategy_pools_each_action_over_states():
+    """The same two steps, but every transition now leads to state 1, whose mean rewards are m
+    again. Posterior greedy has no data in state 1 and picks uniformly: mean(m) twice. The
+    state-blind strategy pools the first step's reward with its action wherever it was taken, so its
+    second step is posterior greedy's second step in the first case."""
+    family, tasks = _returning_tasks(next_state=1)
+    expected = {"posterior greedy": 2 * MEANS.mean(), "state-blind posterior greedy": MEANS.mean() + _second_step(1.0)}
+    for strategy, value in expected.items():
+        returns = np.asarray(strategy_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(2), prior_mean=1.0))
+        stderr = returns.std() / math.sqrt(COPIES)
+        assert abs(returns.mean() - value) < 4 * stderr, (strategy, returns.mean(), value, stderr)

@@ -111,7 +111,7 @@ def test_tabular_mdp_eval_plays_the_papers_simple_baselines(cli, tmp_path):
     assert code == 0, err
     result = json.loads((run / "eval.json").read_text())["test"]
     totals, random = result["totals"], result["totals"]["random policy"]
-    for label in ("greedy (empirical means)", "posterior greedy (true prior)"):
+    for label in ("greedy (empirical means)", "posterior greedy (true prior)", "state-blind posterior greedy"):
         assert totals[label]["mean"] - totals[label]["ci95"] > random["mean"] + random["ci95"], label
     assert any(label.startswith("epsilon-greedy (") for label in totals)
     paper = {label: (row["method"], row["values"]["total"]) for label, row in result["published"].items()}

@@ -4,8 +4,8 @@
 action and a next-state distribution P(. | s, a) from a flat Dirichlet; a step pays mu(s, a) plus
 unit Gaussian noise. Episodes start in state 0 and last 10 steps; the observation is the state,
 one-hot. `train` and `test` draw with disjoint keys; there is no `ood` split. `metarl eval` plays
-the paper's greedy and epsilon-greedy baselines, and greedy on the posterior mean, on the same tasks
-(`metarl_cli/rl/mdp_strategies.py`).
+the paper's greedy and epsilon-greedy baselines, greedy on the posterior mean, and the same blind to
+the state, on the same tasks (`metarl_cli/rl/mdp_strategies.py`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def _draw(key, n, split):
 class TabularMdpFamily(Family):
     def classic_strategy_scores(self, tasks, key, validation_tasks, episodes):
         """Greedy, epsilon-greedy (tuned on `validation_tasks`) and posterior greedy (RL^2 Table 2's
-        simple baselines): each one's return per episode of the trial."""
+        simple baselines), and posterior greedy blind to the state: each one's return per episode of
+        the trial."""
         epsilon = tune_epsilon(self.env, validation_tasks, episodes, self.horizon, key)
         prior_mean, prior_var = MEAN_REWARD_PRIOR
         play = lambda strategy, **kw: strategy_returns(strategy, self.env, tasks, episodes, self.horizon, key, **kw)  # noqa: E731
@@ -88,6 +89,7 @@ class TabularMdpFamily(Family):
             "greedy (empirical means)": play("greedy"),
             f"epsilon-greedy ({epsilon:g}, tuned)": play("epsilon-greedy", epsilon=epsilon),
             "posterior greedy (true prior)": play("posterior greedy", prior_mean=prior_mean, prior_var=prior_var),
+            "state-blind posterior greedy": play("state-blind posterior greedy", prior_mean=prior_mean, prior_var=prior_var),
         }
 
 

@@ -13,6 +13,9 @@ break uniformly at random.
 - posterior greedy: the action with the highest posterior mean reward under the tasks' true prior
   (mean rewards ~ N(prior_mean, prior_var), unit reward noise), so an untried action is valued at
   the prior mean.
+- state-blind posterior greedy: posterior greedy on each action's counts and rewards pooled over
+  all states, so it learns which actions pay on the whole, not where. It marks what a memory of
+  (action, reward) pairs alone can score.
 
 The strategies play on the family's own gymnax environment (its `step`, auto-resets included), so
 their rewards and transitions are the agent's. One jit-compiled program per (strategy, episodes,
@@ -29,7 +32,7 @@ import numpy as np
 
 from metarl_cli.errors import UserError
 
-STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", "posterior greedy")
+STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", "posterior greedy", "state-blind posterior greedy")
 EPSILONS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
@@ -37,7 +40,7 @@ def strategy_returns(strategy: str, env, tasks, episodes: int, horizon: int, key
                     prior_mean: float = 0.0, prior_var: float = 1.0) -> jax.Array:
     """(tasks, episodes): the return of each episode of one trial per task (`tasks`: batched EnvParams
     with `mean_reward` (tasks, states, actions)). `epsilon` is used by epsilon-greedy only,
-    `prior_mean` and `prior_var` by posterior greedy only."""
+    `prior_mean` and `prior_var` by the posterior-greedy strategies only."""
     if strategy not in STRATEGIES:
         raise UserError(f"unknown tabular-MDP strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     return _play(strategy, env, episodes, horizon, tasks, key, jnp.float32(epsilon), jnp.float32(prior_mean),
@@ -60,9 +63,13 @@ def _play(strategy, env, episodes, horizon, tasks, key, epsilon, prior_mean, pri
     return jax.vmap(play)(tasks, keys)
 
 
-def _action_values(strategy, counts, sums, prior_mean, prior_var):
-    """The value each action of one state has for the strategy, from its counts and reward sums."""
-    if strategy == "posterior greedy":
+def _action_values(strategy, counts, sums, state, prior_mean, prior_var):
+    """The value of each action in `state` for the strategy, from the (states, actions) counts and reward sums."""
+    if strategy == "state-blind posterior greedy":
+        counts, sums = counts.sum(axis=0), sums.sum(axis=0)  # one pool per action, wherever it was taken
+    else:
+        counts, sums = counts[state], sums[state]
+    if strategy.endswith("posterior greedy"):
         # Normal prior, unit-variance rewards: the posterior mean weighs the prior as 1 / prior_var pulls.
         return (prior_mean / prior_var + sums) / (1.0 / prior_var + counts)
     return jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
@@ -77,7 +84,7 @@ def _play_task(strategy, env, episodes, horizon, task, key, epsilon, prior_mean,
         obs, env_state, counts, sums = carry
         k_tie, k_explore, k_random, k_env = jax.random.split(step_key, 4)
         state = jnp.argmax(obs)
-        values = _action_values(strategy, counts[state], sums[state], prior_mean, prior_var)
+        values = _action_values(strategy, counts, sums, state, prior_mean, prior_var)
         action = jax.random.categorical(k_tie, jnp.where(values == values.max(), 0.0, -jnp.inf))
         if strategy == "epsilon-greedy":
             explore = jax.random.uniform(k_explore) < epsilon
