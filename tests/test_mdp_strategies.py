@@ -49,7 +49,7 @@ def _second_step(threshold: float) -> float:
     return total / len(MEANS)
 
 
-def _returning_tasks(next_state: int = 0):
+def _two_step_tasks(next_state: int = 0):
     """Two-step episodes from state 0 where every transition leads to `next_state`; states 0 and 1
     both have mean rewards MEANS."""
     family = get_family("tabular-mdp")
@@ -67,7 +67,7 @@ def _returning_tasks(next_state: int = 0):
     ("state-blind posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
 ])
 def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
-    family, tasks = _returning_tasks()
+    family, tasks = _two_step_tasks()
     returns = np.asarray(strategy_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(1), **kwargs))
     assert returns.shape == (COPIES, 1)
     stderr = returns.std() / math.sqrt(COPIES)
@@ -75,10 +75,9 @@ def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
 
 
 def test_unknown_strategy_is_refused():
-    family, tasks = _returning_tasks()
+    family, tasks = _two_step_tasks()
     with pytest.raises(UserError, match="unknown tabular-MDP strategy"):
         strategy_returns("ucb1", family.env, tasks, 1, 2, jax.random.PRNGKey(1))
-
 
 
 def test_state_blind_strategy_pools_each_action_over_states():
@@ -86,7 +85,7 @@ def test_state_blind_strategy_pools_each_action_over_states():
     again. Posterior greedy has no data in state 1 and picks uniformly: mean(m) twice. The
     state-blind strategy pools the first step's reward with its action wherever it was taken, so its
     second step is posterior greedy's second step in the first case."""
-    family, tasks = _returning_tasks(next_state=1)
+    family, tasks = _two_step_tasks(next_state=1)
     expected = {"posterior greedy": 2 * MEANS.mean(), "state-blind posterior greedy": MEANS.mean() + _second_step(1.0)}
     for strategy, value in expected.items():
         returns = np.asarray(strategy_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(2), prior_mean=1.0))

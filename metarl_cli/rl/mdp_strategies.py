@@ -32,7 +32,8 @@ import numpy as np
 
 from metarl_cli.errors import UserError
 
-STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", "posterior greedy", "state-blind posterior greedy")
+POSTERIOR_STRATEGIES: tuple[str, ...] = ("posterior greedy", "state-blind posterior greedy")
+STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", *POSTERIOR_STRATEGIES)
 EPSILONS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
@@ -69,7 +70,7 @@ def _action_values(strategy, counts, sums, state, prior_mean, prior_var):
         counts, sums = counts.sum(axis=0), sums.sum(axis=0)  # one pool per action, wherever it was taken
     else:
         counts, sums = counts[state], sums[state]
-    if strategy.endswith("posterior greedy"):
+    if strategy in POSTERIOR_STRATEGIES:
         # Normal prior, unit-variance rewards: the posterior mean weighs the prior as 1 / prior_var pulls.
         return (prior_mean / prior_var + sums) / (1.0 / prior_var + counts)
     return jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
