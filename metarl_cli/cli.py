@@ -150,8 +150,8 @@ def trial_table(run_dir: Path, result) -> Table:
         for j in range(episodes):
             table.add_column(f"episode {j + 1}", justify="right")
     table.add_column("trial total", justify="right")
-    if result.published:
-        table.add_column("[dim]paper[/]", justify="right")
+    if result.published:  # wide enough for its widest "(label)": the cell wraps between number and label, never inside
+        table.add_column("[dim]paper[/]", justify="right", min_width=max(len(f"({r.label})") for r in result.published))
 
     def paper(method: str) -> str:
         row = next((r for r in result.published if r.method and method.startswith(r.method)), None)
