@@ -10,6 +10,7 @@ import pytest
 from conftest import assert_same_final_state, set_args
 from metarl_cli.errors import UserError
 from metarl_cli.families import get_family
+from metarl_cli.families.bandit import bandit_family
 from metarl_cli.rl.ppo import generalised_advantages
 from metarl_cli.rl.recurrent import make_recurrent_agent
 from metarl_cli.rl.trials import episode_returns, run_trials
@@ -28,6 +29,17 @@ def test_drawn_families_keep_their_task_and_splits():
     maze = get_family("metamaze")
     train_goals, ood_goals = (set(np.asarray(maze.sample(jax.random.PRNGKey(2), 500, s).goal_index).tolist()) for s in ("train", "ood"))
     assert train_goals and ood_goals and not train_goals & ood_goals
+
+
+def test_bandit_observes_its_clock_and_restarts_it_with_the_next_episode():
+    family = bandit_family(arms=3, pulls=4)
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(0), 1, "train"))
+    obs, state = family.env.reset(jax.random.PRNGKey(1), task)
+    seen = [float(obs[0])]
+    for key in jax.random.split(jax.random.PRNGKey(2), 5):
+        obs, state, *_ = family.env.step(key, state, 0, task)
+        seen.append(float(obs[0]))
+    assert seen == [0.0, 0.25, 0.5, 0.75, 0.0, 0.25]  # the fourth pull ends the episode: a new one starts at 0
 
 
 def test_maze_goal_stays_fixed_across_the_episodes_of_a_trial():

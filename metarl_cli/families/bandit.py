@@ -1,9 +1,10 @@
 """k-armed Bernoulli bandits, the RL^2 paper's first benchmark (Duan et al. 2016, Table 1).
 
 A task is k arm probabilities p_i ~ U[0, 1]; pulling arm a pays 1 with probability p_a. One episode
-is `pulls` pulls and the observation is a constant, so an agent learns only from its previous
-actions and rewards. `train` and `test` draw from U[0, 1]^k with disjoint keys; there is no held-out
-range, so no `ood` split. The arm count and the pulls come from the config (`arms`, `pulls`).
+is `pulls` pulls and the observation is the clock: the fraction of the pulls already made, which
+the finite-horizon strategies (Gittins, UCB1) also read. About the arms an agent learns only from
+its previous actions and rewards. `train` and `test` draw from U[0, 1]^k with disjoint keys; there
+is no held-out range, so no `ood` split. The arm count and the pulls come from the config (`arms`, `pulls`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class BernoulliBandit(environment.Environment[BanditState, BanditParams]):
 
     def step_env(self, key, state, action, params):
         reward = jax.random.bernoulli(key, params.probs[action]).astype(jnp.float32)
-        return jnp.zeros(1), BanditState(time=state.time + 1), reward, jnp.array(False), {}
+        time = state.time + 1
+        return jnp.array([time / params.max_steps_in_episode], jnp.float32), BanditState(time=time), reward, jnp.array(False), {}
 
     def reset_env(self, key, params):
         return jnp.zeros(1), BanditState(time=0)
@@ -61,7 +63,7 @@ class BernoulliBandit(environment.Environment[BanditState, BanditParams]):
         return spaces.Discrete(self.arms)
 
     def observation_space(self, params) -> spaces.Box:
-        return spaces.Box(0.0, 0.0, (1,), jnp.float32)
+        return spaces.Box(0.0, 1.0, (1,), jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
