@@ -4,7 +4,8 @@ A task is k arm probabilities p_i ~ U[0, 1]; pulling arm a pays 1 with probabili
 is `pulls` pulls and the observation is the clock: the fraction of the pulls already made, which
 the finite-horizon strategies (Gittins, UCB1) also read. About the arms an agent learns only from
 its previous actions and rewards. `train` and `test` draw from U[0, 1]^k with disjoint keys; there
-is no held-out range, so no `ood` split. The arm count and the pulls come from the config (`arms`, `pulls`).
+is no held-out range, so no `ood` split. The arm count and the pulls come from the config (`arms`,
+`pulls`).
 """
 
 from __future__ import annotations
