@@ -34,6 +34,11 @@ class BanditParams(environment.EnvParams):
     max_steps_in_episode: int = DEFAULT_PULLS
 
 
+def _clock(time, params: BanditParams) -> jax.Array:
+    """The observation: the fraction of the episode's pulls already made."""
+    return jnp.array([time / params.max_steps_in_episode], jnp.float32)
+
+
 class BernoulliBandit(environment.Environment[BanditState, BanditParams]):
     """Arm a pays Bernoulli(probs[a]); the task lives in the parameters, so it survives resets."""
 
@@ -48,10 +53,10 @@ class BernoulliBandit(environment.Environment[BanditState, BanditParams]):
     def step_env(self, key, state, action, params):
         reward = jax.random.bernoulli(key, params.probs[action]).astype(jnp.float32)
         time = state.time + 1
-        return jnp.array([time / params.max_steps_in_episode], jnp.float32), BanditState(time=time), reward, jnp.array(False), {}
+        return _clock(time, params), BanditState(time=time), reward, jnp.array(False), {}
 
     def reset_env(self, key, params):
-        return jnp.zeros(1), BanditState(time=0)
+        return _clock(0, params), BanditState(time=0)
 
     def is_terminated(self, state, params):
         return jnp.array(False)
