@@ -250,6 +250,7 @@ class Rl2Config(RunConfig):
     epochs: int = 4
     minibatches: int = 4  # of the trials, per epoch
     entropy_coef: float = 0.01
+    entropy_anneal: bool = False  # the entropy coefficient falls linearly to 0 over `iterations`
     value_coef: float = 0.5
     max_grad_norm: float = 0.5  # 0 turns clipping off
     eval_tasks: int = 1000  # held-out tasks for `metarl eval`

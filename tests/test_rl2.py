@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_final_state, set_args
+from metarl_cli.algos import make_algorithm
+from metarl_cli.config import resolve_config
 from metarl_cli.errors import UserError
-from metarl_cli.families import get_family
+from metarl_cli.families import family_for, get_family
 from metarl_cli.families.bandit import bandit_family
 from metarl_cli.rl.ppo import generalised_advantages
 from metarl_cli.rl.recurrent import make_recurrent_agent
@@ -94,6 +96,22 @@ def test_advantages_stop_at_the_end_of_a_trial():
     first = (1.0 + 0.9 * 0.25 - 0.5) + 0.9 * 0.5 * last
     np.testing.assert_allclose(advantages[:, 0], [first, last, 0.0], rtol=1e-6)
     np.testing.assert_allclose(returns[:2, 0], advantages[:2, 0] + values[:2, 0], rtol=1e-6)
+
+
+def test_entropy_anneal_keeps_the_first_update_and_lowers_the_bonus_after_it():
+    def two_updates(anneal):
+        sets = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "iterations=2",
+                "entropy_coef=0.5", f"entropy_anneal={str(anneal).lower()}"]
+        config = resolve_config("rl2", "bandit", None, sets)
+        algo = make_algorithm("rl2", config, family_for(config))
+        step = jax.jit(algo.step)
+        first, _ = step(algo.init(jax.random.PRNGKey(0)))
+        return first["params"], step(first)[0]["params"]
+
+    (constant_1, constant_2), (annealed_1, annealed_2) = two_updates(False), two_updates(True)
+    for a, b in zip(jax.tree.leaves(constant_1), jax.tree.leaves(annealed_1)):
+        np.testing.assert_array_equal(a, b)  # iteration 0: the full coefficient
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(constant_2), jax.tree.leaves(annealed_2)))
 
 
 def test_short_bandit_training_beats_random_and_eval_prints_the_papers_row(cli, tmp_path):

@@ -24,7 +24,7 @@ class PPOSettings(NamedTuple):
     clip: float
     epochs: int
     minibatches: int
-    entropy_coef: float
+    entropy_coef: float  # or a scalar array, when it follows a schedule
     value_coef: float
     value_scale: float  # the unit of the agent's value head: the value error is measured in it
 
