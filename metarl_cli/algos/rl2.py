@@ -31,12 +31,14 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
     agent = make_recurrent_agent(family.obs_dim, family.action_dim, config.hidden, config.cell, value_scale)
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
     optimizer = optax.chain(*clip, optax.adam(config.lr, eps=1e-5))
-    settings = PPOSettings(config.gamma, config.gae_lambda, config.clip, config.epochs, config.minibatches,
-                           config.entropy_coef, config.value_coef, value_scale)
     if config.entropy_anneal:
         entropy_schedule = optax.linear_schedule(config.entropy_coef, 0.0, config.iterations)
     else:
         entropy_schedule = optax.constant_schedule(config.entropy_coef)
+
+    def ppo_settings(iteration):
+        return PPOSettings(config.gamma, config.gae_lambda, config.clip, config.epochs, config.minibatches,
+                           entropy_schedule(iteration), config.value_coef, value_scale)
 
     def trials(params, tasks, key, uniform=False):
         return run_trials(family.env, agent, params, tasks, key, episodes, horizon, family.action_dim, uniform)
@@ -51,7 +53,7 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
         tasks = family.sample(k_tasks, config.meta_batch, "train")
         batch = trials(state["params"], tasks, k_trials)
         params, opt_state, metrics = ppo_update(state["params"], state["opt_state"], optimizer, agent.unroll, batch, k_update,
-                                                settings._replace(entropy_coef=entropy_schedule(state["iteration"])))
+                                                ppo_settings(state["iteration"]))
         per_episode = episode_returns(batch, episodes).mean(axis=0)
         metrics = {**metrics, "return": per_episode.sum(), "first_episode": per_episode[0], "last_episode": per_episode[-1]}
         return {"params": params, "opt_state": opt_state, "key": key, "iteration": state["iteration"] + 1}, metrics
