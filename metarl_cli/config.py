@@ -243,6 +243,12 @@ class Rl2Config(RunConfig):
     pulls: int = 100  # bandit only: pulls per trial
     cell: str = "gru"  # the memory: "gru" or "lstm"
     hidden: int = 128
+    # Also feed the previous action's one-hot times the observation it was taken in, and both times
+    # the reward it earned: per (state, action) counts and reward sums become linear inputs.
+    multiplicative_inputs: bool = False
+    # The policy and value heads read the memory and, per observation entry, the memory times that
+    # entry: with one-hot states a separate linear read-out of the memory in each state.
+    gated_heads: bool = False
     lr: float = 1e-3
     gamma: float = 0.99
     gae_lambda: float = 0.95

@@ -56,18 +56,21 @@ def test_maze_goal_stays_fixed_across_the_episodes_of_a_trial():
     np.testing.assert_array_equal(goals, maze.env.available_goals[tasks.goal_index])
 
 
-def two_episode_trials(params_scale=1.0, cell="gru"):
+def two_episode_trials(params_scale=1.0, cell="gru", multiplicative_inputs=False, gated_heads=False):
     fam = get_family("tabular-mdp")
-    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16, cell, value_scale=10.0)
+    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16, cell, value_scale=10.0, multiplicative_inputs=multiplicative_inputs,
+                                 gated_heads=gated_heads)
     params = jax.tree.map(lambda x: x * params_scale, agent.init(jax.random.PRNGKey(0)))
     tasks = fam.sample(jax.random.PRNGKey(1), 3, "train")
-    batch = run_trials(fam.env, agent, params, tasks, jax.random.PRNGKey(2), 2, fam.horizon, fam.action_dim)
+    batch = run_trials(fam.env, agent, params, tasks, jax.random.PRNGKey(2), 2, fam.horizon)
     return fam, agent, params, batch
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_memory_carries_across_episodes_and_resets_between_trials(cell):
-    fam, agent, params, batch = two_episode_trials(params_scale=3.0, cell=cell)
+@pytest.mark.parametrize("cell, options", [("gru", False), ("lstm", False), ("gru", True)])
+def test_memory_carries_across_episodes_and_resets_between_trials(cell, options):
+    fam, agent, params, batch = two_episode_trials(params_scale=3.0, cell=cell, multiplicative_inputs=options, gated_heads=options)
+    gated_rows = 16 * (1 + fam.obs_dim) if options else 16  # the memory, and with gated heads its copy per observation entry
+    assert params["params"]["policy"]["kernel"].shape[0] == params["params"]["value"]["kernel"].shape[0] == gated_rows
     steps = fam.horizon
     np.testing.assert_array_equal(batch.episode[:steps], 0)
     np.testing.assert_array_equal(batch.episode[steps:], 1)
@@ -85,6 +88,28 @@ def test_memory_carries_across_episodes_and_resets_between_trials(cell):
     np.testing.assert_allclose(first, logits[0], atol=1e-6)
     returns = episode_returns(batch, 2)
     np.testing.assert_allclose(returns.sum(1), batch.rewards.sum(0), rtol=1e-5)
+
+
+def test_multiplicative_inputs_pair_each_action_with_the_state_it_was_taken_in_and_its_reward():
+    fam, _, _, batch = two_episode_trials(multiplicative_inputs=True)
+    states, actions = fam.obs_dim, fam.action_dim
+    obs = batch.inputs[..., :states]
+    start = states + actions + 1
+    shape = (*batch.actions.shape, actions, states)
+    paired = batch.inputs[..., start:start + actions * states].reshape(shape)
+    earned = batch.inputs[..., start + actions * states:start + actions * (states + 1)]
+    paired_earned = batch.inputs[..., start + actions * (states + 1):-1].reshape(shape)
+    for block in (paired, earned, paired_earned):
+        np.testing.assert_array_equal(block[0], 0.0)  # nothing before the trial's first step
+    action = jax.nn.one_hot(batch.actions[:-1], actions)
+    expected = action[..., None] * obs[:-1, ..., None, :]
+    # Step t pairs action t-1 with the state it was taken in, also across the episode boundary,
+    # where the observation is already the next episode's first state.
+    assert not np.array_equal(obs[fam.horizon], obs[fam.horizon - 1])
+    np.testing.assert_array_equal(paired[1:], expected)
+    reward = batch.rewards[:-1, :, None]
+    np.testing.assert_allclose(earned[1:], action * reward, rtol=1e-6)
+    np.testing.assert_allclose(paired_earned[1:], expected * reward[..., None], rtol=1e-6)
 
 
 def test_advantages_stop_at_the_end_of_a_trial():

@@ -28,7 +28,8 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
     episodes, horizon = config.episodes, family.horizon
     # Values in units of the discounted horizon (at most the trial): returns of order one per unit reward.
     value_scale = 1.0 / max(1.0 - config.gamma, 1.0 / (episodes * horizon))
-    agent = make_recurrent_agent(family.obs_dim, family.action_dim, config.hidden, config.cell, value_scale)
+    agent = make_recurrent_agent(family.obs_dim, family.action_dim, config.hidden, config.cell, value_scale,
+                                 config.multiplicative_inputs, config.gated_heads)
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
     optimizer = optax.chain(*clip, optax.adam(config.lr, eps=1e-5))
     if config.entropy_anneal:
@@ -41,7 +42,7 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
                            entropy_schedule(iteration), config.value_coef, value_scale)
 
     def trials(params, tasks, key, uniform=False):
-        return run_trials(family.env, agent, params, tasks, key, episodes, horizon, family.action_dim, uniform)
+        return run_trials(family.env, agent, params, tasks, key, episodes, horizon, uniform)
 
     def init(key):
         k_params, k_run = jax.random.split(key)

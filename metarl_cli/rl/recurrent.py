@@ -1,11 +1,18 @@
 """A recurrent actor-critic for memory-based meta-RL (RL^2), as pure functions over a flax module.
 
 Each step the agent sees (observation, previous action one-hot, previous reward, previous done
-flag), embeds it, updates a GRU (or LSTM) state and outputs action logits and a value. The state
-starts at zero at the beginning of a trial and carries across the trial's episodes, so whatever
-the agent learned about the task in one episode is there in the next. The value head predicts in
-units of `value_scale` (the trainer passes the discounted horizon), so its outputs stay of order one
-however long the horizon.
+flag), embeds it, updates a GRU (or LSTM) state and outputs action logits and a value. Two options
+add multiplicative interactions (Jayakumar et al. 2020) where the plain inputs leave them to the
+memory's gates. With `multiplicative_inputs` the agent also sees the outer product of the previous
+action's one-hot with the observation it was taken in, and the one-hot and that product times the
+reward the action earned: a memory that sums them holds each (state, action) pair's visit count
+and reward sum (each arm's, on a bandit). With `gated_heads` the policy and value heads read the
+memory h and h times each entry of the current observation (a separate linear read-out per state
+when states are one-hot), so acting on what the memory holds about the current state need not be
+computed inside the memory. The state starts at zero at the beginning of a trial and carries
+across the trial's episodes, so whatever the agent learned about the task in one episode is there
+in the next. The value head predicts in units of `value_scale` (the trainer passes the discounted
+horizon), so its outputs stay of order one however long the horizon.
 
 The module is split into three parts so that an unroll over a recorded trial (the PPO update) runs
 only the recurrence inside its scan: the embedding and the cell's input projections are one matmul
@@ -29,6 +36,7 @@ class _Core(nn.Module):
     hidden: int
     cell: str
     value_scale: float
+    obs_dim: int = 0  # > 0: the heads also read the memory gated by each entry of the observation
 
     def setup(self):
         gates = _GATES[self.cell] * self.hidden
@@ -57,33 +65,47 @@ class _Core(nn.Module):
         h = nn.sigmoid(o) * jnp.tanh(c)
         return (c, h), h
 
-    def heads(self, h):
+    def heads(self, h, inputs):
+        if self.obs_dim:
+            gated = h[..., None, :] * inputs[..., : self.obs_dim, None]
+            h = jnp.concatenate([h, gated.reshape(*h.shape[:-1], -1)], axis=-1)
         return self.policy(h), self.value(h)[..., 0] * self.value_scale
 
     def __call__(self, carry, inputs):
         carry, h = self.recur(carry, self.project(inputs))
-        return (carry, *self.heads(h))
+        return (carry, *self.heads(h, inputs))
 
 
 class RecurrentAgent(NamedTuple):
     init: Callable[[jax.Array], Any]  # key -> params
     initial_carry: Callable[[int], Any]  # batch -> a zero memory state
+    inputs: Callable  # (obs, prev_obs, prev_action, prev_reward, prev_done), each (B, ...) -> inputs (B, in)
     step: Callable  # (params, carry, inputs (B, in)) -> (carry, logits (B, A), values (B,))
     unroll: Callable  # (params, inputs (T, B, in)) -> (logits (T, B, A), values (T, B)), from a zero state
     input_dim: int
 
 
-def agent_inputs(obs, prev_action, prev_reward, prev_done, action_dim: int) -> jax.Array:
-    """What the agent sees at a step: (obs, one-hot previous action, previous reward, previous done)."""
-    return jnp.concatenate(
-        [obs, jax.nn.one_hot(prev_action, action_dim), prev_reward[..., None], prev_done[..., None].astype(obs.dtype)], axis=-1
-    )
+def agent_inputs(obs, prev_obs, prev_action, prev_reward, prev_done, action_dim: int, multiplicative: bool) -> jax.Array:
+    """What the agent sees at a step: (obs, one-hot previous action, previous reward, [the
+    multiplicative inputs], previous done). `prev_obs`: the observation the previous action was taken in."""
+    action = jax.nn.one_hot(prev_action, action_dim)
+    parts = [obs, action, prev_reward[..., None]]
+    if multiplicative:
+        paired = (action[..., :, None] * prev_obs[..., None, :]).reshape(*action.shape[:-1], -1)
+        reward = prev_reward[..., None]
+        parts += [paired, action * reward, paired * reward]
+    return jnp.concatenate(parts + [prev_done[..., None].astype(obs.dtype)], axis=-1)
 
 
-def make_recurrent_agent(obs_dim: int, action_dim: int, hidden: int, cell: str = "gru", value_scale: float = 1.0) -> RecurrentAgent:
-    """`value_scale`: the value head's output unit, so that it predicts returns of order one."""
-    core = _Core(action_dim, hidden, cell, value_scale)
-    input_dim = obs_dim + action_dim + 2
+def make_recurrent_agent(obs_dim: int, action_dim: int, hidden: int, cell: str = "gru", value_scale: float = 1.0,
+                         multiplicative_inputs: bool = False, gated_heads: bool = False) -> RecurrentAgent:
+    """`value_scale`: the value head's output unit, so that it predicts returns of order one;
+    `multiplicative_inputs` and `gated_heads`: the options above."""
+    core = _Core(action_dim, hidden, cell, value_scale, obs_dim if gated_heads else 0)
+    input_dim = obs_dim + action_dim + 2 + (action_dim * (2 * obs_dim + 1) if multiplicative_inputs else 0)
+
+    def inputs(obs, prev_obs, prev_action, prev_reward, prev_done):
+        return agent_inputs(obs, prev_obs, prev_action, prev_reward, prev_done, action_dim, multiplicative_inputs)
 
     def initial_carry(batch: int):
         zeros = jnp.zeros((batch, hidden))
@@ -99,9 +121,9 @@ def make_recurrent_agent(obs_dim: int, action_dim: int, hidden: int, cell: str =
             return core.apply(params, carry, x, method=_Core.recur)
 
         _, outputs = jax.lax.scan(body, initial_carry(inputs.shape[1]), projected)
-        return core.apply(params, outputs, method=_Core.heads)
+        return core.apply(params, outputs, inputs, method=_Core.heads)
 
     def init(key):
         return core.init(key, initial_carry(1), jnp.zeros((1, input_dim)))
 
-    return RecurrentAgent(init, initial_carry, step, unroll, input_dim)
+    return RecurrentAgent(init, initial_carry, inputs, step, unroll, input_dim)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from metarl_cli.rl.recurrent import RecurrentAgent, agent_inputs
+from metarl_cli.rl.recurrent import RecurrentAgent
 
 
 class TrialBatch(NamedTuple):
@@ -27,8 +27,7 @@ class TrialBatch(NamedTuple):
     episode: jax.Array  # (T, L): which episode of the trial the step is in
 
 
-def run_trials(env, agent: RecurrentAgent, params, tasks, key, episodes: int, horizon: int, action_dim: int,
-               uniform: bool = False) -> TrialBatch:
+def run_trials(env, agent: RecurrentAgent, params, tasks, key, episodes: int, horizon: int, uniform: bool = False) -> TrialBatch:
     """One trial per task (`tasks` batched EnvParams, lanes = its leading size). `uniform` acts at random."""
     lanes = jax.tree.leaves(tasks)[0].shape[0]
     key_reset, key_steps = jax.random.split(key)
@@ -36,22 +35,22 @@ def run_trials(env, agent: RecurrentAgent, params, tasks, key, episodes: int, ho
     step_env = jax.vmap(env.step)
 
     def body(carry, step_key):
-        obs, env_state, memory, prev_action, prev_reward, prev_done, episode = carry
+        obs, prev_obs, env_state, memory, prev_action, prev_reward, prev_done, episode = carry
         k_act, k_env = jax.random.split(step_key)
-        inputs = agent_inputs(obs, prev_action, prev_reward, prev_done, action_dim)
+        inputs = agent.inputs(obs, prev_obs, prev_action, prev_reward, prev_done)
         memory, logits, values = agent.step(params, memory, inputs)
         if uniform:
             logits = jnp.zeros_like(logits)
         action = jax.random.categorical(k_act, logits)
         log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=1)[:, 0]
-        obs, env_state, reward, terminated, truncated, _ = step_env(jax.random.split(k_env, lanes), env_state, action, tasks)
+        next_obs, env_state, reward, terminated, truncated, _ = step_env(jax.random.split(k_env, lanes), env_state, action, tasks)
         done = jnp.logical_or(terminated, truncated)
         valid = episode < episodes
         reward = jnp.where(valid, reward.astype(jnp.float32), 0.0)
         out = TrialBatch(inputs, action, log_prob, values, reward, valid, episode)
-        return (obs, env_state, memory, action, reward, done, episode + done), out
+        return (next_obs, obs, env_state, memory, action, reward, done, episode + done), out
 
-    start = (obs, env_state, agent.initial_carry(lanes), jnp.zeros((lanes,), jnp.int32), jnp.zeros((lanes,)),
+    start = (obs, jnp.zeros_like(obs), env_state, agent.initial_carry(lanes), jnp.zeros((lanes,), jnp.int32), jnp.zeros((lanes,)),
              jnp.zeros((lanes,), bool), jnp.zeros((lanes,), jnp.int32))
     _, batch = jax.lax.scan(body, start, jax.random.split(key_steps, episodes * horizon))
     return batch
