@@ -58,8 +58,8 @@ def test_maze_goal_stays_fixed_across_the_episodes_of_a_trial():
 
 def two_episode_trials(params_scale=1.0, cell="gru", multiplicative_inputs=False, gated_heads=False):
     fam = get_family("tabular-mdp")
-    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16, cell, value_scale=10.0, multiplicative_inputs=multiplicative_inputs,
-                                 gated_heads=gated_heads)
+    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 16, cell, value_scale=10.0,
+                                 multiplicative_inputs=multiplicative_inputs, gated_heads=gated_heads)
     params = jax.tree.map(lambda x: x * params_scale, agent.init(jax.random.PRNGKey(0)))
     tasks = fam.sample(jax.random.PRNGKey(1), 3, "train")
     batch = run_trials(fam.env, agent, params, tasks, jax.random.PRNGKey(2), 2, fam.horizon)
@@ -68,8 +68,9 @@ def two_episode_trials(params_scale=1.0, cell="gru", multiplicative_inputs=False
 
 @pytest.mark.parametrize("cell, options", [("gru", False), ("lstm", False), ("gru", True)])
 def test_memory_carries_across_episodes_and_resets_between_trials(cell, options):
-    fam, agent, params, batch = two_episode_trials(params_scale=3.0, cell=cell, multiplicative_inputs=options, gated_heads=options)
-    gated_rows = 16 * (1 + fam.obs_dim) if options else 16  # the memory, and with gated heads its copy per observation entry
+    fam, agent, params, batch = two_episode_trials(params_scale=3.0, cell=cell, multiplicative_inputs=options,
+                                                   gated_heads=options)
+    gated_rows = 16 * (1 + fam.obs_dim) if options else 16  # the memory, and with gated heads a copy per observation entry
     assert params["params"]["policy"]["kernel"].shape[0] == params["params"]["value"]["kernel"].shape[0] == gated_rows
     steps = fam.horizon
     np.testing.assert_array_equal(batch.episode[:steps], 0)
@@ -110,6 +111,19 @@ def test_multiplicative_inputs_pair_each_action_with_the_state_it_was_taken_in_a
     reward = batch.rewards[:-1, :, None]
     np.testing.assert_allclose(earned[1:], action * reward, rtol=1e-6)
     np.testing.assert_allclose(paired_earned[1:], expected * reward[..., None], rtol=1e-6)
+
+
+def test_gated_heads_read_the_memory_through_the_current_state():
+    fam, agent, params, batch = two_episode_trials(params_scale=3.0, gated_heads=True)
+    # Keep only the policy weights that read the memory times observation entry 0 (state 0).
+    policy = params["params"]["policy"]
+    kernel = jnp.zeros_like(policy["kernel"]).at[16:32].set(policy["kernel"][16:32])
+    only_state_0 = {"params": {**params["params"], "policy": {"kernel": kernel, "bias": jnp.zeros_like(policy["bias"])}}}
+    logits, _ = agent.unroll(only_state_0, batch.inputs)
+    in_state_0 = np.asarray(batch.inputs[..., 0] == 1.0)
+    assert in_state_0.any() and (~in_state_0).any()
+    np.testing.assert_array_equal(logits[~in_state_0], 0.0)  # elsewhere that read-out is switched off
+    assert np.all(np.abs(logits[in_state_0]).max(-1) > 0)
 
 
 def test_advantages_stop_at_the_end_of_a_trial():

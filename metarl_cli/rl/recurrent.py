@@ -66,7 +66,7 @@ class _Core(nn.Module):
         return (c, h), h
 
     def heads(self, h, inputs):
-        if self.obs_dim:
+        if self.obs_dim:  # the observation is the first obs_dim entries of the inputs (`agent_inputs`)
             gated = h[..., None, :] * inputs[..., : self.obs_dim, None]
             h = jnp.concatenate([h, gated.reshape(*h.shape[:-1], -1)], axis=-1)
         return self.policy(h), self.value(h)[..., 0] * self.value_scale
