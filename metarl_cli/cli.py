@@ -34,7 +34,7 @@ def train(
     ),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-TIME)."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it)."
+        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=... and entropy_coef=... for what follows)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -44,7 +44,7 @@ def train(
     from metarl_cli.config import write_config
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
-    from metarl_cli.training.rundir import MetricsLog, default_run_dir, load_run, prepare_new, command_line, write_manifest
+    from metarl_cli.training.rundir import MetricsLog, command_line, default_run_dir, load_run, prepare_new, record_resume, write_manifest
     from metarl_cli.training.runner import DivergedError, train as run_training
 
     if resume and overwrite:
@@ -56,15 +56,16 @@ def train(
     if resume:
         if run_dir is None:
             raise UserError("--resume needs --run-dir naming the run to continue")
-        saved_algo, cfg, _ = load_run(run_dir)
+        saved_algo, saved, _ = load_run(run_dir)
         if saved_algo != algo:
             raise UserError(f"{run_dir} is a '{saved_algo}' run, not '{algo}'")
-        cfg = resumed_config(cfg, env, config, set_)
+        cfg = resumed_config(saved, env, config, set_)
     else:
         cfg = resolve_config(algo, env, config, set_)
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
     if resume:
+        record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
     else:
         run_dir = run_dir or default_run_dir(algo, cfg.env)

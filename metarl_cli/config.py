@@ -25,10 +25,12 @@ class RunConfig:
     """What the runner reads from every algorithm's config: seeds, chunking, checkpoints, ranges.
 
     `iterations` (a field or a property) is the number of calls of the algorithm's step;
-    `LENGTH_KEY` names the key a user sets to extend a run on `--resume`.
+    `LENGTH_KEY` names the key a user sets to extend a run on `--resume`, and `RETUNABLE_KEYS` the
+    keys `--resume` may also change for what follows (step sizes: the saved state stays valid).
     """
 
     LENGTH_KEY: typing.ClassVar[str] = "iterations"
+    RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ()
 
     env: str = "cartpole-family"
     seed: int = 0
@@ -234,6 +236,8 @@ class Rl2Config(RunConfig):
     them. `arms` and `pulls` shape the `bandit` family (a trial there is one episode of `pulls` pulls).
     """
 
+    RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ("lr", "entropy_coef")
+
     env: str = "bandit"
     iterations: int = 500
     meta_batch: int = 256  # trials (one task each) per iteration
@@ -429,15 +433,18 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
 
 
 def resumed_config(saved, env: str | None, config_file: Path | None, overrides: list[str]):
-    """A resumed run keeps its saved config; only its length (`LENGTH_KEY`) may change, to extend it."""
+    """A resumed run keeps its saved config; only its length (`LENGTH_KEY`) may change, to extend it,
+    and the config's `RETUNABLE_KEYS`, for the iterations that follow."""
     if env or config_file:
         raise UserError("--resume continues a run with its saved config; drop --env and --config")
     values = config_to_dict(saved)
-    length = type(saved).LENGTH_KEY
+    allowed = (type(saved).LENGTH_KEY, *type(saved).RETUNABLE_KEYS)
     for text in overrides:
         key, value = parse_override(text)
-        if key != length:
-            raise UserError(f"--resume only accepts --set {length}=N, not '{key}'")
+        if key not in allowed:
+            keys = ", ".join(f"--set {k}=..." for k in allowed[1:])
+            also = f" ({keys} for what follows)" if keys else ""
+            raise UserError(f"--resume only accepts --set {allowed[0]}=N{also}, not '{key}'")
         values[key] = value
     return build_config(_algo_of(saved), values)
 

@@ -38,8 +38,8 @@ def cli(monkeypatch, capsys):
     return run
 
 
-def assert_same_final_state(run_a, run_b, iterations):
-    """Both runs' latest checkpoints are at `iterations` and hold bit-identical states."""
+def latest_state(run, iterations):
+    """The training state in a run's latest checkpoint, which must be at `iterations`."""
     import jax
 
     from metarl_cli.algos import make_algorithm
@@ -47,15 +47,19 @@ def assert_same_final_state(run_a, run_b, iterations):
     from metarl_cli.training.checkpoint import Checkpoints
     from metarl_cli.training.rundir import load_run
 
-    def final_state(run):
-        algo_name, config, _ = load_run(run)
-        algo = make_algorithm(algo_name, config, family_for(config))
-        ckpt = Checkpoints(run, config.keep_checkpoints)
-        try:
-            assert ckpt.step() == iterations
-            return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
-        finally:
-            ckpt.close()
+    algo_name, config, _ = load_run(run)
+    algo = make_algorithm(algo_name, config, family_for(config))
+    ckpt = Checkpoints(run, config.keep_checkpoints)
+    try:
+        assert ckpt.step() == iterations
+        return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
+    finally:
+        ckpt.close()
 
-    for x, y in zip(jax.tree.leaves(final_state(run_a)), jax.tree.leaves(final_state(run_b))):
+
+def assert_same_final_state(run_a, run_b, iterations):
+    """Both runs' latest checkpoints are at `iterations` and hold bit-identical states."""
+    import jax
+
+    for x, y in zip(jax.tree.leaves(latest_state(run_a, iterations)), jax.tree.leaves(latest_state(run_b, iterations))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

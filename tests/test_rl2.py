@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_same_final_state, set_args
+from conftest import assert_same_final_state, latest_state, set_args
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.errors import UserError
@@ -197,6 +197,16 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     code, _, err = cli("train", "rl2", "--resume", "-o", str(run), "--set", "iterations=2", "-q")
     assert code == 0, err
     assert_same_final_state(run, straight, 2)  # 1 iteration then --resume for 1 equals 2 straight
+    code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), "--set", "hidden=8", "-q")
+    assert code == 2 and "--resume only accepts --set iterations=N (--set lr=..., --set entropy_coef=... for what follows), not 'hidden'" in err
+    code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), *set_args("iterations=3", "lr=1e-9", "entropy_coef=0.0"), "-q")
+    assert code == 0, err
+    before, after = latest_state(run, 2)["params"], latest_state(straight, 3)["params"]
+    moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+    assert 0 < moved < 1e-6  # iteration 3 stepped at the new rate (at the saved 1e-3 the weights move by about 1e-3)
+    changed = json.loads((straight / "manifest.json").read_text())["resumes"][-1]["changed"]
+    assert {key: new for key, (_, new) in changed.items()} == {"iterations": 3, "lr": 1e-9, "entropy_coef": 0.0}
+    assert "lr = 1e-09" in (straight / "config.toml").read_text()
     code, out, err = cli("eval", str(run), "--split", "ood", "-q")
     assert code == 0, err
     assert "episode 1" in out and "episode 2" in out and "trial total" in out

@@ -1,7 +1,7 @@
 """The run directory: resolved config, manifest, metrics.jsonl, checkpoints, eval output.
 
     RUN/config.toml      the resolved config (what `metarl eval` and `--resume` read back)
-    RUN/manifest.json    command line, git commit, package versions, devices, seed
+    RUN/manifest.json    command line, git commit, package versions, devices, seed; each --resume
     RUN/metrics.jsonl    one JSON line per meta-iteration
     RUN/checkpoints/     Orbax: the last few training states and the best-scoring one
     RUN/eval.json        written by `metarl eval`, one entry per split
@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -64,6 +65,18 @@ def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     write_config(config, algo, run_dir / "config.toml")
+
+
+def record_resume(run_dir: Path, saved, resumed, argv: list[str]) -> None:
+    """Append this `--resume` to the manifest's "resumes": its command and each key it changed (old, new),
+    so a run whose step sizes changed part-way says so (config.toml holds only the latest values)."""
+    path = run_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    old, new = dataclasses.asdict(saved), dataclasses.asdict(resumed)
+    changed = {key: [old[key], new[key]] for key in new if new[key] != old[key]}
+    entry = {"command": argv, "changed": changed, "at": datetime.datetime.now().isoformat(timespec="seconds")}
+    manifest.setdefault("resumes", []).append(entry)
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _git_commit() -> str | None:
