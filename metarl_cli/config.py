@@ -261,6 +261,11 @@ class Rl2Config(RunConfig):
     minibatches: int = 4  # of the trials, per epoch
     entropy_coef: float = 0.01
     entropy_anneal: bool = False  # the entropy coefficient falls linearly to 0 over `iterations`
+    # From iteration `second_phase_at` on (0: never) the learning rate is `second_phase_lr` and the
+    # entropy coefficient `second_phase_entropy_coef`: a second, finer phase within one run.
+    second_phase_at: int = 0
+    second_phase_lr: float = 3e-4
+    second_phase_entropy_coef: float = 0.0
     value_coef: float = 0.5
     max_grad_norm: float = 0.5  # 0 turns clipping off
     eval_tasks: int = 1000  # held-out tasks for `metarl eval`
@@ -278,12 +283,15 @@ class Rl2Config(RunConfig):
             raise UserError(f"meta_batch ({self.meta_batch}) must be a multiple of minibatches ({self.minibatches})")
         if self.cell not in ("gru", "lstm"):
             raise UserError(f"cell must be 'gru' or 'lstm', got '{self.cell}'")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise UserError(f"lr must be a positive number, got {self.lr}")
+        for name in ("lr", "second_phase_lr"):
+            if getattr(self, name) <= 0 or not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if self.second_phase_at < 0:
+            raise UserError(f"second_phase_at must be >= 0 (0: no second phase), got {self.second_phase_at}")
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("clip", "entropy_coef", "value_coef", "max_grad_norm"):
+        for name in ("clip", "entropy_coef", "second_phase_entropy_coef", "value_coef", "max_grad_norm"):
             value = getattr(self, name)
             if value < 0 or not math.isfinite(value):
                 raise UserError(f"{name} must be a number >= 0, got {value}")

@@ -131,6 +131,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "dqn", "--set", "lr=0"], "lr must be a positive number"),
         (["train", "maml-dqn", "--env", "point-nav"], "point-nav has continuous actions"),
         (["train", "maml-dqn", "--set", "epsilon=2"], "epsilon must be in [0, 1]"),
+        (["train", "rl2", "--set", "second_phase_at=-1"], "second_phase_at must be >= 0 (0: no second phase), got -1"),
+        (["train", "rl2", "--set", "second_phase_lr=0"], "second_phase_lr must be a positive number"),
         (["train", "dqn", "--resume", "-o", "FOREIGN", "--seeds", "2"], "--resume continues a run with its saved seeds"),
     ],
 )

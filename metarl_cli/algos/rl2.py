@@ -38,8 +38,13 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
         entropy_schedule = optax.constant_schedule(config.entropy_coef)
 
     def ppo_settings(iteration):
+        entropy_coef, lr_scale = entropy_schedule(iteration), None
+        if config.second_phase_at:  # the second phase: Adam's step scaled to second_phase_lr
+            second = iteration >= config.second_phase_at
+            entropy_coef = jnp.where(second, config.second_phase_entropy_coef, entropy_coef)
+            lr_scale = jnp.where(second, config.second_phase_lr / config.lr, 1.0)
         return PPOSettings(config.gamma, config.gae_lambda, config.clip, config.epochs, config.minibatches,
-                           entropy_schedule(iteration), config.value_coef, value_scale)
+                           entropy_coef, config.value_coef, value_scale, lr_scale)
 
     def trials(params, tasks, key, uniform=False):
         return run_trials(family.env, agent, params, tasks, key, episodes, horizon, uniform)

@@ -27,6 +27,7 @@ class PPOSettings(NamedTuple):
     entropy_coef: float  # or a scalar array, when it follows a schedule
     value_coef: float
     value_scale: float  # the unit of the agent's value head: the value error is measured in it
+    lr_scale: jax.Array | None = None  # multiplies the optimizer's updates (a later, smaller step)
 
 
 def generalised_advantages(rewards, values, valid, gamma: float, lam: float):
@@ -77,6 +78,8 @@ def ppo_update(params, opt_state, optimizer: optax.GradientTransformation, unrol
         pick = lambda x: x[:, lane_ids]  # noqa: E731
         (loss, metrics), grads = grad_fn(params, unroll, jax.tree.map(pick, batch), pick(advantages), pick(returns), settings)
         updates, opt_state = optimizer.update(grads, opt_state, params)
+        if settings.lr_scale is not None:
+            updates = jax.tree.map(lambda u: settings.lr_scale * u, updates)
         return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **metrics}
 
     def epoch(carry, epoch_key):
