@@ -164,7 +164,7 @@ def multi_task_dqn(run_dir: Path, algo: Algorithm, config: MamlDqnConfig, family
     meta-training's."""
     base_config = DqnConfig(
         env=config.env, seed=config.seed, ranges=config.ranges, hidden=config.hidden, gamma=config.gamma,
-        total_steps=config.iterations * algo.env_steps_per_iteration, num_envs=100, train_every=100,
+        total_steps=algo.env_steps_after(config.iterations), num_envs=100, train_every=100,
         target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
     )
     base_config.validate()

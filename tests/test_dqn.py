@@ -77,7 +77,7 @@ def test_replay_stores_the_final_observation_at_episode_ends():
 def test_seeds_in_one_program_differ_and_each_is_reproducible():
     config = tiny_config("seeds=2")
     algo = make_algorithm("dqn", config, family_for(config))
-    run = compile_chunks(seeded_step(algo, config))
+    run = compile_chunks(seeded_step(algo.step, config))
     first, _ = run(initial_state(algo, config), 40)
     again, _ = run(initial_state(algo, config), 40)
     leaves = jax.tree.leaves(first["params"])
@@ -99,8 +99,8 @@ def test_seeds_split_over_devices_run_as_in_one_program():
     algo = make_algorithm("dqn", config, family_for(config))
     mesh = seed_mesh(config.seeds)
     assert mesh is not None
-    together, _ = compile_chunks(seeded_step(algo, config))(initial_state(algo, config), 40)
-    split, metrics = compile_chunks(seeded_step(algo, config), mesh)(initial_state(algo, config), 40)
+    together, _ = compile_chunks(seeded_step(algo.step, config))(initial_state(algo, config), 40)
+    split, metrics = compile_chunks(seeded_step(algo.step, config), mesh)(initial_state(algo, config), 40)
     assert split["params"]["params"]["Dense_0"]["kernel"].sharding.device_set == set(mesh.devices.flat)
     assert metrics["loss"].shape == (40, 4)
     for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(split)):

@@ -181,6 +181,27 @@ def test_second_phase_switches_the_step_and_bonus_as_a_resume_with_them_would():
     assert gap > 1e-4
 
 
+def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_path):
+    sets = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "iterations=3", "large_batch_at=2", "large_meta_batch=16"]
+    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*sets), "-o", str(tmp_path / "run"), "-q")
+    assert code == 0, err
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in lines] == [8 * 5, 2 * 8 * 5, 2 * 8 * 5 + 16 * 5]
+
+    def algo(*extra):
+        config = resolve_config("rl2", "bandit", None, [*sets[:-2], *extra])
+        return make_algorithm("rl2", config, family_for(config))
+
+    small, large = algo(), algo("meta_batch=16")  # two iterations on 8 trials, then one on 16
+    state = small.init(jax.random.PRNGKey(0))
+    for step in (small.step, small.step, large.step):
+        state = jax.jit(step)(state)[0]
+    for a, b in zip(jax.tree.leaves(latest_state(tmp_path / "run", 3)), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*sets[:-1], "large_meta_batch=9"), "-o", str(tmp_path / "bad"), "-q")
+    assert code == 2 and "large_meta_batch (9) must be a multiple of minibatches (2)" in err
+
+
 def test_short_bandit_training_beats_random_and_eval_prints_the_papers_row(cli, tmp_path):
     run = tmp_path / "bandit"
     sets = ["arms=5", "pulls=10", "iterations=60", "chunk=20", "meta_batch=128", "hidden=32", "eval_tasks=500"]

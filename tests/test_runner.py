@@ -1,12 +1,15 @@
 """The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest;
-checkpoints in Orbax's default (OCDBT) format still restore."""
+checkpoints in Orbax's default (OCDBT) format still restore; a later phase's step takes over at its
+iteration."""
+
+import json
 
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from metarl_cli.algos import Algorithm
+from metarl_cli.algos import Algorithm, LaterPhase
 from metarl_cli.config import MamlRLConfig
 from metarl_cli.training.checkpoint import Checkpoints, pack
 from metarl_cli.training.runner import DivergedError, train
@@ -56,3 +59,43 @@ def test_checkpoints_written_with_ocdbt_still_restore(tmp_path):
         checkpoints.close()
     np.testing.assert_array_equal(restored["params"], np.arange(5.0))
     assert int(restored["iteration"]) == 7
+
+
+def two_phase_algorithm(switch_at: int) -> Algorithm:
+    """Adds 1 a step (1 env step) until `switch_at` iterations are done, then 10 a step (4 env steps)."""
+
+    def adding(amount):
+        def step(state):
+            metrics = {"loss": jnp.asarray(1.0), "pre_return": state["params"], "post_return": state["params"]}
+            return {"params": state["params"] + amount, "iteration": state["iteration"] + 1}, metrics
+
+        return step
+
+    return Algorithm(
+        init=lambda key: {"params": jnp.zeros(()), "iteration": jnp.zeros((), jnp.int32)},
+        step=adding(1.0),
+        adaptation_curve=None,
+        init_params=None,
+        env_steps_per_iteration=1,
+        score_name="return",
+        later_phase=LaterPhase(switch_at, adding(10.0), 4),
+    )
+
+
+def test_later_phase_starts_at_its_iteration_with_no_chunk_across_the_switch_and_resumes(tmp_path):
+    algo = two_phase_algorithm(switch_at=3)
+    assert [algo.env_steps_after(n) for n in range(7)] == [0, 1, 2, 3, 7, 11, 15]
+    config = MamlRLConfig(iterations=6, chunk=2)
+    train(algo, config, tmp_path / "straight", resume=False, show_progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    # chunks [0, 2), [2, 3) (cut at the switch), [3, 5), [5, 6); each line's return is its chunk's mean start value
+    assert [(r["iteration"], r["env_steps"], r["post_return"]) for r in lines] == [(2, 2, 0.5), (3, 3, 2.0), (5, 11, 8.0), (6, 15, 23.0)]
+    halfway = tmp_path / "halfway"
+    train(algo, MamlRLConfig(iterations=4, chunk=2), halfway, resume=False, show_progress=False)
+    train(algo, config, halfway, resume=True, show_progress=False)
+    for run in (tmp_path / "straight", halfway):
+        ckpt = Checkpoints(run, 3)
+        try:
+            assert float(ckpt.restore(algo.init(None))["params"]) == 3 * 1.0 + 3 * 10.0
+        finally:
+            ckpt.close()

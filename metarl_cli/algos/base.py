@@ -9,7 +9,9 @@
 chunk of iterations, and vmaps it over seeds. Its metrics hold "loss" and, by default, "pre_SCORE" /
 "post_SCORE", the score before and after adaptation (SCORE is `score_name`); `summarise` turns a
 chunk's metrics into one record (default: the mean over the chunk). Because the state is one
-pytree, a checkpoint saves and restores it whole and resume is exact.
+pytree, a checkpoint saves and restores it whole and resume is exact. An algorithm whose last
+iterations need other shapes (RL^2's larger batch) names a `later_phase`: a second step over the
+same state, which the runner switches to at its iteration.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
+
+
+class LaterPhase(NamedTuple):
+    """From iteration `start` on (counting iterations done) the runner runs `step` in place of the
+    algorithm's own: a step of other shapes (a larger batch), so it is compiled on its own."""
+
+    start: int
+    step: Callable[[dict], tuple[dict, dict]]
+    env_steps_per_iteration: int
 
 
 class Algorithm(NamedTuple):
@@ -38,6 +49,19 @@ class Algorithm(NamedTuple):
     # (tasks, key, validation tasks) -> {label: (tasks, columns) scores} of fixed reference policies
     # (a random policy, a bandit's classic strategies) that eval prints beside the learned ones.
     reference_scores: Callable[..., dict] | None = None
+    later_phase: LaterPhase | None = None
+
+    @property
+    def phases(self) -> list[LaterPhase]:
+        """The steps in the order they run: `step` from iteration 0, then the later phase if any."""
+        first = LaterPhase(0, self.step, self.env_steps_per_iteration)
+        return [first] if self.later_phase is None else [first, self.later_phase]
+
+    def env_steps_after(self, iterations: int) -> int:
+        """Env steps (per seed) that the first `iterations` iterations simulate."""
+        phases = self.phases
+        ends = [phase.start for phase in phases[1:]] + [iterations]
+        return sum(max(0, min(end, iterations) - phase.start) * phase.env_steps_per_iteration for phase, end in zip(phases, ends))
 
     def summary(self, chunk: dict) -> dict:
         if self.summarise is not None:

@@ -1,7 +1,8 @@
 """RL^2 (Duan et al. 2016): a recurrent agent meta-trained with recurrent PPO over trials of tasks.
 
 One iteration: draw `meta_batch` train-split tasks, run one trial on each (the memory starts at
-zero and carries across the trial's `episodes` episodes), then take the PPO update over the trials.
+zero and carries across the trial's `episodes` episodes), then take the PPO update over the trials;
+from `large_batch_at` on, over `large_meta_batch` trials.
 Fast adaptation happens inside the memory, with no gradient step at test time: `metarl eval` scores
 each episode of a trial on held-out tasks (the in-context adaptation curve) and the trial's total,
 beside a uniformly random policy and, on bandits, the classic strategies of the paper's Table 1.
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metarl_cli.algos.base import Algorithm
+from metarl_cli.algos.base import Algorithm, LaterPhase
 from metarl_cli.config import Rl2Config
 from metarl_cli.errors import UserError
 from metarl_cli.families import Family
@@ -54,15 +55,20 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
         params = agent.init(k_params)
         return {"params": params, "opt_state": optimizer.init(params), "key": k_run, "iteration": jnp.zeros((), jnp.int32)}
 
-    def step(state):
-        key, k_tasks, k_trials, k_update = jax.random.split(state["key"], 4)
-        tasks = family.sample(k_tasks, config.meta_batch, "train")
-        batch = trials(state["params"], tasks, k_trials)
-        params, opt_state, metrics = ppo_update(state["params"], state["opt_state"], optimizer, agent.unroll, batch, k_update,
-                                                ppo_settings(state["iteration"]))
-        per_episode = episode_returns(batch, episodes).mean(axis=0)
-        metrics = {**metrics, "return": per_episode.sum(), "first_episode": per_episode[0], "last_episode": per_episode[-1]}
-        return {"params": params, "opt_state": opt_state, "key": key, "iteration": state["iteration"] + 1}, metrics
+    def step_over(meta_batch: int):
+        """One iteration on `meta_batch` trials."""
+
+        def step(state):
+            key, k_tasks, k_trials, k_update = jax.random.split(state["key"], 4)
+            tasks = family.sample(k_tasks, meta_batch, "train")
+            batch = trials(state["params"], tasks, k_trials)
+            params, opt_state, metrics = ppo_update(state["params"], state["opt_state"], optimizer, agent.unroll, batch,
+                                                    k_update, ppo_settings(state["iteration"]))
+            per_episode = episode_returns(batch, episodes).mean(axis=0)
+            metrics = {**metrics, "return": per_episode.sum(), "first_episode": per_episode[0], "last_episode": per_episode[-1]}
+            return {"params": params, "opt_state": opt_state, "key": key, "iteration": state["iteration"] + 1}, metrics
+
+        return step
 
     @jax.jit
     def scores(params, tasks, key):
@@ -80,15 +86,20 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
         """Policies that learn nothing across tasks, scored on the same tasks: (label -> (tasks, episodes))."""
         return {"random policy": random_policy_scores(tasks, key), **family.classic_strategy_scores(tasks, key, validation_tasks, episodes)}
 
+    steps_per_trial = episodes * horizon
+    large_batch = None
+    if config.large_batch_at:
+        large_batch = LaterPhase(config.large_batch_at, step_over(config.large_meta_batch), config.large_meta_batch * steps_per_trial)
     return Algorithm(
         init=init,
-        step=step,
+        step=step_over(config.meta_batch),
         adaptation_curve=adaptation_curve,
         init_params=agent.init,
-        env_steps_per_iteration=config.meta_batch * episodes * horizon,
+        env_steps_per_iteration=config.meta_batch * steps_per_trial,
         score_name="return",
         progress_metrics=("return", "entropy", "value_loss"),
         best_metric="return",
         trial_episodes=episodes,
         reference_scores=reference_scores,
+        later_phase=large_batch,
     )

@@ -2,7 +2,8 @@
 
 The algorithm's step is compiled once, alone when `chunk` is 1 or as a `lax.scan` over `chunk`
 iterations when one iteration is too short to pay for a trip through Python (a final, shorter chunk
-compiles its own scan). With `seeds` > 1 the state has a leading seed axis and the step is vmapped
+compiles its own scan). An algorithm with a later phase has its second step compiled when that
+phase begins; no chunk spans the switch. With `seeds` > 1 the state has a leading seed axis and the step is vmapped
 over it: N independent runs in one program, run i seeded with `seed + i`, so each is the run a
 single seed `seed + i` would give up to floating-point rounding (which over long runs can decide a
 late collapse); the seeds are split over the local devices where they divide evenly (`seed_mesh`).
@@ -95,8 +96,8 @@ def initial_state(algo: Algorithm, config):
     return jax.vmap(algo.init)(seed_keys(config))
 
 
-def seeded_step(algo: Algorithm, config):
-    return algo.step if config.seeds == 1 else jax.vmap(algo.step)
+def seeded_step(step, config):
+    return step if config.seeds == 1 else jax.vmap(step)
 
 
 def records(summary: dict, config, counts: dict) -> list[dict]:
@@ -128,20 +129,30 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     mesh = seed_mesh(config.seeds)
     if mesh is not None:
         state = jax.device_put(state, NamedSharding(mesh, P("seed")))
-    run_chunk = compile_chunks(seeded_step(algo, config), mesh)
+    phases = algo.phases
+    compiled_phases = {}  # phase index -> its compiled chunk runner, built when the phase is reached
+
+    def run_chunk(phase: int, state, n: int):
+        if phase not in compiled_phases:
+            compiled_phases[phase] = compile_chunks(seeded_step(phases[phase].step, config), mesh)
+        return compiled_phases[phase](state, n)
+
     sign = 1.0 if algo.maximize else -1.0
-    steps_per_iteration = algo.env_steps_per_iteration * config.seeds
 
     compile_seconds = checkpoint_seconds = 0.0
     t_begin = time.perf_counter()
-    timed_iterations = 0
+    timed_iterations = timed_env_steps = 0
     t_steady = None  # end of the first call
-    later_compiles = 0.0  # seconds of calls after it that compiled (a shorter last chunk)
-    compiled_lengths: set[int] = set()
+    later_compiles = 0.0  # seconds of calls after it that compiled (a shorter last chunk, a new phase)
+    compiled_lengths: set[tuple[int, int]] = set()
 
-    def steady_rate() -> float:
-        """Meta-iterations/s since the first call of this session, the calls that compiled left out."""
-        return timed_iterations / (time.perf_counter() - t_steady - later_compiles) if timed_iterations else 0.0
+    def steady_rates() -> tuple[float, float]:
+        """Meta-iterations/s and env steps/s (all seeds) since the first call of this session, the
+        calls that compiled left out."""
+        if not timed_iterations:
+            return 0.0, 0.0
+        seconds = time.perf_counter() - t_steady - later_compiles
+        return timed_iterations / seconds, timed_env_steps * config.seeds / seconds
 
     progress = training_progress(show_progress)
     try:
@@ -149,13 +160,15 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
             bar = progress.add_task("meta-train", total=config.iterations, completed=start, stats="compiling...")
             done = start
             while done < config.iterations:
-                n = min(config.chunk, config.iterations - done)
+                phase = max(i for i, p in enumerate(phases) if p.start <= done)
+                phase_end = phases[phase + 1].start if phase + 1 < len(phases) else config.iterations
+                n = min(config.chunk, config.iterations - done, phase_end - done)
                 t0 = time.perf_counter()
-                state, chunk_metrics = run_chunk(state, n)
+                state, chunk_metrics = run_chunk(phase, state, n)
                 chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
                 t1 = time.perf_counter()
-                if n not in compiled_lengths:  # this call compiled (the first, or a shorter last chunk)
-                    compiled_lengths.add(n)
+                if (phase, n) not in compiled_lengths:  # this call compiled (the first, a shorter chunk, a new phase)
+                    compiled_lengths.add((phase, n))
                     compile_seconds += t1 - t0
                     if t_steady is None:
                         t_steady = t1
@@ -163,6 +176,7 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                         later_compiles += t1 - t0
                 else:
                     timed_iterations += n
+                    timed_env_steps += n * phases[phase].env_steps_per_iteration
                 finite = np.isfinite(chunk_metrics["loss"])
                 if not finite.all():
                     raise DivergedError(
@@ -173,7 +187,7 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                 summary = algo.summary(chunk_metrics)
                 counts = {"iteration": done}
                 if algo.env_steps_per_iteration:
-                    counts["env_steps"] = done * algo.env_steps_per_iteration  # per seed
+                    counts["env_steps"] = algo.env_steps_after(done)  # per seed
                 for record in records(summary, config, counts):
                     log.append(record)
                 if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
@@ -181,15 +195,14 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                     score = _seed_mean(summary[algo.ranking_metric])
                     checkpoints.save(done, state, sign * score if np.isfinite(score) else -np.inf)
                     checkpoint_seconds += time.perf_counter() - c0
-                progress.update(bar, advance=n, stats=_stats_line(algo, summary, steady_rate(), config.seeds))
+                progress.update(bar, advance=n, stats=_stats_line(algo, summary, *steady_rates()))
             c0 = time.perf_counter()
             checkpoints.wait()
             checkpoint_seconds += time.perf_counter() - c0
     finally:
         checkpoints.close()
     seconds = time.perf_counter() - t_begin
-    rate = steady_rate()
-    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, rate, rate * steps_per_iteration)
+    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, *steady_rates())
 
 
 def _seed_mean(values) -> float:
@@ -197,9 +210,8 @@ def _seed_mean(values) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, seeds: int) -> str:
+def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, env_steps: float) -> str:
     """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds)."""
     shown = "  ".join(f"{name.removesuffix('_' + algo.score_name)} {_seed_mean(summary[name]):8.3g}" for name in algo.shown_metrics)
-    env_steps = iterations_per_second * algo.env_steps_per_iteration * seeds
     speed = f"{env_steps / 1e3:7.0f}k steps/s" if env_steps else f"{iterations_per_second:7.0f} it/s"
     return f"{shown}  {speed}"
