@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from metarl_cli.algos import Algorithm, LaterPhase
+from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
 from metarl_cli.training.checkpoint import Checkpoints, pack
 from metarl_cli.training.runner import DivergedError, train
@@ -78,7 +78,7 @@ def two_phase_algorithm(switch_at: int) -> Algorithm:
         init_params=None,
         env_steps_per_iteration=1,
         score_name="return",
-        later_phase=LaterPhase(switch_at, adding(10.0), 4),
+        later_phase=Phase(switch_at, adding(10.0), 4),
     )
 
 

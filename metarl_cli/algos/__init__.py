@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metarl_cli.algos.base import Algorithm, LaterPhase
+from metarl_cli.algos.base import Algorithm, Phase
 from metarl_cli.algos.dqn import make_dqn
 from metarl_cli.algos.maml import make_maml
 from metarl_cli.algos.rl2 import make_rl2
@@ -14,4 +14,4 @@ def make_algorithm(algo: str, config, family) -> Algorithm:
     return BUILDERS[algo](config, family)
 
 
-__all__ = ["Algorithm", "LaterPhase", "make_algorithm", "BUILDERS"]
+__all__ = ["Algorithm", "Phase", "make_algorithm", "BUILDERS"]

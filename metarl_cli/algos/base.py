@@ -21,9 +21,9 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 
-class LaterPhase(NamedTuple):
-    """From iteration `start` on (counting iterations done) the runner runs `step` in place of the
-    algorithm's own: a step of other shapes (a larger batch), so it is compiled on its own."""
+class Phase(NamedTuple):
+    """From iteration `start` on (counting iterations done) the runner runs `step`. An algorithm's
+    `later_phase` replaces its own step with one of other shapes (a larger batch), compiled on its own."""
 
     start: int
     step: Callable[[dict], tuple[dict, dict]]
@@ -49,12 +49,12 @@ class Algorithm(NamedTuple):
     # (tasks, key, validation tasks) -> {label: (tasks, columns) scores} of fixed reference policies
     # (a random policy, a bandit's classic strategies) that eval prints beside the learned ones.
     reference_scores: Callable[..., dict] | None = None
-    later_phase: LaterPhase | None = None
+    later_phase: Phase | None = None
 
     @property
-    def phases(self) -> list[LaterPhase]:
-        """The steps in the order they run: `step` from iteration 0, then the later phase if any."""
-        first = LaterPhase(0, self.step, self.env_steps_per_iteration)
+    def phases(self) -> list[Phase]:
+        """The phases in the order they run: `step` from iteration 0, then the later phase if any."""
+        first = Phase(0, self.step, self.env_steps_per_iteration)
         return [first] if self.later_phase is None else [first, self.later_phase]
 
     def env_steps_after(self, iterations: int) -> int:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metarl_cli.algos.base import Algorithm, LaterPhase
+from metarl_cli.algos.base import Algorithm, Phase
 from metarl_cli.config import Rl2Config
 from metarl_cli.errors import UserError
 from metarl_cli.families import Family
@@ -89,7 +89,7 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
     steps_per_trial = episodes * horizon
     large_batch = None
     if config.large_batch_at:
-        large_batch = LaterPhase(config.large_batch_at, step_over(config.large_meta_batch), config.large_meta_batch * steps_per_trial)
+        large_batch = Phase(config.large_batch_at, step_over(config.large_meta_batch), config.large_meta_batch * steps_per_trial)
     return Algorithm(
         init=init,
         step=step_over(config.meta_batch),
