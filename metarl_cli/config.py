@@ -267,7 +267,7 @@ class Rl2Config(RunConfig):
     second_phase_lr: float = 3e-4
     second_phase_entropy_coef: float = 0.0
     # From iteration `large_batch_at` on (0: never) an iteration runs `large_meta_batch` trials
-    # instead of `meta_batch`: updates from four times the trials, less noisy, for the last stretch.
+    # instead of `meta_batch`: updates from more trials, less noisy, for the last stretch.
     large_batch_at: int = 0
     large_meta_batch: int = 1024
     value_coef: float = 0.5

@@ -182,14 +182,15 @@ def test_second_phase_switches_the_step_and_bonus_as_a_resume_with_them_would():
 
 
 def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_path):
-    sets = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "iterations=3", "large_batch_at=2", "large_meta_batch=16"]
-    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*sets), "-o", str(tmp_path / "run"), "-q")
+    base = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "iterations=3"]
+    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*base, "large_batch_at=2", "large_meta_batch=16"),
+                       "-o", str(tmp_path / "run"), "-q")
     assert code == 0, err
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["env_steps"] for r in lines] == [8 * 5, 2 * 8 * 5, 2 * 8 * 5 + 16 * 5]
 
     def algo(*extra):
-        config = resolve_config("rl2", "bandit", None, [*sets[:-2], *extra])
+        config = resolve_config("rl2", "bandit", None, [*base, *extra])
         return make_algorithm("rl2", config, family_for(config))
 
     small, large = algo(), algo("meta_batch=16")  # two iterations on 8 trials, then one on 16
@@ -198,7 +199,8 @@ def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_pat
         state = jax.jit(step)(state)[0]
     for a, b in zip(jax.tree.leaves(latest_state(tmp_path / "run", 3)), jax.tree.leaves(state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*sets[:-1], "large_meta_batch=9"), "-o", str(tmp_path / "bad"), "-q")
+    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*base, "large_batch_at=2", "large_meta_batch=9"),
+                       "-o", str(tmp_path / "bad"), "-q")
     assert code == 2 and "large_meta_batch (9) must be a multiple of minibatches (2)" in err
 
 
