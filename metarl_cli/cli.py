@@ -34,7 +34,7 @@ def train(
     ),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-TIME)."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=... and entropy_coef=... for what follows)."
+        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -45,7 +45,7 @@ def train(
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
     from metarl_cli.training.rundir import MetricsLog, command_line, default_run_dir, load_run, prepare_new, record_resume, write_manifest
-    from metarl_cli.training.runner import DivergedError, train as run_training
+    from metarl_cli.training.runner import DivergedError, check_resume, train as run_training
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
@@ -65,6 +65,7 @@ def train(
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
     if resume:
+        check_resume(algorithm, cfg, run_dir, make_algorithm(algo, saved, family))
         record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
     else:

@@ -26,7 +26,8 @@ class RunConfig:
 
     `iterations` (a field or a property) is the number of calls of the algorithm's step;
     `LENGTH_KEY` names the key a user sets to extend a run on `--resume`, and `RETUNABLE_KEYS` the
-    keys `--resume` may also change for what follows (step sizes: the saved state stays valid).
+    keys `--resume` may also change for what follows (step sizes, a later phase's start and batch:
+    the saved state stays valid; the runner refuses a change to how the iterations already run ran).
     """
 
     LENGTH_KEY: typing.ClassVar[str] = "iterations"
@@ -236,7 +237,7 @@ class Rl2Config(RunConfig):
     them. `arms` and `pulls` shape the `bandit` family (a trial there is one episode of `pulls` pulls).
     """
 
-    RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ("lr", "entropy_coef")
+    RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ("lr", "entropy_coef", "large_batch_at", "large_meta_batch")
 
     env: str = "bandit"
     iterations: int = 500

@@ -76,8 +76,10 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
     metrics = lambda run: (run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
     assert metrics(straight) == metrics(split)
 
+    saved = [(split / name).read_text() for name in ("config.toml", "manifest.json")]
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=4", "-q")
     assert code != 0 and "already has 6 iterations" in err
+    assert [(split / name).read_text() for name in ("config.toml", "manifest.json")] == saved  # a refused resume writes nothing
 
 
 def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):

@@ -182,7 +182,9 @@ def test_second_phase_switches_the_step_and_bonus_as_a_resume_with_them_would():
 
 
 def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_path):
-    base = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "iterations=3"]
+    # No annealed bonus: its schedule reads `iterations`, which the resumed run below extends.
+    agent = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "entropy_anneal=false"]
+    base = [*agent, "iterations=3"]
     code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*base, "large_batch_at=2", "large_meta_batch=16"),
                        "-o", str(tmp_path / "run"), "-q")
     assert code == 0, err
@@ -197,8 +199,23 @@ def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_pat
     state = small.init(jax.random.PRNGKey(0))
     for step in (small.step, small.step, large.step):
         state = jax.jit(step)(state)[0]
-    for a, b in zip(jax.tree.leaves(latest_state(tmp_path / "run", 3)), jax.tree.leaves(state)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # The phase added on --resume to a run of two iterations that had none gives the same run.
+    code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*agent, "iterations=2"), "-o", str(tmp_path / "added"), "-q")
+    assert code == 0, err
+    code, _, err = cli("train", "rl2", "--resume", "-o", str(tmp_path / "added"),
+                       *set_args("iterations=3", "large_batch_at=2", "large_meta_batch=16"), "-q")
+    assert code == 0, err
+    added = [json.loads(line)["env_steps"] for line in (tmp_path / "added" / "metrics.jsonl").read_text().splitlines()]
+    assert added == [r["env_steps"] for r in lines]
+    for run in ("run", "added"):
+        for a, b in zip(jax.tree.leaves(latest_state(tmp_path / run, 3)), jax.tree.leaves(state)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # A phase that has begun can neither move nor change its batch, and a refused resume writes nothing.
+    config = (tmp_path / "run" / "config.toml").read_text()
+    for change in ("large_batch_at=3", "large_batch_at=0", "large_meta_batch=32"):
+        code, _, err = cli("train", "rl2", "--resume", "-o", str(tmp_path / "run"), *set_args("iterations=4", change), "-q")
+        assert code == 2 and "has run 3 iterations, and this change would alter how they ran" in err, change
+        assert (tmp_path / "run" / "config.toml").read_text() == config
     code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*base, "large_batch_at=2", "large_meta_batch=9"),
                        "-o", str(tmp_path / "bad"), "-q")
     assert code == 2 and "large_meta_batch (9) must be a multiple of minibatches (2)" in err
@@ -249,7 +266,8 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     assert code == 0, err
     assert_same_final_state(run, straight, 2)  # 1 iteration then --resume for 1 equals 2 straight
     code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), "--set", "hidden=8", "-q")
-    assert code == 2 and "--resume only accepts --set iterations=N (--set lr=..., --set entropy_coef=... for what follows), not 'hidden'" in err
+    assert code == 2 and ("--resume only accepts --set iterations=N (--set lr=..., --set entropy_coef=..., --set large_batch_at=..., "
+                          "--set large_meta_batch=... for what follows), not 'hidden'") in err
     code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), *set_args("iterations=3", "lr=1e-9", "entropy_coef=0.0"), "-q")
     assert code == 0, err
     before, after = latest_state(run, 2)["params"], latest_state(straight, 3)["params"]

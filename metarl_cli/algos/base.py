@@ -63,6 +63,11 @@ class Algorithm(NamedTuple):
         ends = [phase.start for phase in phases[1:]] + [iterations]
         return sum(max(0, min(end, iterations) - phase.start) * phase.env_steps_per_iteration for phase, end in zip(phases, ends))
 
+    def schedule_before(self, iterations: int) -> list[tuple[int, int]]:
+        """(start, env steps per iteration) of each phase that begins within the first `iterations`
+        iterations: how those iterations ran, for comparing a resumed run's config with its saved one."""
+        return [(phase.start, phase.env_steps_per_iteration) for phase in self.phases if phase.start < iterations]
+
     def summary(self, chunk: dict) -> dict:
         if self.summarise is not None:
             return self.summarise(chunk)

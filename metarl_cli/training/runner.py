@@ -115,14 +115,30 @@ def records(summary: dict, config, counts: dict) -> list[dict]:
     ]
 
 
+def check_resume(algo: Algorithm, config, run_dir: Path, saved: Algorithm) -> None:
+    """Refuse (UserError) to resume `run_dir` with `config` where it cannot continue the run: fewer
+    iterations than it has run, or phases that differ from those of the saved config (`saved`, the
+    algorithm it made) over the iterations already run; a later phase may begin, or change its
+    batch, only where it has not begun. Called before the resumed config is written."""
+    checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
+    try:
+        done = checkpoints.step() or 0
+    finally:
+        checkpoints.close()
+    if done > config.iterations:
+        raise UserError(f"{run_dir} already has {done} iterations; --set iterations=N must be at least that")
+    if saved.schedule_before(done) != algo.schedule_before(done):
+        raise UserError(f"{run_dir} has run {done} iterations, and this change would alter how they ran; "
+                        f"a later phase may begin, or change its batch, at iteration {done} or after")
+
+
 def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool = True) -> TrainSummary:
+    """Run `algo` to `config.iterations`, from the latest checkpoint when `resume` (which
+    `check_resume` has checked the config can continue)."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     log = MetricsLog(run_dir / "metrics.jsonl")
     state = initial_state(algo, config)
     start = (checkpoints.step() if resume else None) or 0
-    if start > config.iterations:
-        checkpoints.close()
-        raise UserError(f"{run_dir} already has {start} iterations; --set iterations=N must be at least that")
     if start:
         state = checkpoints.restore(state, step=start)
         console.print(f"resuming {run_dir} from iteration {start}")
