@@ -126,7 +126,8 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved: Algorithm) -> No
     finally:
         checkpoints.close()
     if done > config.iterations:
-        raise UserError(f"{run_dir} already has {done} iterations; --set iterations=N must be at least that")
+        raise UserError(f"{run_dir} already has {done} iterations, more than the {config.iterations} this config asks for; "
+                        f"--set {type(config).LENGTH_KEY}=N extends a run but cannot shorten it")
     if saved.schedule_before(done) != algo.schedule_before(done):
         raise UserError(f"{run_dir} has run {done} iterations, and this change would alter how they ran; "
                         f"a later phase may begin, or change its batch, at iteration {done} or after")
