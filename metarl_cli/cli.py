@@ -65,7 +65,7 @@ def train(
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
     if resume:
-        check_resume(algorithm, cfg, run_dir, make_algorithm(algo, saved, family))
+        check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))
         record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
     else:

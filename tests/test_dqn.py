@@ -12,6 +12,7 @@ import pytest
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
+from metarl_cli.errors import UserError
 from metarl_cli.families import family_for
 from metarl_cli.rl.q_learning import make_q_network, td_targets
 from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
@@ -124,6 +125,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
             ckpt.close()
     for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):  # replay buffer included
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(UserError, match=rf"\(total_steps = {half.total_steps}\); --set total_steps=N extends a run"):
+        train(algo, half, tmp_path / "split", resume=True, show_progress=False)  # shorter than the run
 
 
 def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):

@@ -202,6 +202,8 @@ def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_pat
     # The phase added on --resume to a run of two iterations that had none gives the same run.
     code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*agent, "iterations=2"), "-o", str(tmp_path / "added"), "-q")
     assert code == 0, err
+    code, _, err = cli("train", "rl2", "--resume", "-o", str(tmp_path / "added"), *set_args("iterations=3", "large_batch_at=1"), "-q")
+    assert code == 2 and "has run 2 iterations, and this change would alter how they ran" in err  # a phase in the past
     code, _, err = cli("train", "rl2", "--resume", "-o", str(tmp_path / "added"),
                        *set_args("iterations=3", "large_batch_at=2", "large_meta_batch=16"), "-q")
     assert code == 0, err
@@ -211,11 +213,11 @@ def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_pat
         for a, b in zip(jax.tree.leaves(latest_state(tmp_path / run, 3)), jax.tree.leaves(state)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # A phase that has begun can neither move nor change its batch, and a refused resume writes nothing.
-    config = (tmp_path / "run" / "config.toml").read_text()
+    saved = [(tmp_path / "run" / name).read_text() for name in ("config.toml", "manifest.json")]
     for change in ("large_batch_at=3", "large_batch_at=0", "large_meta_batch=32"):
         code, _, err = cli("train", "rl2", "--resume", "-o", str(tmp_path / "run"), *set_args("iterations=4", change), "-q")
         assert code == 2 and "has run 3 iterations, and this change would alter how they ran" in err, change
-        assert (tmp_path / "run" / "config.toml").read_text() == config
+        assert [(tmp_path / "run" / name).read_text() for name in ("config.toml", "manifest.json")] == saved
     code, _, err = cli("train", "rl2", "--env", "bandit", *set_args(*base, "large_batch_at=2", "large_meta_batch=9"),
                        "-o", str(tmp_path / "bad"), "-q")
     assert code == 2 and "large_meta_batch (9) must be a multiple of minibatches (2)" in err

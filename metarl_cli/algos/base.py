@@ -65,7 +65,7 @@ class Algorithm(NamedTuple):
 
     def schedule_before(self, iterations: int) -> list[tuple[int, int]]:
         """(start, env steps per iteration) of each phase that begins within the first `iterations`
-        iterations: how those iterations ran, for comparing a resumed run's config with its saved one."""
+        iterations, for comparing a resumed run's config with its saved one over those iterations."""
         return [(phase.start, phase.env_steps_per_iteration) for phase in self.phases if phase.start < iterations]
 
     def summary(self, chunk: dict) -> dict:

@@ -115,31 +115,41 @@ def records(summary: dict, config, counts: dict) -> list[dict]:
     ]
 
 
-def check_resume(algo: Algorithm, config, run_dir: Path, saved: Algorithm) -> None:
+def refuse_shorter(run_dir: Path, done: int, config) -> None:
+    """A resumed config must ask for at least the iterations the run has done."""
+    if done > config.iterations:
+        key = type(config).LENGTH_KEY
+        raise UserError(f"{run_dir} already has {done} iterations, more than the {config.iterations} this config asks for "
+                        f"({key} = {getattr(config, key)}); --set {key}=N extends a run but cannot shorten it")
+
+
+def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) -> None:
     """Refuse (UserError) to resume `run_dir` with `config` where it cannot continue the run: fewer
-    iterations than it has run, or phases that differ from those of the saved config (`saved`, the
-    algorithm it made) over the iterations already run; a later phase may begin, or change its
-    batch, only where it has not begun. Called before the resumed config is written."""
+    iterations than it has done, or phases whose start or env steps per iteration (what a later
+    phase's keys change: rl2's large_batch_at, large_meta_batch) differ from those of the saved
+    config (`saved_algo`, the algorithm it made) over the iterations already done; a later phase may
+    begin, or change its batch, only where it has not begun. Called before the resumed config is written."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:
         done = checkpoints.step() or 0
     finally:
         checkpoints.close()
-    if done > config.iterations:
-        raise UserError(f"{run_dir} already has {done} iterations, more than the {config.iterations} this config asks for; "
-                        f"--set {type(config).LENGTH_KEY}=N extends a run but cannot shorten it")
-    if saved.schedule_before(done) != algo.schedule_before(done):
+    refuse_shorter(run_dir, done, config)
+    if saved_algo.schedule_before(done) != algo.schedule_before(done):
         raise UserError(f"{run_dir} has run {done} iterations, and this change would alter how they ran; "
                         f"a later phase may begin, or change its batch, at iteration {done} or after")
 
 
 def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool = True) -> TrainSummary:
-    """Run `algo` to `config.iterations`, from the latest checkpoint when `resume` (which
-    `check_resume` has checked the config can continue)."""
+    """Run `algo` to `config.iterations`, from the latest checkpoint when `resume` (see `check_resume`
+    for what the CLI checks before it rewrites a resumed run's config)."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     log = MetricsLog(run_dir / "metrics.jsonl")
     state = initial_state(algo, config)
     start = (checkpoints.step() if resume else None) or 0
+    if start > config.iterations:  # reached without check_resume: eval's cached baselines
+        checkpoints.close()
+        refuse_shorter(run_dir, start, config)
     if start:
         state = checkpoints.restore(state, step=start)
         console.print(f"resuming {run_dir} from iteration {start}")
