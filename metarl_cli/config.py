@@ -27,7 +27,8 @@ class RunConfig:
     `iterations` (a field or a property) is the number of calls of the algorithm's step;
     `LENGTH_KEY` names the key a user sets to extend a run on `--resume`, and `RETUNABLE_KEYS` the
     keys `--resume` may also change for what follows (step sizes, a later phase's start and batch:
-    the saved state stays valid; the runner refuses a change to how the iterations already run ran).
+    the saved state stays valid; `check_resume` in the runner refuses a change that would alter the
+    iterations already run).
     """
 
     LENGTH_KEY: typing.ClassVar[str] = "iterations"

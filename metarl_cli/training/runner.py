@@ -147,7 +147,7 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     log = MetricsLog(run_dir / "metrics.jsonl")
     state = initial_state(algo, config)
     start = (checkpoints.step() if resume else None) or 0
-    if start > config.iterations:  # reached without check_resume: eval's cached baselines
+    if start > config.iterations:  # for callers that skip check_resume (eval's cached baselines)
         checkpoints.close()
         refuse_shorter(run_dir, start, config)
     if start:
