@@ -5,7 +5,7 @@ An algorithm supplies a `Learner`: how to draw a support and a query batch for a
 the current parameters, as RL does) and the loss on a batch. The inner loop takes `steps` gradient
 steps, each on a support batch drawn with the parameters adapted so far (a learner that should
 reuse the same points derives them from the task rather than the key); the meta-loss is the loss
-of the adapted parameters on a query batch.
+of the adapted parameters on a query batch, for a meta-batch of tasks at once (`meta_batch_loss`).
 Second-order by default: the outer gradient flows through the inner gradients. `first_order` stops
 it there. `lr` is a scalar or a pytree shaped like the parameters (per-parameter rates, Meta-SGD).
 """
@@ -29,6 +29,11 @@ class Learner(NamedTuple):
     # Hessian-vector products that recompute activations; faster and leaner on large batches) or
     # "autodiff" (reverse mode through the gradient; fewer kernels, faster on tiny batches).
     hessian: str = "hvp"
+    # How many tasks' losses are differentiated in one pass; 0: the whole meta-batch at once. On a
+    # CPU, passes whose activations fit in a core's cache (`cpu_tasks_per_pass`) are much faster than
+    # one pass over arrays that spill to memory; the query loss's activations are then recomputed in
+    # its backward pass, while they are in cache, rather than stored.
+    tasks_per_pass: int = 0
 
 
 class Model(NamedTuple):
@@ -40,6 +45,17 @@ class Model(NamedTuple):
     score_name: str  # "return" or "mse"
     maximize: bool  # whether a higher score is better
     env_steps_per_batch: int  # environment steps one support or query batch simulates (0 for regression)
+
+
+CPU_PASS_ROWS = 8192  # x 64 float32 features = 2 MiB, a typical core's L2 cache
+
+
+def cpu_tasks_per_pass(rows_per_task: int) -> int:
+    """`Learner.tasks_per_pass` for tasks of this many rows: about CPU_PASS_ROWS rows a pass on a CPU,
+    the whole meta-batch (0) on an accelerator, which wants the widest arrays."""
+    if jax.default_backend() != "cpu":
+        return 0
+    return max(1, CPU_PASS_ROWS // rows_per_task)
 
 
 def inner_step(learner: Learner, params, batch, lr, first_order: bool):
@@ -108,27 +124,47 @@ def _zero_cotangent(tree):
 _sgd_step.defvjp(_sgd_step_fwd, _sgd_step_bwd)
 
 
-def adapt(learner: Learner, params, task, key, steps: int, lr, first_order: bool):
-    """Parameters after `steps` inner steps, and the score of the first support batch."""
-    keys = jax.random.split(key, max(steps, 1))
-    first_score = None
+def meta_batch_loss(learner: Learner, params, tasks, keys, steps: int, lr, first_order: bool):
+    """Each task's query loss of its adapted parameters, and its score before and after adapting: (n,) each.
+
+    `tasks` and `keys` have a leading task axis; the parameters are shared. Every batch is drawn for
+    all tasks at once (vmapped: a rollout is many small operations that want wide arrays), and the
+    losses are differentiated `learner.tasks_per_pass` tasks at a time (see `Learner`). keys[i]
+    splits into task i's support keys (one per inner step) and its query key.
+    """
+    key_pairs = jax.vmap(jax.random.split)(keys)
+    step_keys = jax.vmap(lambda k: jax.random.split(k, max(steps, 1)))(key_pairs[:, 0])
+    adapted, shared, pre_score = params, True, None
     for i in range(steps):
-        batch = learner.support(params, task, keys[i])
-        if first_score is None:
-            first_score = learner.score(params, batch)
-        params = inner_step(learner, params, batch, lr, first_order)
-    return params, first_score
-
-
-def meta_loss(learner: Learner, params, task, key, steps: int, lr, first_order: bool):
-    """Query loss of the adapted parameters; aux = (score before adapting, score after)."""
-    k_support, k_query = jax.random.split(key)
-    adapted, pre_score = adapt(learner, params, task, k_support, steps, lr, first_order)
-    batch = learner.query(adapted, task, k_query)
-    post_score = learner.score(adapted, batch)
+        batch = _draw(learner.support, adapted, shared, tasks, step_keys[:, i])
+        if pre_score is None:
+            pre_score = jax.vmap(learner.score, in_axes=(None, 0))(params, batch)
+        step = lambda p, b: inner_step(learner, p, b, lr, first_order)  # noqa: E731
+        adapted, shared = _per_pass(learner, step, adapted, shared, batch), False
+    batch = _draw(learner.query, adapted, shared, tasks, key_pairs[:, 1])
+    post_score = jax.vmap(learner.score, in_axes=(None if shared else 0, 0))(adapted, batch)
     if pre_score is None:  # no inner steps: plain multi-task training
         pre_score = post_score
-    return learner.loss(adapted, batch), (pre_score, post_score)
+    loss = jax.checkpoint(learner.loss) if learner.tasks_per_pass else learner.loss
+    return _per_pass(learner, loss, adapted, shared, batch), (pre_score, post_score)
+
+
+def _draw(draw, params, shared: bool, tasks, keys):
+    """A batch per task from `draw(params, task, key)`; `shared`: one set of parameters for all tasks."""
+    return jax.vmap(draw, in_axes=(None if shared else 0, 0, 0))(params, tasks, keys)
+
+
+def _per_pass(learner: Learner, fn, params, shared: bool, batches):
+    """fn(params_i, batch_i) for every task, `learner.tasks_per_pass` tasks at a time (all at once if 0)."""
+    if shared:
+        one = lambda b: fn(params, b)  # noqa: E731
+        xs = batches
+    else:
+        one = lambda pb: fn(*pb)  # noqa: E731
+        xs = (params, batches)
+    if not learner.tasks_per_pass:
+        return jax.vmap(one)(xs)
+    return jax.lax.map(one, xs, batch_size=learner.tasks_per_pass)
 
 
 def adaptation_curve(learner: Learner, params, task, key, lr, scales: jax.Array) -> jax.Array:

@@ -3,7 +3,8 @@
 Prints, from one run on this machine:
   - compile time of the experiment's meta-step;
   - MAML-RL env steps/s in steady-state training (every simulated step is used by the learner);
-  - random-policy gymnax throughput for the same family, lanes and horizon, and the ratio;
+  - random-policy gymnax throughput for the same family, lanes and horizon, on one device and split
+    over the local devices as training is, and the ratio to the faster;
   - shared/peers/torch_maml_cartpole.py's env steps/s when a Python with torch is given
     (--peer-python or $PEER_PYTHON), and our ratio to it;
   - the cost of checkpointing every meta-iteration: alternating blocks of meta-iterations with and
@@ -26,6 +27,7 @@ import numpy as np
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
+from metarl_cli.devices import even_mesh, split_tasks
 from metarl_cli.families import get_family
 from metarl_cli.rl.rollout import rollout
 from metarl_cli.training.checkpoint import Checkpoints
@@ -34,8 +36,10 @@ from peers import peer_rate
 
 
 
-def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 20, rounds: int = 5) -> float:
-    """Random-policy env steps/s with the same rollout machinery, lanes and horizon."""
+def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
+    """Random-policy env steps/s with the same rollout machinery, lanes and horizon: on one device,
+    and with the lanes split over the local devices as training splits its tasks (each the best of
+    several rounds: the raw rollout is short and noisy)."""
     space = family.env.action_space(family.base_params)
 
     def random_policy(params, obs, key):
@@ -43,20 +47,26 @@ def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 20, ro
 
     tasks = family.sample(jax.random.PRNGKey(0), lanes_total, "train")
 
-    @jax.jit
-    def run(key):
-        keys = jax.random.split(key, lanes_total)
+    def one_device(_, tasks, keys):
         traj = jax.vmap(lambda t, k: rollout(family.env, random_policy, None, t, k, 1, horizon))(tasks, keys)
-        return traj.rewards.sum()
+        return traj.rewards.mean()
 
-    run(jax.random.PRNGKey(0)).block_until_ready()
-    best = 0.0
-    for round_ in range(rounds):  # best of several rounds: the raw rollout is short and noisy
-        t0 = time.perf_counter()
-        for i in range(repeats):
-            run(jax.random.PRNGKey(round_ * repeats + i + 1)).block_until_ready()
-        best = max(best, repeats * lanes_total * horizon / (time.perf_counter() - t0))
-    return best
+    layouts = {"one device": one_device}
+    mesh = even_mesh(lanes_total, "tasks")
+    if mesh is not None:
+        layouts[f"split over {mesh.size} devices"] = split_tasks(one_device, mesh)
+    rates = {}
+    for name, fn in layouts.items():
+        run = jax.jit(lambda key, fn=fn: fn(None, tasks, jax.random.split(key, lanes_total)))
+        run(jax.random.PRNGKey(0)).block_until_ready()
+        best = 0.0
+        for round_ in range(rounds):
+            t0 = time.perf_counter()
+            for i in range(repeats):
+                run(jax.random.PRNGKey(round_ * repeats + i + 1)).block_until_ready()
+            best = max(best, repeats * lanes_total * horizon / (time.perf_counter() - t0))
+        rates[name] = best
+    return rates
 
 
 def training(config, family) -> tuple[float, float]:
@@ -118,10 +128,12 @@ def main() -> None:
     compile_s, ours = training(config, family)
     rounds = 8
     overhead, lowest, highest = checkpoint_overhead(config, family, rounds)
-    raw = raw_throughput(family, config.meta_batch * config.lanes, horizon)
+    raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon)
+    raw = max(raw_rates.values())
     print(f"compile time of the meta-step:         {compile_s:8.1f} s")
     print(f"MAML-RL training (checkpoint each it): {ours:12,.0f} env steps/s")
-    print(f"raw random-policy gymnax, same batch:  {raw:12,.0f} env steps/s")
+    for layout, rate in raw_rates.items():
+        print(f"raw random-policy gymnax, same batch:  {rate:12,.0f} env steps/s  ({layout})")
     print(f"ratio ours / raw:                      {ours / raw:12.3f}   (target >= 0.25)")
     print(f"checkpoint overhead (median of {rounds}):     {100 * overhead:11.1f} %  (target < 10%; "
           f"rounds {100 * lowest:.1f} to {100 * highest:.1f} %)")

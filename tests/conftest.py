@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny MAML config that compiles fast, a helper that runs the CLI in-process, and a
-check that two runs ended in the same state."""
+"""Shared fixtures: a tiny MAML config that compiles fast, a helper that runs the CLI in-process, a
+check that two runs ended in the same state, and MAML's meta-loss for a single task."""
 
 from __future__ import annotations
 
@@ -63,3 +63,13 @@ def assert_same_final_state(run_a, run_b, iterations):
 
     for x, y in zip(jax.tree.leaves(latest_state(run_a, iterations)), jax.tree.leaves(latest_state(run_b, iterations))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def one_task_meta_loss(learner, params, task, key, steps: int, lr, first_order: bool):
+    """`meta.meta_batch_loss` on a meta-batch of one task: (query loss, (score before, score after))."""
+    import jax
+
+    from metarl_cli.meta import meta_batch_loss
+
+    losses, (pre, post) = meta_batch_loss(learner, params, jax.tree.map(lambda x: x[None], task), key[None], steps, lr, first_order)
+    return losses[0], (pre[0], post[0])

@@ -16,8 +16,8 @@ from jax import enable_x64
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.families import get_family
-from metarl_cli.meta import meta_loss
 from metarl_cli.regression import regression_model
+from conftest import one_task_meta_loss
 
 ALPHA = 0.05
 
@@ -31,7 +31,7 @@ def setup(steps=2, hessian="autodiff"):
     task = {k: (v.astype(jnp.float64) if k != "key" else v) for k, v in task.items()}
 
     def objective(params, lr=ALPHA, first_order=False):
-        return meta_loss(model.learner, params, task, jax.random.PRNGKey(2), steps, lr, first_order)[0]
+        return one_task_meta_loss(model.learner, params, task, jax.random.PRNGKey(2), steps, lr, first_order)[0]
 
     return model, theta, task, objective
 

@@ -17,3 +17,37 @@ def test_adapted_policy_improves_on_its_task():
     scores = np.asarray(algo.adaptation_curve(params, tasks, jax.random.PRNGKey(2), 2))
     gain = scores[:, 2] - scores[:, 0]
     assert gain.mean() > 3 * gain.std(ddof=1) / np.sqrt(len(gain)), scores
+
+
+def test_meta_gradient_is_the_same_however_the_meta_batch_is_split():
+    """Differentiating the tasks' losses a few at a time, or each device its share of the tasks, is a
+    schedule: the second-order meta-gradient and the scores equal those of all tasks at once."""
+    from metarl_cli.algos.maml import model_for
+    from metarl_cli.devices import even_mesh, split_tasks
+    from metarl_cli.meta import meta_batch_loss
+
+    config = MamlRLConfig(env="cartpole-family", lanes=4, horizon=20, hidden=(16, 16), meta_batch=4, inner_steps=2)
+    family = get_family(config.env)
+    model = model_for(config, family)
+    params = model.init(jax.random.PRNGKey(0))
+    tasks = family.sample(jax.random.PRNGKey(1), config.meta_batch, "train")
+    keys = jax.random.split(jax.random.PRNGKey(2), config.meta_batch)
+
+    def loss_and_grads(tasks_per_pass: int):
+        learner = model.learner._replace(tasks_per_pass=tasks_per_pass)
+
+        def mean_loss(p, t, k):
+            losses, (pre, post) = meta_batch_loss(learner, p, t, k, config.inner_steps, config.inner_lr, False)
+            return losses.mean(), (pre.mean(), post.mean())
+
+        return jax.value_and_grad(mean_loss, has_aux=True)
+
+    whole = jax.jit(loss_and_grads(0))(params, tasks, keys)
+    schedules = {"one task a pass": loss_and_grads(1), "three, then the last one": loss_and_grads(3)}
+    mesh = even_mesh(config.meta_batch, "tasks")
+    if mesh is not None:  # one CPU device per core: none to split over on a single core
+        schedules["split over devices"] = split_tasks(loss_and_grads(1), mesh)
+    for name, fn in schedules.items():
+        split = jax.jit(fn)(params, tasks, keys)
+        for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split)):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7, err_msg=name)

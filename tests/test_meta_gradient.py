@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from jax import enable_x64
 
-from metarl_cli.meta import Learner, inner_step, meta_loss
+from metarl_cli.meta import Learner, inner_step
 from metarl_cli.rl.baseline import discounted_advantages, reward_to_go
 from metarl_cli.rl.dice import dice_objective
 from metarl_cli.rl.rollout import Trajectory
+from conftest import one_task_meta_loss
 
 GAMMA, ALPHA = 0.9, 0.5
 REWARD = np.array([[1.0, -0.5], [0.3, 2.0], [-1.0, 0.7]])  # state x action
@@ -79,7 +80,7 @@ def learner(loss):
 
 def meta_objective(loss, first_order):
     def f(theta):
-        value, _ = meta_loss(learner(loss), theta, None, jax.random.PRNGKey(0), 1, ALPHA, first_order)
+        value, _ = one_task_meta_loss(learner(loss), theta, None, jax.random.PRNGKey(0), 1, ALPHA, first_order)
         return value
     return f
 
@@ -175,7 +176,7 @@ def test_per_parameter_rates_equal_a_scalar_rate_and_get_exact_gradients(theta):
         rates = jnp.full_like(theta, ALPHA)
 
         def objective(t, lr):
-            value, _ = meta_loss(learner(dice_loss), t, None, jax.random.PRNGKey(0), 1, lr, False)
+            value, _ = one_task_meta_loss(learner(dice_loss), t, None, jax.random.PRNGKey(0), 1, lr, False)
             return value
 
         np.testing.assert_allclose(
@@ -196,7 +197,7 @@ def test_two_inner_steps_chain_exactly(theta):
             return -exact_return(t1 + ALPHA * jax.grad(exact_return)(t1))
 
         def ours(t):
-            value, _ = meta_loss(learner(dice_loss), t, None, jax.random.PRNGKey(0), 2, ALPHA, False)
+            value, _ = one_task_meta_loss(learner(dice_loss), t, None, jax.random.PRNGKey(0), 2, ALPHA, False)
             return value
 
         np.testing.assert_allclose(jax.grad(ours)(theta), finite_difference(target, theta), rtol=1e-6, atol=1e-8)

@@ -18,8 +18,9 @@ import optax
 
 from metarl_cli.algos.base import Algorithm
 from metarl_cli.config import MamlConfig, MamlDqnConfig
+from metarl_cli.devices import even_mesh, replicate, split_tasks
 from metarl_cli.families import RegressionFamily, TaskDistribution
-from metarl_cli.meta import Model, adaptation_curve, meta_loss
+from metarl_cli.meta import Model, adaptation_curve, meta_batch_loss
 from metarl_cli.regression import regression_model
 from metarl_cli.rl.learner import rl_model
 from metarl_cli.rl.q_learner import q_model
@@ -40,6 +41,9 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
     optimizer = optax.chain(*clip, optax.adam(config.outer_lr))
 
+    # The meta-batch is split over the local devices; several seeds share them out instead (seed_mesh).
+    task_mesh = even_mesh(config.meta_batch, "tasks") if config.seeds == 1 else None
+
     def init_params(key):
         theta = model.init(key)
         if config.learn_inner_lr:
@@ -54,21 +58,21 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     def init(key):
         k_params, k_run = jax.random.split(key)
         params = init_params(k_params)
-        return {"params": params, "opt_state": optimizer.init(params), "key": k_run, "iteration": jnp.zeros((), jnp.int32)}
-
-    def task_loss(meta_params, task, key):
-        theta, lr = initialisation_and_rate(meta_params)
-        return meta_loss(model.learner, theta, task, key, config.inner_steps, lr, config.first_order)
+        state = {"params": params, "opt_state": optimizer.init(params), "key": k_run, "iteration": jnp.zeros((), jnp.int32)}
+        return replicate(state, task_mesh)
 
     def batch_loss(meta_params, tasks, keys):
-        losses, (pre, post) = jax.vmap(task_loss, in_axes=(None, 0, 0))(meta_params, tasks, keys)
+        theta, lr = initialisation_and_rate(meta_params)
+        losses, (pre, post) = meta_batch_loss(model.learner, theta, tasks, keys, config.inner_steps, lr, config.first_order)
         return jnp.mean(losses), (jnp.mean(pre), jnp.mean(post))
+
+    loss_and_grads = split_tasks(jax.value_and_grad(batch_loss, has_aux=True), task_mesh)
 
     def step(state):
         key, k_tasks, k_loss = jax.random.split(state["key"], 3)
         tasks = family.sample(k_tasks, config.meta_batch, "train")
         keys = jax.random.split(k_loss, config.meta_batch)
-        (loss, (pre, post)), grads = jax.value_and_grad(batch_loss, has_aux=True)(state["params"], tasks, keys)
+        (loss, (pre, post)), grads = loss_and_grads(state["params"], tasks, keys)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         new_state = {
             "params": optax.apply_updates(state["params"], updates),

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from metarl_cli.families import Family
-from metarl_cli.meta import Learner, Model
+from metarl_cli.meta import Learner, Model, cpu_tasks_per_pass
 from metarl_cli.nets import PolicyFns, make_policy
 from metarl_cli.rl.baseline import discounted_advantages, linear_baseline, reward_to_go
 from metarl_cli.rl.dice import dice_objective, lvc_objective
@@ -66,6 +66,7 @@ def rl_learner(
         query=sample,
         loss=policy_gradient_loss(policy, gamma, estimator),
         score=lambda params, batch: first_episode_return(batch.traj),
+        tasks_per_pass=cpu_tasks_per_pass(lanes * horizon),
     )
 
 

@@ -28,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from metarl_cli.algos import Algorithm
+from metarl_cli.devices import even_mesh
 from metarl_cli.errors import UserError
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console, training_progress
@@ -80,9 +81,7 @@ def seed_mesh(seeds: int) -> Mesh | None:
     """The devices to split `seeds` seeds over: the most local devices that share them evenly, or
     None where that is one device. On a CPU each core is a device (see metarl_cli/__init__.py), so
     8 seeds on two cores run 4 per core rather than all 8 contending for both."""
-    devices = jax.local_devices()
-    count = max(d for d in range(1, min(len(devices), seeds) + 1) if seeds % d == 0)
-    return Mesh(np.array(devices[:count]), ("seed",)) if count > 1 else None
+    return even_mesh(seeds, "seed")
 
 
 def seed_keys(config) -> jax.Array:
@@ -150,8 +149,8 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     if start > config.iterations:  # for callers that skip check_resume (eval's cached baselines)
         checkpoints.close()
         refuse_shorter(run_dir, start, config)
-    if start:
-        state = checkpoints.restore(state, step=start)
+    if start:  # placed on the devices as a fresh start is, so the first call compiles for every later one
+        state = jax.device_put(checkpoints.restore(state, step=start), jax.tree.map(lambda x: x.sharding, state))
         console.print(f"resuming {run_dir} from iteration {start}")
     log.truncate_after(start)
     mesh = seed_mesh(config.seeds)

@@ -1,0 +1,42 @@
+"""How one compiled program spreads over the local devices (on a CPU each core is one device, see
+metarl_cli/__init__.py): an even share of a batch axis per device.
+
+Independent seeds go one share per device (`training.runner.seed_mesh`); a single run's meta-batch
+of tasks is split the same way (`split_tasks`), each device drawing and differentiating its share
+and the results averaged across the devices. On a small CPU that is faster than one program whose
+small operations (a rollout's steps) run on one core while the other waits.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+
+def even_mesh(count: int, axis: str) -> Mesh | None:
+    """The most local devices that share `count` items evenly, as a mesh with one axis; None where
+    that is one device."""
+    devices = jax.local_devices()
+    shares = max(d for d in range(1, min(len(devices), count) + 1) if count % d == 0)
+    return Mesh(np.array(devices[:shares]), (axis,)) if shares > 1 else None
+
+
+def split_tasks(fn, mesh: Mesh | None):
+    """`fn(params, tasks, keys)`, whose outputs are means over the tasks, run on each device of `mesh`
+    for its share of the tasks (and keys) and averaged across them; `fn` itself without a mesh."""
+    if mesh is None:
+        return fn
+    axis = mesh.axis_names[0]
+
+    def share(params, tasks, keys):
+        return jax.lax.pmean(fn(params, tasks, keys), axis)
+
+    return jax.shard_map(share, mesh=mesh, in_specs=(P(), P(axis), P(axis)), out_specs=P(), check_vma=False)
+
+
+def replicate(tree, mesh: Mesh | None):
+    """`tree` placed whole on every device of `mesh` (as-is without one): a state that a program split
+    by `split_tasks` starts from, so its first call compiles for the placement every later call sees."""
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
