@@ -51,3 +51,20 @@ def test_meta_gradient_is_the_same_however_the_meta_batch_is_split():
         split = jax.jit(fn)(params, tasks, keys)
         for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split)):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7, err_msg=name)
+
+
+def test_seeds_run_one_after_another_as_they_would_vmapped():
+    """On a CPU MAML-RL maps its seeds (each pass already sized to the cache); that is a schedule too:
+    the seeds end where vmapped seeds do, and each seed's run differs from the other's."""
+    from metarl_cli.meta import cpu_tasks_per_pass
+    from metarl_cli.training.runner import compile_chunks, initial_state, seed_mesh, seeded_step
+
+    config = MamlRLConfig(env="cartpole-family", lanes=4, horizon=20, hidden=(16, 16), meta_batch=2, seeds=2)
+    algo = make_algorithm("maml", config, get_family(config.env))
+    assert algo.vmap_seeds == (cpu_tasks_per_pass(config.lanes * config.horizon) == 0)
+    mesh = seed_mesh(config.seeds)
+    ends = [compile_chunks(seeded_step(algo.step, config, vmap), mesh)(initial_state(algo, config), 2)[0]
+            for vmap in (True, False)]
+    for a, b in zip(*(jax.tree.leaves(end["params"]) for end in ends)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-7)
+        assert not np.allclose(np.asarray(b)[0], np.asarray(b)[1])

@@ -6,12 +6,12 @@
     scores = algo.adaptation_curve(params, tasks, key, steps, lr_scale)   # (n_tasks, steps + 1), for eval
 
 `step` is pure and not yet compiled: the runner jit-compiles it, alone or as a `lax.scan` over a
-chunk of iterations, and vmaps it over seeds. Its metrics hold "loss" and, by default, "pre_SCORE" /
-"post_SCORE", the score before and after adaptation (SCORE is `score_name`); `summarise` turns a
-chunk's metrics into one record (default: the mean over the chunk). Because the state is one
-pytree, a checkpoint saves and restores it whole and resume is exact. An algorithm whose last
-iterations need other shapes (RL^2's larger batch) names a `later_phase`: a second step over the
-same state, which the runner switches to at its iteration.
+chunk of iterations, and vmaps it over seeds (or maps it, see `vmap_seeds`). Its metrics hold "loss"
+and, by default, "pre_SCORE" / "post_SCORE", the score before and after adaptation (SCORE is
+`score_name`); `summarise` turns a chunk's metrics into one record (default: the mean over the
+chunk). Because the state is one pytree, a checkpoint saves and restores it whole and resume is
+exact. An algorithm whose last iterations need other shapes (RL^2's larger batch) names a
+`later_phase`: a second step over the same state, which the runner switches to at its iteration.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ class Algorithm(NamedTuple):
     # (a random policy, a bandit's classic strategies) that eval prints beside the learned ones.
     reference_scores: Callable[..., dict] | None = None
     later_phase: Phase | None = None
+    # False: one seed's step already fills a device with passes sized to its cache (MAML on a CPU), so
+    # several seeds on a device run one after another; vmapping them would only widen every pass.
+    vmap_seeds: bool = True
 
     @property
     def phases(self) -> list[Phase]:

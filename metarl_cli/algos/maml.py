@@ -103,4 +103,5 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
         env_steps_per_iteration=config.meta_batch * (config.inner_steps + 1) * model.env_steps_per_batch,
         score_name=model.score_name,
         maximize=model.maximize,
+        vmap_seeds=not model.learner.tasks_per_pass,
     )

@@ -4,7 +4,8 @@ The algorithm's step is compiled once, alone when `chunk` is 1 or as a `lax.scan
 iterations when one iteration is too short to pay for a trip through Python (a final, shorter chunk
 compiles its own scan). An algorithm with a later phase has its second step compiled when that
 phase begins; no chunk spans the switch. With `seeds` > 1 the state has a leading seed axis and the
-step is vmapped over it: N independent runs in one program, run i seeded with `seed + i`, so each is
+step is vmapped over it (or, for an algorithm whose one seed fills a device, mapped: `vmap_seeds`): N
+independent runs in one program, run i seeded with `seed + i`, so each is
 the run a single seed `seed + i` would give up to floating-point rounding (which over long runs can
 decide a late collapse); the seeds are split over the local devices where they divide evenly
 (`seed_mesh`).
@@ -96,8 +97,12 @@ def initial_state(algo: Algorithm, config):
     return jax.vmap(algo.init)(seed_keys(config))
 
 
-def seeded_step(step, config):
-    return step if config.seeds == 1 else jax.vmap(step)
+def seeded_step(step, config, vmap_seeds: bool = True):
+    """The step over the state's seed axis: vmapped, or the seeds one after another where a seed's
+    step already fills the device (`Algorithm.vmap_seeds`)."""
+    if config.seeds == 1:
+        return step
+    return jax.vmap(step) if vmap_seeds else partial(jax.lax.map, step)
 
 
 def records(summary: dict, config, counts: dict) -> list[dict]:
@@ -161,7 +166,7 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
 
     def run_chunk(phase: int, state, n: int):
         if phase not in compiled_phases:
-            compiled_phases[phase] = compile_chunks(seeded_step(phases[phase].step, config), mesh)
+            compiled_phases[phase] = compile_chunks(seeded_step(phases[phase].step, config, algo.vmap_seeds), mesh)
         return compiled_phases[phase](state, n)
 
     sign = 1.0 if algo.maximize else -1.0
