@@ -3,7 +3,8 @@
 Importing the package makes XLA present each CPU core as its own device (unless XLA_FLAGS already
 sets a count), before JAX starts: `--seeds N` then splits its seeds over the cores (see
 `training.runner.seed_mesh`), which on a small CPU is far faster than all seeds contending for
-every core. One-seed programs still use every core, and accelerators are unaffected.
+every core; a single MAML-RL run splits its meta-batch over them the same way (`devices.split_tasks`).
+Accelerators are unaffected.
 """
 
 import os

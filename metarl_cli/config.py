@@ -36,7 +36,7 @@ class RunConfig:
 
     env: str = "cartpole-family"
     seed: int = 0
-    seeds: int = 1  # independent runs in one compiled program (vmapped); run i uses seed + i
+    seeds: int = 1  # independent runs in one compiled program (vmapped or mapped); run i uses seed + i
     chunk: int = 1  # iterations per compiled call; metrics are summarised and checkpoints taken per chunk
     checkpoint_every: int = 1  # iterations between checkpoints (rounded up to a whole chunk)
     keep_checkpoints: int = 3

@@ -47,7 +47,7 @@ class Model(NamedTuple):
     env_steps_per_batch: int  # environment steps one support or query batch simulates (0 for regression)
 
 
-CPU_PASS_ROWS = 8192  # x 64 float32 features = 2 MiB, a typical core's L2 cache
+CPU_PASS_ROWS = 8192  # a heuristic: 8192 rows x 64 float32 features = 2 MiB, a typical core's L2 cache
 
 
 def cpu_tasks_per_pass(rows_per_task: int) -> int:
@@ -134,19 +134,20 @@ def meta_batch_loss(learner: Learner, params, tasks, keys, steps: int, lr, first
     """
     key_pairs = jax.vmap(jax.random.split)(keys)
     step_keys = jax.vmap(lambda k: jax.random.split(k, max(steps, 1)))(key_pairs[:, 0])
+    tasks_per_pass = learner.tasks_per_pass if learner.tasks_per_pass < keys.shape[0] else 0  # 0: one pass
     adapted, shared, pre_score = params, True, None
     for i in range(steps):
         batch = _draw(learner.support, adapted, shared, tasks, step_keys[:, i])
         if pre_score is None:
             pre_score = jax.vmap(learner.score, in_axes=(None, 0))(params, batch)
         step = lambda p, b: inner_step(learner, p, b, lr, first_order)  # noqa: E731
-        adapted, shared = _per_pass(learner, step, adapted, shared, batch), False
+        adapted, shared = _per_pass(step, adapted, shared, batch, tasks_per_pass), False
     batch = _draw(learner.query, adapted, shared, tasks, key_pairs[:, 1])
     post_score = jax.vmap(learner.score, in_axes=(None if shared else 0, 0))(adapted, batch)
     if pre_score is None:  # no inner steps: plain multi-task training
         pre_score = post_score
-    loss = jax.checkpoint(learner.loss) if learner.tasks_per_pass else learner.loss
-    return _per_pass(learner, loss, adapted, shared, batch), (pre_score, post_score)
+    loss = jax.checkpoint(learner.loss) if tasks_per_pass else learner.loss
+    return _per_pass(loss, adapted, shared, batch, tasks_per_pass), (pre_score, post_score)
 
 
 def _draw(draw, params, shared: bool, tasks, keys):
@@ -154,17 +155,17 @@ def _draw(draw, params, shared: bool, tasks, keys):
     return jax.vmap(draw, in_axes=(None if shared else 0, 0, 0))(params, tasks, keys)
 
 
-def _per_pass(learner: Learner, fn, params, shared: bool, batches):
-    """fn(params_i, batch_i) for every task, `learner.tasks_per_pass` tasks at a time (all at once if 0)."""
+def _per_pass(fn, params, shared: bool, batches, tasks_per_pass: int):
+    """fn(params_i, batch_i) for every task, `tasks_per_pass` tasks at a time (all at once if 0)."""
     if shared:
         one = lambda b: fn(params, b)  # noqa: E731
         xs = batches
     else:
         one = lambda pb: fn(*pb)  # noqa: E731
         xs = (params, batches)
-    if not learner.tasks_per_pass:
+    if not tasks_per_pass:
         return jax.vmap(one)(xs)
-    return jax.lax.map(one, xs, batch_size=learner.tasks_per_pass)
+    return jax.lax.map(one, xs, batch_size=tasks_per_pass)
 
 
 def adaptation_curve(learner: Learner, params, task, key, lr, scales: jax.Array) -> jax.Array:

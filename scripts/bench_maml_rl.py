@@ -36,10 +36,10 @@ from peers import peer_rate
 
 
 
-def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
+def raw_throughput(family, lanes_total: int, horizon: int, mesh, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
     """Random-policy env steps/s with the same rollout machinery, lanes and horizon: on one device,
-    and with the lanes split over the local devices as training splits its tasks (each the best of
-    several rounds: the raw rollout is short and noisy)."""
+    and with the lanes split over the devices of `mesh` (training's split of its tasks; None: not
+    split), each the best of several rounds (the raw rollout is short and noisy)."""
     space = family.env.action_space(family.base_params)
 
     def random_policy(params, obs, key):
@@ -52,7 +52,6 @@ def raw_throughput(family, lanes_total: int, horizon: int, repeats: int = 20, ro
         return traj.rewards.mean()
 
     layouts = {"one device": one_device}
-    mesh = even_mesh(lanes_total, "tasks")
     if mesh is not None:
         layouts[f"split over {mesh.size} devices"] = split_tasks(one_device, mesh)
     rates = {}
@@ -128,7 +127,7 @@ def main() -> None:
     compile_s, ours = training(config, family)
     rounds = 8
     overhead, lowest, highest = checkpoint_overhead(config, family, rounds)
-    raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon)
+    raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
     print(f"compile time of the meta-step:         {compile_s:8.1f} s")
     print(f"MAML-RL training (checkpoint each it): {ours:12,.0f} env steps/s")

@@ -1,7 +1,10 @@
-"""MAML-RL behaviour: one inner policy-gradient step improves the policy on its own task."""
+"""MAML-RL behaviour: one inner policy-gradient step improves the policy on its own task; how the
+meta-batch and the seeds are scheduled over passes and devices does not change the result."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import MamlRLConfig
@@ -19,49 +22,57 @@ def test_adapted_policy_improves_on_its_task():
     assert gain.mean() > 3 * gain.std(ddof=1) / np.sqrt(len(gain)), scores
 
 
-def test_meta_gradient_is_the_same_however_the_meta_batch_is_split():
+# (inner steps, first order, Meta-SGD rates): the default's second order over two steps, the
+# pretrained baseline's plain multi-task loss, first order, and per-parameter rates.
+VARIANTS = [(2, False, False), (0, False, False), (1, True, False), (1, False, True)]
+
+
+@pytest.mark.parametrize("inner_steps, first_order, per_parameter_rates", VARIANTS)
+def test_meta_gradient_is_the_same_however_the_meta_batch_is_split(inner_steps, first_order, per_parameter_rates):
     """Differentiating the tasks' losses a few at a time, or each device its share of the tasks, is a
-    schedule: the second-order meta-gradient and the scores equal those of all tasks at once."""
+    schedule: the meta-gradient (and the rates' gradient) and the scores equal those of all tasks at once."""
     from metarl_cli.algos.maml import model_for
     from metarl_cli.devices import even_mesh, split_tasks
     from metarl_cli.meta import meta_batch_loss
 
-    config = MamlRLConfig(env="cartpole-family", lanes=4, horizon=20, hidden=(16, 16), meta_batch=4, inner_steps=2)
+    config = MamlRLConfig(env="cartpole-family", lanes=4, horizon=20, hidden=(16, 16), meta_batch=4)
     family = get_family(config.env)
     model = model_for(config, family)
-    params = model.init(jax.random.PRNGKey(0))
+    theta = model.init(jax.random.PRNGKey(0))
+    lr = jax.tree.map(lambda p: jnp.full_like(p, config.inner_lr), theta) if per_parameter_rates else config.inner_lr
     tasks = family.sample(jax.random.PRNGKey(1), config.meta_batch, "train")
     keys = jax.random.split(jax.random.PRNGKey(2), config.meta_batch)
 
     def loss_and_grads(tasks_per_pass: int):
         learner = model.learner._replace(tasks_per_pass=tasks_per_pass)
 
-        def mean_loss(p, t, k):
-            losses, (pre, post) = meta_batch_loss(learner, p, t, k, config.inner_steps, config.inner_lr, False)
+        def mean_loss(meta, t, k):
+            init, rates = meta
+            losses, (pre, post) = meta_batch_loss(learner, init, t, k, inner_steps, rates, first_order)
             return losses.mean(), (pre.mean(), post.mean())
 
         return jax.value_and_grad(mean_loss, has_aux=True)
 
-    whole = jax.jit(loss_and_grads(0))(params, tasks, keys)
-    schedules = {"one task a pass": loss_and_grads(1), "three, then the last one": loss_and_grads(3)}
+    whole = jax.jit(loss_and_grads(0))((theta, lr), tasks, keys)
+    schedules = {"one task a pass": loss_and_grads(1)}
+    if VARIANTS.index((inner_steps, first_order, per_parameter_rates)) == 0:
+        schedules["three, then the last one"] = loss_and_grads(3)
     mesh = even_mesh(config.meta_batch, "tasks")
     if mesh is not None:  # one CPU device per core: none to split over on a single core
-        schedules["split over devices"] = split_tasks(loss_and_grads(1), mesh)
+        schedules["split over devices, one task a pass"] = split_tasks(loss_and_grads(1), mesh)
     for name, fn in schedules.items():
-        split = jax.jit(fn)(params, tasks, keys)
+        split = jax.jit(fn)((theta, lr), tasks, keys)
         for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split)):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7, err_msg=name)
 
 
 def test_seeds_run_one_after_another_as_they_would_vmapped():
     """On a CPU MAML-RL maps its seeds (each pass already sized to the cache); that is a schedule too:
-    the seeds end where vmapped seeds do, and each seed's run differs from the other's."""
-    from metarl_cli.meta import cpu_tasks_per_pass
+    the seeds, each in two passes of one task, end where vmapped seeds do, and differ from each other."""
     from metarl_cli.training.runner import compile_chunks, initial_state, seed_mesh, seeded_step
 
-    config = MamlRLConfig(env="cartpole-family", lanes=4, horizon=20, hidden=(16, 16), meta_batch=2, seeds=2)
+    config = MamlRLConfig(env="cartpole-family", lanes=32, horizon=256, hidden=(16, 16), meta_batch=2, seeds=2)
     algo = make_algorithm("maml", config, get_family(config.env))
-    assert algo.vmap_seeds == (cpu_tasks_per_pass(config.lanes * config.horizon) == 0)
     mesh = seed_mesh(config.seeds)
     ends = [compile_chunks(seeded_step(algo.step, config, vmap), mesh)(initial_state(algo, config), 2)[0]
             for vmap in (True, False)]

@@ -4,7 +4,8 @@ The task family decides what a step adapts on (`Model`): rollouts and a policy-g
 for a gymnax family, (x, y) points and the squared error for a regression family, and for
 maml-dqn epsilon-greedy transitions and the TD error of a Q-network. The loop is the
 same: `inner_steps` gradient steps per task (second order unless `first_order`), the adapted
-parameters' query loss averaged over a meta-batch of train-split tasks (vmapped), Adam outside.
+parameters' query loss averaged over a meta-batch of train-split tasks (`meta.meta_batch_loss`;
+split over the local devices with one seed, `devices.split_tasks`), Adam outside.
 With `learn_inner_lr` (Meta-SGD, Li et al. 2017) the meta-parameters are {"init": theta, "inner_lr":
 a rate per parameter, starting at inner_lr} and both are meta-learned. With inner_steps = 0 the same
 step is plain multi-task training, which is how the pretrained baseline is made.
@@ -41,8 +42,13 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
     optimizer = optax.chain(*clip, optax.adam(config.outer_lr))
 
-    # The meta-batch is split over the local devices; several seeds share them out instead (seed_mesh).
-    task_mesh = even_mesh(config.meta_batch, "tasks") if config.seeds == 1 else None
+    # A learner whose tasks are differentiated in cache-sized passes (MAML-RL on a CPU) fills a device
+    # with one task's work: its meta-batch is split over the local devices (with one seed; several
+    # seeds share the devices out instead, seed_mesh) and several seeds on a device run one after
+    # another. Small tasks are not split: at meta-batch 24 the sinusoid ran at 2,200-2,500 it/s whole
+    # and 1,250-1,650 split, the cross-device mean costing more than the halved step.
+    large_tasks = model.learner.tasks_per_pass > 0
+    task_mesh = even_mesh(config.meta_batch, "tasks") if large_tasks and config.seeds == 1 else None
 
     def init_params(key):
         theta = model.init(key)
@@ -103,5 +109,5 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
         env_steps_per_iteration=config.meta_batch * (config.inner_steps + 1) * model.env_steps_per_batch,
         score_name=model.score_name,
         maximize=model.maximize,
-        vmap_seeds=not model.learner.tasks_per_pass,
+        vmap_seeds=not large_tasks,
     )
