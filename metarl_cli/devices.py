@@ -1,10 +1,11 @@
 """How one compiled program spreads over the local devices (on a CPU each core is one device, see
 metarl_cli/__init__.py): an even share of a batch axis per device.
 
-Independent seeds go one share per device (`training.runner.seed_mesh`); a single run's meta-batch
-of tasks is split the same way (`split_tasks`), each device drawing and differentiating its share
-and the results averaged across the devices. On a small CPU that is faster than one program whose
-small operations (a rollout's steps) run on one core while the other waits.
+Independent seeds go one share per device (`training.runner.seed_mesh`); a single MAML-RL run's
+meta-batch of tasks is split the same way (`split_tasks`, used by `algos.maml` where a task's work
+is large), each device drawing and differentiating its share and the results averaged across the
+devices. On a small CPU that is faster than one program whose small operations (a rollout's steps)
+run on one core while the other waits.
 """
 
 from __future__ import annotations

@@ -2,13 +2,12 @@
 
 The algorithm's step is compiled once, alone when `chunk` is 1 or as a `lax.scan` over `chunk`
 iterations when one iteration is too short to pay for a trip through Python (a final, shorter chunk
-compiles its own scan). An algorithm with a later phase has its second step compiled when that
-phase begins; no chunk spans the switch. With `seeds` > 1 the state has a leading seed axis and the
-step is vmapped over it (or, for an algorithm whose one seed fills a device, mapped: `vmap_seeds`): N
-independent runs in one program, run i seeded with `seed + i`, so each is
-the run a single seed `seed + i` would give up to floating-point rounding (which over long runs can
-decide a late collapse); the seeds are split over the local devices where they divide evenly
-(`seed_mesh`).
+compiles its own scan). An algorithm with a later phase has its second step compiled when that phase
+begins; no chunk spans the switch. With `seeds` > 1 the state has a leading seed axis and the step
+is vmapped over it (or, for an algorithm whose one seed fills a device, mapped: `vmap_seeds`): N
+independent runs in one program, run i seeded with `seed + i`, so each is the run a single seed
+`seed + i` would give up to floating-point rounding (which over long runs can decide a late
+collapse); the seeds are split over the local devices where they divide evenly (`seed_mesh`).
 After each call: check the loss is finite, append the chunk's summary to metrics.jsonl (one line per
 seed, with "seed" when there are several), advance the progress bar, hand the state to the
 checkpoint manager. A non-finite loss stops the run before its state is saved, so the latest
