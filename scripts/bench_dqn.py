@@ -8,7 +8,11 @@ Prints, from one run on this machine, for `metarl train dqn --env cartpole` (500
     most 3 times one seed, a ratio of 0.375), compilation counted once;
   - the training time beside purejaxrl's dqn.py on the same settings, as shared/PROTOCOLS.md
     records it for the 2-core CPU (about 27 s plus about 10 s of compilation): a reference figure
-    from that machine, not run here.
+    from that machine, not run here;
+  - an arithmetic floor for the seeds' ratio: the time the N seeds' gradient steps spend in their
+    four products with the largest layer alone (the online and target networks' forward passes,
+    the backward pass's input and weight gradients), timed as training runs them
+    (vmapped, the seeds split over the devices), over N times one seed's training time.
 
 Usage: python scripts/bench_dqn.py [--total-steps 500000] [--seeds 8]
 """
@@ -16,12 +20,41 @@ Usage: python scripts/bench_dqn.py [--total-steps 500000] [--seeds 8]
 from __future__ import annotations
 
 import argparse
+import time
 
 import jax
 
 from bench_seeds import timed_run
+from metarl_cli.training.runner import compile_chunks, seed_mesh
 
 PUREJAXRL_SECONDS, PUREJAXRL_COMPILE = 27.0, 10.0  # shared/PROTOCOLS.md, 500k steps on the 2-core CPU
+
+
+def product_seconds(seeds: int, batch: int, hidden: list[int], repeats: int = 2000) -> float:
+    """Seconds per gradient step that `seeds` seeds spend in the four products of their largest
+    layer (hidden[0] x hidden[1]) with a batch, run as training runs its seeds: vmapped, and split
+    over the devices by the same mesh (the best of five calls of `repeats` steps)."""
+    width_in, width_out = hidden[0], hidden[1]
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    state = {"x": jax.random.normal(keys[0], (seeds, batch, width_in)),
+             "w": jax.random.normal(keys[1], (seeds, width_in, width_out)),
+             "w_target": jax.random.normal(keys[2], (seeds, width_in, width_out)),
+             "dy": jax.random.normal(keys[3], (seeds, batch, width_out))}
+
+    def step(s):  # one seed: online and target forward products, then the backward pass's two
+        online, target = s["x"] @ s["w"], s["x"] @ s["w_target"]
+        dx, dw = s["dy"] @ s["w"].T, s["x"].T @ s["dy"]
+        feedback = 1e-9 * (online.mean() + target.mean() + dx.mean() + dw.mean())  # keeps every product live
+        return {**s, "x": s["x"] + feedback, "dy": s["dy"] + feedback}, {"loss": feedback}
+
+    run = compile_chunks(jax.vmap(step), seed_mesh(seeds))
+    state, _ = jax.block_until_ready(run(state, repeats))
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        state, _ = jax.block_until_ready(run(state, repeats))
+        best = min(best, (time.perf_counter() - t0) / repeats)
+    return best
 
 
 def main() -> None:
@@ -43,6 +76,11 @@ def main() -> None:
     one, many = results[1], results[args.seeds]
     print(f"{args.seeds} seeds / one seed:                 {many / one:6.2f} x")
     print(f"{args.seeds} seeds / ({args.seeds} x one seed):            {many / (args.seeds * one):6.3f}   (target <= 0.375)")
+    gradient_steps = (config.total_steps - config.learning_starts) // config.train_every
+    products = product_seconds(args.seeds, config.batch_size, config.hidden) * gradient_steps
+    layer = "x".join(map(str, config.hidden[:2]))
+    print(f"{args.seeds} seeds' four {layer}-layer products alone: {products:6.1f} s of their gradient steps, "
+          f"a floor of {products / (args.seeds * one):.3f} on the ratio above")
     if args.total_steps == 500_000:
         print(f"one seed / purejaxrl dqn.py (reference {PUREJAXRL_SECONDS:.0f} s + {PUREJAXRL_COMPILE:.0f} s compile, PROTOCOLS.md): "
               f"{one / PUREJAXRL_SECONDS:.2f}   (target <= 1)")
