@@ -112,7 +112,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     if isinstance(config, MamlDqnConfig):
         candidates.append(multi_task_dqn(run_dir, algo, config, family, steps, show_progress))
     elif algo.adapts and not algo.trial_episodes:
-        candidates.append(pretrained(run_dir, algo_name, config, family, steps, show_progress))
+        candidates.append(pretrained(run_dir, algo, algo_name, config, family, steps, show_progress))
     if isinstance(family, RegressionFamily):
         candidates.append(oracle(run_dir, algo_name, config, show_progress))
     methods, per_task = {}, {}
@@ -146,10 +146,16 @@ def _baseline_config(config, **changes):
     )
 
 
-def pretrained(run_dir: Path, algo_name: str, config, family, steps: int, show_progress: bool) -> Candidate:
-    """The multi-task network, fine-tuned at inner_lr or (tune_baseline_lr) at its best step size."""
+def pretrained(run_dir: Path, algo: Algorithm, algo_name: str, config, family, steps: int, show_progress: bool) -> Candidate:
+    """The multi-task network, fine-tuned at inner_lr or (tune_baseline_lr) at its best step size.
+
+    It is adapted by the run's own `algo`, as the meta-learned network is (one compiled adaptation
+    for both), unless the run meta-learns its step sizes too (Meta-SGD), whose algorithm adapts
+    {"init", "inner_lr"} rather than plain parameters: then by the baseline's algorithm."""
     base_config = _baseline_config(config)
-    algo, params = baseline_params(run_dir / "baselines" / "pretrained", algo_name, base_config, show_progress)
+    base_algo, params = baseline_params(run_dir / "baselines" / "pretrained", algo_name, base_config, show_progress)
+    if config.learn_inner_lr:
+        algo = base_algo
     if not config.tune_baseline_lr:
         return Candidate("pretrained (multi-task)", algo, params, 1.0)
     scale = tuned_lr_scale(algo, params, family, config.eval_tasks, max(steps, 1))
