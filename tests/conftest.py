@@ -1,12 +1,35 @@
 """Shared fixtures: a tiny MAML config that compiles fast, a helper that runs the CLI in-process, a
-check that two runs ended in the same state, and MAML's meta-loss for a single task."""
+check that two runs ended in the same state, and MAML's meta-loss for a single task; and a
+compilation cache for the session."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import pytest
+
+_SESSION_CACHE: str | None = None
+
+
+def pytest_configure(config):
+    """Give JAX a persistent compilation cache for this session (unless one is set): tests that run
+    the CLI rebuild the same programs in fresh closures, which JAX's in-memory cache cannot match,
+    and compiling is most of the suite's time on a small CPU. The cache is removed at the end."""
+    global _SESSION_CACHE
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        _SESSION_CACHE = tempfile.mkdtemp(prefix="metarl-test-xla-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
 
 TINY = ["meta_batch=2", "lanes=4", "horizon=20", "hidden=[16,16]", "eval_tasks=4", "eval_steps=1"]
 
