@@ -154,12 +154,11 @@ def pretrained(run_dir: Path, algo: Algorithm, algo_name: str, config, family, s
     {"init", "inner_lr"} rather than plain parameters: then by the baseline's algorithm."""
     base_config = _baseline_config(config)
     base_algo, params = baseline_params(run_dir / "baselines" / "pretrained", algo_name, base_config, show_progress)
-    if config.learn_inner_lr:
-        algo = base_algo
+    adapter = base_algo if config.learn_inner_lr else algo
     if not config.tune_baseline_lr:
-        return Candidate("pretrained (multi-task)", algo, params, 1.0)
-    scale = tuned_lr_scale(algo, params, family, config.eval_tasks, max(steps, 1))
-    return Candidate(f"pretrained (multi-task, step {scale * config.inner_lr:g})", algo, params, scale)
+        return Candidate("pretrained (multi-task)", adapter, params, 1.0)
+    scale = tuned_lr_scale(adapter, params, family, config.eval_tasks, max(steps, 1))
+    return Candidate(f"pretrained (multi-task, step {scale * config.inner_lr:g})", adapter, params, scale)
 
 
 def multi_task_dqn(run_dir: Path, algo: Algorithm, config: MamlDqnConfig, family, steps: int, show_progress: bool) -> Candidate:
