@@ -154,26 +154,29 @@ def test_entropy_anneal_keeps_the_first_update_and_lowers_the_bonus_after_it():
 
 
 def test_second_phase_switches_the_step_and_bonus_as_a_resume_with_them_would():
+    agent = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "entropy_coef=0.5", "entropy_anneal=true"]
+
     def steps(first_sets, second_sets=None):
-        """Params after iteration 1 and 2; the second under `second_sets` when given (a resume)."""
+        """Params after iterations 2 and 3; the third under `second_sets` when given (a resume)."""
         def algo(sets):
-            base = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "iterations=2", "entropy_coef=0.5"]
-            config = resolve_config("rl2", "bandit", None, base + sets)
+            config = resolve_config("rl2", "bandit", None, agent + sets)
             return make_algorithm("rl2", config, family_for(config))
 
         first_algo = algo(first_sets)
         first_step = jax.jit(first_algo.step)
         second_step = first_step if second_sets is None else jax.jit(algo(second_sets).step)
-        first = first_step(first_algo.init(jax.random.PRNGKey(0)))[0]
-        return first["params"], second_step(first)[0]["params"]
+        state = first_algo.init(jax.random.PRNGKey(0))
+        for _ in range(2):
+            state = first_step(state)[0]
+        return state["params"], second_step(state)[0]["params"]
 
-    phased = steps(["second_phase_at=1", "second_phase_lr=0.0002", "second_phase_entropy_coef=0"])
-    resumed = steps([], ["lr=0.0002", "entropy_coef=0"])
-    plain = steps([])
-    for a, b, c in zip(*(jax.tree.leaves(p[0]) for p in (phased, resumed, plain))):
-        np.testing.assert_array_equal(a, b)  # iteration 1 is the first phase's
-        np.testing.assert_array_equal(a, c)
-    # Iteration 2 is the resumed run's (to rounding: Adam's step at lr 1e-3 scaled by 0.2, against
+    # The bonus anneals to 0 by iteration 2 in the phased run as in the run of 2 iterations it resumes.
+    phased = steps(["iterations=3", "second_phase_at=2", "second_phase_lr=0.0002", "second_phase_entropy_coef=0"])
+    resumed = steps(["iterations=2"], ["iterations=3", "lr=0.0002", "entropy_coef=0"])
+    plain = steps(["iterations=3"])
+    for a, b in zip(jax.tree.leaves(phased[0]), jax.tree.leaves(resumed[0])):
+        np.testing.assert_array_equal(a, b)  # iterations 1 and 2 are the first phase's
+    # Iteration 3 is the resumed run's (to rounding: Adam's step at lr 1e-3 scaled by 0.2, against
     # Adam's step at lr 2e-4), and not the plain run's.
     for a, b in zip(jax.tree.leaves(phased[1]), jax.tree.leaves(resumed[1])):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
