@@ -1,8 +1,8 @@
 """Flax networks: the MLP (a regressor on its own) and policies, an MLP torso with a categorical or
 diagonal-Gaussian head.
 
-`make_policy(family, hidden)` returns pure functions (init, sample, log_prob) so the algorithms never
-branch on the action space themselves.
+`make_policy(obs_dim, action_dim, discrete, hidden)` returns pure functions (init, sample, log_prob)
+so the algorithms never branch on the action space themselves.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     RUN/config.toml      the resolved config (what `metarl eval` and `--resume` read back)
     RUN/manifest.json    command line, git commit, package versions, devices, seed; each --resume
-    RUN/metrics.jsonl    one JSON line per meta-iteration
+    RUN/metrics.jsonl    one JSON line per chunk of iterations (per seed with --seeds)
     RUN/checkpoints/     Orbax: the last few training states and the best-scoring one
     RUN/eval.json        written by `metarl eval`, one entry per split
 """
@@ -110,7 +110,7 @@ def load_run(run_dir: Path) -> tuple[str, Any, dict]:
 
 
 class MetricsLog:
-    """Appends one JSON line per iteration; on resume, drops lines past the restored iteration."""
+    """Appends JSON lines (one per chunk and seed); on resume, drops lines past the restored iteration."""
 
     def __init__(self, path: Path):
         self.path = path
