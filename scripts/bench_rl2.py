@@ -38,7 +38,8 @@ def main() -> None:
     algo = make_algorithm("rl2", config, family)
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
-    raw = raw_throughput(family, config.meta_batch, trial_steps)
+    # One RL^2 run is not split over the devices, so neither is the raw rollout it is set beside.
+    raw = raw_throughput(family, config.meta_batch, trial_steps, mesh=None)["one device"]
     print(f"compile time of the training step:   {summary.compile_seconds:8.1f} s")
     print(f"RL^2 training:                       {summary.env_steps_per_second:12,.0f} agent steps/s")
     print(f"raw random-policy gymnax, same batch: {raw:12,.0f} env steps/s")
