@@ -262,7 +262,9 @@ class Rl2Config(RunConfig):
     epochs: int = 4
     minibatches: int = 4  # of the trials, per epoch
     entropy_coef: float = 0.01
-    entropy_anneal: bool = False  # the entropy coefficient falls linearly to 0 by `second_phase_at` or `iterations`
+    # The entropy coefficient falls linearly to 0 over the first phase: by `second_phase_at` or
+    # `iterations`, whichever comes first.
+    entropy_anneal: bool = False
     # From iteration `second_phase_at` on (0: never) the learning rate is `second_phase_lr` and the
     # entropy coefficient `second_phase_entropy_coef`: a second, finer phase within one run.
     second_phase_at: int = 0

@@ -170,9 +170,10 @@ def test_second_phase_switches_the_step_and_bonus_as_a_resume_with_them_would():
             state = first_step(state)[0]
         return state["params"], second_step(state)[0]["params"]
 
-    # The bonus anneals to 0 by iteration 2 in the phased run as in the run of 2 iterations it resumes.
+    # The bonus anneals to 0 by iteration 2 in the phased run as in the run of 2 iterations it resumes,
+    # whose second phase (at 100) lies beyond its end.
     phased = steps(["iterations=3", "second_phase_at=2", "second_phase_lr=0.0002", "second_phase_entropy_coef=0"])
-    resumed = steps(["iterations=2"], ["iterations=3", "lr=0.0002", "entropy_coef=0"])
+    resumed = steps(["iterations=2", "second_phase_at=100"], ["iterations=3", "lr=0.0002", "entropy_coef=0"])
     plain = steps(["iterations=3"])
     for a, b in zip(jax.tree.leaves(phased[0]), jax.tree.leaves(resumed[0])):
         np.testing.assert_array_equal(a, b)  # iterations 1 and 2 are the first phase's

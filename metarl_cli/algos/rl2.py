@@ -33,8 +33,9 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
                                  config.multiplicative_inputs, config.gated_heads)
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
     optimizer = optax.chain(*clip, optax.adam(config.lr, eps=1e-5))
-    if config.entropy_anneal:  # to 0 over the first phase: where a second phase starts, or the run's end
-        entropy_schedule = optax.linear_schedule(config.entropy_coef, 0.0, config.second_phase_at or config.iterations)
+    if config.entropy_anneal:  # to 0 over the first phase: by a second phase's start or the run's end
+        first_phase = min(config.second_phase_at, config.iterations) if config.second_phase_at else config.iterations
+        entropy_schedule = optax.linear_schedule(config.entropy_coef, 0.0, first_phase)
     else:
         entropy_schedule = optax.constant_schedule(config.entropy_coef)
 
