@@ -1,5 +1,5 @@
 """The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest;
-checkpoints in Orbax's default (OCDBT) format still restore; a later phase's step takes over at its
+checkpoints in Orbax's standard format (with or without OCDBT) still restore; a later phase's step takes over at its
 iteration."""
 
 import json
@@ -46,11 +46,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
-def test_checkpoints_written_with_ocdbt_still_restore(tmp_path):
-    """Runs saved before checkpoints dropped OCDBT (Orbax's default format) restore as before."""
+@pytest.mark.parametrize("use_ocdbt", [True, False])
+def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
+    """Runs saved by Orbax's standard handler (earlier runs: OCDBT, Orbax's default, then without it)
+    restore as before."""
     state = {"params": jnp.arange(5.0), "iteration": jnp.asarray(7, jnp.int32)}
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
-    with ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), options=options) as manager:
+    handler = ocp.StandardCheckpointHandler(use_ocdbt=use_ocdbt)
+    with ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), options=options, item_handlers=handler) as manager:
         manager.save(7, args=ocp.args.StandardSave(pack(state)))
     checkpoints = Checkpoints(tmp_path, keep=2)
     try:
