@@ -102,3 +102,32 @@ def test_later_phase_starts_at_its_iteration_with_no_chunk_across_the_switch_and
             assert float(ckpt.restore(algo.init(None))["params"]) == 3 * 1.0 + 3 * 10.0
         finally:
             ckpt.close()
+
+
+def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path):
+    """keep_checkpoints latest states plus the one with the best post-adaptation score; `which="best"`
+    restores that one, also after a resumed run adds later, worse iterations."""
+
+    def step(state):  # params counts iterations; the score peaks at the 3rd
+        it = state["iteration"] + 1
+        metrics = {"loss": jnp.asarray(1.0), "pre_return": jnp.asarray(0.0), "post_return": -((it - 3.0) ** 2)}
+        return {"params": state["params"] + 1.0, "iteration": it}, metrics
+
+    algo = Algorithm(
+        init=lambda key: {"params": jnp.zeros(()), "iteration": jnp.zeros((), jnp.int32)},
+        step=step,
+        adaptation_curve=None,
+        init_params=None,
+        env_steps_per_iteration=1,
+        score_name="return",
+    )
+    train(algo, MamlRLConfig(iterations=6, keep_checkpoints=2), tmp_path, resume=False, show_progress=False)
+    train(algo, MamlRLConfig(iterations=9, keep_checkpoints=2), tmp_path, resume=True, show_progress=False)
+    ckpt = Checkpoints(tmp_path, 2)
+    try:
+        assert ckpt.manager.all_steps() == [3, 8, 9]
+        assert (ckpt.step("best"), ckpt.step()) == (3, 9)
+        assert float(ckpt.restore(algo.init(None), which="best")["params"]) == 3.0
+        assert float(ckpt.restore(algo.init(None))["params"]) == 9.0
+    finally:
+        ckpt.close()
