@@ -105,9 +105,6 @@ class PackedStateHandler(ocp.CheckpointHandler):
         with path.open("rb") as f, np.load(f) as arrays:
             return {name: arrays[name] for name in arrays.files}
 
-    def metadata(self, directory) -> None:
-        return None
-
 
 @ocp.args.register_with_handler(PackedStateHandler, for_save=True)
 @dataclasses.dataclass
