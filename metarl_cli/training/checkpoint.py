@@ -94,11 +94,11 @@ class PackedStateHandler(ocp.CheckpointHandler):
 
     FILE = "state.npz"
 
-    def save(self, directory, args: "PackedSave") -> None:
+    def save(self, directory, args: PackedSave) -> None:
         with (directory / self.FILE).open("wb") as f:
             np.savez(f, **args.packed)
 
-    def restore(self, directory, args: "PackedRestore") -> dict[str, np.ndarray]:
+    def restore(self, directory, args: PackedRestore) -> dict[str, np.ndarray]:
         path = directory / self.FILE
         if not path.exists():
             return ocp.StandardCheckpointHandler().restore(directory, args=ocp.args.StandardRestore(args.template))
