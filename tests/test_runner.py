@@ -1,6 +1,6 @@
 """The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest;
-checkpoints in Orbax's standard format (with or without OCDBT) still restore; a later phase's step takes over at its
-iteration."""
+checkpoints in Orbax's standard format (with or without OCDBT) still restore; a later phase's step
+takes over at its iteration; the best-scoring checkpoint is kept beside the latest."""
 
 import json
 
@@ -15,6 +15,19 @@ from metarl_cli.training.checkpoint import Checkpoints, pack
 from metarl_cli.training.runner import DivergedError, train
 
 
+def toy_algorithm(step, params_shape=(), **extra) -> Algorithm:
+    """An Algorithm around `step` on a state of float params and an iteration count (1 env step an iteration)."""
+    return Algorithm(
+        init=lambda key: {"params": jnp.zeros(params_shape), "iteration": jnp.zeros((), jnp.int32)},
+        step=step,
+        adaptation_curve=None,
+        init_params=None,
+        env_steps_per_iteration=1,
+        score_name="return",
+        **extra,
+    )
+
+
 def diverging_algorithm(bad_iteration: int) -> Algorithm:
     def step(state):
         it = state["iteration"] + 1
@@ -22,14 +35,7 @@ def diverging_algorithm(bad_iteration: int) -> Algorithm:
         metrics = {"loss": loss, "pre_return": -loss, "post_return": -loss}
         return {"params": state["params"] + loss, "iteration": it}, metrics
 
-    return Algorithm(
-        init=lambda key: {"params": jnp.zeros(3), "iteration": jnp.zeros((), jnp.int32)},
-        step=step,
-        adaptation_curve=None,
-        init_params=None,
-        env_steps_per_iteration=1,
-        score_name="return",
-    )
+    return toy_algorithm(step, params_shape=(3,))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -74,15 +80,7 @@ def two_phase_algorithm(switch_at: int) -> Algorithm:
 
         return step
 
-    return Algorithm(
-        init=lambda key: {"params": jnp.zeros(()), "iteration": jnp.zeros((), jnp.int32)},
-        step=adding(1.0),
-        adaptation_curve=None,
-        init_params=None,
-        env_steps_per_iteration=1,
-        score_name="return",
-        later_phase=Phase(switch_at, adding(10.0), 4),
-    )
+    return toy_algorithm(adding(1.0), later_phase=Phase(switch_at, adding(10.0), 4))
 
 
 def test_later_phase_starts_at_its_iteration_with_no_chunk_across_the_switch_and_resumes(tmp_path):
@@ -113,14 +111,7 @@ def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path)
         metrics = {"loss": jnp.asarray(1.0), "pre_return": jnp.asarray(0.0), "post_return": -((it - 3.0) ** 2)}
         return {"params": state["params"] + 1.0, "iteration": it}, metrics
 
-    algo = Algorithm(
-        init=lambda key: {"params": jnp.zeros(()), "iteration": jnp.zeros((), jnp.int32)},
-        step=step,
-        adaptation_curve=None,
-        init_params=None,
-        env_steps_per_iteration=1,
-        score_name="return",
-    )
+    algo = toy_algorithm(step)
     train(algo, MamlRLConfig(iterations=6, keep_checkpoints=2), tmp_path, resume=False, show_progress=False)
     train(algo, MamlRLConfig(iterations=9, keep_checkpoints=2), tmp_path, resume=True, show_progress=False)
     ckpt = Checkpoints(tmp_path, 2)
