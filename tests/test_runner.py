@@ -1,6 +1,7 @@
 """The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest;
 checkpoints in Orbax's standard format (with or without OCDBT) still restore; a later phase's step
-takes over at its iteration; the best-scoring checkpoint is kept beside the latest."""
+takes over at its iteration; the best-scoring checkpoint is kept beside the latest, also in runs
+that recorded the score as an Orbax metric."""
 
 import json
 
@@ -11,7 +12,7 @@ import pytest
 
 from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
-from metarl_cli.training.checkpoint import Checkpoints, pack
+from metarl_cli.training.checkpoint import Checkpoints, PackedSave, PackedStateHandler, pack
 from metarl_cli.training.runner import DivergedError, train
 
 
@@ -68,6 +69,25 @@ def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
         checkpoints.close()
     np.testing.assert_array_equal(restored["params"], np.arange(5.0))
     assert int(restored["iteration"]) == 7
+
+
+def test_runs_that_scored_checkpoints_as_orbax_metrics_keep_their_best(tmp_path):
+    """Earlier runs recorded each step's score as an Orbax metric: their best step is still found,
+    still kept when a resumed run saves later, worse steps, and still restores."""
+    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False, best_fn=lambda m: m["score"])
+    with ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), options=options, item_handlers=PackedStateHandler()) as manager:
+        for step, score in ((1, -4.0), (2, 5.0), (3, 1.0)):
+            manager.save(step, args=PackedSave(pack({"params": jnp.asarray(float(step))})), metrics={"score": score})
+    checkpoints = Checkpoints(tmp_path, keep=1)
+    try:
+        assert (checkpoints.step("best"), checkpoints.step()) == (2, 3)
+        checkpoints.save(4, {"params": jnp.asarray(4.0)}, score=0.0)
+        checkpoints.save(5, {"params": jnp.asarray(5.0)}, score=-1.0)
+        assert (checkpoints.step("best"), checkpoints.step()) == (2, 5)
+        assert checkpoints.manager.all_steps() == [2, 5]
+        assert float(checkpoints.restore({"params": jnp.zeros(())}, which="best")["params"]) == 2.0
+    finally:
+        checkpoints.close()
 
 
 def two_phase_algorithm(switch_at: int) -> Algorithm:

@@ -1,11 +1,17 @@
 """Orbax checkpoints of the whole training state: the last few plus the best by score, one manager.
 
-Each save records the iteration's score as an Orbax metric; the manager's preservation policy keeps
-the latest `keep` checkpoints and the best-scoring one, so "best" costs no extra write and survives
-resume. Saving runs on one background thread at the lowest CPU priority: `save` copies the state to
+Each save records the iteration's score in the step's own metadata (Orbax's `custom_metadata`,
+written with every step anyway), and the manager's preservation policy (`LatestAndBest`) keeps the
+latest `keep` checkpoints and the best-scoring one, so "best" costs no extra write and survives
+resume. Orbax's metrics item would do the same with a second item in every save, which cost about
+2 ms of CPU more a save on the 2-core CPU (12.5 against 10.6 ms, saves alternating in one process).
+Saving runs on one background thread at the lowest CPU priority: `save` copies the state to
 host memory and returns at once, so the next meta-iteration computes while the previous state is
-written in the cores' idle moments (a save still running when the next is asked for is waited for
-first). Only complete checkpoints are ever restored: the manager writes each step into a temporary
+written in whatever time the cores leave idle (a save still running when the next is asked for is
+waited for first). That hides a save where the host waits on an accelerator; on the 2-core CPU,
+where MAML-RL's step keeps both cores busy, a save's CPU time adds to training nearly in full (a
+meta-iteration followed by a save took 98.2 ms with the thread, 98.4 ms saving in line, 84.3 ms
+without a save, timed alternating in one process). Only complete checkpoints are ever restored: the manager writes each step into a temporary
 directory and renames it when done.
 
 The state is written as one flat vector per dtype (`pack`), restored against the algorithm's
@@ -22,6 +28,7 @@ by the standard handler (earlier runs, with or without OCDBT) still restore.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +38,6 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from orbax.checkpoint import checkpoint_managers as policies
 
 
 def _yield_to_training() -> None:
@@ -46,28 +52,41 @@ def _yield_to_training() -> None:
 
 class Checkpoints:
     def __init__(self, run_dir: Path, keep: int):
-        score = lambda metrics: metrics["score"]  # noqa: E731
-        keep_policy = policies.AnyPreservationPolicy([policies.LatestN(n=keep), policies.BestN(get_metric_fn=score, n=1)])
+        self._scores: dict[int, float] = {}  # step -> score, for every step on disk
         options = ocp.CheckpointManagerOptions(
-            enable_async_checkpointing=False, create=True, preservation_policy=keep_policy, best_fn=score, best_mode="max"
+            enable_async_checkpointing=False, create=True, preservation_policy=LatestAndBest(keep, self._scores)
         )
         self.manager = ocp.CheckpointManager(
             (run_dir / "checkpoints").absolute(), options=options, item_handlers=PackedStateHandler()
         )
+        self._scores.update({step: self._saved_score(step) for step in self.manager.all_steps()})
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint", initializer=_yield_to_training)
         self._pending: Future | None = None
+
+    def _saved_score(self, step: int) -> float:
+        custom = self.manager.metadata(step).custom_metadata or {}
+        if "score" in custom:
+            return float(custom["score"])
+        metrics = self.manager.metrics(step)  # runs saved when the score was an Orbax metric
+        return float(metrics["score"]) if metrics else -math.inf
 
     def save(self, step: int, state: Any, score: float) -> None:
         packed = pack(jax.device_get(state))
         self.wait()
+        on_disk = set(self.manager.all_steps())
+        for old in [s for s in self._scores if s not in on_disk]:
+            del self._scores[old]
+        self._scores[step] = float(score)
         self._pending = self._worker.submit(
-            self.manager.save, step, args=PackedSave(packed), metrics={"score": float(score)}
+            self.manager.save, step, args=PackedSave(packed), custom_metadata={"score": float(score)}
         )
 
     def step(self, which: str = "latest") -> int | None:
         """The iteration of the latest (or, with which="best", the best-scoring) complete checkpoint."""
         self.wait()
-        return self.manager.best_step() if which == "best" else self.manager.latest_step()
+        if which == "best":
+            return _best(self.manager.all_steps(), self._scores)
+        return self.manager.latest_step()
 
     def restore(self, target: Any, which: str = "latest", step: int | None = None) -> Any:
         step = self.step(which) if step is None else step
@@ -86,6 +105,26 @@ class Checkpoints:
         finally:
             self._worker.shutdown(wait=True)
             self.manager.close()
+
+
+def _best(steps, scores: dict[int, float]) -> int | None:
+    """The step of the highest score (the latest of equal ones); None without steps."""
+    return max(steps, key=lambda step: (scores.get(step, -math.inf), step), default=None)
+
+
+@dataclasses.dataclass
+class LatestAndBest:
+    """An Orbax preservation policy: the latest `keep` checkpoints and the best-scoring one, by the
+    scores `Checkpoints` records (`scores`: step -> score)."""
+
+    keep: int
+    scores: dict[int, float]
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        steps = [info.step for info in checkpoints]
+        latest = set(sorted(steps)[-self.keep :]) if self.keep > 0 else set()
+        best = _best(steps, self.scores)
+        return [step in latest or step == best for step in steps]
 
 
 class PackedStateHandler(ocp.CheckpointHandler):
