@@ -80,8 +80,9 @@ def checkpoint_overhead(config, family, rounds: int, block: int = 4) -> tuple[fl
     """Median, min and max over `rounds` of: the time of `block` meta-iterations each followed by a
     save as the runner makes it (the round's last save waited for) over the time of `block` without.
 
-    The blocks alternate in one process on one compiled step: the machine's drift between separate
-    runs (10 to 20%) was larger than the effect measured.
+    The blocks alternate in one process on one compiled step, the one with saves first in every
+    other round: the machine's drift between separate runs (10 to 20%) was larger than the effect
+    measured, and within a run it moves single rounds by as much.
     """
     algo = make_algorithm("maml", config, family)
     run_chunk = compile_chunks(algo.step)
@@ -90,9 +91,9 @@ def checkpoint_overhead(config, family, rounds: int, block: int = 4) -> tuple[fl
     with tempfile.TemporaryDirectory() as tmp:
         checkpoints = Checkpoints(Path(tmp), config.keep_checkpoints)
         try:
-            for _ in range(rounds):
+            for round_ in range(rounds):
                 seconds = {}
-                for saving in (False, True):
+                for saving in (False, True) if round_ % 2 == 0 else (True, False):
                     t0 = time.perf_counter()
                     for _ in range(block):
                         state, metrics = run_chunk(state, 1)
@@ -125,7 +126,7 @@ def main() -> None:
           f"{'first' if config.first_order else 'second'} order")
 
     compile_s, ours = training(config, family)
-    rounds = 8
+    rounds = 16
     overhead, lowest, highest = checkpoint_overhead(config, family, rounds)
     raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
