@@ -75,7 +75,8 @@ def test_runs_that_scored_checkpoints_as_orbax_metrics_keep_their_best(tmp_path)
     """Earlier runs recorded each step's score as an Orbax metric: their best step is still found,
     still kept when a resumed run saves later, worse steps, and still restores."""
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False, best_fn=lambda m: m["score"])
-    with ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), options=options, item_handlers=PackedStateHandler()) as manager:
+    directory = (tmp_path / "checkpoints").absolute()
+    with ocp.CheckpointManager(directory, options=options, item_handlers=PackedStateHandler()) as manager:
         for step, score in ((1, -4.0), (2, 5.0), (3, 1.0)):
             manager.save(step, args=PackedSave(pack({"params": jnp.asarray(float(step))})), metrics={"score": score})
     checkpoints = Checkpoints(tmp_path, keep=1)

@@ -11,8 +11,8 @@ written in whatever time the cores leave idle (a save still running when the nex
 waited for first). That hides a save where the host waits on an accelerator; on the 2-core CPU,
 where MAML-RL's step keeps both cores busy, a save's CPU time adds to training nearly in full (a
 meta-iteration followed by a save took 98.2 ms with the thread, 98.4 ms saving in line, 84.3 ms
-without a save, timed alternating in one process). Only complete checkpoints are ever restored: the manager writes each step into a temporary
-directory and renames it when done.
+without a save, timed alternating in one process). Only complete checkpoints are ever restored:
+the manager writes each step into a temporary directory and renames it when done.
 
 The state is written as one flat vector per dtype (`pack`), restored against the algorithm's
 initial state as template (`unpack`), and the manager's item is those few vectors in one .npz file
