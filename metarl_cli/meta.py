@@ -13,6 +13,7 @@ it there. `lr` is a scalar or a pytree shaped like the parameters (per-parameter
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -47,15 +48,35 @@ class Model(NamedTuple):
     env_steps_per_batch: int  # environment steps one support or query batch simulates (0 for regression)
 
 
-CPU_PASS_ROWS = 8192  # a heuristic: 8192 rows x 64 float32 features = 2 MiB, a typical core's L2 cache
+DEFAULT_CORE_CACHE_BYTES = 1 << 20  # a core's L2 cache where the OS does not say (1 MiB is common)
 
 
-def cpu_tasks_per_pass(rows_per_task: int) -> int:
-    """`Learner.tasks_per_pass` for tasks of this many rows: about CPU_PASS_ROWS rows a pass on a CPU,
-    the whole meta-batch (0) on an accelerator, which wants the widest arrays."""
+def core_cache_bytes() -> int:
+    """The size of a core's L2 cache as Linux reports it, else DEFAULT_CORE_CACHE_BYTES."""
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "level").read_text().strip() == "2" and (index / "type").read_text().strip() != "Instruction":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+        except (OSError, ValueError):
+            continue
+    return DEFAULT_CORE_CACHE_BYTES
+
+
+def cpu_tasks_per_pass(rows_per_task: int, width: int) -> int:
+    """`Learner.tasks_per_pass` for tasks of `rows_per_task` rows through layers up to `width` wide:
+    on a CPU, as many tasks as keep one layer's float32 activations within a core's L2 cache (at
+    least one); on an accelerator the whole meta-batch (0), which wants the widest arrays.
+
+    Measured on a 2-core CPU with 1 MiB of L2 a core, one process splitting the meta-batch over the
+    cores: CartPole's 64-wide policy on 4,000-row tasks took 107.4 ms a meta-iteration at one task a
+    pass (1.0 MB) against 117.3 ms at two; point-nav's 100-wide one on 2,000-row tasks 70.8 ms at
+    one (0.8 MB), 86.8 ms at two, 126.3 ms at four; passes well inside the cache (0.4 and 0.5 MB)
+    ran as fast as half as many tasks a pass."""
     if jax.default_backend() != "cpu":
         return 0
-    return max(1, CPU_PASS_ROWS // rows_per_task)
+    return max(1, core_cache_bytes() // (rows_per_task * width * 4))
 
 
 def inner_step(learner: Learner, params, batch, lr, first_order: bool):

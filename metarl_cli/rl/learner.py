@@ -51,8 +51,10 @@ def policy_gradient_loss(policy: PolicyFns, gamma: float, estimator: str):
 
 
 def rl_learner(
-    family: Family, policy: PolicyFns, lanes: int, horizon: int, gamma: float, normalize: bool, estimator: str
+    family: Family, policy: PolicyFns, width: int, lanes: int, horizon: int, gamma: float, normalize: bool, estimator: str
 ) -> Learner:
+    """`width`: the policy's widest hidden layer, which sizes the passes on a CPU (`cpu_tasks_per_pass`)."""
+
     def sample(params, task, key):
         traj = rollout(family.env, policy.sample, params, task, key, lanes, horizon)
         returns = reward_to_go(traj.rewards, traj.dones, gamma)
@@ -66,13 +68,13 @@ def rl_learner(
         query=sample,
         loss=policy_gradient_loss(policy, gamma, estimator),
         score=lambda params, batch: first_episode_return(batch.traj),
-        tasks_per_pass=cpu_tasks_per_pass(lanes * horizon),
+        tasks_per_pass=cpu_tasks_per_pass(lanes * horizon, width),
     )
 
 
 def rl_model(family: Family, hidden, lanes: int, horizon: int, gamma: float, normalize: bool, estimator: str) -> Model:
     policy = make_policy(family.obs_dim, family.action_dim, family.discrete, hidden)
-    learner = rl_learner(family, policy, lanes, horizon, gamma, normalize, estimator)
+    learner = rl_learner(family, policy, max(hidden, default=family.obs_dim), lanes, horizon, gamma, normalize, estimator)
     return Model(
         init=policy.init, learner=learner, eval_learner=learner, score_name="return", maximize=True, env_steps_per_batch=lanes * horizon
     )
