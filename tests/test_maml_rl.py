@@ -1,5 +1,6 @@
 """MAML-RL behaviour: one inner policy-gradient step improves the policy on its own task; how the
-meta-batch and the seeds are scheduled over passes and devices does not change the result."""
+meta-batch and the seeds are scheduled over passes and devices does not change the result; a pass
+holds as many tasks as fit a core's L2 cache."""
 
 import jax
 import jax.numpy as jnp
@@ -79,3 +80,25 @@ def test_seeds_run_one_after_another_as_they_would_vmapped():
     for a, b in zip(*(jax.tree.leaves(end["params"]) for end in ends)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-7)
         assert not np.allclose(np.asarray(b)[0], np.asarray(b)[1])
+
+
+def test_passes_hold_as_many_tasks_as_fit_the_l2_cache_linux_reports(tmp_path, monkeypatch):
+    """The L2 size is read from the cache directories (level 2, not the instruction cache), with a
+    default where there are none; a pass holds as many tasks as one layer's activations fit in it."""
+    import metarl_cli.meta as meta
+
+    def cache(name, level, kind, size):
+        index = tmp_path / "cpu0" / name
+        index.mkdir(parents=True)
+        for field, value in (("level", level), ("type", kind), ("size", size)):
+            (index / field).write_text(value + "\n")
+
+    assert meta.core_cache_bytes(tmp_path / "cpu0") == meta.DEFAULT_CORE_CACHE_BYTES
+    cache("index0", "1", "Data", "48K")
+    cache("index1", "2", "Instruction", "64K")
+    cache("index2", "2", "Unified", "2048K")
+    assert meta.core_cache_bytes(tmp_path / "cpu0") == 2 << 20
+
+    monkeypatch.setattr(meta, "core_cache_bytes", lambda: 1 << 20)
+    shapes = [(4000, 64), (2000, 100), (1000, 100), (100_000, 64)]  # rows a task, widest layer
+    assert [meta.cpu_tasks_per_pass(rows, width) for rows, width in shapes] == [1, 1, 2, 1]

@@ -74,7 +74,7 @@ def rl_learner(
 
 def rl_model(family: Family, hidden, lanes: int, horizon: int, gamma: float, normalize: bool, estimator: str) -> Model:
     policy = make_policy(family.obs_dim, family.action_dim, family.discrete, hidden)
-    learner = rl_learner(family, policy, max(hidden, default=family.obs_dim), lanes, horizon, gamma, normalize, estimator)
+    learner = rl_learner(family, policy, max(hidden), lanes, horizon, gamma, normalize, estimator)
     return Model(
         init=policy.init, learner=learner, eval_learner=learner, score_name="return", maximize=True, env_steps_per_batch=lanes * horizon
     )

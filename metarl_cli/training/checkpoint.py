@@ -42,8 +42,9 @@ import orbax.checkpoint as ocp
 
 def _yield_to_training() -> None:
     """Run the saving thread (and the threads it starts) at the lowest CPU priority, where the OS
-    allows a thread its own: a save then takes the cores' idle moments rather than time from the
-    training step that runs beside it."""
+    allows a thread its own: a save then gets what time the cores leave idle rather than competing
+    with the training step beside it (where training keeps every core busy, it still waits: see
+    the module docstring)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):  # no per-thread priorities here: save at normal priority
