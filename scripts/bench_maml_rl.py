@@ -39,7 +39,9 @@ from peers import peer_rate
 def raw_throughput(family, lanes_total: int, horizon: int, mesh, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
     """Random-policy env steps/s with the same rollout machinery, lanes and horizon: on one device,
     and with the lanes split over the devices of `mesh` (training's split of its tasks; None: not
-    split), each the best of several rounds (the raw rollout is short and noisy)."""
+    split), each the best of several rounds (the raw rollout is short and noisy). Its random draws
+    are hashed as training's are (metarl_cli/threefry.py, registered by importing metarl_cli.algos):
+    a random policy's step is mostly hashing, so JAX's own CPU lowering would show a lower rate."""
     space = family.env.action_space(family.base_params)
 
     def random_policy(params, obs, key):
