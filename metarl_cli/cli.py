@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metarl_cli.config import ALGORITHMS, resolve_config, resumed_config
+from metarl_cli.config import ALGORITHMS, parse_override, resolve_config, resumed_config
 from metarl_cli.errors import UserError
 from metarl_cli.training.progress import console, stdout_console
 
@@ -52,6 +52,8 @@ def train(
     if seeds is not None:
         if resume:
             raise UserError("--resume continues a run with its saved seeds; drop --seeds")
+        if any(parse_override(text)[0] == "seeds" for text in set_):
+            raise UserError("give the number of seeds once: --seeds N or --set seeds=N")
         set_ = [*set_, f"seeds={seeds}"]
     if resume:
         if run_dir is None:
@@ -183,8 +185,9 @@ def report(
     out_prefix: Path = typer.Option(Path("report"), "--out", "-o", help="Writes OUT.csv and OUT.json."),
 ):
     """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split."""
-    from metarl_cli.report import expand_runs, run_rows, write_report
+    from metarl_cli.report import expand_runs, report_paths, run_rows, write_report
 
+    report_paths(out_prefix)  # refuse a bad --out before the work
     rows = [row for run in expand_runs(runs) for row in run_rows(run, step)]
     if not rows:
         raise UserError("nothing to report: the runs have no metrics yet")
@@ -205,9 +208,10 @@ def plot(
     output: Path = typer.Option(..., "--output", "-o", help="The PNG to write."),
 ):
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
-    from metarl_cli.plot import plot_runs
+    from metarl_cli.plot import check_output, plot_runs
     from metarl_cli.report import expand_runs
 
+    check_output(output)  # refuse a bad --output before reading the runs
     plot_runs(expand_runs(runs), output)
     console.print(f"wrote {output}")
 
@@ -249,3 +253,7 @@ def main() -> None:
     except UserError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as e:  # a path that cannot be read or written: the system's reason and the path
+        where = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+        console.print(f"[red]error:[/] {escape(e.strerror or str(e))}{escape(': ' + where) if where else ''}", highlight=False, soft_wrap=True)
+        sys.exit(1)

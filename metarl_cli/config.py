@@ -354,19 +354,27 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a TOML file (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"malformed TOML in {path}: {e}") from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` with a TOML value (numbers, true/false, [lists], "strings"); bare words are strings."""
+    """`key=value` with a TOML value (numbers, true/false, [lists], "strings"); a number TOML does not
+    spell (.001, 1.) as Python reads it; other bare words are strings."""
     if "=" not in text:
         raise UserError(f"--set expects key=value, got '{text}'")
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
+        try:
+            value = float(raw)
+        except ValueError:
+            value = raw
     return key, value
 
 
@@ -438,6 +446,8 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(sets, key, value)
+    if env and "env" in sets and sets["env"] != env:
+        raise UserError(f"--env {env} and --set env={sets['env']} disagree; give the family once")
     chosen_env = env or sets.get("env") or user.get("env") or next(iter(CONFIGS[algo].values())).env
     if not isinstance(chosen_env, str):
         raise UserError(f"config key 'env' expects a family name, got {chosen_env!r}")

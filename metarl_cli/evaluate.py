@@ -86,8 +86,12 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         if steps is not None:
             raise UserError(f"{algo_name} adapts within a trial of {algo.trial_episodes} episode(s), not by steps; drop --steps")
         steps = algo.trial_episodes - 1
+    elif not algo.adapts:
+        if steps:
+            raise UserError(f"{algo_name} does not adapt at evaluation (it is scored after 0 steps only); drop --steps")
+        steps = 0
     else:
-        steps = (config.eval_steps if steps is None else steps) if algo.adapts else 0
+        steps = config.eval_steps if steps is None else steps
 
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:

@@ -9,7 +9,6 @@ metrics.jsonl and eval.json, so it works on a run that is still training.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.report import TRAINING_METRICS  # noqa: E402
+from metarl_cli.report import TRAINING_METRICS, read_evaluation  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -29,7 +28,8 @@ LABELS = {"post_return": "return after adaptation", "post_mse": "query MSE after
 
 
 def learning_curve(run_dir: Path):
-    """(metric, iterations, mean over seeds, CI half-width over seeds, seeds) or None before the first chunk."""
+    """(metric, iterations, mean over seeds, CI half-width over seeds, seeds), or None before the
+    first chunk with a value (a DQN chunk in which no episode ended has none)."""
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     metric = next((m for m in TRAINING_METRICS if records and m in records[-1]), None)
     if metric is None:
@@ -38,19 +38,28 @@ def learning_curve(run_dir: Path):
     for r in records:
         if r.get(metric) is not None:
             by_iteration[r["iteration"]].append(r[metric])
+    if not by_iteration:
+        return None
     iterations = np.array(sorted(by_iteration))
     stats = [mean_ci95(by_iteration[i]) for i in iterations]
     seeds = max(len(v) for v in by_iteration.values())
     return metric, iterations, np.array([m for m, _ in stats]), np.array([h for _, h in stats]), seeds
 
 
-def plot_runs(runs: list[Path], output: Path) -> None:
+def check_output(output: Path) -> None:
+    """A UserError unless `output` can name the PNG to write."""
     if output.suffix.lower() != ".png":
         raise UserError(f"--output must be a .png file, got {output}")
+    if output.is_dir():
+        raise UserError(f"--output {output} is a directory; give the PNG file to write")
+
+
+def plot_runs(runs: list[Path], output: Path) -> None:
+    """Learning and adaptation curves of `runs` into the PNG `output` (see `check_output`)."""
     curves = {run: learning_curve(run) for run in runs}
     for run in runs:
         load_run(run)
-    evaluations = {run: json.loads((run / "eval.json").read_text()) for run in runs if (run / "eval.json").is_file()}
+    evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
     if not any(curves.values()) and not evaluations:
         raise UserError("nothing to plot: the runs have no metrics yet")
     panels = 2 if evaluations else 1

@@ -95,16 +95,23 @@ def _training_rows(run_dir: Path) -> list[ReportRow]:
     return [ReportRow(str(run_dir), "train", "training", f"final {metric}", len(last), len(values), value, low, high)]
 
 
-def _eval_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
+def read_evaluation(run_dir: Path) -> dict:
+    """The run's eval.json ({split: result}), {} where it has none; a UserError where it is not one."""
     path = run_dir / "eval.json"
     if not path.is_file():
-        return []
+        return {}
     try:
         evaluation = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{path} is not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON; `metarl eval {run_dir}` writes it again") from None
+    if not (isinstance(evaluation, dict) and all(isinstance(r, dict) and "methods" in r for r in evaluation.values())):
+        raise UserError(f"{path} is not an evaluation written by metarl; `metarl eval {run_dir}` writes it again")
+    return evaluation
+
+
+def _eval_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     rows = []
-    for split, result in sorted(evaluation.items()):
+    for split, result in sorted(read_evaluation(run_dir).items()):
         per_task = result.get("per_task")
         if not per_task:
             continue  # written before per-task scores were kept; `metarl eval` again to include it
@@ -126,8 +133,15 @@ def _eval_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     return rows
 
 
+def report_paths(prefix: Path) -> tuple[Path, Path]:
+    """The CSV and JSON files a report with this prefix writes; a UserError where it names a directory."""
+    if prefix.name in ("", ".", "..") or prefix.is_dir():
+        raise UserError(f"--out {prefix} names a directory; give a file prefix such as {prefix / 'report'}")
+    return prefix.with_suffix(".csv"), prefix.with_suffix(".json")
+
+
 def write_report(rows: list[ReportRow], prefix: Path) -> tuple[Path, Path]:
-    csv_path, json_path = prefix.with_suffix(".csv"), prefix.with_suffix(".json")
+    csv_path, json_path = report_paths(prefix)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)

@@ -27,6 +27,16 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
     assert [r["after_steps"] for r in rows] == [0, 1]
     assert all(np.isfinite(r["mean"]) and r["ci95"] >= 0 for r in rows)
 
+    # A config edited after training, or a damaged checkpoint: one line saying so, not a wrong table.
+    config = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(config.replace("hidden = [", "hidden = [3, "))
+    code, _, err = cli("eval", str(run), "-q")
+    assert code == 2 and "was config.toml edited after training?" in err and "Traceback" not in err
+    (run / "config.toml").write_text(config)
+    next((run / "checkpoints" / "3").rglob("state.npz")).unlink()
+    code, _, err = cli("eval", str(run), "-q")
+    assert code == 2 and "(damaged or incomplete)" in err and "Traceback" not in err
+
 
 def test_maml_seeds_in_one_program_log_and_evaluate_each_seed(cli, tmp_path):
     # Meta-SGD, whose algorithm adapts {"init", "inner_lr"}: eval adapts the pretrained baseline by the baseline's own.
@@ -98,12 +108,16 @@ def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):
 def test_existing_run_is_not_overwritten(cli, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "notes.txt").write_text("mine")
+    (run / "manifest.json").write_text('{"tool": "metarl"}')
     code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "-q")
-    assert code != 0 and "already exists" in err
-    code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "--overwrite", "-q")
-    assert code != 0 and "not a metarl run directory" in err
-    assert (run / "notes.txt").read_text() == "mine"
+    assert code != 0 and "already exists; pass --resume to continue it or --overwrite" in err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for overwrite in ([], ["--overwrite"]):
+        code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(mine), *overwrite, "-q")
+        assert code != 0 and "not a metarl run (no manifest.json); choose another --run-dir" in err
+    assert (mine / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(
@@ -137,6 +151,15 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "rl2", "--set", "second_phase_at=-1"], "second_phase_at must be >= 0 (0: no second phase), got -1"),
         (["train", "rl2", "--set", "second_phase_lr=0"], "second_phase_lr must be a positive number"),
         (["train", "dqn", "--resume", "-o", "FOREIGN", "--seeds", "2"], "--resume continues a run with its saved seeds"),
+        (["train", "maml", "--config", "FOREIGN"], "is a directory, not a TOML file"),
+        (["train", "maml", "--config", "BINARY"], "is not a TOML file (not UTF-8 text)"),
+        (["train", "maml", "-o", "FILE"], "exists and is not a directory; choose another --run-dir"),
+        (["train", "maml", "-o", "FILE/run"], "Not a directory"),
+        (["train", "maml", "--env", "sinusoid", "--set", "env=linear"], "--env sinusoid and --set env=linear disagree"),
+        (["train", "maml", "--seeds", "2", "--set", "seeds=3"], "give the number of seeds once"),
+        (["eval", "FILE"], "is not a directory"),
+        (["report", "FOREIGN", "-o", "FOREIGN"], "names a directory; give a file prefix"),
+        (["plot", "FOREIGN", "-o", "PNGDIR"], "is a directory; give the PNG file to write"),
     ],
 )
 def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, message):
@@ -144,7 +167,14 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     bad_toml.write_text("iterations = = 3\n")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
-    subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "FOREIGN": str(foreign)}
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"iterations = \xff\xfe")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a run")
+    png_dir = tmp_path / "plots.png"
+    png_dir.mkdir()
+    subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "FOREIGN": str(foreign), "BINARY": str(binary),
+             "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir)}
     code, _, err = cli(*(subst.get(a, a) for a in args))
     assert code != 0
     assert message in err

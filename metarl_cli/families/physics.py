@@ -62,13 +62,15 @@ def cartpole_family() -> Family:
 
 
 def cartpole_single() -> Family:
-    """Plain CartPole-v1 (default physics, 500-step episodes): one task, every split the same."""
+    """Plain CartPole-v1 (default physics, 500-step episodes): one task, the same in train and test,
+    and no held-out (ood) one."""
     env = CartPole()
     return Family(
         name="cartpole",
         summary="gymnax CartPole-v1 with its default physics: a single task (DQN's benchmark)",
         env=env,
         horizon=500,
+        splits=("train", "test"),
     )
 
 

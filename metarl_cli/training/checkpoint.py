@@ -31,6 +31,7 @@ import dataclasses
 import math
 import os
 import threading
+import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from metarl_cli.errors import UserError
 
 
 def _yield_to_training() -> None:
@@ -90,9 +93,15 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def restore(self, target: Any, which: str = "latest", step: int | None = None) -> Any:
+        """The state saved at `step` (default: the latest, or the best), shaped like `target`; a
+        UserError where that checkpoint cannot be read or does not fit `target`."""
         step = self.step(which) if step is None else step
-        packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
-        return unpack(packed, target)
+        where = self.manager.directory / str(step)
+        try:
+            packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise UserError(f"cannot read the checkpoint in {where} (damaged or incomplete): {e}") from None
+        return unpack(packed, target, where)
 
     def wait(self) -> None:
         """Block until the save in flight (if any) is complete; re-raise its error."""
@@ -141,6 +150,8 @@ class PackedStateHandler(ocp.CheckpointHandler):
     def restore(self, directory, args: PackedRestore) -> dict[str, np.ndarray]:
         path = directory / self.FILE
         if not path.exists():
+            if not (directory / "_METADATA").exists():  # neither format: the step is incomplete
+                raise FileNotFoundError(f"no {self.FILE} in {directory}")
             return ocp.StandardCheckpointHandler().restore(directory, args=ocp.args.StandardRestore(args.template))
         with path.open("rb") as f, np.load(f) as arrays:
             return {name: arrays[name] for name in arrays.files}
@@ -167,8 +178,17 @@ def pack(tree: Any) -> dict[str, np.ndarray]:
     return {dtype: np.concatenate(parts) for dtype, parts in groups.items()}
 
 
-def unpack(packed: dict[str, np.ndarray], template: Any) -> Any:
-    """Inverse of `pack`, shaped and typed like `template`."""
+def unpack(packed: dict[str, np.ndarray], template: Any, source: Any = "the checkpoint") -> Any:
+    """Inverse of `pack`, shaped and typed like `template`; a UserError naming `source` where the
+    packed state holds other numbers of values than `template` needs (a config changed since)."""
+    needed: dict[str, int] = {}
+    for leaf in jax.tree.leaves(template):
+        dtype = np.dtype(leaf.dtype).name
+        needed[dtype] = needed.get(dtype, 0) + int(np.prod(np.shape(leaf), dtype=np.int64))
+    held = {dtype: np.asarray(vector).size for dtype, vector in packed.items()}
+    if needed != held:
+        raise UserError(f"{source} holds a state of {_sizes(held)} values where this run's config needs {_sizes(needed)}: "
+                        "was config.toml edited after training?")
     offsets = {dtype: 0 for dtype in packed}
     leaves = []
     for leaf in jax.tree.leaves(template):
@@ -177,3 +197,7 @@ def unpack(packed: dict[str, np.ndarray], template: Any) -> Any:
         offsets[dtype] = start + int(np.prod(leaf.shape, dtype=np.int64))
         leaves.append(jax.numpy.asarray(np.asarray(packed[dtype])[start : offsets[dtype]].reshape(leaf.shape)))
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
+
+
+def _sizes(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {dtype}" for dtype, n in sorted(counts.items()))

@@ -35,11 +35,13 @@ def default_run_dir(algo: str, env: str) -> Path:
 
 def prepare_new(run_dir: Path, overwrite: bool) -> None:
     """Make an empty run directory; refuse to touch an existing non-empty one unless told to."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} exists and is not a directory; choose another --run-dir")
     if run_dir.exists() and any(run_dir.iterdir()):
+        if not (run_dir / "manifest.json").is_file():
+            raise UserError(f"{run_dir} is a non-empty directory but not a metarl run (no manifest.json); choose another --run-dir")
         if not overwrite:
             raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
-        if not (run_dir / "manifest.json").is_file():
-            raise UserError(f"{run_dir} is not a metarl run directory (no manifest.json); refusing to overwrite it")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -92,7 +94,7 @@ def _git_commit() -> str | None:
 def load_run(run_dir: Path) -> tuple[str, Any, dict]:
     """(algo, config, manifest) of an existing run, or a UserError saying why it is not one."""
     if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
+        raise UserError(f"{run_dir} is not a directory" if run_dir.exists() else f"run directory not found: {run_dir}")
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.is_file():
         raise UserError(f"{run_dir} is not a metarl run directory (no manifest.json)")

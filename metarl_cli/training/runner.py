@@ -156,6 +156,8 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     if start:  # placed on the devices as a fresh start is, so the first call compiles for every later one
         state = jax.device_put(checkpoints.restore(state, step=start), jax.tree.map(lambda x: x.sharding, state))
         console.print(f"resuming {run_dir} from iteration {start}")
+    elif resume:
+        console.print(f"{run_dir} has no complete checkpoint: starting it again from iteration 0")
     log.truncate_after(start)
     mesh = seed_mesh(config.seeds)
     if mesh is not None:
@@ -210,10 +212,10 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
                     timed_env_steps += n * phases[phase].env_steps_per_iteration
                 finite = np.isfinite(chunk_metrics["loss"])
                 if not finite.all():
-                    raise DivergedError(
-                        f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and the "
-                        f"latest checkpoint (iteration {checkpoints.step()}) is the last good state"
-                    )
+                    last_good = checkpoints.step()
+                    kept = (f"the latest checkpoint (iteration {last_good}) is the last good state" if last_good is not None
+                            else "no checkpoint had been written yet")
+                    raise DivergedError(f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and {kept}")
                 previous, done = done, done + n
                 summary = algo.summary(chunk_metrics)
                 counts = {"iteration": done}
