@@ -9,6 +9,7 @@
 # finished is skipped; one that was interrupted is resumed from its latest checkpoint; up to JOBS
 # points (default 2) run at once. Extra arguments after `--` go to every new run (e.g. --seeds 4).
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
+# Values are split on commas, so list-valued keys (hidden=[64,64]) cannot be swept.
 set -euo pipefail
 if [ $# -lt 3 ]; then
   sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -29,12 +30,18 @@ extra=("$@")
 sweep_dir=${SWEEP_DIR:-runs/sweep-$algo-$env}
 jobs=${JOBS:-2}
 metarl=${METARL:-metarl}
+case "$jobs" in
+  '' | *[!0-9]* | 0) echo "error: JOBS must be a whole number of parallel points, at least 1, got '$jobs'" >&2; exit 2 ;;
+esac
 
 # The grid: start from one empty point, multiply by each axis in turn.
 points=("")
 for axis in "${axes[@]}"; do
   key=${axis%%=*} values=${axis#*=}
   [ -n "$key" ] && [ -n "$values" ] || { echo "error: empty key or values in '$axis'" >&2; exit 2; }
+  case "$values" in
+    *'['* | *']'*) echo "error: '$axis': list values cannot be swept (the values are split on commas)" >&2; exit 2 ;;
+  esac
   IFS=, read -r -a vals <<<"$values"
   next=()
   for point in "${points[@]}"; do
@@ -44,6 +51,16 @@ for axis in "${axes[@]}"; do
 done
 
 mkdir -p "$sweep_dir"
+# A sweep directory holds one algorithm on one family: its points would otherwise be skipped as finished.
+if [ -f "$sweep_dir/sweep-of" ] && [ "$(cat "$sweep_dir/sweep-of")" != "$algo $env" ]; then
+  echo "error: $sweep_dir holds a sweep of $(cat "$sweep_dir/sweep-of"), not $algo $env; set SWEEP_DIR to another directory" >&2
+  exit 2
+fi
+echo "$algo $env" >"$sweep_dir/sweep-of"
+failed_point() {  # $1: the point, $2: its log; the log's last line says why
+  echo "FAILED $1: $(tail -n 1 "$2") (see $2)"
+}
+
 run_point() {  # $1: the point's name; its key=value pairs are comma-separated
   local point=$1 dir="$sweep_dir/$1" log="$sweep_dir/$1.log" sets=() pair
   if [ -f "$dir/sweep-done" ]; then
@@ -54,11 +71,11 @@ run_point() {  # $1: the point's name; its key=value pairs are comma-separated
   for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
   if [ -f "$dir/manifest.json" ]; then
     echo "resume $point"
-    "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { echo "FAILED $point (see $log)"; return 1; }
+    "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { failed_point "$point" "$log"; return 1; }
   else
     echo "start  $point"
     "$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" -o "$dir" -q >"$log" 2>&1 \
-      || { echo "FAILED $point (see $log)"; return 1; }
+      || { failed_point "$point" "$log"; return 1; }
   fi
   touch "$dir/sweep-done"
   echo "done   $point"

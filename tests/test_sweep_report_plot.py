@@ -13,19 +13,21 @@ from metarl_cli.report import iqm, run_rows, stratified_bootstrap_ci
 
 SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
 
-# A stand-in for `metarl`: records its arguments and makes the run directory it was pointed at.
+# A stand-in for `metarl`: records its arguments and makes the run directory it was pointed at, or
+# with $FAIL set fails as metarl does, with one error line.
 FAKE_METARL = """#!/usr/bin/env bash
 echo "$@" >> "$CALLS"
+[ -n "${FAIL:-}" ] && { echo "error: $FAIL" >&2; exit 2; }
 while [ $# -gt 0 ]; do [ "$1" = "-o" ] && dir=$2; shift; done
 mkdir -p "$dir" && echo '{"tool": "metarl"}' > "$dir/manifest.json"
 """
 
 
-def sweep(tmp_path, *args):
+def sweep(tmp_path, *args, **env_vars):
     fake = tmp_path / "fake-metarl"
     fake.write_text(FAKE_METARL)
     fake.chmod(0o755)
-    env = {**os.environ, "METARL": str(fake), "SWEEP_DIR": str(tmp_path / "sweep"), "CALLS": str(tmp_path / "calls"), "JOBS": "3"}
+    env = {**os.environ, "METARL": str(fake), "SWEEP_DIR": str(tmp_path / "sweep"), "CALLS": str(tmp_path / "calls"), "JOBS": "3", **env_vars}
     done = subprocess.run(["bash", str(SWEEP), *args], env=env, capture_output=True, text=True)
     calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
     (tmp_path / "calls").unlink(missing_ok=True)
@@ -50,9 +52,27 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     assert done.stdout.count("skip") == 5
 
 
-def test_sweep_rejects_a_malformed_axis(tmp_path):
-    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr")
-    assert done.returncode == 2 and "expected KEY=V1,V2" in done.stderr and not calls
+@pytest.mark.parametrize("axis, jobs, message", [
+    ("inner_lr", "3", "expected KEY=V1,V2"),
+    ("hidden=[32,32],[64,64]", "3", "list values cannot be swept"),
+    ("inner_lr=0.1,0.2", "0", "JOBS must be a whole number"),
+    ("inner_lr=0.1,0.2", "two", "JOBS must be a whole number"),
+])
+def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", axis, JOBS=jobs)
+    assert done.returncode == 2 and message in done.stderr and not calls
+
+
+def test_a_sweep_directory_holds_one_algorithm_on_one_family(tmp_path):
+    assert sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2")[0].returncode == 0
+    done, calls = sweep(tmp_path, "dqn", "cartpole", "lr=0.1,0.2")
+    assert done.returncode == 2 and "holds a sweep of maml cartpole-family" in done.stderr and not calls
+
+
+def test_a_failed_point_says_why(tmp_path):
+    done, _ = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", FAIL="unknown env 'nope'")
+    assert done.returncode == 1
+    assert done.stdout.count("FAILED") == 2 and "error: unknown env 'nope'" in done.stdout
 
 
 def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
