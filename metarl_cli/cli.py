@@ -80,6 +80,9 @@ def train(
     except DivergedError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    if summary.iterations_done == 0:
+        console.print(f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it")
+        return
     if summary.iterations_per_second:
         rate = f"{summary.iterations_per_second:,.1f} it/s"
         if summary.env_steps_per_second:

@@ -60,7 +60,8 @@ def summarise_strata(strata: list[np.ndarray]) -> tuple[float, float, float]:
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run directories, with a directory of runs (a sweep) replaced by the runs inside it, sorted."""
+    """Run directories, with a directory of runs (a sweep) replaced by the runs inside it, sorted; a
+    run named twice (or also inside a named sweep) counts once."""
     runs = []
     for path in paths:
         if (path / "manifest.json").is_file():
@@ -69,7 +70,13 @@ def expand_runs(paths: list[Path]) -> list[Path]:
             runs.extend(inner)
         else:
             raise UserError(f"{path} is neither a metarl run directory nor a directory of runs")
-    return runs
+    seen: set[Path] = set()
+    unique = []
+    for run in runs:
+        if run.resolve() not in seen:
+            seen.add(run.resolve())
+            unique.append(run)
+    return unique
 
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:

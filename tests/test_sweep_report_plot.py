@@ -109,7 +109,8 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     evaluated = rows[("test", "meta-learned")]
     # Pooled after 1 step: 1, 2, 3, 4 and 2, 3, 4, 5 -> sorted middle four 2, 3, 3, 4.
     assert (evaluated.seeds, evaluated.n, evaluated.iqm) == (2, 8, 3.0)
-    code, out, err = cli("report", str(tmp_path), "-o", str(tmp_path / "out" / "rep"))
+    # The sweep directory and the run inside it, named together: the run counts once.
+    code, out, err = cli("report", str(tmp_path), str(run), "-o", str(tmp_path / "out" / "rep"))
     assert code == 0, err
     assert "meta-learned" in out
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3  # header and two rows
