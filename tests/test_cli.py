@@ -179,3 +179,11 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     assert code != 0
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("text, value", [("outer_lr=.001", 0.001), ("outer_lr=1.", 1.0), ("hidden=[8, 8]", [8, 8]),
+                                         ("estimator=lvc", "lvc"), ("first_order=true", True)])
+def test_set_values_read_as_toml_or_as_python_numbers(text, value):
+    from metarl_cli.config import parse_override
+
+    assert parse_override(text) == (text.split("=")[0], value)
