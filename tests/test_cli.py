@@ -36,6 +36,10 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
     next((run / "checkpoints" / "3").rglob("state.npz")).unlink()
     code, _, err = cli("eval", str(run), "-q")
     assert code == 2 and "(damaged or incomplete)" in err and "Traceback" not in err
+    manifest = (run / "manifest.json").read_text()
+    code, _, err = cli("train", "maml", "--resume", "-o", str(run), "--set", "iterations=4", "-q")
+    assert code == 2 and "(damaged or incomplete)" in err
+    assert (run / "config.toml").read_text() == config and (run / "manifest.json").read_text() == manifest
 
 
 def test_maml_seeds_in_one_program_log_and_evaluate_each_seed(cli, tmp_path):

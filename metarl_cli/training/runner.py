@@ -131,10 +131,14 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
     iterations than it has done, or phases whose start or env steps per iteration (what a later
     phase's keys change: rl2's large_batch_at, large_meta_batch) differ from those of the saved
     config (`saved_algo`, the algorithm it made) over the iterations already done; a later phase may
-    begin, or change its batch, only where it has not begun. Called before the resumed config is written."""
+    begin, or change its batch, only where it has not begun; or a latest checkpoint that cannot be
+    restored (damaged, or no longer fitting the config). Called before the resumed config is written,
+    so a refused resume leaves the run's files as they were."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:
         done = checkpoints.step() or 0
+        if done:
+            checkpoints.restore(initial_state(algo, config), step=done)
     finally:
         checkpoints.close()
     refuse_shorter(run_dir, done, config)
