@@ -239,6 +239,7 @@ class Rl2Config(RunConfig):
     """
 
     RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ("lr", "entropy_coef", "large_batch_at", "large_meta_batch")
+    FAMILY_KEYS: typing.ClassVar[dict[str, str]] = {"arms": "bandit", "pulls": "bandit"}  # key -> the one family it shapes
 
     env: str = "bandit"
     iterations: int = 500
@@ -455,6 +456,9 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
 
     if chosen_env not in FAMILY_NAMES:
         raise UserError(f"unknown env '{chosen_env}'; valid: {', '.join(FAMILY_NAMES)}")
+    for key, family in getattr(config_class(algo, chosen_env), "FAMILY_KEYS", {}).items():
+        if chosen_env != family and (key in user or key in sets):
+            raise UserError(f"config key '{key}' shapes the {family} family only; {chosen_env} does not use it")
     shipped = experiment_file(algo, chosen_env)
     values = _merge(_merge(read_toml(shipped) if shipped else {}, user), sets)
     values["env"] = chosen_env

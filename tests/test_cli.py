@@ -162,6 +162,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--env", "sinusoid", "--set", "env=linear"], "--env sinusoid and --set env=linear disagree"),
         (["train", "maml", "--seeds", "2", "--set", "seeds=3"], "give the number of seeds once"),
         (["eval", "FILE"], "is not a directory"),
+        (["train", "rl2", "--env", "tabular-mdp", "--set", "arms=5"], "config key 'arms' shapes the bandit family only"),
         (["report", "FOREIGN", "-o", "FOREIGN"], "names a directory; give a file prefix"),
         (["plot", "FOREIGN", "-o", "PNGDIR"], "is a directory; give the PNG file to write"),
     ],
