@@ -64,6 +64,8 @@ def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
 
 
 def test_a_sweep_directory_holds_one_algorithm_on_one_family(tmp_path):
+    # A misspelt algorithm whose points all failed leaves no run behind: the directory is reused.
+    assert sweep(tmp_path, "mamll", "cartpole-family", "inner_lr=0.1,0.2", FAIL="unknown algorithm 'mamll'")[0].returncode == 1
     assert sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2")[0].returncode == 0
     done, calls = sweep(tmp_path, "dqn", "cartpole", "lr=0.1,0.2")
     assert done.returncode == 2 and "holds a sweep of maml cartpole-family" in done.stderr and not calls
