@@ -67,7 +67,9 @@ def train(
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
     if resume:
-        check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))
+        if check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family)) == cfg.iterations:
+            console.print(f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it")
+            return
         record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
     else:
@@ -80,9 +82,6 @@ def train(
     except DivergedError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    if summary.iterations_done == 0:
-        console.print(f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it")
-        return
     if summary.iterations_per_second:
         rate = f"{summary.iterations_per_second:,.1f} it/s"
         if summary.env_steps_per_second:

@@ -95,6 +95,9 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=4", "-q")
     assert code != 0 and "already has 6 iterations" in err
     assert [(split / name).read_text() for name in ("config.toml", "manifest.json")] == saved  # a refused resume writes nothing
+    code, _, err = cli("train", "maml", "--resume", "-o", str(split), "-q")
+    assert code == 0 and "had already run its 6 iterations" in err, err
+    assert [(split / name).read_text() for name in ("config.toml", "manifest.json")] == saved  # nothing ran, nothing recorded
 
 
 def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):
