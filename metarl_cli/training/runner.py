@@ -127,12 +127,13 @@ def refuse_shorter(run_dir: Path, done: int, config) -> None:
 
 
 def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) -> int:
-    """The iterations `run_dir` has done (its latest checkpoint's); refuse (UserError) to resume `run_dir` with `config` where it cannot continue the run: fewer
-    iterations than it has done, or phases whose start or env steps per iteration (what a later
-    phase's keys change: rl2's large_batch_at, large_meta_batch) differ from those of the saved
-    config (`saved_algo`, the algorithm it made) over the iterations already done; a later phase may
-    begin, or change its batch, only where it has not begun; or a latest checkpoint that cannot be
-    restored (damaged, or no longer fitting the config). Called before the resumed config is written,
+    """The iterations `run_dir` has done (its latest checkpoint's). Refuses (UserError) to resume
+    `run_dir` with `config` where it cannot continue the run: fewer iterations than it has done, or
+    phases whose start or env steps per iteration (what a later phase's keys change: rl2's
+    large_batch_at, large_meta_batch) differ from those of the saved config (`saved_algo`, the
+    algorithm it made) over the iterations already done; a later phase may begin, or change its
+    batch, only where it has not begun; or a latest checkpoint that cannot be restored (damaged, or
+    no longer fitting the config). Called before the resumed config is written,
     so a refused resume (or one with nothing left to run) leaves the run's files as they were."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:
