@@ -45,7 +45,7 @@ def train(
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
     from metarl_cli.training.rundir import MetricsLog, command_line, default_run_dir, load_run, prepare_new, record_resume, write_manifest
-    from metarl_cli.training.runner import DivergedError, check_resume, train as run_training
+    from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, train as run_training
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
@@ -82,6 +82,12 @@ def train(
     except DivergedError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    except Interrupted as e:
+        resume_command = f"`metarl train {algo} --resume -o {run_dir}`"
+        console.print(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
+                      if e.latest else f"interrupted before the first checkpoint; {resume_command} starts the run again",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     if summary.iterations_per_second:
         rate = f"{summary.iterations_per_second:,.1f} it/s"
         if summary.env_steps_per_second:

@@ -1,6 +1,11 @@
 """End to end through the CLI on a tiny config: train, eval, exact resume, and every user error."""
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -98,6 +103,29 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "-q")
     assert code == 0 and "had already run its 6 iterations" in err, err
     assert [(split / name).read_text() for name in ("config.toml", "manifest.json")] == saved  # nothing ran, nothing recorded
+
+
+def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
+    run = tmp_path / "interrupted"
+    sets = set_args("iterations=100000000", "chunk=100", "hidden=[8]", "meta_batch=4")
+    argv = ["metarl", "train", "maml", "--env", "sinusoid", *sets, "-o", str(run), "-q"]
+    # Ctrl-C raises KeyboardInterrupt in the child even where this process was started with SIGINT ignored.
+    child = f"import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv = {argv!r}; " \
+            "from metarl_cli.cli import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.isdigit() for p in (run / "checkpoints").glob("*")):  # a first complete checkpoint
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    latest = int(re.search(r"interrupted: the latest checkpoint is iteration (\d+);", err).group(1))
+    assert f"`metarl train maml --resume -o {run}` continues from there" in err
+    assert latest == max(int(p.name) for p in (run / "checkpoints").iterdir())
 
 
 def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):

@@ -104,10 +104,16 @@ class Checkpoints:
         return unpack(packed, target, where)
 
     def wait(self) -> None:
-        """Block until the save in flight (if any) is complete; re-raise its error."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
+        """Block until the save in flight (if any) is complete; re-raise its error. A wait cut short
+        (Ctrl-C) leaves the save in flight, for the next wait."""
+        pending = self._pending
+        if pending is None:
+            return
+        try:
             pending.result()
+        finally:
+            if pending.done():
+                self._pending = None
 
     def close(self) -> None:
         try:

@@ -39,6 +39,15 @@ class DivergedError(Exception):
     """The loss became non-finite; the message says at which iteration."""
 
 
+class Interrupted(Exception):
+    """Training was interrupted (Ctrl-C) after the save in flight, if any, completed; `latest` is the
+    iteration of the run's latest complete checkpoint (None: it has none)."""
+
+    def __init__(self, latest: int | None):
+        super().__init__(latest)
+        self.latest = latest
+
+
 @dataclass
 class TrainSummary:
     iterations_done: int
@@ -238,6 +247,8 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
             c0 = time.perf_counter()
             checkpoints.wait()
             checkpoint_seconds += time.perf_counter() - c0
+    except KeyboardInterrupt:
+        raise Interrupted(checkpoints.step()) from None
     finally:
         checkpoints.close()
     seconds = time.perf_counter() - t_begin
