@@ -117,8 +117,14 @@ def eval_(
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
     from metarl_cli.evaluate import evaluate
+    from metarl_cli.training.runner import Interrupted
 
-    result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
+    try:
+        result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
+    except Interrupted:
+        console.print(f"interrupted while training a baseline; the next `metarl eval {run_dir}` resumes it from its latest "
+                      "checkpoint", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 
 

@@ -39,7 +39,7 @@ class DivergedError(Exception):
     """The loss became non-finite; the message says at which iteration."""
 
 
-class Interrupted(Exception):
+class Interrupted(KeyboardInterrupt):
     """Training was interrupted (Ctrl-C) after the save in flight, if any, completed; `latest` is the
     iteration of the run's latest complete checkpoint (None: it has none)."""
 
