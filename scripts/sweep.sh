@@ -10,9 +10,10 @@
 # points (default 2) run at once. Extra arguments after `--` go to every new run (e.g. --seeds 4).
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
 # Values are split on commas, so list-valued keys (hidden=[64,64]) cannot be swept.
+# Ctrl-C stops the sweep once its running points have saved their latest checkpoint (exit status 130).
 set -euo pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 algo=$1 env=$2
@@ -60,8 +61,12 @@ if [ -f "$sweep_dir/sweep-of" ] && [ "$(cat "$sweep_dir/sweep-of")" != "$algo $e
 fi
 echo "$algo $env" >"$sweep_dir/sweep-of"
 
-failed_point() {  # $1: the point, $2: its log; the log's last line says why
-  echo "FAILED $1: $(tail -n 1 "$2") (see $2)"
+failed_point() {  # $1: the point, $2: its log, $3: metarl's exit status; the log's last line says why
+  if [ "$3" = 130 ]; then  # interrupted (Ctrl-C) after saving its latest checkpoint
+    echo "stopped $1: $(tail -n 1 "$2")"
+  else
+    echo "FAILED $1: $(tail -n 1 "$2") (see $2)"
+  fi
 }
 
 run_point() {  # $1: the point's name; its key=value pairs are comma-separated
@@ -74,11 +79,11 @@ run_point() {  # $1: the point's name; its key=value pairs are comma-separated
   for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
   if [ -f "$dir/manifest.json" ]; then
     echo "resume $point"
-    "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { failed_point "$point" "$log"; return 1; }
+    "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { failed_point "$point" "$log" "$?"; return 1; }
   else
     echo "start  $point"
     "$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" -o "$dir" -q >"$log" 2>&1 \
-      || { failed_point "$point" "$log"; return 1; }
+      || { failed_point "$point" "$log" "$?"; return 1; }
   fi
   touch "$dir/sweep-done"
   echo "done   $point"
@@ -86,17 +91,27 @@ run_point() {  # $1: the point's name; its key=value pairs are comma-separated
 
 failed=0
 running=0
+interrupted=0
+# Ctrl-C reaches the running points as well: each saves its latest checkpoint and stops; the sweep
+# starts no further point, waits for them, and says how to go on.
+trap 'interrupted=1' INT
 for point in "${points[@]}"; do
   if [ "$running" -ge "$jobs" ]; then
     wait -n || failed=1
     running=$((running - 1))
   fi
+  [ "$interrupted" = 1 ] && break
   run_point "$point" &
   running=$((running + 1))
 done
-while [ "$running" -gt 0 ]; do
+while [ "$running" -gt 0 ] && [ "$interrupted" = 0 ]; do
   wait -n || failed=1
   running=$((running - 1))
 done
+if [ "$interrupted" = 1 ]; then
+  wait
+  echo "sweep interrupted: the same command again skips the finished points and resumes the others"
+  exit 130
+fi
 echo "sweep of ${#points[@]} points in $sweep_dir"
 exit "$failed"

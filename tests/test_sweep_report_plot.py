@@ -2,7 +2,9 @@
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +16,28 @@ from metarl_cli.report import iqm, run_rows, stratified_bootstrap_ci
 SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
 
 # A stand-in for `metarl`: records its arguments and makes the run directory it was pointed at, or
-# with $FAIL set fails as metarl does, with one error line.
+# with $FAIL set fails as metarl does, with one error line; with $HOLD set it then trains until
+# Ctrl-C, which it answers as metarl does (a line naming the checkpoint, exit status 130).
 FAKE_METARL = """#!/usr/bin/env bash
+[ -n "${HOLD:-}" ] && trap 'echo "interrupted: the latest checkpoint is iteration 1" >&2; kill "$pid"; exit 130' INT
 echo "$@" >> "$CALLS"
 [ -n "${FAIL:-}" ] && { echo "error: $FAIL" >&2; exit 2; }
 while [ $# -gt 0 ]; do [ "$1" = "-o" ] && dir=$2; shift; done
 mkdir -p "$dir" && echo '{"tool": "metarl"}' > "$dir/manifest.json"
+if [ -n "${HOLD:-}" ]; then sleep 60 & pid=$!; wait "$pid"; fi
 """
 
 
-def sweep(tmp_path, *args, **env_vars):
+def sweep_env(tmp_path, **env_vars) -> dict:
+    """The environment that points scripts/sweep.sh at the stand-in and at tmp_path/sweep."""
     fake = tmp_path / "fake-metarl"
     fake.write_text(FAKE_METARL)
     fake.chmod(0o755)
-    env = {**os.environ, "METARL": str(fake), "SWEEP_DIR": str(tmp_path / "sweep"), "CALLS": str(tmp_path / "calls"), "JOBS": "3", **env_vars}
-    done = subprocess.run(["bash", str(SWEEP), *args], env=env, capture_output=True, text=True)
+    return {**os.environ, "METARL": str(fake), "SWEEP_DIR": str(tmp_path / "sweep"), "CALLS": str(tmp_path / "calls"), "JOBS": "3", **env_vars}
+
+
+def sweep(tmp_path, *args, **env_vars):
+    done = subprocess.run(["bash", str(SWEEP), *args], env=sweep_env(tmp_path, **env_vars), capture_output=True, text=True)
     calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
     (tmp_path / "calls").unlink(missing_ok=True)
     return done, calls
@@ -75,6 +84,26 @@ def test_a_failed_point_says_why(tmp_path):
     done, _ = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", FAIL="unknown env 'nope'")
     assert done.returncode == 1
     assert done.stdout.count("FAILED") == 2 and "error: unknown env 'nope'" in done.stdout
+
+
+def test_ctrl_c_stops_the_sweep_once_its_running_points_have_saved(tmp_path):
+    env = sweep_env(tmp_path, JOBS="2", HOLD="1")
+    proc = subprocess.Popen(["bash", str(SWEEP), "maml", "cartpole-family", "inner_lr=0.1,0.2,0.3"], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(Path(env["CALLS"]).read_text().splitlines() if Path(env["CALLS"]).exists() else []) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the two points did not start"
+            time.sleep(0.1)
+        time.sleep(0.5)  # the points reach their training loop
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    assert out.count("stopped inner_lr=") == 2 and "interrupted: the latest checkpoint is iteration 1" in out
+    assert "inner_lr=0.3" not in out and "FAILED" not in out  # no further point started
+    assert "the same command again skips the finished points and resumes the others" in out
 
 
 def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
