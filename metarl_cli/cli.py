@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -83,7 +84,7 @@ def train(
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     except Interrupted as e:
-        resume_command = f"`metarl train {algo} --resume -o {run_dir}`"
+        resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
         console.print(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
                       if e.latest else f"interrupted before the first checkpoint; {resume_command} starts the run again",
                       highlight=False, soft_wrap=True)
@@ -122,7 +123,7 @@ def eval_(
     try:
         result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
     except Interrupted:
-        console.print(f"interrupted while training a baseline; the next `metarl eval {run_dir}` resumes it from its latest "
+        console.print(f"interrupted while training a baseline; the next `metarl eval {shlex.quote(str(run_dir))}` resumes it from its latest "
                       "checkpoint", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))

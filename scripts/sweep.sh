@@ -61,7 +61,7 @@ if [ -f "$sweep_dir/sweep-of" ] && [ "$(cat "$sweep_dir/sweep-of")" != "$algo $e
 fi
 echo "$algo $env" >"$sweep_dir/sweep-of"
 
-failed_point() {  # $1: the point, $2: its log, $3: metarl's exit status; the log's last line says why
+point_not_done() {  # $1: the point, $2: its log, $3: metarl's exit status; the log's last line says why
   if [ "$3" = 130 ]; then  # interrupted (Ctrl-C) after saving its latest checkpoint
     echo "stopped $1: $(tail -n 1 "$2")"
   else
@@ -79,11 +79,11 @@ run_point() {  # $1: the point's name; its key=value pairs are comma-separated
   for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
   if [ -f "$dir/manifest.json" ]; then
     echo "resume $point"
-    "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { failed_point "$point" "$log" "$?"; return 1; }
+    "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { point_not_done "$point" "$log" "$?"; return 1; }
   else
     echo "start  $point"
     "$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" -o "$dir" -q >"$log" 2>&1 \
-      || { failed_point "$point" "$log" "$?"; return 1; }
+      || { point_not_done "$point" "$log" "$?"; return 1; }
   fi
   touch "$dir/sweep-done"
   echo "done   $point"
