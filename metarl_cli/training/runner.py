@@ -160,13 +160,22 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
 
 def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool = True) -> TrainSummary:
     """Run `algo` to `config.iterations`, from the latest checkpoint when `resume` (see `check_resume`
-    for what the CLI checks before it rewrites a resumed run's config)."""
+    for what the CLI checks before it rewrites a resumed run's config). Ctrl-C at any point raises
+    `Interrupted` once the save in flight, if any, is complete."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
+    try:
+        return _train(algo, config, run_dir, resume, show_progress, checkpoints)
+    except KeyboardInterrupt:
+        raise Interrupted(checkpoints.step()) from None
+    finally:
+        checkpoints.close()
+
+
+def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool, checkpoints: Checkpoints) -> TrainSummary:
     log = MetricsLog(run_dir / "metrics.jsonl")
     state = initial_state(algo, config)
     start = (checkpoints.step() if resume else None) or 0
     if start > config.iterations:  # for callers that skip check_resume (eval's cached baselines)
-        checkpoints.close()
         refuse_shorter(run_dir, start, config)
     if start:  # placed on the devices as a fresh start is, so the first call compiles for every later one
         state = jax.device_put(checkpoints.restore(state, step=start), jax.tree.map(lambda x: x.sharding, state))
@@ -203,54 +212,49 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
         return timed_iterations / seconds, timed_env_steps * config.seeds / seconds
 
     progress = training_progress(show_progress)
-    try:
-        with progress:
-            bar = progress.add_task("meta-train", total=config.iterations, completed=start, stats="compiling...")
-            done = start
-            while done < config.iterations:
-                phase = max(i for i, p in enumerate(phases) if p.start <= done)
-                phase_end = phases[phase + 1].start if phase + 1 < len(phases) else config.iterations
-                n = min(config.chunk, config.iterations - done, phase_end - done)
-                t0 = time.perf_counter()
-                state, chunk_metrics = run_chunk(phase, state, n)
-                chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
-                t1 = time.perf_counter()
-                if (phase, n) not in compiled_lengths:  # this call compiled (the first, a shorter chunk, a new phase)
-                    compiled_lengths.add((phase, n))
-                    compile_seconds += t1 - t0
-                    if t_steady is None:
-                        t_steady = t1
-                    else:
-                        later_compiles += t1 - t0
+    with progress:
+        bar = progress.add_task("meta-train", total=config.iterations, completed=start, stats="compiling...")
+        done = start
+        while done < config.iterations:
+            phase = max(i for i, p in enumerate(phases) if p.start <= done)
+            phase_end = phases[phase + 1].start if phase + 1 < len(phases) else config.iterations
+            n = min(config.chunk, config.iterations - done, phase_end - done)
+            t0 = time.perf_counter()
+            state, chunk_metrics = run_chunk(phase, state, n)
+            chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
+            t1 = time.perf_counter()
+            if (phase, n) not in compiled_lengths:  # this call compiled (the first, a shorter chunk, a new phase)
+                compiled_lengths.add((phase, n))
+                compile_seconds += t1 - t0
+                if t_steady is None:
+                    t_steady = t1
                 else:
-                    timed_iterations += n
-                    timed_env_steps += n * phases[phase].env_steps_per_iteration
-                finite = np.isfinite(chunk_metrics["loss"])
-                if not finite.all():
-                    last_good = checkpoints.step()
-                    kept = (f"the latest checkpoint (iteration {last_good}) is the last good state" if last_good is not None
-                            else "no checkpoint had been written yet")
-                    raise DivergedError(f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and {kept}")
-                previous, done = done, done + n
-                summary = algo.summary(chunk_metrics)
-                counts = {"iteration": done}
-                if algo.env_steps_per_iteration:
-                    counts["env_steps"] = algo.env_steps_after(done)  # per seed
-                for record in records(summary, config, counts):
-                    log.append(record)
-                if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
-                    c0 = time.perf_counter()
-                    score = _seed_mean(summary[algo.ranking_metric])
-                    checkpoints.save(done, state, sign * score if np.isfinite(score) else -np.inf)
-                    checkpoint_seconds += time.perf_counter() - c0
-                progress.update(bar, advance=n, stats=_stats_line(algo, summary, *steady_rates()))
-            c0 = time.perf_counter()
-            checkpoints.wait()
-            checkpoint_seconds += time.perf_counter() - c0
-    except KeyboardInterrupt:
-        raise Interrupted(checkpoints.step()) from None
-    finally:
-        checkpoints.close()
+                    later_compiles += t1 - t0
+            else:
+                timed_iterations += n
+                timed_env_steps += n * phases[phase].env_steps_per_iteration
+            finite = np.isfinite(chunk_metrics["loss"])
+            if not finite.all():
+                last_good = checkpoints.step()
+                kept = (f"the latest checkpoint (iteration {last_good}) is the last good state" if last_good is not None
+                        else "no checkpoint had been written yet")
+                raise DivergedError(f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and {kept}")
+            previous, done = done, done + n
+            summary = algo.summary(chunk_metrics)
+            counts = {"iteration": done}
+            if algo.env_steps_per_iteration:
+                counts["env_steps"] = algo.env_steps_after(done)  # per seed
+            for record in records(summary, config, counts):
+                log.append(record)
+            if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
+                c0 = time.perf_counter()
+                score = _seed_mean(summary[algo.ranking_metric])
+                checkpoints.save(done, state, sign * score if np.isfinite(score) else -np.inf)
+                checkpoint_seconds += time.perf_counter() - c0
+            progress.update(bar, advance=n, stats=_stats_line(algo, summary, *steady_rates()))
+        c0 = time.perf_counter()
+        checkpoints.wait()
+        checkpoint_seconds += time.perf_counter() - c0
     seconds = time.perf_counter() - t_begin
     return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, *steady_rates())
 
