@@ -109,7 +109,7 @@ while [ "$running" -gt 0 ] && [ "$interrupted" = 0 ]; do
   running=$((running - 1))
 done
 if [ "$interrupted" = 1 ]; then
-  wait
+  until wait; do :; done  # a further Ctrl-C interrupts only this wait, not the points' saving
   echo "sweep interrupted: the same command again skips the finished points and resumes the others"
   exit 130
 fi

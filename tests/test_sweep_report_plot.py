@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,15 +17,15 @@ from metarl_cli.report import iqm, run_rows, stratified_bootstrap_ci
 SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
 
 # A stand-in for `metarl`: records its arguments and makes the run directory it was pointed at, or
-# with $FAIL set fails as metarl does, with one error line; with $HOLD set it then trains until
-# Ctrl-C, which it answers as metarl does (a line naming the checkpoint, exit status 130).
+# with $FAIL set fails as metarl does, with one error line; with $HOLD set it then trains (touching
+# RUN/training) until Ctrl-C, which it answers as metarl does: a line naming the checkpoint, status 130.
 FAKE_METARL = """#!/usr/bin/env bash
-[ -n "${HOLD:-}" ] && trap 'echo "interrupted: the latest checkpoint is iteration 1" >&2; kill "$pid"; exit 130' INT
+[ -n "${HOLD:-}" ] && trap 'echo "interrupted: the latest checkpoint is iteration 1" >&2; kill "${pid:-}" 2>/dev/null; exit 130' INT
 echo "$@" >> "$CALLS"
 [ -n "${FAIL:-}" ] && { echo "error: $FAIL" >&2; exit 2; }
 while [ $# -gt 0 ]; do [ "$1" = "-o" ] && dir=$2; shift; done
 mkdir -p "$dir" && echo '{"tool": "metarl"}' > "$dir/manifest.json"
-if [ -n "${HOLD:-}" ]; then sleep 60 & pid=$!; wait "$pid"; fi
+if [ -n "${HOLD:-}" ]; then sleep 60 & pid=$!; touch "$dir/training"; wait "$pid"; fi
 """
 
 
@@ -88,18 +89,23 @@ def test_a_failed_point_says_why(tmp_path):
 
 def test_ctrl_c_stops_the_sweep_once_its_running_points_have_saved(tmp_path):
     env = sweep_env(tmp_path, JOBS="2", HOLD="1")
-    proc = subprocess.Popen(["bash", str(SWEEP), "maml", "cartpole-family", "inner_lr=0.1,0.2,0.3"], env=env,
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # bash cannot trap a signal ignored when it started (as where this process runs in the background):
+    # it is started with SIGINT at its default, in a process group of its own, as a terminal's job is.
+    start = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp('bash', ['bash', *sys.argv[1:]])"
+    proc = subprocess.Popen([sys.executable, "-c", start, str(SWEEP), "maml", "cartpole-family", "inner_lr=0.1,0.2,0.3"],
+                            env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while len(Path(env["CALLS"]).read_text().splitlines() if Path(env["CALLS"]).exists() else []) < 2:
+        deadline = time.monotonic() + 60
+        while len(list((tmp_path / "sweep").glob("*/training"))) < 2:  # both running points are training
             assert proc.poll() is None and time.monotonic() < deadline, "the two points did not start"
             time.sleep(0.1)
-        time.sleep(0.5)  # the points reach their training loop
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of the sweep is still running
+        except ProcessLookupError:
+            pass
     assert proc.returncode == 130, out + err
     assert out.count("stopped inner_lr=") == 2 and "interrupted: the latest checkpoint is iteration 1" in out
     assert "inner_lr=0.3" not in out and "FAILED" not in out  # no further point started
