@@ -24,6 +24,11 @@ app = typer.Typer(
 out = stdout_console()  # tables go to stdout; progress bars and messages to stderr
 
 
+def _say(text: str) -> None:
+    """One message on stderr as written: no rich markup (a path may hold brackets), one line."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def train(
     algo: str = typer.Argument(..., help=f"Algorithm: {', '.join(ALGORITHMS)}."),
@@ -69,8 +74,7 @@ def train(
     algorithm = make_algorithm(algo, cfg, family)
     if resume:
         if check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family)) == cfg.iterations:
-            console.print(f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it",
-                          markup=False, highlight=False, soft_wrap=True)
+            _say(f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it")
             return
         record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
@@ -86,9 +90,8 @@ def train(
         raise typer.Exit(1)
     except Interrupted as e:
         resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
-        console.print(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
-                      if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again",
-                      markup=False, highlight=False, soft_wrap=True)
+        _say(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
+             if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
         raise typer.Exit(130)
     if summary.iterations_per_second:
         rate = f"{summary.iterations_per_second:,.1f} it/s"
@@ -124,8 +127,8 @@ def eval_(
     try:
         result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
     except Interrupted:
-        console.print(f"interrupted while training a baseline; the next `metarl eval {shlex.quote(str(run_dir))}` resumes its "
-                      "training (from its latest checkpoint, where it has one)", markup=False, highlight=False, soft_wrap=True)
+        _say(f"interrupted while training a baseline; the next `metarl eval {shlex.quote(str(run_dir))}` resumes its "
+             "training (from its latest checkpoint, where it has one)")
         raise typer.Exit(130)
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 

@@ -28,11 +28,13 @@ class RunConfig:
     `LENGTH_KEY` names the key a user sets to extend a run on `--resume`, and `RETUNABLE_KEYS` the
     keys `--resume` may also change for what follows (step sizes, a later phase's start and batch:
     the saved state stays valid; `check_resume` in the runner refuses a change that would alter the
-    iterations already run).
+    iterations already run). `FAMILY_KEYS` maps a key that shapes one family only to that family;
+    setting it for another family is refused.
     """
 
     LENGTH_KEY: typing.ClassVar[str] = "iterations"
     RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ()
+    FAMILY_KEYS: typing.ClassVar[dict[str, str]] = {}
 
     env: str = "cartpole-family"
     seed: int = 0
@@ -239,7 +241,7 @@ class Rl2Config(RunConfig):
     """
 
     RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ("lr", "entropy_coef", "large_batch_at", "large_meta_batch")
-    FAMILY_KEYS: typing.ClassVar[dict[str, str]] = {"arms": "bandit", "pulls": "bandit"}  # key -> the one family it shapes
+    FAMILY_KEYS: typing.ClassVar[dict[str, str]] = {"arms": "bandit", "pulls": "bandit"}
 
     env: str = "bandit"
     iterations: int = 500
@@ -456,7 +458,7 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
 
     if chosen_env not in FAMILY_NAMES:
         raise UserError(f"unknown env '{chosen_env}'; valid: {', '.join(FAMILY_NAMES)}")
-    for key, family in getattr(config_class(algo, chosen_env), "FAMILY_KEYS", {}).items():
+    for key, family in config_class(algo, chosen_env).FAMILY_KEYS.items():
         if chosen_env != family and (key in user or key in sets):
             raise UserError(f"config key '{key}' shapes the {family} family only; {chosen_env} does not use it")
     shipped = experiment_file(algo, chosen_env)

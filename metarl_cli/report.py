@@ -70,13 +70,10 @@ def expand_runs(paths: list[Path]) -> list[Path]:
             runs.extend(inner)
         else:
             raise UserError(f"{path} is neither a metarl run directory nor a directory of runs")
-    seen: set[Path] = set()
-    unique = []
+    unique: dict[Path, Path] = {}  # resolved path -> the run as first named
     for run in runs:
-        if run.resolve() not in seen:
-            seen.add(run.resolve())
-            unique.append(run)
-    return unique
+        unique.setdefault(run.resolve(), run)
+    return list(unique.values())
 
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:

@@ -54,9 +54,9 @@ done
 mkdir -p "$sweep_dir"
 # A sweep directory holds one algorithm on one family: its points would otherwise be skipped as
 # finished. One whose points all failed before making a run (a misspelt algorithm) may be reused.
-if [ -f "$sweep_dir/sweep-of" ] && [ "$(cat "$sweep_dir/sweep-of")" != "$algo $env" ] \
-  && compgen -G "$sweep_dir/*/manifest.json" >/dev/null; then
-  echo "error: $sweep_dir holds a sweep of $(cat "$sweep_dir/sweep-of"), not $algo $env; set SWEEP_DIR to another directory" >&2
+swept=$(cat "$sweep_dir/sweep-of" 2>/dev/null || true)
+if [ -n "$swept" ] && [ "$swept" != "$algo $env" ] && compgen -G "$sweep_dir/*/manifest.json" >/dev/null; then
+  echo "error: $sweep_dir holds a sweep of $swept, not $algo $env; set SWEEP_DIR to another directory" >&2
   exit 2
 fi
 echo "$algo $env" >"$sweep_dir/sweep-of"

@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny MAML config that compiles fast, a helper that runs the CLI in-process, a
-check that two runs ended in the same state, and MAML's meta-loss for a single task; and a
-compilation cache for the session."""
+check that two runs ended in the same state, a wait on a child process, and MAML's meta-loss for a
+single task; and a compilation cache for the session."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -59,6 +60,14 @@ def cli(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+def wait_for(proc, condition, seconds: float, what: str) -> None:
+    """Poll `condition()` until it holds, failing with `what` if `proc` exits or `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert proc.poll() is None and time.monotonic() < deadline, what
+        time.sleep(0.1)
 
 
 def latest_state(run, iterations):

@@ -5,12 +5,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import assert_same_final_state, set_args, tiny_sets
+from conftest import assert_same_final_state, set_args, tiny_sets, wait_for
 
 
 def test_train_three_iterations_then_eval(cli, tmp_path):
@@ -114,10 +113,7 @@ def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
             "from metarl_cli.cli import main; main()"
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not any(p.name.isdigit() for p in (run / "checkpoints").glob("*")):  # a first complete checkpoint
-            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
-            time.sleep(0.2)
+        wait_for(proc, lambda: any(p.name.isdigit() for p in (run / "checkpoints").glob("*")), 120, "no checkpoint was written")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import wait_for
 from metarl_cli.config import MamlRLConfig, write_config
 from metarl_cli.report import iqm, run_rows, stratified_bootstrap_ci
 
@@ -95,10 +95,7 @@ def test_ctrl_c_stops_the_sweep_once_its_running_points_have_saved(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", start, str(SWEEP), "maml", "cartpole-family", "inner_lr=0.1,0.2,0.3"],
                             env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while len(list((tmp_path / "sweep").glob("*/training"))) < 2:  # both running points are training
-            assert proc.poll() is None and time.monotonic() < deadline, "the two points did not start"
-            time.sleep(0.1)
+        wait_for(proc, lambda: len(list((tmp_path / "sweep").glob("*/training"))) == 2, 60, "the two points did not start training")
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         out, err = proc.communicate(timeout=60)
     finally:

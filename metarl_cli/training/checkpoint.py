@@ -187,21 +187,21 @@ def pack(tree: Any) -> dict[str, np.ndarray]:
 def unpack(packed: dict[str, np.ndarray], template: Any, source: Any = "the checkpoint") -> Any:
     """Inverse of `pack`, shaped and typed like `template`; a UserError naming `source` where the
     packed state holds other numbers of values than `template` needs (a config changed since)."""
+    template_leaves = jax.tree.leaves(template)
+    layout = [(np.dtype(leaf.dtype).name, int(np.prod(np.shape(leaf), dtype=np.int64))) for leaf in template_leaves]
     needed: dict[str, int] = {}
-    for leaf in jax.tree.leaves(template):
-        dtype = np.dtype(leaf.dtype).name
-        needed[dtype] = needed.get(dtype, 0) + int(np.prod(np.shape(leaf), dtype=np.int64))
+    for dtype, size in layout:
+        needed[dtype] = needed.get(dtype, 0) + size
     held = {dtype: np.asarray(vector).size for dtype, vector in packed.items()}
     if needed != held:
         raise UserError(f"{source} holds a state of {_sizes(held)} values where this run's config needs {_sizes(needed)}: "
                         "was config.toml edited after training?")
     offsets = {dtype: 0 for dtype in packed}
     leaves = []
-    for leaf in jax.tree.leaves(template):
-        dtype = np.dtype(leaf.dtype).name
+    for leaf, (dtype, size) in zip(template_leaves, layout):
         start = offsets[dtype]
-        offsets[dtype] = start + int(np.prod(leaf.shape, dtype=np.int64))
-        leaves.append(jax.numpy.asarray(np.asarray(packed[dtype])[start : offsets[dtype]].reshape(leaf.shape)))
+        offsets[dtype] = start + size
+        leaves.append(jax.numpy.asarray(np.asarray(packed[dtype])[start : start + size].reshape(np.shape(leaf))))
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 

@@ -142,8 +142,8 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
     large_batch_at, large_meta_batch) differ from those of the saved config (`saved_algo`, the
     algorithm it made) over the iterations already done; a later phase may begin, or change its
     batch, only where it has not begun; or a latest checkpoint that cannot be restored (damaged, or
-    no longer fitting the config). Called before the resumed config is written,
-    so a refused resume (or one with nothing left to run) leaves the run's files as they were."""
+    no longer fitting the config). Called before the resumed config is written, so a refused resume
+    (or one with nothing left to run) leaves the run's files as they were."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     try:
         done = checkpoints.step() or 0
