@@ -1,49 +1,53 @@
 """Registry of task families: `get_family(name, ranges)` and `FAMILY_NAMES`.
 
 RL families are gymnax environments (`Family`); supervised ones are regression problems
-(`RegressionFamily`). Algorithms that handle both ask `is_regression`.
+(`RegressionFamily`). Algorithms that handle both ask `is_regression`. A family's module is imported
+when the family is first asked for: importing gymnax (with the plotting libraries it imports) takes
+seconds that a regression run never needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import importlib
+from typing import Any
 
 from metarl_cli.errors import UserError
-from metarl_cli.families.bandit import bandit_family
 from metarl_cli.families.base import SPLITS, Family, ParamRange, TaskDistribution
-from metarl_cli.families.metamaze import metamaze_family
-from metarl_cli.families.physics import acrobot_family, cartpole_family, cartpole_single, mountaincar_family, pendulum_family
-from metarl_cli.families.point_nav import point_nav_family
-from metarl_cli.families.regression import RegressionFamily, linear_family, sinusoid_family
-from metarl_cli.families.tabular_mdp import tabular_mdp_family
+from metarl_cli.families.regression import RegressionFamily
 
-_BUILDERS: dict[str, Callable[[], TaskDistribution]] = {
-    "cartpole": cartpole_single,
-    "cartpole-family": cartpole_family,
-    "acrobot-family": acrobot_family,
-    "mountaincar-family": mountaincar_family,
-    "pendulum-family": pendulum_family,
-    "point-nav": point_nav_family,
-    "sinusoid": sinusoid_family,
-    "linear": linear_family,
-    "bandit": bandit_family,
-    "tabular-mdp": tabular_mdp_family,
-    "metamaze": metamaze_family,
+# name -> (module in metarl_cli.families, the function there that builds the family)
+_BUILDERS: dict[str, tuple[str, str]] = {
+    "cartpole": ("physics", "cartpole_single"),
+    "cartpole-family": ("physics", "cartpole_family"),
+    "acrobot-family": ("physics", "acrobot_family"),
+    "mountaincar-family": ("physics", "mountaincar_family"),
+    "pendulum-family": ("physics", "pendulum_family"),
+    "point-nav": ("point_nav", "point_nav_family"),
+    "sinusoid": ("regression", "sinusoid_family"),
+    "linear": ("regression", "linear_family"),
+    "bandit": ("bandit", "bandit_family"),
+    "tabular-mdp": ("tabular_mdp", "tabular_mdp_family"),
+    "metamaze": ("metamaze", "metamaze_family"),
 }
 FAMILY_NAMES = tuple(_BUILDERS)
 
 
+def _build(name: str) -> TaskDistribution:
+    module, builder = _BUILDERS[name]
+    return getattr(importlib.import_module(f"metarl_cli.families.{module}"), builder)()
+
+
 def is_regression(name: str) -> bool:
     """Whether the named family is a regression problem (False for RL families and unknown names)."""
-    return name in _BUILDERS and isinstance(_BUILDERS[name](), RegressionFamily)
+    return name in _BUILDERS and isinstance(_build(name), RegressionFamily)
 
 
 def get_family(name: str, ranges: dict[str, Any] | None = None) -> TaskDistribution:
     """The named family, with any [ranges] overrides from the config applied and validated."""
     if name not in _BUILDERS:
         raise UserError(f"unknown env '{name}'; valid: {', '.join(FAMILY_NAMES)}")
-    family = _BUILDERS[name]()
+    family = _build(name)
     return family.with_ranges(ranges) if ranges else family
 
 
