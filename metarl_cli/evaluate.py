@@ -21,6 +21,7 @@ after 0 steps only, beside a randomly initialised network.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -30,6 +31,7 @@ import jax
 import numpy as np
 
 from metarl_cli.algos import Algorithm, make_algorithm
+from metarl_cli.algos.maml import with_inner_rates
 from metarl_cli.config import DqnConfig, MamlDqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
@@ -38,7 +40,8 @@ from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import load_run, write_manifest
-from metarl_cli.training.runner import initial_state, train
+from metarl_cli.training.parallel import TrainJob, train_all
+from metarl_cli.training.runner import initial_state
 
 # Evaluation tasks come from their own keys, never used in training.
 EVAL_KEY = 2**31 - 1
@@ -112,13 +115,11 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             Candidate(f"{label} (seed {config.seed + i})", algo, jax.tree.map(lambda x: x[i], state["params"]), 1.0)
             for i in range(config.seeds)
         ]
-    candidates.append(Candidate("random init", algo, algo.init_params(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
-    if isinstance(config, MamlDqnConfig):
-        candidates.append(multi_task_dqn(run_dir, algo, config, family, steps, show_progress))
-    elif algo.adapts and not algo.trial_episodes:
-        candidates.append(pretrained(run_dir, algo, algo_name, config, family, steps, show_progress))
-    if isinstance(family, RegressionFamily):
-        candidates.append(oracle(run_dir, algo_name, config, show_progress))
+    candidates.append(Candidate("random init", algo, jax.jit(algo.init_params)(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
+    baselines = baselines_of(algo, algo_name, config, family)
+    train_baselines(run_dir, baselines, show_progress)
+    for baseline in baselines:
+        candidates.append(baseline_candidate(run_dir, baseline, algo, config, family, steps))
     methods, per_task = {}, {}
     for candidate in candidates:
         scores = np.asarray(candidate.algo.adaptation_curve(candidate.params, held_out, key, steps, candidate.lr_scale))
@@ -137,6 +138,43 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     return result
 
 
+@dataclasses.dataclass
+class Baseline:
+    """A network a run is compared with, trained once on the train split and cached in RUN/baselines/NAME."""
+
+    name: str
+    algo_name: str  # the algorithm that trains it
+    config: Any
+    label: str  # its column in the table
+    adapts: bool = True  # fine-tuned as the meta-learned network is (the oracle is not)
+
+    @functools.cached_property
+    def algo(self) -> Algorithm:
+        return make_algorithm(self.algo_name, self.config, family_for(self.config))
+
+
+def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseline]:
+    """The baselines trained for `config`'s run: for maml-dqn a multi-task DQN; for another algorithm
+    that adapts by steps a pretrained network; on a regression family also the oracle."""
+    if isinstance(config, MamlDqnConfig):
+        # One DQN (replay, target network, Double DQN targets) across the train split, given as many
+        # env steps as meta-training drew; 100 environments and a gradient step every 100 env steps
+        # keep its cost near meta-training's.
+        dqn = DqnConfig(
+            env=config.env, seed=config.seed, ranges=config.ranges, hidden=config.hidden, gamma=config.gamma,
+            total_steps=algo.env_steps_after(config.iterations), num_envs=100, train_every=100,
+            target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
+        )
+        dqn.validate()
+        return [Baseline("multi-task-dqn", "dqn", dqn, "multi-task DQN")]
+    baselines = []
+    if algo.adapts and not algo.trial_episodes:
+        baselines.append(Baseline("pretrained", algo_name, _baseline_config(config), "pretrained (multi-task)"))
+    if isinstance(family, RegressionFamily):  # sees the task's parameters beside x
+        baselines.append(Baseline("oracle", algo_name, _baseline_config(config, task_input=True), "oracle (task given)", adapts=False))
+    return baselines
+
+
 def _baseline_config(config, **changes):
     """The run's config with no inner loop and as much data as meta-training drew (inner steps + 1 batches a task)."""
     return dataclasses.replace(
@@ -150,45 +188,47 @@ def _baseline_config(config, **changes):
     )
 
 
-def pretrained(run_dir: Path, algo: Algorithm, algo_name: str, config, family, steps: int, show_progress: bool) -> Candidate:
-    """The multi-task network, fine-tuned at inner_lr or (tune_baseline_lr) at its best step size.
+def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> None:
+    """Train (or resume) the baselines not yet trained to their end; side by side where each runs on
+    one of several devices (`training.parallel`)."""
+    jobs = []
+    for baseline in baselines:
+        base_dir = run_dir / "baselines" / baseline.name
+        fresh = not (base_dir / "manifest.json").is_file()
+        if fresh:
+            shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt
+            base_dir.mkdir(parents=True)
+            write_manifest(base_dir, baseline.algo_name, baseline.config, ["metarl", "eval", f"(baseline {baseline.name})"])
+        checkpoints = Checkpoints(base_dir, baseline.config.keep_checkpoints)
+        done = checkpoints.step() == baseline.config.iterations
+        checkpoints.close()
+        if not done:
+            console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
+            jobs.append(TrainJob(baseline.algo, baseline.config, base_dir, resume=not fresh))
+    train_all(jobs, show_progress)
 
-    It is adapted by the run's own `algo`, as the meta-learned network is (one compiled adaptation
-    for both), unless the run meta-learns its step sizes too (Meta-SGD), whose algorithm adapts
-    {"init", "inner_lr"} rather than plain parameters: then by the baseline's algorithm."""
-    base_config = _baseline_config(config)
-    base_algo, params = baseline_params(run_dir / "baselines" / "pretrained", algo_name, base_config, show_progress)
-    adapter = base_algo if config.learn_inner_lr else algo
+
+def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, config, family, steps: int) -> Candidate:
+    """A trained baseline beside the run. One that adapts is fine-tuned by the run's own `algo`, as the
+    meta-learned network is (one compiled adaptation for both; under Meta-SGD with every rate at
+    inner_lr), at inner_lr or, with `tune_baseline_lr`, at its best step size; the oracle is not."""
+    checkpoints = Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints)
+    try:
+        params = checkpoints.restore(initial_state(baseline.algo, baseline.config))["params"]
+    finally:
+        checkpoints.close()
+    if not baseline.adapts:
+        return Candidate(baseline.label, baseline.algo, params, 0.0)
+    params = with_inner_rates(params, config)
     if not config.tune_baseline_lr:
-        return Candidate("pretrained (multi-task)", adapter, params, 1.0)
-    scale = tuned_lr_scale(adapter, params, family, config.eval_tasks, max(steps, 1))
-    return Candidate(f"pretrained (multi-task, step {scale * config.inner_lr:g})", adapter, params, scale)
-
-
-def multi_task_dqn(run_dir: Path, algo: Algorithm, config: MamlDqnConfig, family, steps: int, show_progress: bool) -> Candidate:
-    """maml-dqn's pretrained baseline: one DQN (replay, target network, Double DQN targets) trained
-    across the train split with as many env steps as meta-training drew, then adapted by the same TD
-    steps as the meta-learned initialisation (at inner_lr, or with `tune_baseline_lr` at its best
-    step size). 100 environments and a gradient step every 100 env steps keep its cost near
-    meta-training's."""
-    base_config = DqnConfig(
-        env=config.env, seed=config.seed, ranges=config.ranges, hidden=config.hidden, gamma=config.gamma,
-        total_steps=algo.env_steps_after(config.iterations), num_envs=100, train_every=100,
-        target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
-    )
-    base_config.validate()
-    _, params = baseline_params(run_dir / "baselines" / "multi-task-dqn", "dqn", base_config, show_progress)
-    if not config.tune_baseline_lr:
-        return Candidate("multi-task DQN", algo, params, 1.0)
+        return Candidate(baseline.label, algo, params, 1.0)
     scale = tuned_lr_scale(algo, params, family, config.eval_tasks, max(steps, 1))
-    return Candidate(f"multi-task DQN (step {scale * config.inner_lr:g})", algo, params, scale)
+    return Candidate(with_detail(baseline.label, f"step {scale * config.inner_lr:g}"), algo, params, scale)
 
 
-def oracle(run_dir: Path, algo_name: str, config, show_progress: bool) -> Candidate:
-    """A network that sees the task's parameters beside x; it does not adapt (step size 0)."""
-    base_config = _baseline_config(config, task_input=True)
-    algo, params = baseline_params(run_dir / "baselines" / "oracle", algo_name, base_config, show_progress)
-    return Candidate("oracle (task given)", algo, params, 0.0)
+def with_detail(label: str, detail: str) -> str:
+    """`label` with `detail` added in its parentheses, or in new ones where it has none."""
+    return f"{label[:-1]}, {detail})" if label.endswith(")") else f"{label} ({detail})"
 
 
 def tuned_lr_scale(algo: Algorithm, params, family, tasks: int, steps: int) -> float:
@@ -201,27 +241,6 @@ def tuned_lr_scale(algo: Algorithm, params, family, tasks: int, steps: int) -> f
         cost = sign * float(np.mean(np.asarray(algo.adaptation_curve(params, validation, key, steps, scale))[:, 1:]))
         costs.append(cost if np.isfinite(cost) else np.inf)
     return LR_GRID[int(np.argmin(costs))]
-
-
-def baseline_params(base_dir: Path, algo_name: str, base_config, show_progress: bool) -> tuple[Algorithm, Any]:
-    """Train (or resume, or load from the cache) a baseline of the run; returns its algorithm and parameters."""
-    algo = make_algorithm(algo_name, base_config, family_for(base_config))
-    fresh = not (base_dir / "manifest.json").is_file()
-    if fresh:
-        shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt
-        base_dir.mkdir(parents=True)
-        write_manifest(base_dir, algo_name, base_config, ["metarl", "eval", f"(baseline {base_dir.name})"])
-    checkpoints = Checkpoints(base_dir, base_config.keep_checkpoints)
-    done = checkpoints.step() == base_config.iterations
-    checkpoints.close()
-    if not done:
-        console.print(f"training the {base_dir.name} baseline ({base_config.iterations} iterations) ...")
-        train(algo, base_config, base_dir, resume=not fresh, show_progress=show_progress)
-    checkpoints = Checkpoints(base_dir, base_config.keep_checkpoints)
-    try:
-        return algo, checkpoints.restore(initial_state(algo, base_config))["params"]
-    finally:
-        checkpoints.close()
 
 
 def _write(path: Path, result: EvalResult) -> None:

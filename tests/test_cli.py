@@ -47,7 +47,7 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
 
 
 def test_maml_seeds_in_one_program_log_and_evaluate_each_seed(cli, tmp_path):
-    # Meta-SGD, whose algorithm adapts {"init", "inner_lr"}: eval adapts the pretrained baseline by the baseline's own.
+    # Meta-SGD, whose algorithm adapts {"init", "inner_lr"}: eval adapts the pretrained baseline by it, every rate at inner_lr.
     run = tmp_path / "seeds"
     sets = ["iterations=200", "chunk=100", "hidden=[8]", "meta_batch=4", "eval_tasks=4", "eval_steps=1", "learn_inner_lr=true"]
     code, _, err = cli("train", "maml", "--env", "sinusoid", "--seeds", "2", "--set", "seed=5", *set_args(*sets), "-o", str(run), "-q")

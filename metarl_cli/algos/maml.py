@@ -37,6 +37,14 @@ def model_for(config: MamlConfig, family: TaskDistribution) -> Model:
     return rl_model(family, config.hidden, config.lanes, family.horizon, config.gamma, config.normalize_advantages, config.estimator)
 
 
+def with_inner_rates(theta, config: MamlConfig):
+    """The meta-parameters that stand for `theta` under `config`: with Meta-SGD, {"init": theta,
+    "inner_lr": every rate at inner_lr}; without, theta itself."""
+    if not config.learn_inner_lr:
+        return theta
+    return {"init": theta, "inner_lr": jax.tree.map(lambda p: jnp.full_like(p, config.inner_lr), theta)}
+
+
 def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     model = model_for(config, family)
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
@@ -51,10 +59,7 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     task_mesh = even_mesh(config.meta_batch, "tasks") if large_tasks and config.seeds == 1 else None
 
     def init_params(key):
-        theta = model.init(key)
-        if config.learn_inner_lr:
-            return {"init": theta, "inner_lr": jax.tree.map(lambda p: jnp.full_like(p, config.inner_lr), theta)}
-        return theta
+        return with_inner_rates(model.init(key), config)
 
     def initialisation_and_rate(meta_params):
         if config.learn_inner_lr:

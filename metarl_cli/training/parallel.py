@@ -1,0 +1,81 @@
+"""Independent trainings side by side, one per local device.
+
+On a CPU each core is a device (see metarl_cli/__init__.py). A training whose state sits on one
+device (not split over them: a regression run's pretrained and oracle baselines, say) leaves the
+other cores idle, so independent ones of that kind train at once, each from its own thread on a
+device of its own, under one progress display. Trainings that already spread over the devices, or
+a single one, train one after another as `train` runs them.
+
+Ctrl-C (or an error in one of them) stops them all, each after its save in flight, and is raised
+as `Interrupted` (or as that error) once every one has stopped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from metarl_cli.algos import Algorithm
+from metarl_cli.training.progress import training_progress
+from metarl_cli.training.runner import Interrupted, initial_state, train
+
+
+@dataclass
+class TrainJob:
+    algo: Algorithm
+    config: Any
+    run_dir: Path
+    resume: bool
+
+
+def on_one_device(job: TrainJob) -> bool:
+    """Whether the job's program runs on one device: its initial state lies on one."""
+    return all(len(leaf.sharding.device_set) == 1 for leaf in jax.tree.leaves(initial_state(job.algo, job.config)))
+
+
+def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
+    """Train every job to its end: side by side, one per device, where there are several devices and
+    each job runs on one; otherwise one after another."""
+    devices = jax.local_devices()
+    if len(jobs) < 2 or len(devices) < 2 or not all(map(on_one_device, jobs)):
+        for job in jobs:
+            train(job.algo, job.config, job.run_dir, job.resume, show_progress)
+        return
+    free = queue.SimpleQueue()
+    for device in devices:
+        free.put(device)
+    stop = threading.Event()
+    display = training_progress(show_progress)
+
+    def run(job: TrainJob) -> None:
+        device = free.get()
+        try:
+            with jax.default_device(device):
+                train(job.algo, job.config, job.run_dir, job.resume, shared=display, stop=stop)
+        finally:
+            free.put(device)
+
+    try:
+        with display, ThreadPoolExecutor(min(len(jobs), len(devices)), thread_name_prefix="train") as pool:
+            futures = [pool.submit(run, job) for job in jobs]
+            try:
+                # Waits of half a second: a Ctrl-C that the OS hands another thread is seen here in time.
+                while not all(f.done() for f in futures) and not _errors(futures):
+                    wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+            finally:
+                stop.set()  # after an error or a Ctrl-C, the others stop after their save in flight
+    except KeyboardInterrupt:
+        raise Interrupted(None) from None
+    errors = _errors(futures)
+    if errors:  # the error that stopped the others, not their being stopped
+        raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+
+
+def _errors(futures) -> list[BaseException]:
+    return [f.exception() for f in futures if f.done() and f.exception() is not None]
