@@ -53,6 +53,7 @@ class Algorithm(NamedTuple):
     # False: one seed's step already fills a device with passes sized to its cache (MAML-RL on a CPU), so
     # several seeds on a device run one after another; vmapping them would only widen every pass.
     vmap_seeds: bool = True
+    devices: int = 1  # local devices one seed's step runs on (MAML-RL splits its meta-batch over them)
 
     @property
     def phases(self) -> list[Phase]:

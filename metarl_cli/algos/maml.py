@@ -115,4 +115,5 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
         score_name=model.score_name,
         maximize=model.maximize,
         vmap_seeds=not large_tasks,
+        devices=1 if task_mesh is None else task_mesh.size,
     )

@@ -23,7 +23,7 @@ import jax
 
 from metarl_cli.algos import Algorithm
 from metarl_cli.training.progress import training_progress
-from metarl_cli.training.runner import Interrupted, initial_state, train
+from metarl_cli.training.runner import Interrupted, seed_mesh, train
 
 
 @dataclass
@@ -35,8 +35,8 @@ class TrainJob:
 
 
 def on_one_device(job: TrainJob) -> bool:
-    """Whether the job's program runs on one device: its initial state lies on one."""
-    return all(len(leaf.sharding.device_set) == 1 for leaf in jax.tree.leaves(initial_state(job.algo, job.config)))
+    """Whether the job's program runs on one device: neither its seeds nor one seed's step spread over several."""
+    return seed_mesh(job.config.seeds) is None and job.algo.devices == 1
 
 
 def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
@@ -61,21 +61,30 @@ def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
         finally:
             free.put(device)
 
+    futures = []
     try:
         with display, ThreadPoolExecutor(min(len(jobs), len(devices)), thread_name_prefix="train") as pool:
-            futures = [pool.submit(run, job) for job in jobs]
             try:
+                futures = [pool.submit(run, job) for job in jobs]
                 # Waits of half a second: a Ctrl-C that the OS hands another thread is seen here in time.
-                while not all(f.done() for f in futures) and not _errors(futures):
-                    wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+                while True:
+                    finished, running = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+                    if not running or _errors(finished):
+                        break
             finally:
                 stop.set()  # after an error or a Ctrl-C, the others stop after their save in flight
     except KeyboardInterrupt:
+        _raise_first(_errors(futures))  # an error that came first, not the Ctrl-C
         raise Interrupted(None) from None
-    errors = _errors(futures)
-    if errors:  # the error that stopped the others, not their being stopped
-        raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+    _raise_first(_errors(futures))
 
 
 def _errors(futures) -> list[BaseException]:
-    return [f.exception() for f in futures if f.done() and f.exception() is not None]
+    """The errors of the finished futures, those of trainings stopped by `stop` (Interrupted) last."""
+    errors = [error for error in (f.exception() for f in futures if f.done()) if error is not None]
+    return sorted(errors, key=lambda error: isinstance(error, Interrupted))
+
+
+def _raise_first(errors: list[BaseException]) -> None:
+    if errors:
+        raise errors[0]

@@ -104,10 +104,17 @@ def seed_keys(config) -> jax.Array:
 def initial_state(algo: Algorithm, config):
     """The training state before the first iteration; with several seeds, a leading seed axis.
     Compiled as one program: run operation by operation, a network's initialisation compiles each
-    of its operations apart, which took 1 to 2 s more a command on the 2-core CPU (the same values)."""
+    of its operations apart, which took 1 to 2 s more a command on the 2-core CPU (the values are the
+    same, bit for bit, for every algorithm on its defaults)."""
     if config.seeds == 1:
         return jax.jit(algo.init)(jax.random.PRNGKey(config.seed))
-    return jax.jit(jax.vmap(algo.init))(seed_keys(config))
+    return _init_seeds(algo.init, seed_keys(config))
+
+
+@partial(jax.jit, static_argnums=0)
+def _init_seeds(init, keys):
+    """`init` of each key, one compiled program per `init` (however often a command asks for it)."""
+    return jax.vmap(init)(keys)
 
 
 def seeded_step(step, config, vmap_seeds: bool = True):
@@ -220,9 +227,9 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
         seconds = time.perf_counter() - t_steady - later_compiles
         return timed_iterations / seconds, timed_env_steps * config.seeds / seconds
 
-    progress = shared or training_progress(show_progress)
-    with nullcontext() if shared else progress:
-        label = run_dir.name if shared else "meta-train"
+    progress = training_progress(show_progress) if shared is None else shared
+    with progress if shared is None else nullcontext():
+        label = "meta-train" if shared is None else run_dir.name
         bar = progress.add_task(label, total=config.iterations, completed=start, stats="compiling...")
         done = start
         while done < config.iterations:
