@@ -41,7 +41,7 @@ from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import load_run, write_manifest
 from metarl_cli.training.parallel import TrainJob, train_all
-from metarl_cli.training.runner import initial_state
+from metarl_cli.training.runner import state_template
 
 # Evaluation tasks come from their own keys, never used in training.
 EVAL_KEY = 2**31 - 1
@@ -101,11 +101,11 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         step = checkpoints.step(checkpoint)
         if step is None:
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
-        state = checkpoints.restore(initial_state(algo, config), which=checkpoint, step=step)
+        state = checkpoints.restore(state_template(algo, config), which=checkpoint, step=step)
     finally:
         checkpoints.close()
 
-    held_out = family.sample(jax.random.PRNGKey(EVAL_KEY), tasks, split)
+    held_out = draw_tasks(family, EVAL_KEY, tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
     label = "meta-learned" if algo.adapts else "trained"
     if config.seeds == 1:
@@ -126,7 +126,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         methods[candidate.label] = [summarise(scores[:, j]) for j in range(steps + 1)]
         per_task[candidate.label] = scores
     if algo.reference_scores is not None:
-        validation = family.sample(jax.random.PRNGKey(VALIDATION_KEY), tasks, "train")
+        validation = draw_tasks(family, VALIDATION_KEY, tasks, "train")
         for label, scores in algo.reference_scores(held_out, key, validation).items():
             scores = np.asarray(scores)
             methods[label] = [summarise(scores[:, j]) for j in range(steps + 1)]
@@ -214,7 +214,7 @@ def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, confi
     inner_lr), at inner_lr or, with `tune_baseline_lr`, at its best step size; the oracle is not."""
     checkpoints = Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints)
     try:
-        params = checkpoints.restore(initial_state(baseline.algo, baseline.config))["params"]
+        params = checkpoints.restore(state_template(baseline.algo, baseline.config))["params"]
     finally:
         checkpoints.close()
     if not baseline.adapts:
@@ -233,7 +233,7 @@ def with_detail(label: str, detail: str) -> str:
 
 def tuned_lr_scale(algo: Algorithm, params, family, tasks: int, steps: int) -> float:
     """The multiple of inner_lr in LR_GRID with the lowest (or highest) mean score over steps 1..K on validation tasks."""
-    validation = family.sample(jax.random.PRNGKey(VALIDATION_KEY), tasks, "train")
+    validation = draw_tasks(family, VALIDATION_KEY, tasks, "train")
     key = jax.random.PRNGKey(VALIDATION_KEY - 1)
     sign = -1.0 if algo.maximize else 1.0
     costs = []
@@ -241,6 +241,11 @@ def tuned_lr_scale(algo: Algorithm, params, family, tasks: int, steps: int) -> f
         cost = sign * float(np.mean(np.asarray(algo.adaptation_curve(params, validation, key, steps, scale))[:, 1:]))
         costs.append(cost if np.isfinite(cost) else np.inf)
     return LR_GRID[int(np.argmin(costs))]
+
+
+def draw_tasks(family, seed: int, tasks: int, split: str):
+    """`tasks` tasks of `split` from key `seed`, drawn by one compiled program rather than operation by operation."""
+    return jax.jit(family.sample, static_argnums=(1, 2))(jax.random.PRNGKey(seed), tasks, split)
 
 
 def _write(path: Path, result: EvalResult) -> None:

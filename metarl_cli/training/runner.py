@@ -111,6 +111,12 @@ def initial_state(algo: Algorithm, config):
     return _init_seeds(algo.init, seed_keys(config))
 
 
+def state_template(algo: Algorithm, config):
+    """Zeros shaped and typed as `initial_state`'s leaves, found without compiling or running it: the
+    template a checkpoint restores into."""
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), jax.eval_shape(lambda: initial_state(algo, config)))
+
+
 @partial(jax.jit, static_argnums=0)
 def _init_seeds(init, keys):
     """`init` of each key, one compiled program per `init` (however often a command asks for it)."""
@@ -160,7 +166,7 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
     try:
         done = checkpoints.step() or 0
         if done:
-            checkpoints.restore(initial_state(algo, config), step=done)
+            checkpoints.restore(state_template(algo, config), step=done)
     finally:
         checkpoints.close()
     refuse_shorter(run_dir, done, config)
