@@ -13,9 +13,10 @@ held-out tasks, with the same keys (a paired comparison):
   same way, which needs no adaptation.
 An algorithm that adapts in memory (RL^2) is scored per episode of one trial per task instead,
 beside the reference policies it names (a random policy; on bandits the classic strategies).
-Baselines are trained once per run and cached in RUN/baselines/NAME. A run of several seeds is
-evaluated seed by seed (a column each). An algorithm that does not adapt (plain DQN) is scored
-after 0 steps only, beside a randomly initialised network.
+Baselines are trained once per run and cached in RUN/baselines/NAME (a regression run's two side
+by side, one per device: `training.parallel`). A run of several seeds is evaluated seed by seed (a
+column each). An algorithm that does not adapt (plain DQN) is scored after 0 steps only, beside a
+randomly initialised network.
 """
 
 from __future__ import annotations
