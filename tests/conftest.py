@@ -19,7 +19,8 @@ _SESSION_CACHE: str | None = None
 def pytest_configure(config):
     """Give JAX a persistent compilation cache for this session (unless one is set): tests that run
     the CLI rebuild the same programs in fresh closures, which JAX's in-memory cache cannot match,
-    and compiling is most of the suite's time on a small CPU. The cache is removed at the end."""
+    and compiling is most of the suite's time on a small CPU. Set before pytest-xdist starts its
+    worker processes, the cache is theirs too; the process that made it removes it at the end."""
     global _SESSION_CACHE
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         _SESSION_CACHE = tempfile.mkdtemp(prefix="metarl-test-xla-")
