@@ -122,13 +122,16 @@ def eval_(
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
     from metarl_cli.evaluate import evaluate
-    from metarl_cli.training.runner import Interrupted
+    from metarl_cli.training.runner import DivergedError, Interrupted
 
     try:
         result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
+    except DivergedError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     except Interrupted:
-        _say(f"interrupted while training a baseline; the next `metarl eval {shlex.quote(str(run_dir))}` resumes its "
-             "training (from its latest checkpoint, where it has one)")
+        _say(f"interrupted while training the run's baselines; the next `metarl eval {shlex.quote(str(run_dir))}` "
+             "resumes their training from their latest checkpoints")
         raise typer.Exit(130)
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 

@@ -14,7 +14,8 @@ held-out tasks, with the same keys (a paired comparison):
 An algorithm that adapts in memory (RL^2) is scored per episode of one trial per task instead,
 beside the reference policies it names (a random policy; on bandits the classic strategies).
 Baselines are trained once per run and cached in RUN/baselines/NAME (a regression run's two side
-by side, one per device: `training.parallel`). A run of several seeds is evaluated seed by seed (a
+by side, one per device: `training.parallel`), with checkpoints on the way: an eval interrupted
+while training them resumes them the next time. A run of several seeds is evaluated seed by seed (a
 column each). An algorithm that does not adapt (plain DQN) is scored after 0 steps only, beside a
 randomly initialised network.
 """
@@ -42,7 +43,7 @@ from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import load_run, write_manifest
 from metarl_cli.training.parallel import TrainJob, train_all
-from metarl_cli.training.runner import state_template
+from metarl_cli.training.runner import DivergedError, state_template
 
 # Evaluation tasks come from their own keys, never used in training.
 EVAL_KEY = 2**31 - 1
@@ -177,14 +178,16 @@ def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseli
 
 
 def _baseline_config(config, **changes):
-    """The run's config with no inner loop and as much data as meta-training drew (inner steps + 1 batches a task)."""
+    """The run's config with no inner loop and as much data as meta-training drew (inner steps + 1
+    batches a task), checkpointed every tenth of its training: a Ctrl-C loses at most that much."""
+    iterations = config.iterations * (config.inner_steps + 1)
     return dataclasses.replace(
         config,
         seeds=1,
         inner_steps=0,
         learn_inner_lr=False,
-        iterations=config.iterations * (config.inner_steps + 1),
-        checkpoint_every=config.iterations * (config.inner_steps + 1),
+        iterations=iterations,
+        checkpoint_every=max(1, iterations // 10),
         **changes,
     )
 
@@ -206,7 +209,10 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
         if not done:
             console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
             jobs.append(TrainJob(baseline.algo, baseline.config, base_dir, resume=not fresh))
-    train_all(jobs, show_progress)
+    try:
+        train_all(jobs, show_progress)
+    except DivergedError as e:
+        raise DivergedError(f"the {e.run_dir.name} baseline's training ({e.run_dir}): {e}", e.run_dir) from None
 
 
 def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, config, family, steps: int) -> Candidate:

@@ -124,6 +124,52 @@ def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
     assert latest == max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
 
 
+def test_ctrl_c_while_eval_trains_the_baselines_keeps_their_checkpoints_for_the_next_eval(cli, tmp_path, monkeypatch):
+    from metarl_cli import evaluate
+
+    run = tmp_path / "run"  # baselines of 10,000 iterations each, a checkpoint every 1,000
+    sets = set_args("iterations=5000", "chunk=100", "hidden=[8]", "meta_batch=4", "eval_tasks=4", "eval_steps=1", "tune_baseline_lr=false")
+    assert cli("train", "maml", "--env", "sinusoid", *sets, "-o", str(run), "-q")[0] == 0
+    baselines = [run / "baselines" / name for name in ("pretrained", "oracle")]
+
+    def steps(base_dir) -> list[int]:
+        return sorted(int(p.name) for p in (base_dir / "checkpoints").glob("*") if p.name.isdigit())
+
+    argv = ["metarl", "eval", str(run), "-q"]
+    child = f"import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv = {argv!r}; " \
+            "from metarl_cli.cli import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(proc, lambda: all(steps(b) for b in baselines), 120, "the baselines wrote no checkpoint")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert f"the next `metarl eval {run}` resumes their training from their latest checkpoints" in " ".join(err.split())
+    saved = {b.name: max(steps(b)) for b in baselines}
+    assert all(0 < step < 10_000 for step in saved.values()), saved
+
+    resumed = {}  # what the next eval hands the trainer: each baseline resumed from the step it had saved
+    train_all = evaluate.train_all
+    monkeypatch.setattr(evaluate, "train_all", lambda jobs, show: (
+        resumed.update({job.run_dir.name: (job.resume, max(steps(job.run_dir))) for job in jobs}), train_all(jobs, show))[1])
+    code, out, err = cli("eval", str(run), "-q")
+    assert code == 0 and "oracle" in out, err
+    assert resumed == {name: (True, step) for name, step in saved.items()}
+    assert all(max(steps(b)) == 10_000 for b in baselines)
+
+
+def test_a_baseline_whose_training_diverges_stops_eval_with_one_line(cli, tmp_path):
+    run = tmp_path / "run"  # Adam's first step of 1e30 makes the baselines' second loss overflow
+    sets = set_args("iterations=1", "outer_lr=1e30", "hidden=[8]", "meta_batch=4", "eval_tasks=4", "eval_steps=1")
+    assert cli("train", "maml", "--env", "sinusoid", *sets, "-o", str(run), "-q")[0] == 0
+    code, _, err = cli("eval", str(run), "-q")
+    err = " ".join(err.split())
+    assert code == 1 and "Traceback" not in err, err
+    assert re.search(r"error: the (pretrained|oracle) baseline's training \(.*\): loss became non-finite at iteration 2", err), err
+
+
 def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):
     sets = set_args("hidden=[8,8]", "meta_batch=4", "chunk=50")
     straight, split = tmp_path / "straight", tmp_path / "split"

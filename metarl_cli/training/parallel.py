@@ -74,7 +74,8 @@ def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
             finally:
                 stop.set()  # after an error or a Ctrl-C, the others stop after their save in flight
     except KeyboardInterrupt:
-        _raise_first(_errors(futures))  # an error that came first, not the Ctrl-C
+        # An error that came first, not the Ctrl-C; the trainings it stopped raised Interrupted.
+        _raise_first([error for error in _errors(futures) if not isinstance(error, Interrupted)])
         raise Interrupted(None) from None
     _raise_first(_errors(futures))
 

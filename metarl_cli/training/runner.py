@@ -39,7 +39,11 @@ from metarl_cli.training.rundir import MetricsLog
 
 
 class DivergedError(Exception):
-    """The loss became non-finite; the message says at which iteration."""
+    """The loss became non-finite; the message says at which iteration, `run_dir` in which run."""
+
+    def __init__(self, message: str, run_dir: Path):
+        super().__init__(message)
+        self.run_dir = run_dir
 
 
 class Interrupted(KeyboardInterrupt):
@@ -263,7 +267,7 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
                 last_good = checkpoints.step()
                 kept = (f"the latest checkpoint (iteration {last_good}) is the last good state" if last_good is not None
                         else "no checkpoint had been written yet")
-                raise DivergedError(f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and {kept}")
+                raise DivergedError(f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and {kept}", run_dir)
             previous, done = done, done + n
             summary = algo.summary(chunk_metrics)
             counts = {"iteration": done}
