@@ -44,6 +44,10 @@ class RunConfig:
     keep_checkpoints: int = 3
     ranges: dict = dataclasses.field(default_factory=dict)  # [ranges.train] / [ranges.ood] overrides
 
+    def largest_count(self) -> int:
+        """The largest number the training state's counters reach (they are 32-bit): its iterations."""
+        return self.iterations
+
     def validate(self) -> None:
         for name in ("seeds", "chunk", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
@@ -200,6 +204,9 @@ class DqnConfig(RunConfig):
     @property
     def iterations(self) -> int:
         return self.total_steps // self.train_every
+
+    def largest_count(self) -> int:
+        return self.total_steps  # its env steps, counted as iterations x train_every
 
     def validate(self) -> None:
         super().validate()
@@ -397,6 +404,9 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+MAX_COUNT = 2**31 - 1  # the largest value of a training state's iteration (and env step) counters
+
+
 def build_config(algo: str, values: dict[str, Any]):
     """A validated config of the algorithm's type (for its env's kind) from a plain dict."""
     env = values.get("env")
@@ -413,6 +423,11 @@ def build_config(algo: str, values: dict[str, Any]):
     kwargs = {name: _coerce(name, hints[name], v) for name, v in values.items() if name != "algo"}
     config = cls(**kwargs)
     config.validate()
+    excess = config.largest_count() - MAX_COUNT
+    if excess > 0:
+        key = cls.LENGTH_KEY
+        raise UserError(f"{key} = {getattr(config, key)} is more than a run can count (its counters are 32-bit); "
+                        f"at most {getattr(config, key) - excess}")
     return config
 
 
