@@ -43,14 +43,18 @@ def train(
         False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check everything, print the resolved config and where the run would go, then exit: nothing trained or written."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
     from metarl_cli.algos import make_algorithm
-    from metarl_cli.config import write_config
+    from metarl_cli.config import config_toml, write_config
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
-    from metarl_cli.training.rundir import MetricsLog, command_line, default_run_dir, load_run, prepare_new, record_resume, write_manifest
+    from metarl_cli.training.rundir import (MetricsLog, check_new, command_line, default_run_dir, load_run, prepare_new,
+                                            record_resume, write_manifest)
     from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, train as run_training
 
     if resume and overwrite:
@@ -73,13 +77,22 @@ def train(
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
     if resume:
-        if check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family)) == cfg.iterations:
+        done = check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))
+    else:
+        run_dir = run_dir or default_run_dir(algo, cfg.env)
+        replaces = check_new(run_dir, overwrite)
+    if dry_run:
+        typer.echo(config_toml(cfg, algo), nl=False)
+        _say(f"dry run: {algo} on {cfg.env} would " + (f"resume {run_dir} from iteration {done} of {cfg.iterations}" if resume else
+             f"{'replace the run in' if replaces else 'write'} {run_dir}") + "; nothing was trained or written")
+        return
+    if resume:
+        if done == cfg.iterations:
             _say(f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it")
             return
         record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
     else:
-        run_dir = run_dir or default_run_dir(algo, cfg.env)
         prepare_new(run_dir, overwrite)
         write_manifest(run_dir, algo, cfg, command_line())
     console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] -> {run_dir}")

@@ -507,6 +507,10 @@ def config_to_dict(config) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+def config_toml(config, algo: str) -> str:
+    """The resolved config as the TOML a run directory keeps (`config.toml`)."""
+    return tomli_w.dumps({"algo": algo, **config_to_dict(config)})
+
+
 def write_config(config, algo: str, path: Path) -> None:
-    with open(path, "wb") as f:
-        tomli_w.dump({"algo": algo, **config_to_dict(config)}, f)
+    path.write_text(config_toml(config, algo))

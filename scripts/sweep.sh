@@ -9,11 +9,12 @@
 # finished is skipped; one that was interrupted is resumed from its latest checkpoint; up to JOBS
 # points (default 2) run at once. Extra arguments after `--` go to every new run (e.g. --seeds 4).
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
+# The first point is checked (metarl train --dry-run) before any runs; a bad value in a later one fails that point.
 # Values are split on commas, so list-valued keys (hidden=[64,64]) cannot be swept.
 # Ctrl-C stops the sweep once its running points have saved their latest checkpoint (exit status 130).
 set -euo pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 algo=$1 env=$2
@@ -50,6 +51,14 @@ for axis in "${axes[@]}"; do
   done
   points=("${next[@]}")
 done
+
+# The first point's config (the algorithm, the family, the keys, the arguments after --) is checked
+# before any point runs: a misspelling stops the sweep here rather than failing every point.
+IFS=, read -r -a pairs <<<"${points[0]}"
+checked=()
+for pair in "${pairs[@]}"; do checked+=(--set "$pair"); done
+"$metarl" train "$algo" --env "$env" "${checked[@]}" "${extra[@]}" --dry-run -q >/dev/null \
+  || { echo "error: the sweep's first point is refused (above); no point was run" >&2; exit 2; }
 
 mkdir -p "$sweep_dir"
 # A sweep directory holds one algorithm on one family: its points would otherwise be skipped as

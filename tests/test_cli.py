@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 
 import numpy as np
 import pytest
@@ -88,6 +89,11 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert cli("train", "maml", *tiny_sets("iterations=6"), "-o", str(straight), "-q")[0] == 0
     assert cli("train", "maml", *tiny_sets("iterations=3"), "-o", str(split), "-q")[0] == 0
+    files = lambda run: {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}  # noqa: E731
+    before = files(split)
+    code, out, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=6", "--dry-run")
+    assert code == 0 and f"would resume {split} from iteration 3 of 6; nothing was trained or written" in err, err
+    assert tomllib.loads(out)["iterations"] == 6 and files(split) == before
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--set", "iterations=6", "-q")
     assert code == 0, err
 
@@ -180,6 +186,22 @@ def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):
     # chunks of 50, 50, 50 against 50, 20 then 50, 30: the same 150 meta-iterations
     assert [json.loads(x)["iteration"] for x in (split / "metrics.jsonl").read_text().splitlines()] == [50, 70, 120, 150]
     assert_same_final_state(straight, split, 150)
+
+
+def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path):
+    run = tmp_path / "run"
+    code, out, err = cli("train", "maml", *tiny_sets("iterations=7"), "-o", str(run), "--dry-run")
+    assert code == 0 and f"dry run: maml on cartpole-family would write {run}; nothing was trained or written" in err, err
+    config = tomllib.loads(out)
+    assert config["algo"] == "maml" and config["iterations"] == 7 and config["hidden"] == [16, 16] and not run.exists()
+    code, _, err = cli("train", "maml", *tiny_sets("inner_lr=-1"), "-o", str(run), "--dry-run")
+    assert code == 2 and "inner_lr must be a non-negative number" in err and not run.exists()
+    run.mkdir()
+    (run / "manifest.json").write_text('{"tool": "metarl"}')
+    code, _, err = cli("train", "maml", "-o", str(run), "--dry-run")
+    assert code == 2 and "already exists; pass --resume to continue it or --overwrite" in err
+    code, _, err = cli("train", "maml", "-o", str(run), "--overwrite", "--dry-run")
+    assert code == 0 and f"would replace the run in {run}" in err and (run / "manifest.json").is_file()
 
 
 def test_existing_run_is_not_overwritten(cli, tmp_path):

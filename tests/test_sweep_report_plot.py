@@ -19,7 +19,10 @@ SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
 # A stand-in for `metarl`: records its arguments and makes the run directory it was pointed at, or
 # with $FAIL set fails as metarl does, with one error line; with $HOLD set it then trains (touching
 # RUN/training) until Ctrl-C, which it answers as metarl does: a line naming the checkpoint, status 130.
+# A --dry-run check is recorded apart, and fails (as metarl would) with $CHECK_FAIL set.
 FAKE_METARL = """#!/usr/bin/env bash
+case " $* " in *" --dry-run "*)
+  echo "$@" >> "$CALLS.checked"; [ -n "${CHECK_FAIL:-}" ] && { echo "error: $CHECK_FAIL" >&2; exit 2; }; exit 0 ;; esac
 [ -n "${HOLD:-}" ] && trap 'echo "interrupted: the latest checkpoint is iteration 1" >&2; kill "${pid:-}" 2>/dev/null; exit 130' INT
 echo "$@" >> "$CALLS"
 [ -n "${FAIL:-}" ] && { echo "error: $FAIL" >&2; exit 2; }
@@ -39,9 +42,16 @@ def sweep_env(tmp_path, **env_vars) -> dict:
 
 def sweep(tmp_path, *args, **env_vars):
     done = subprocess.run(["bash", str(SWEEP), *args], env=sweep_env(tmp_path, **env_vars), capture_output=True, text=True)
-    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
-    (tmp_path / "calls").unlink(missing_ok=True)
+    calls = recorded(tmp_path / "calls")
+    done.checked = recorded(tmp_path / "calls.checked")
     return done, calls
+
+
+def recorded(path: Path) -> list[str]:
+    """The stand-in's calls recorded at `path` since the last look."""
+    calls = path.read_text().splitlines() if path.exists() else []
+    path.unlink(missing_ok=True)
+    return calls
 
 
 def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(tmp_path):
@@ -50,6 +60,7 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     points = {f"inner_lr={lr},meta_batch={mb}" for lr in ("0.05", "0.1", "0.2") for mb in ("10", "20")}
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
     assert len(calls) == 6
+    assert done.checked == ["train maml --env cartpole-family --set inner_lr=0.05 --set meta_batch=10 --seeds 2 --dry-run -q"]
     for point in points:
         lr, mb = (pair.split("=")[1] for pair in point.split(","))
         expected = f"train maml --env cartpole-family --set inner_lr={lr} --set meta_batch={mb} --seeds 2 -o {tmp_path / 'sweep' / point} -q"
@@ -73,9 +84,16 @@ def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     assert done.returncode == 2 and message in done.stderr and not calls
 
 
+def test_the_first_point_is_checked_before_any_point_runs(tmp_path):
+    done, calls = sweep(tmp_path, "mamll", "cartpole-family", "inner_lr=0.1,0.2", CHECK_FAIL="unknown algorithm 'mamll'")
+    assert done.returncode == 2 and "error: unknown algorithm 'mamll'" in done.stderr and "no point was run" in done.stderr
+    assert done.checked == ["train mamll --env cartpole-family --set inner_lr=0.1 --dry-run -q"] and not calls
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_a_sweep_directory_holds_one_algorithm_on_one_family(tmp_path):
-    # A misspelt algorithm whose points all failed leaves no run behind: the directory is reused.
-    assert sweep(tmp_path, "mamll", "cartpole-family", "inner_lr=0.1,0.2", FAIL="unknown algorithm 'mamll'")[0].returncode == 1
+    # A sweep whose points all failed leaves no run behind: the directory is reused.
+    assert sweep(tmp_path, "maml", "acrobot-family", "inner_lr=0.1,0.2", FAIL="a failure of every point")[0].returncode == 1
     assert sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2")[0].returncode == 0
     done, calls = sweep(tmp_path, "dqn", "cartpole", "lr=0.1,0.2")
     assert done.returncode == 2 and "holds a sweep of maml cartpole-family" in done.stderr and not calls

@@ -33,8 +33,9 @@ def default_run_dir(algo: str, env: str) -> Path:
     return Path("runs") / f"{algo}-{env}-{stamp}"
 
 
-def prepare_new(run_dir: Path, overwrite: bool) -> None:
-    """Make an empty run directory; refuse to touch an existing non-empty one unless told to."""
+def check_new(run_dir: Path, overwrite: bool) -> bool:
+    """Refuse (UserError) a new run in `run_dir` where it would touch what it must not: a file, a
+    directory that is not a run, a run without `overwrite`. True where a run there is to be replaced."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} exists and is not a directory; choose another --run-dir")
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -42,6 +43,13 @@ def prepare_new(run_dir: Path, overwrite: bool) -> None:
             raise UserError(f"{run_dir} is a non-empty directory but not a metarl run (no manifest.json); choose another --run-dir")
         if not overwrite:
             raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
+        return True
+    return False
+
+
+def prepare_new(run_dir: Path, overwrite: bool) -> None:
+    """Make an empty run directory; refuse to touch an existing non-empty one unless told to."""
+    if check_new(run_dir, overwrite):
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
