@@ -57,8 +57,11 @@ done
 IFS=, read -r -a pairs <<<"${points[0]}"
 checked=()
 for pair in "${pairs[@]}"; do checked+=(--set "$pair"); done
-"$metarl" train "$algo" --env "$env" "${checked[@]}" "${extra[@]}" --dry-run -q >/dev/null \
-  || { echo "error: the sweep's first point is refused (above); no point was run" >&2; exit 2; }
+if ! refusal=$("$metarl" train "$algo" --env "$env" "${checked[@]}" "${extra[@]}" --dry-run -q 2>&1 >/dev/null); then
+  echo "$refusal" >&2
+  echo "error: the sweep's first point is refused (above); no point was run" >&2
+  exit 2
+fi
 
 mkdir -p "$sweep_dir"
 # A sweep directory holds one algorithm on one family: its points would otherwise be skipped as
