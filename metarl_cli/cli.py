@@ -29,6 +29,12 @@ def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+def _diverged(error: Exception) -> None:
+    """A training's loss became non-finite: its message, exit status 1."""
+    console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 @app.command()
 def train(
     algo: str = typer.Argument(..., help=f"Algorithm: {', '.join(ALGORITHMS)}."),
@@ -44,7 +50,7 @@ def train(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Check everything, print the resolved config and where the run would go, then exit: nothing trained or written."
+        False, "--dry-run", help="Check the config and the run directory (or the run to resume), print the resolved config and where the run would go, then exit without training or writing."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
@@ -76,31 +82,37 @@ def train(
         cfg = resolve_config(algo, env, config, set_)
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
+    done, replaces, named = 0, False, run_dir is not None
     if resume:
         done = check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))
     else:
         run_dir = run_dir or default_run_dir(algo, cfg.env)
         replaces = check_new(run_dir, overwrite)
+    finished = f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it"
     if dry_run:
         typer.echo(config_toml(cfg, algo), nl=False)
-        _say(f"dry run: {algo} on {cfg.env} would " + (f"resume {run_dir} from iteration {done} of {cfg.iterations}" if resume else
-             f"{'replace the run in' if replaces else 'write'} {run_dir}") + "; nothing was trained or written")
+        if resume:
+            plan = f"resume {run_dir} from iteration {done} of {cfg.iterations}" if done < cfg.iterations else f"do nothing: {finished}"
+        elif named:
+            plan = f"{'replace the run in' if replaces else 'write'} {run_dir}"
+        else:
+            plan = f"write a new run in {run_dir.parent}/ (named {algo}-{cfg.env}-DATE-TIME when it starts)"
+        _say(f"dry run: {algo} on {cfg.env} would {plan}; nothing was trained or written")
         return
     if resume:
         if done == cfg.iterations:
-            _say(f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it")
+            _say(finished)
             return
         record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
     else:
-        prepare_new(run_dir, overwrite)
+        prepare_new(run_dir, replaces)
         write_manifest(run_dir, algo, cfg, command_line())
     console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] -> {run_dir}")
     try:
         summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
     except DivergedError as e:
-        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        _diverged(e)
     except Interrupted as e:
         resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
         _say(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
@@ -140,11 +152,10 @@ def eval_(
     try:
         result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
     except DivergedError as e:
-        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        _diverged(e)
     except Interrupted:
         _say(f"interrupted while training the run's baselines; the next `metarl eval {shlex.quote(str(run_dir))}` "
-             "resumes their training from their latest checkpoints")
+             "resumes their training (from their latest checkpoints, where they have one)")
         raise typer.Exit(130)
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 

@@ -423,12 +423,15 @@ def build_config(algo: str, values: dict[str, Any]):
     kwargs = {name: _coerce(name, hints[name], v) for name, v in values.items() if name != "algo"}
     config = cls(**kwargs)
     config.validate()
-    excess = config.largest_count() - MAX_COUNT
-    if excess > 0:
-        key = cls.LENGTH_KEY
-        raise UserError(f"{key} = {getattr(config, key)} is more than a run can count (its counters are 32-bit); "
-                        f"at most {getattr(config, key) - excess}")
+    check_count(config)
     return config
+
+
+def check_count(config) -> None:
+    """Refuse (UserError) a config longer than its training state's 32-bit counters can count."""
+    if config.largest_count() > MAX_COUNT:
+        key = type(config).LENGTH_KEY
+        raise UserError(f"{key} = {getattr(config, key)} is more than a run can count (its counters are 32-bit); at most {MAX_COUNT}")
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
@@ -513,4 +516,4 @@ def config_toml(config, algo: str) -> str:
 
 
 def write_config(config, algo: str, path: Path) -> None:
-    path.write_text(config_toml(config, algo))
+    path.write_text(config_toml(config, algo), encoding="utf-8")

@@ -34,7 +34,7 @@ import numpy as np
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
-from metarl_cli.config import DqnConfig, MamlDqnConfig
+from metarl_cli.config import MAX_COUNT, DqnConfig, MamlDqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.published import Published, published_for
@@ -156,8 +156,19 @@ class Baseline:
 
 
 def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseline]:
-    """The baselines trained for `config`'s run: for maml-dqn a multi-task DQN; for another algorithm
-    that adapts by steps a pretrained network; on a regression family also the oracle."""
+    """The baselines trained for `config`'s run (refused, UserError, where one would be longer than
+    its counters can count): for maml-dqn a multi-task DQN; for another algorithm that adapts by
+    steps a pretrained network; on a regression family also the oracle."""
+    baselines = _baselines_of(algo, algo_name, config, family)
+    for baseline in baselines:
+        if baseline.config.largest_count() > MAX_COUNT:
+            key = type(baseline.config).LENGTH_KEY
+            raise UserError(f"the {baseline.name} baseline would train for {key} = {getattr(baseline.config, key)}, as much as "
+                            f"this run drew, more than its 32-bit counters can count (at most {MAX_COUNT})")
+    return baselines
+
+
+def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseline]:
     if isinstance(config, MamlDqnConfig):
         # One DQN (replay, target network, Double DQN targets) across the train split, given as many
         # env steps as meta-training drew; 100 environments and a gradient step every 100 env steps

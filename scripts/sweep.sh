@@ -29,6 +29,7 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
+[ ${#axes[@]} -gt 0 ] || { echo "error: give at least one KEY=V1,V2,... to sweep" >&2; exit 2; }
 sweep_dir=${SWEEP_DIR:-runs/sweep-$algo-$env}
 jobs=${JOBS:-2}
 metarl=${METARL:-metarl}
@@ -65,7 +66,7 @@ fi
 
 mkdir -p "$sweep_dir"
 # A sweep directory holds one algorithm on one family: its points would otherwise be skipped as
-# finished. One whose points all failed before making a run (a misspelt algorithm) may be reused.
+# finished. One whose points all failed before making a run (a bad value in every point) may be reused.
 swept=$(cat "$sweep_dir/sweep-of" 2>/dev/null || true)
 if [ -n "$swept" ] && [ "$swept" != "$algo $env" ] && compgen -G "$sweep_dir/*/manifest.json" >/dev/null; then
   echo "error: $sweep_dir holds a sweep of $swept, not $algo $env; set SWEEP_DIR to another directory" >&2

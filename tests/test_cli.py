@@ -108,6 +108,8 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "-q")
     assert code == 0 and "had already run its 6 iterations" in err, err
     assert [(split / name).read_text() for name in ("config.toml", "manifest.json")] == saved  # nothing ran, nothing recorded
+    code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--dry-run")
+    assert code == 0 and f"would do nothing: {split} had already run its 6 iterations" in err, err
 
 
 def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
@@ -130,6 +132,27 @@ def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
     assert latest == max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
 
 
+# `metarl eval` with a Ctrl-C (SIGINT at its default) once both baselines have saved a checkpoint: the
+# first to save waits for the other, so neither can have run to its end, however their timings go.
+EVAL_INTERRUPTED_ONCE_BOTH_BASELINES_SAVED = """
+import os, signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from metarl_cli.training.checkpoint import Checkpoints
+save, savers, both_saved = Checkpoints.save, set(), threading.Event()
+def save_then_interrupt(self, *args):
+    save(self, *args)
+    savers.add(id(self))
+    if len(savers) == 2 and not both_saved.is_set():
+        both_saved.set()
+        os.kill(os.getpid(), signal.SIGINT)
+    both_saved.wait(120)
+Checkpoints.save = save_then_interrupt
+sys.argv = {argv!r}
+from metarl_cli.cli import main
+main()
+"""
+
+
 def test_ctrl_c_while_eval_trains_the_baselines_keeps_their_checkpoints_for_the_next_eval(cli, tmp_path, monkeypatch):
     from metarl_cli import evaluate
 
@@ -142,17 +165,14 @@ def test_ctrl_c_while_eval_trains_the_baselines_keeps_their_checkpoints_for_the_
         return sorted(int(p.name) for p in (base_dir / "checkpoints").glob("*") if p.name.isdigit())
 
     argv = ["metarl", "eval", str(run), "-q"]
-    child = f"import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv = {argv!r}; " \
-            "from metarl_cli.cli import main; main()"
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", EVAL_INTERRUPTED_ONCE_BOTH_BASELINES_SAVED.format(argv=argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(proc, lambda: all(steps(b) for b in baselines), 120, "the baselines wrote no checkpoint")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=180)
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err, err
-    assert f"the next `metarl eval {run}` resumes their training from their latest checkpoints" in " ".join(err.split())
+    assert f"the next `metarl eval {run}` resumes their training (from their latest checkpoints, where they have one)" in " ".join(err.split())
     saved = {b.name: max(steps(b)) for b in baselines}
     assert all(0 < step < 10_000 for step in saved.values()), saved
 
@@ -188,7 +208,11 @@ def test_resume_across_chunk_boundaries_equals_uninterrupted_run(cli, tmp_path):
     assert_same_final_state(straight, split, 150)
 
 
-def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path):
+def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("train", "maml", "--env", "point-nav", "--dry-run")
+    assert code == 0 and "would write a new run in runs/ (named maml-point-nav-DATE-TIME when it starts)" in err, err
+    assert not (tmp_path / "runs").exists()
     run = tmp_path / "run"
     code, out, err = cli("train", "maml", *tiny_sets("iterations=7"), "-o", str(run), "--dry-run")
     assert code == 0 and f"dry run: maml on cartpole-family would write {run}; nothing was trained or written" in err, err

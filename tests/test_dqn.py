@@ -159,6 +159,20 @@ def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
     assert baseline["algo"] == "dqn" and baseline["env"] == "cartpole-family"
 
 
+def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused():
+    from metarl_cli.evaluate import baselines_of
+
+    for iterations, refused in ((268_435, False), (268_436, True)):  # 8,000 env steps an iteration by default
+        config = resolve_config("maml-dqn", "cartpole-family", None, [f"iterations={iterations}"])
+        algo = make_algorithm("maml-dqn", config, family_for(config))
+        assert algo.env_steps_after(1) == 8_000
+        if refused:
+            with pytest.raises(UserError, match="the multi-task-dqn baseline would train for total_steps = 2147488000"):
+                baselines_of(algo, "maml-dqn", config, family_for(config))
+        else:
+            assert baselines_of(algo, "maml-dqn", config, family_for(config))[0].config.total_steps == 2_147_480_000
+
+
 def test_final_returns_weigh_the_last_tenth_by_episodes():
     records = [
         {"env_steps": s, "seed": seed, "return": ret, "episodes": n}

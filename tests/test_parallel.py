@@ -94,9 +94,10 @@ def test_ctrl_c_stops_trainings_side_by_side_once_each_has_saved(tmp_path):
     try:
         interrupter = threading.Thread(target=interrupt_once_both_have_saved)
         interrupter.start()
-        with pytest.raises(Interrupted):
+        with pytest.raises(Interrupted) as interrupted:
             train_all(jobs, show_progress=False)
         interrupter.join()
+        assert interrupted.value.latest is None  # train_all's own: each training has its latest checkpoint
     finally:
         signal.signal(signal.SIGINT, previous)
     assert both_saved.is_set(), "both trainings save a checkpoint within two minutes"

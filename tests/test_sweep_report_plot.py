@@ -78,9 +78,10 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     ("hidden=[32,32],[64,64]", "3", "list values cannot be swept"),
     ("inner_lr=0.1,0.2", "0", "JOBS must be a whole number"),
     ("inner_lr=0.1,0.2", "two", "JOBS must be a whole number"),
+    ("-- --seeds 2", "3", "give at least one KEY=V1,V2,... to sweep"),
 ])
 def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
-    done, calls = sweep(tmp_path, "maml", "cartpole-family", axis, JOBS=jobs)
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", *axis.split(" "), JOBS=jobs)
     assert done.returncode == 2 and message in done.stderr and not calls
 
 

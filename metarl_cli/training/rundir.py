@@ -47,9 +47,9 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
     return False
 
 
-def prepare_new(run_dir: Path, overwrite: bool) -> None:
-    """Make an empty run directory; refuse to touch an existing non-empty one unless told to."""
-    if check_new(run_dir, overwrite):
+def prepare_new(run_dir: Path, replace: bool) -> None:
+    """Make an empty run directory, after `check_new`: `replace` (what it returned) removes the run there."""
+    if replace:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
