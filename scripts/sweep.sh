@@ -55,10 +55,15 @@ done
 
 # The first point's config (the algorithm, the family, the keys, the arguments after --) is checked
 # before any point runs: a misspelling stops the sweep here rather than failing every point.
-IFS=, read -r -a pairs <<<"${points[0]}"
-checked=()
-for pair in "${pairs[@]}"; do checked+=(--set "$pair"); done
-if ! refusal=$("$metarl" train "$algo" --env "$env" "${checked[@]}" "${extra[@]}" --dry-run -q 2>&1 >/dev/null); then
+set_args() {  # $1: a point; fills `sets` with its --set KEY=V arguments
+  local pair pairs
+  IFS=, read -r -a pairs <<<"$1"
+  sets=()
+  for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
+}
+
+set_args "${points[0]}"
+if ! refusal=$("$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" --dry-run -q 2>&1 >/dev/null); then
   echo "$refusal" >&2
   echo "error: the sweep's first point is refused (above); no point was run" >&2
   exit 2
@@ -83,13 +88,12 @@ point_not_done() {  # $1: the point, $2: its log, $3: metarl's exit status; the 
 }
 
 run_point() {  # $1: the point's name; its key=value pairs are comma-separated
-  local point=$1 dir="$sweep_dir/$1" log="$sweep_dir/$1.log" sets=() pair
+  local point=$1 dir="$sweep_dir/$1" log="$sweep_dir/$1.log" sets
   if [ -f "$dir/sweep-done" ]; then
     echo "skip   $point (finished)"
     return 0
   fi
-  IFS=, read -r -a pairs <<<"$point"
-  for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
+  set_args "$point"
   if [ -f "$dir/manifest.json" ]; then
     echo "resume $point"
     "$metarl" train "$algo" --resume -o "$dir" -q >>"$log" 2>&1 || { point_not_done "$point" "$log" "$?"; return 1; }
