@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 from rich.markup import escape
@@ -27,6 +28,18 @@ out = stdout_console()  # tables go to stdout; progress bars and messages to std
 def _say(text: str) -> None:
     """One message on stderr as written: no rich markup (a path may hold brackets), one line."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _exit_interrupted(text: str) -> NoReturn:
+    """After a Ctrl-C: `text` on stderr, then exit status 130 at once (`os._exit`), skipping the
+    interpreter's teardown. A Ctrl-C can cut short a wait on XLA while its own threads go on
+    compiling or running the program, and tearing the runtime down under them ends the process with
+    an abort or a segmentation fault instead. Nothing is lost: the runner waits for the checkpoint
+    save in flight before it raises `Interrupted`, and metrics lines are closed as they are written."""
+    _say(text)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _diverged(error: Exception) -> None:
@@ -68,8 +81,9 @@ def train(
     if seeds is not None:
         if resume:
             raise UserError("--resume continues a run with its saved seeds; drop --seeds")
-        if any(parse_override(text)[0] == "seeds" for text in set_):
-            raise UserError("give the number of seeds once: --seeds N or --set seeds=N")
+        given = [value for key, value in map(parse_override, set_) if key == "seeds" and value != seeds]
+        if given:
+            raise UserError(f"--seeds {seeds} and --set seeds={given[0]} disagree; give the number of seeds once")
         set_ = [*set_, f"seeds={seeds}"]
     if resume:
         if run_dir is None:
@@ -115,9 +129,8 @@ def train(
         _diverged(e)
     except Interrupted as e:
         resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
-        _say(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
-             if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
-        raise typer.Exit(130)
+        _exit_interrupted(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
+                          if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
     if summary.iterations_per_second:
         rate = f"{summary.iterations_per_second:,.1f} it/s"
         if summary.env_steps_per_second:
@@ -125,10 +138,11 @@ def train(
     else:
         rate = "one compiled call, so no steady rate"
     last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())
-    if last:
-        per_seed = ", ".join(f"seed {seed}: {ret:.1f}" for seed, ret in last.items())
-        console.print(f"mean return of the training episodes in the last 10% of env steps: {per_seed}; "
-                      f"mean over seeds {sum(last.values()) / len(last):.1f}", highlight=False)
+    if last and last.per_seed:
+        per_seed = ", ".join(f"seed {seed}: {ret:.1f}" for seed, ret in last.per_seed.items())
+        console.print(f"mean return of the training episodes in the last {last.window:,} env steps ({last.window / last.total:.0%} of "
+                      f"{last.total:,}): {per_seed}; mean over seeds {sum(last.per_seed.values()) / len(last.per_seed):.1f}",
+                      highlight=False)
     console.print(
         f"done: {summary.iterations_done} iterations in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
@@ -139,7 +153,7 @@ def train(
 @app.command("eval")
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory written by `metarl train`."),
-    split: str = typer.Option("test", "--split", help="test (new tasks, train ranges) or ood (held-out ranges)."),
+    split: str = typer.Option("test", "--split", help="test (new tasks, train ranges), ood (held-out ranges) or train (tasks from the training split)."),
     tasks: Optional[int] = typer.Option(None, "--tasks", "-n", help="Held-out tasks (default: the run's eval_tasks)."),
     steps: Optional[int] = typer.Option(None, "--steps", "-k", help="Adaptation steps (default: the run's eval_steps)."),
     checkpoint: str = typer.Option("latest", "--checkpoint", help="latest or best."),
@@ -154,9 +168,11 @@ def eval_(
     except DivergedError as e:
         _diverged(e)
     except Interrupted:
-        _say(f"interrupted while training the run's baselines; the next `metarl eval {shlex.quote(str(run_dir))}` "
-             "resumes their training (from their latest checkpoints, where they have one)")
-        raise typer.Exit(130)
+        _exit_interrupted(f"interrupted while training the run's baselines; the next `metarl eval {shlex.quote(str(run_dir))}` "
+                          "resumes their training (from their latest checkpoints, where they have one)")
+    except KeyboardInterrupt:
+        _exit_interrupted(f"interrupted before eval.json was written; the next `metarl eval {shlex.quote(str(run_dir))}` "
+                          "starts again (keeping the run's baselines that finished training)")
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 
 
@@ -171,7 +187,8 @@ def _result_table(run_dir: Path, result, what: str) -> Table:
 
 def eval_table(run_dir: Path, result) -> Table:
     """One row per number of adaptation steps k, one column per method, then the published columns."""
-    table = _result_table(run_dir, result, f"{result.score_name} on {result.tasks} '{result.split}' tasks after k adaptation steps")
+    adapted = "after k adaptation steps" if result.steps else "without adaptation"
+    table = _result_table(run_dir, result, f"{result.score_name} on {result.tasks} '{result.split}' tasks {adapted}")
     table.add_column("k", justify="right")
     for name in result.methods:
         table.add_column(name, justify="right")

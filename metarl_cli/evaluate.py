@@ -270,7 +270,9 @@ def _write(path: Path, result: EvalResult) -> None:
     try:
         existing = json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError:
-        existing = {}  # an unreadable earlier file: this evaluation replaces it
+        existing = {}
+    if not isinstance(existing, dict):  # an unreadable earlier file: this evaluation replaces it
+        existing = {}
     existing[result.split] = {
         "tasks": result.tasks,
         "steps": result.steps,

@@ -133,7 +133,8 @@ def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
     run = tmp_path / "run"
     code, _, err = cli("train", "dqn", "--env", "cartpole", "--seeds", "2", *set_args(*TINY_DQN), "-o", str(run), "-q")
     assert code == 0, err
-    assert "last 10% of env steps: seed 0: " in err and "mean over seeds" in err
+    # The last tenth of 160 env steps, widened to the whole last chunk of 40.
+    assert "in the last 40 env steps (25% of 160): seed 0: " in " ".join(err.split()) and "mean over seeds" in err
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["iteration"], r["seed"]) for r in lines] == [(i, s) for i in (20, 40, 60, 80) for s in (0, 1)]
     assert all({"return", "episodes", "loss", "epsilon", "env_steps"} <= set(r) for r in lines)
@@ -180,4 +181,6 @@ def test_final_returns_weigh_the_last_tenth_by_episodes():
                                 (95, 1, 7.0, 2), (100, 1, None, 0)]
     ]
     # Past 90 env steps: seed 0 has (20 * 3 + 40 * 1) / 4 = 25; seed 1 has only its 95-step chunk.
-    assert final_returns(records) == {0: 25.0, 1: 7.0}
+    assert final_returns(records) == ({0: 25.0, 1: 7.0}, 10, 100)
+    # Past 75: the chunks ending at 80 and later, a window from 0 (no chunk ends by 75) to 100.
+    assert final_returns(records, fraction=0.25) == ({0: (5 + 10 + 60 + 40) / 10, 1: 7.0}, 100, 100)

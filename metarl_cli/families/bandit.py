@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from metarl_cli.errors import UserError
 from metarl_cli.families.base import Family
 from metarl_cli.rl.bandit_strategies import STRATEGIES, total_rewards, tune
 
@@ -76,6 +77,8 @@ class BernoulliBandit(environment.Environment[BanditState, BanditParams]):
 class BanditFamily(Family):
     def with_config(self, config) -> Family:
         arms, pulls = getattr(config, "arms", DEFAULT_ARMS), getattr(config, "pulls", DEFAULT_PULLS)
+        if getattr(config, "horizon", 0):  # family_for would set it over the pulls
+            raise UserError(f"horizon = {config.horizon}: a bandit's episode is its pulls (now {pulls}); set pulls, not horizon")
         return bandit_family(arms, pulls) if (arms, pulls) != (self.action_dim, self.horizon) else self
 
     def classic_strategy_scores(self, tasks, key, validation_tasks, episodes):

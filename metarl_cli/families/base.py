@@ -112,10 +112,10 @@ class TaskDistribution:
             if not isinstance(table, dict):
                 raise UserError(f"[ranges.{split}] must be a table of parameter = [min, max]")
             for pname, value in table.items():
+                if not by_name:
+                    raise UserError(f"{self.name} has no parameter ranges to set ('{pname}')")
                 if pname not in by_name:
-                    raise UserError(
-                        f"unknown parameter '{pname}' for {self.name}; valid: {', '.join(by_name)}"
-                    )
+                    raise UserError(f"unknown parameter '{pname}' for {self.name}; valid: {', '.join(by_name)}")
                 ivals = _parse_intervals(pname, value)
                 if split == "train":
                     if len(ivals) != 1:

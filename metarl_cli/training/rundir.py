@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -35,9 +36,15 @@ def default_run_dir(algo: str, env: str) -> Path:
 
 def check_new(run_dir: Path, overwrite: bool) -> bool:
     """Refuse (UserError) a new run in `run_dir` where it would touch what it must not: a file, a
-    directory that is not a run, a run without `overwrite`. True where a run there is to be replaced."""
+    directory that is not a run, a run without `overwrite`, a place where no directory can be made.
+    True where a run there is to be replaced."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} exists and is not a directory; choose another --run-dir")
+    nearest = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
+    if not nearest.is_dir():
+        raise UserError(f"{run_dir} cannot be made: {nearest} is not a directory; choose another --run-dir")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UserError(f"{run_dir} cannot be made: no permission to write in {nearest}; choose another --run-dir")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not (run_dir / "manifest.json").is_file():
             raise UserError(f"{run_dir} is a non-empty directory but not a metarl run (no manifest.json); choose another --run-dir")

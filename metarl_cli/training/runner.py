@@ -239,7 +239,7 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
 
     progress = training_progress(show_progress) if shared is None else shared
     with progress if shared is None else nullcontext():
-        label = "meta-train" if shared is None else run_dir.name
+        label = run_dir.name if shared is not None else "meta-train" if algo.adapts else "train"
         bar = progress.add_task(label, total=config.iterations, completed=start, stats="compiling...")
         done = start
         while done < config.iterations:
@@ -294,7 +294,10 @@ def _seed_mean(values) -> float:
 
 
 def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, env_steps: float) -> str:
-    """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds)."""
+    """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds),
+    none before a call that did not compile has been timed."""
     shown = "  ".join(f"{name.removesuffix('_' + algo.score_name)} {_seed_mean(summary[name]):8.3g}" for name in algo.shown_metrics)
+    if not iterations_per_second:
+        return shown
     speed = f"{env_steps / 1e3:7.0f}k steps/s" if env_steps else f"{iterations_per_second:7.0f} it/s"
     return f"{shown}  {speed}"
