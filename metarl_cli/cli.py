@@ -244,7 +244,7 @@ def trial_table(run_dir: Path, result) -> Table:
 @app.command()
 def report(
     runs: List[Path] = typer.Argument(..., help="Run directories, or directories of runs (a sweep)."),
-    step: Optional[int] = typer.Option(None, "--step", "-k", help="Adaptation steps whose score is reported (default: the last evaluated)."),
+    step: Optional[int] = typer.Option(None, "--step", "-k", help="Adaptation steps whose score is reported (default: the last evaluated); RL^2 runs report each episode of the trial and its total instead."),
     out_prefix: Path = typer.Option(Path("report"), "--out", "-o", help="Writes OUT.csv and OUT.json."),
 ):
     """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split."""

@@ -3,9 +3,11 @@
 For each run and each split in its eval.json, each method's score after K adaptation steps is
 pooled over seeds and held-out tasks and summarised by its interquartile mean (IQM: the mean of
 the middle 50%) with a 95% percentile confidence interval from a stratified bootstrap (tasks
-resampled within each seed), the estimators rliable recommends (Agarwal et al. 2021). A training
-row does the same for the last logged value of the run's headline metric, one value per seed.
-A directory that is not a run but holds runs (a sweep) stands for all of them.
+resampled within each seed), the estimators rliable recommends (Agarwal et al. 2021). An RL^2
+evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
+in each episode of the trial (where it has several), then its headline, the trial's total return.
+A training row does the same for the last logged value of the run's headline metric, one value per
+seed. A directory that is not a run but holds runs (a sweep) stands for all of them.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import csv
 import json
 import re
+from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy import stats as _stats
 
 from metarl_cli.errors import UserError
-from metarl_cli.training.rundir import MetricsLog, load_run
+from metarl_cli.training.rundir import MetricsLog, load_run, unwritable
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 TRAINING_METRICS = ("post_return", "post_mse", "return")  # the first one a run logs is its headline
@@ -36,6 +39,10 @@ class ReportRow(NamedTuple):
     iqm: float
     low: float
     high: float
+
+
+# A row's metric: its label, and what picks its per-task values from one seed's (steps + 1, tasks) scores.
+Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
 
 
 def iqm(values) -> float:
@@ -119,29 +126,62 @@ def _eval_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
         per_task = result.get("per_task")
         if not per_task:
             continue  # written before per-task scores were kept; `metarl eval` again to include it
-        k = result["steps"] if step is None else step
-        if not 0 <= k <= result["steps"]:
-            raise UserError(f"--step {k} is outside 0..{result['steps']} for the '{split}' evaluation of {run_dir}")
-        groups: dict[str, list[np.ndarray]] = {}
-        for name, by_step in per_task.items():
-            method = SEED_SUFFIX.sub("", name)
-            scores = np.array([np.nan if x is None else x for x in by_step[k]], dtype=np.float64)
-            groups.setdefault(method, []).append(scores)
-        for method, strata in groups.items():
-            finite = [s[np.isfinite(s)] for s in strata]
-            if any(len(s) == 0 for s in finite):
-                continue
-            value, low, high = summarise_strata(finite)
-            metric = f"{result['score']} after {k} steps"
-            rows.append(ReportRow(str(run_dir), split, method, metric, len(strata), sum(map(len, finite)), value, low, high))
+        metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step)]
+        for method, by_seed in _scores_by_method(per_task).items():
+            for metric, select in metrics:
+                finite = [s[np.isfinite(s)] for s in map(select, by_seed)]
+                if any(len(s) == 0 for s in finite):
+                    continue
+                value, low, high = summarise_strata(finite)
+                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), sum(map(len, finite)), value, low, high))
     return rows
 
 
+def _scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
+    """Each method's scores, one (steps + 1, tasks) array per seed (a column of eval.json each), NaN where a task diverged."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for name, by_step in per_task.items():
+        groups.setdefault(SEED_SUFFIX.sub("", name), []).append(np.array(by_step, dtype=np.float64))
+    return groups
+
+
+def _step_metric(run_dir: Path, split: str, result: dict, step: int | None) -> Metric:
+    """The score after `step` adaptation steps (default: the last evaluated)."""
+    k = result["steps"] if step is None else step
+    if not 0 <= k <= result["steps"]:
+        raise UserError(f"--step {k} is outside 0..{result['steps']} for the '{split}' evaluation of {run_dir}")
+    return f"{result['score']} after {k} steps", itemgetter(k)
+
+
+def _trial_metrics(result: dict) -> list[Metric]:
+    """An RL^2 trial's columns, as `metarl eval` shows them: the return in each episode (where the
+    trial has several), then the trial's total. `--step` does not apply: a trial has no steps."""
+    score, episodes = result["score"], result["steps"] + 1
+    per_episode = [(f"{score} in episode {j + 1} of {episodes}", itemgetter(j)) for j in range(episodes)] if episodes > 1 else []
+    return [*per_episode, (f"trial total {score}", lambda scores: scores.sum(axis=0))]
+
+
 def report_paths(prefix: Path) -> tuple[Path, Path]:
-    """The CSV and JSON files a report with this prefix writes; a UserError where it names a directory."""
+    """The CSV and JSON files a report with this prefix writes (PREFIX.csv and PREFIX.json, dots in
+    its name kept; a .csv or .json suffix given is replaced); a UserError where it names a directory
+    or they could not be written."""
     if prefix.name in ("", ".", "..") or prefix.is_dir():
         raise UserError(f"--out {prefix} names a directory; give a file prefix such as {prefix / 'report'}")
-    return prefix.with_suffix(".csv"), prefix.with_suffix(".json")
+    stem = prefix.with_suffix("") if prefix.suffix.lower() in (".csv", ".json") else prefix
+    paths = stem.with_name(f"{stem.name}.csv"), stem.with_name(f"{stem.name}.json")
+    for path in paths:
+        check_writable(path)
+    return paths
+
+
+def check_writable(path: Path) -> None:
+    """A UserError, before the work, where the file `path` could not be written (the folders it
+    needs made): it is a directory, a folder on its way is a file, or this user may not write there."""
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a directory")
+    reason = unwritable(path)
+    if reason:
+        raise UserError(f"cannot write {path}: {reason}")
 
 
 def write_report(rows: list[ReportRow], prefix: Path) -> tuple[Path, Path]:

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from conftest import wait_for
 from metarl_cli.config import MamlRLConfig, write_config
-from metarl_cli.report import iqm, run_rows, stratified_bootstrap_ci
+from metarl_cli.plot import draw_runs
+from metarl_cli.report import iqm, report_paths, run_rows, stratified_bootstrap_ci
 
 SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
 
@@ -147,11 +149,18 @@ def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool) -> Path:
              for i in range(1, iterations + 1) for s in range(seeds)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     if evaluated:
-        scores = {f"meta-learned (seed {s})": [[0.0] * 4, [1.0 + s, 2.0 + s, 3.0 + s, 4.0 + s]] for s in range(seeds)}
-        methods = {name: [{"after_steps": j, "mean": float(np.mean(by[j])), "ci95": 0.5, "diverged": 0} for j in range(2)]
-                   for name, by in scores.items()}
-        (path / "eval.json").write_text(json.dumps({"test": {"steps": 1, "score": "return", "methods": methods, "per_task": scores}}))
+        write_eval(path, {f"meta-learned (seed {s})": [[0.0] * 4, [1.0 + s, 2.0 + s, 3.0 + s, 4.0 + s]] for s in range(seeds)})
     return path
+
+
+def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = False) -> None:
+    """RUN/eval.json as `metarl eval` writes it for the `test` split, from each column's per-task
+    scores after 0..K steps (for a trial, in episodes 1..K + 1)."""
+    steps = len(next(iter(per_task.values()))) - 1
+    methods = {name: [{"after_steps": j, "mean": float(np.mean(by[j])), "ci95": 0.5, "diverged": 0} for j in range(steps + 1)]
+               for name, by in per_task.items()}
+    result = {"steps": steps, "score": score, "methods": methods, "per_task": per_task, "trial": trial}
+    (run / "eval.json").write_text(json.dumps({"test": result}))
 
 
 def test_report_pools_seeds_and_tasks(tmp_path, cli):
@@ -176,3 +185,57 @@ def test_plot_writes_a_png(tmp_path, cli, evaluated):
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "curves.png"))
     assert code == 0, err
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_labels_an_rl2_trial_by_episode_and_trial_total(tmp_path):
+    run = fake_run(tmp_path / "run", seeds=2, iterations=1, evaluated=False)
+    # Two seeds, two tasks each, two episodes a trial: episode 1 pools 1, 2, 3, 4; episode 2 pools
+    # 5, 6, 7, 8; the trial totals pool 6, 8, 10, 12.
+    write_eval(run, {"trained (seed 0)": [[1.0, 2.0], [5.0, 6.0]], "trained (seed 1)": [[3.0, 4.0], [7.0, 8.0]]}, trial=True)
+    rows = [(r.method, r.metric, r.seeds, r.n, r.iqm) for r in run_rows(run, step=None) if r.split == "test"]
+    assert rows == [("trained", "return in episode 1 of 2", 2, 4, 2.5), ("trained", "return in episode 2 of 2", 2, 4, 6.5),
+                    ("trained", "trial total return", 2, 4, 9.0)]
+    assert run_rows(run, step=5) == run_rows(run, step=None)  # a trial has no adaptation steps to pick
+
+
+@pytest.mark.parametrize("given, written", [("rep-lr0.1", "rep-lr0.1"), ("rep.csv", "rep"), ("rep.json", "rep")])
+def test_report_files_keep_a_dotted_prefix_whole(tmp_path, given, written):
+    assert report_paths(tmp_path / given) == (tmp_path / f"{written}.csv", tmp_path / f"{written}.json")
+
+
+@pytest.mark.parametrize("command, name", [("report", "rep"), ("plot", "curves.png")])
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, cli, command, name):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=2, evaluated=True)
+    (tmp_path / "taken").write_text("")  # a file where the output's folder would be
+    code, out, err = cli(command, str(run), "-o", str(tmp_path / "taken" / name))
+    assert code == 2 and out == ""  # no table first
+    assert err.startswith(f"error: cannot write {tmp_path / 'taken' / name}") and err.count("\n") == 1
+    assert f"{tmp_path / 'taken'} is not a directory" in err
+
+
+def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
+    runs = [fake_run(tmp_path / name, seeds=1, iterations=3, evaluated=False) for name in ("sinusoid", "dqn", "rl2")]
+    write_eval(runs[0], {"meta-learned": [[1.0, 2.0], [0.5, 0.7]]}, score="mse")
+    write_eval(runs[1], {"trained": [[1.0, 2.0]]})
+    write_eval(runs[2], {"trained": [[1.0, 2.0], [3.0, 4.0]]}, trial=True)
+    fig = draw_runs(runs)
+    try:
+        adaptation = {(ax.get_xlabel(), ax.get_ylabel()): [text.get_text() for text in ax.get_legend().get_texts()]
+                      for ax in fig.axes[1:]}
+    finally:
+        plt.close(fig)
+    assert adaptation == {
+        ("adaptation steps k", "query MSE"): ["sinusoid: meta-learned (test)"],
+        ("adaptation steps k", "return per episode"): ["dqn: trained (test)"],
+        ("episode of the trial (memory carried across episodes)", "return per episode"): ["rl2: trained (test)"],
+    }
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_plot_marks_a_learning_curve_of_one_chunk(tmp_path, seeds):
+    fig = draw_runs([fake_run(tmp_path / "run", seeds=seeds, iterations=1, evaluated=False)])
+    try:
+        markers = [line.get_marker() for line in fig.axes[0].get_lines()]
+    finally:
+        plt.close(fig)
+    assert "o" in markers

@@ -40,11 +40,9 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
     True where a run there is to be replaced."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} exists and is not a directory; choose another --run-dir")
-    nearest = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
-    if not nearest.is_dir():
-        raise UserError(f"{run_dir} cannot be made: {nearest} is not a directory; choose another --run-dir")
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise UserError(f"{run_dir} cannot be made: no permission to write in {nearest}; choose another --run-dir")
+    reason = unwritable(run_dir)
+    if reason:
+        raise UserError(f"{run_dir} cannot be made: {reason}; choose another --run-dir")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not (run_dir / "manifest.json").is_file():
             raise UserError(f"{run_dir} is a non-empty directory but not a metarl run (no manifest.json); choose another --run-dir")
@@ -52,6 +50,18 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
             raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
         return True
     return False
+
+
+def unwritable(path: Path) -> str | None:
+    """Why `path` (a file or directory, with the folders on its way) could not be written by this
+    user; None where it can: the nearest existing of it and its folders is a file on the way, or not
+    writable."""
+    nearest = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if nearest != path and not nearest.is_dir():
+        return f"{nearest} is not a directory"
+    if not os.access(nearest, os.W_OK | (os.X_OK if nearest.is_dir() else 0)):
+        return f"no permission to write in {nearest}" if nearest.is_dir() else f"no permission to write {nearest}"
+    return None
 
 
 def prepare_new(run_dir: Path, replace: bool) -> None:
