@@ -270,8 +270,8 @@ def _write(path: Path, result: EvalResult) -> None:
     try:
         existing = json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError:
-        existing = {}
-    if not isinstance(existing, dict):  # an unreadable earlier file: this evaluation replaces it
+        existing = None
+    if not isinstance(existing, dict):  # an unreadable or foreign earlier file: this evaluation replaces it
         existing = {}
     existing[result.split] = {
         "tasks": result.tasks,

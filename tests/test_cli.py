@@ -133,6 +133,17 @@ def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
     assert latest == max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
 
 
+def run_patched_metarl(script: str, argv: list[str]) -> tuple[int, str]:
+    """Run `script` (patches, then metarl's `main` on `argv`, filled in for `{argv!r}`) in a child
+    Python: its exit status and stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", script.format(argv=argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
 # `metarl train` with a Ctrl-C (SIGINT at its default) 4.5 s into XLA's compilation of the training
 # step, which goes on in XLA's own threads once the wait on it is cut short: an exit through the
 # interpreter's teardown then aborted or crashed (rc 134 or 139) in 5 of 6 runs from a shell and 1 of 3
@@ -156,13 +167,8 @@ main()
 def test_ctrl_c_while_compiling_exits_with_its_message_not_a_crash(tmp_path):
     run = tmp_path / "run"
     argv = ["metarl", "train", "maml", "--env", "cartpole-family", "--set", "iterations=200", "-o", str(run), "-q"]
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN_INTERRUPTED_WHILE_COMPILING.format(argv=argv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in err, (proc.returncode, err)
+    code, err = run_patched_metarl(TRAIN_INTERRUPTED_WHILE_COMPILING, argv)
+    assert code == 130 and "Traceback" not in err, (code, err)
     assert f"`metarl train maml --resume -o {run}`" in " ".join(err.split())
 
 
@@ -198,14 +204,8 @@ def test_ctrl_c_while_eval_trains_the_baselines_keeps_their_checkpoints_for_the_
     def steps(base_dir) -> list[int]:
         return sorted(int(p.name) for p in (base_dir / "checkpoints").glob("*") if p.name.isdigit())
 
-    argv = ["metarl", "eval", str(run), "-q"]
-    proc = subprocess.Popen([sys.executable, "-c", EVAL_INTERRUPTED_ONCE_BOTH_BASELINES_SAVED.format(argv=argv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    code, err = run_patched_metarl(EVAL_INTERRUPTED_ONCE_BOTH_BASELINES_SAVED, ["metarl", "eval", str(run), "-q"])
+    assert code == 130 and "Traceback" not in err, err
     assert f"the next `metarl eval {run}` resumes their training (from their latest checkpoints, where they have one)" in " ".join(err.split())
     saved = {b.name: max(steps(b)) for b in baselines}
     assert all(0 < step < 10_000 for step in saved.values()), saved

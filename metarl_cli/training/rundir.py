@@ -53,9 +53,9 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
 
 
 def unwritable(path: Path) -> str | None:
-    """Why `path` (a file or directory, with the folders on its way) could not be written by this
-    user; None where it can: the nearest existing of it and its folders is a file on the way, or not
-    writable."""
+    """Why this user could not write `path` (a file or a directory, the folders on its way made), or
+    None where they can. The nearest of `path` and its folders that exists decides: a file on the
+    way, or a place without write permission."""
     nearest = next(p for p in (path, *path.absolute().parents) if p.exists())
     if nearest != path and not nearest.is_dir():
         return f"{nearest} is not a directory"
