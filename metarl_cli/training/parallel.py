@@ -42,16 +42,19 @@ def on_one_device(job: TrainJob) -> bool:
 def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
     """Train every job to its end: side by side, one per device, where there are several devices and
     each job runs on one; otherwise one after another."""
+    if not jobs:
+        return
     devices = jax.local_devices()
+    display = training_progress(show_progress)  # every bar named after its job's directory
     if len(jobs) < 2 or len(devices) < 2 or not all(map(on_one_device, jobs)):
-        for job in jobs:
-            train(job.algo, job.config, job.run_dir, job.resume, show_progress)
+        with display:
+            for job in jobs:
+                train(job.algo, job.config, job.run_dir, job.resume, shared=display)
         return
     free = queue.SimpleQueue()
     for device in devices:
         free.put(device)
     stop = threading.Event()
-    display = training_progress(show_progress)
 
     def run(job: TrainJob) -> None:
         device = free.get()
