@@ -171,8 +171,8 @@ def eval_(
         _exit_interrupted(f"interrupted while training the run's baselines; the next `metarl eval {shlex.quote(str(run_dir))}` "
                           "resumes their training (from their latest checkpoints, where they have one)")
     except KeyboardInterrupt:
-        _exit_interrupted(f"interrupted before eval.json was written; the next `metarl eval {shlex.quote(str(run_dir))}` "
-                          "starts again (keeping the run's baselines that finished training)")
+        _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `metarl eval {shlex.quote(str(run_dir))}` "
+                          "starts it again (keeping the run's baselines that finished training)")
     out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
 
 

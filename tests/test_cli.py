@@ -133,10 +133,11 @@ def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
     assert latest == max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
 
 
-def run_patched_metarl(script: str, argv: list[str]) -> tuple[int, str]:
-    """Run `script` (patches, then metarl's `main` on `argv`, filled in for `{argv!r}`) in a child
-    Python: its exit status and stderr."""
-    proc = subprocess.Popen([sys.executable, "-c", script.format(argv=argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_patched_metarl(script: str, argv: list[str], **fill) -> tuple[int, str]:
+    """Run `script` (patches, then metarl's `main` on `argv`, filled in for `{argv!r}` as `fill` is for
+    its other fields) in a child Python: its exit status and stderr."""
+    code = script.format(argv=argv, **fill)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _, err = proc.communicate(timeout=180)
     finally:
@@ -144,18 +145,20 @@ def run_patched_metarl(script: str, argv: list[str]) -> tuple[int, str]:
     return proc.returncode, err
 
 
-# `metarl train` with a Ctrl-C (SIGINT at its default) 4.5 s into XLA's compilation of the training
-# step, which goes on in XLA's own threads once the wait on it is cut short: an exit through the
-# interpreter's teardown then aborted or crashed (rc 134 or 139) in 5 of 6 runs from a shell and 1 of 3
-# under pytest on the 2-core CPU, timings differing.
-TRAIN_INTERRUPTED_WHILE_COMPILING = """
+# metarl with a Ctrl-C (SIGINT at its default) `delay` seconds into XLA's compilation of the program
+# `program`, which goes on in XLA's own threads once the wait on it is cut short: for `metarl train`
+# 4.5 s into its training step, an exit through the interpreter's teardown then aborted or crashed
+# (rc 134 or 139) in 5 of 6 runs from a shell and 1 of 3 under pytest on the 2-core CPU, timings differing.
+INTERRUPTED_WHILE_COMPILING = """
 import os, signal, sys, threading
 signal.signal(signal.SIGINT, signal.default_int_handler)
+import jax
+jax.config.update("jax_enable_compilation_cache", False)  # the suite's cache would load the program, not compile it
 import jax._src.compiler as compiler
 compile_and_load = compiler.backend_compile_and_load
 def interrupt_while_compiling(backend, module, *args, **kwargs):
-    if str(module.operation.attributes["sym_name"]) == '"jit_chunk"':
-        threading.Timer(4.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    if str(module.operation.attributes["sym_name"]) == '"jit_{program}"':
+        threading.Timer({delay}, os.kill, (os.getpid(), signal.SIGINT)).start()
     return compile_and_load(backend, module, *args, **kwargs)
 compiler.backend_compile_and_load = interrupt_while_compiling
 sys.argv = {argv!r}
@@ -167,7 +170,7 @@ main()
 def test_ctrl_c_while_compiling_exits_with_its_message_not_a_crash(tmp_path):
     run = tmp_path / "run"
     argv = ["metarl", "train", "maml", "--env", "cartpole-family", "--set", "iterations=200", "-o", str(run), "-q"]
-    code, err = run_patched_metarl(TRAIN_INTERRUPTED_WHILE_COMPILING, argv)
+    code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, argv, program="chunk", delay=4.5)
     assert code == 130 and "Traceback" not in err, (code, err)
     assert f"`metarl train maml --resume -o {run}`" in " ".join(err.split())
 
@@ -218,6 +221,13 @@ def test_ctrl_c_while_eval_trains_the_baselines_keeps_their_checkpoints_for_the_
     assert code == 0 and "oracle" in out, err
     assert resumed == {name: (True, step) for name, step in saved.items()}
     assert all(max(steps(b)) == 10_000 for b in baselines)
+
+    # A Ctrl-C while scoring, its baselines trained: one line, and the eval.json before it kept.
+    written = (run / "eval.json").read_text()
+    code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, ["metarl", "eval", str(run), "-q"], program="curve", delay=0)
+    assert code == 130 and "Traceback" not in err, (code, err)
+    assert f"interrupted before this evaluation was written to eval.json; the next `metarl eval {run}` starts it again" in " ".join(err.split())
+    assert (run / "eval.json").read_text() == written
 
 
 def test_a_baseline_whose_training_diverges_stops_eval_with_one_line(cli, tmp_path):

@@ -3,8 +3,8 @@
 On a CPU each core is a device (see metarl_cli/__init__.py). A training whose state sits on one
 device (not split over them: a regression run's pretrained and oracle baselines, say) leaves the
 other cores idle, so independent ones of that kind train at once, each from its own thread on a
-device of its own, under one progress display. Trainings that already spread over the devices, or
-a single one, train one after another as `train` runs them.
+device of its own. Trainings that already spread over the devices, or a single one, train one after
+another. Either way their bars share one progress display, each named after its run directory.
 
 Ctrl-C (or an error in one of them) stops them all, each after its save in flight, and is raised
 as `Interrupted` (or as that error) once every one has stopped.
