@@ -148,6 +148,9 @@ def train(
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
         f"Next: metarl eval {run_dir}"
     )
+    advice = summary.checkpoint_advice()
+    if advice:
+        console.print(advice, highlight=False)
 
 
 @app.command("eval")

@@ -7,11 +7,12 @@ Prints, from one run on this machine:
     over the local devices as training is, and the ratio to the faster;
   - shared/peers/torch_maml_cartpole.py's env steps/s when a Python with torch is given
     (--peer-python or $PEER_PYTHON), and our ratio to it;
-  - the cost of checkpointing every meta-iteration: alternating blocks of meta-iterations with and
-    without a save after each, in one process, the median over rounds of their time ratio.
+  - the cost of checkpointing every meta-iteration (every `checkpoint_every`, where --set gives it):
+    alternating blocks of meta-iterations with and without those saves, in one process, the median
+    over rounds of their time ratio.
 
 Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--set first_order=true]
-                                      [--peer-python PATH] [--peer-iterations 3]
+                                      [--peer-python PATH] [--peer-iterations 3] [--checkpoint-rounds 16]
 """
 
 from __future__ import annotations
@@ -78,14 +79,16 @@ def training(config, family) -> tuple[float, float]:
     return summary.compile_seconds, summary.env_steps_per_second
 
 
-def checkpoint_overhead(config, family, rounds: int, block: int = 4) -> tuple[float, float, float]:
-    """Median, min and max over `rounds` of: the time of `block` meta-iterations each followed by a
-    save as the runner makes it (the round's last save waited for) over the time of `block` without.
+def checkpoint_overhead(config, family, rounds: int) -> tuple[float, float, float]:
+    """Median, min and max over `rounds` of: the time of a block of meta-iterations with a save as
+    the runner makes it after every `config.checkpoint_every`-th (the block's last save waited for)
+    over the time of the same block without. A block is 4 saves' worth of meta-iterations.
 
     The blocks alternate in one process on one compiled step, the one with saves first in every
     other round: the machine's drift between separate runs (10 to 20%) was larger than the effect
     measured, and within a run it moves single rounds by as much.
     """
+    every = config.checkpoint_every
     algo = make_algorithm("maml", config, family)
     run_chunk = compile_chunks(algo.step)
     state, _ = jax.block_until_ready(run_chunk(algo.init(jax.random.PRNGKey(config.seed)), 1))
@@ -97,11 +100,11 @@ def checkpoint_overhead(config, family, rounds: int, block: int = 4) -> tuple[fl
                 seconds = {}
                 for saving in (False, True) if round_ % 2 == 0 else (True, False):
                     t0 = time.perf_counter()
-                    for _ in range(block):
+                    for _ in range(4 * every):
                         state, metrics = run_chunk(state, 1)
                         jax.device_get(metrics)
                         iteration += 1
-                        if saving:
+                        if saving and iteration % every == 0:
                             checkpoints.save(iteration, state, 0.0)
                     checkpoints.wait()
                     seconds[saving] = time.perf_counter() - t0
@@ -116,6 +119,7 @@ def main() -> None:
     parser.add_argument("--env", default="cartpole-family")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--peer-iterations", type=int, default=3)
+    parser.add_argument("--checkpoint-rounds", type=int, default=16, help="rounds of the checkpoint overhead's alternating blocks")
     parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
     args = parser.parse_args()
@@ -128,16 +132,17 @@ def main() -> None:
           f"{'first' if config.first_order else 'second'} order")
 
     compile_s, ours = training(config, family)
-    rounds = 16
+    rounds = args.checkpoint_rounds
     overhead, lowest, highest = checkpoint_overhead(config, family, rounds)
     raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
+    every = "every meta-iteration" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} meta-iterations"
     print(f"compile time of the meta-step:         {compile_s:8.1f} s")
-    print(f"MAML-RL training (checkpoint each it): {ours:12,.0f} env steps/s")
+    print(f"MAML-RL training (checkpoints {every}): {ours:,.0f} env steps/s")
     for layout, rate in raw_rates.items():
         print(f"raw random-policy gymnax, same batch:  {rate:12,.0f} env steps/s  ({layout})")
     print(f"ratio ours / raw:                      {ours / raw:12.3f}   (target >= 0.25)")
-    print(f"checkpoint overhead (median of {rounds}):     {100 * overhead:11.1f} %  (target < 10%; "
+    print(f"checkpoint overhead, {every} (median of {rounds}): {100 * overhead:.1f} %  (target < 10%; "
           f"rounds {100 * lowest:.1f} to {100 * highest:.1f} %)")
     peer = peer_rate(args.peer_python, "torch_maml_cartpole.py", args.peer_iterations, "env steps/s", env={"H": "200"})
     if peer:

@@ -1,8 +1,10 @@
 """The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest;
 checkpoints in Orbax's standard format (with or without OCDBT) still restore; a later phase's step
 takes over at its iteration; the best-scoring checkpoint is kept beside the latest, also in runs
-that recorded the score as an Orbax metric."""
+that recorded the score as an Orbax metric; a run whose saves cost more than a tenth of its
+training time is told how to save less often."""
 
+import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -13,7 +15,7 @@ import pytest
 from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
 from metarl_cli.training.checkpoint import Checkpoints, PackedSave, PackedStateHandler, pack
-from metarl_cli.training.runner import DivergedError, train
+from metarl_cli.training.runner import DivergedError, TrainSummary, train
 
 
 def toy_algorithm(step, params_shape=(), **extra) -> Algorithm:
@@ -143,3 +145,15 @@ def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path)
         assert float(ckpt.restore(algo.init(None))["params"]) == 9.0
     finally:
         ckpt.close()
+
+
+def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training():
+    """A run's figures on a GPU, where a meta-iteration took 17 ms and a save 100 ms, draw the
+    advice; the 2-core CPU's (0.3 s of saves in 8.8 s of training) and a run of a few saves do not."""
+    gpu = TrainSummary(100, seconds=25.0, compile_seconds=13.0, checkpoint_seconds=10.0, checkpoints_saved=100,
+                       iterations_per_second=8.0, env_steps_per_second=1.3e6)
+    assert gpu.checkpoint_advice() == ("checkpoints took 83% of the training time (100 ms a save, 20 ms an iteration without): "
+                                       "`--set checkpoint_every=N` saves every Nth iteration")
+    cpu = dataclasses.replace(gpu, seconds=15.4, compile_seconds=6.6, checkpoint_seconds=0.3)
+    assert cpu.checkpoint_advice() is None
+    assert dataclasses.replace(gpu, checkpoints_saved=9).checkpoint_advice() is None

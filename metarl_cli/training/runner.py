@@ -60,9 +60,23 @@ class TrainSummary:
     iterations_done: int
     seconds: float
     compile_seconds: float
-    checkpoint_seconds: float
+    checkpoint_seconds: float  # on the training thread: copying states out, waiting for saves in flight
+    checkpoints_saved: int
     iterations_per_second: float
     env_steps_per_second: float
+
+    def checkpoint_advice(self, share: float = 0.1, fewest_saves: int = 10) -> str | None:
+        """Where checkpoints took more than `share` of the training time (compilation excluded) over
+        at least `fewest_saves` saves: how much, a save's cost against an iteration's, and the
+        setting that saves less often. On an accelerator an iteration can take a few milliseconds,
+        less than Orbax's bookkeeping for one save."""
+        training = self.seconds - self.compile_seconds
+        if self.checkpoints_saved < fewest_saves or self.checkpoint_seconds <= share * training:
+            return None
+        per_save = self.checkpoint_seconds / self.checkpoints_saved
+        per_iteration = (training - self.checkpoint_seconds) / self.iterations_done
+        return (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
+                f"{1e3 * per_iteration:.0f} ms an iteration without): `--set checkpoint_every=N` saves every Nth iteration")
 
 
 def compile_chunks(step, mesh: Mesh | None = None):
@@ -223,6 +237,7 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
     sign = 1.0 if algo.maximize else -1.0
 
     compile_seconds = checkpoint_seconds = 0.0
+    checkpoints_saved = 0
     t_begin = time.perf_counter()
     timed_iterations = timed_env_steps = 0
     t_steady = None  # end of the first call
@@ -280,12 +295,13 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
                 score = _seed_mean(summary[algo.ranking_metric])
                 checkpoints.save(done, state, sign * score if np.isfinite(score) else -np.inf)
                 checkpoint_seconds += time.perf_counter() - c0
+                checkpoints_saved += 1
             progress.update(bar, advance=n, stats=_stats_line(algo, summary, *steady_rates()))
         c0 = time.perf_counter()
         checkpoints.wait()
         checkpoint_seconds += time.perf_counter() - c0
     seconds = time.perf_counter() - t_begin
-    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, *steady_rates())
+    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, checkpoints_saved, *steady_rates())
 
 
 def _seed_mean(values) -> float:
