@@ -191,7 +191,8 @@ def _result_table(run_dir: Path, result, what: str) -> Table:
 def eval_table(run_dir: Path, result) -> Table:
     """One row per number of adaptation steps k, one column per method, then the published columns."""
     adapted = "after k adaptation steps" if result.steps else "without adaptation"
-    table = _result_table(run_dir, result, f"{result.score_name} on {result.tasks} '{result.split}' tasks {adapted}")
+    tasks = f"{result.tasks} episodes of its one task" if result.one_task else f"{result.tasks} '{result.split}' tasks"
+    table = _result_table(run_dir, result, f"{result.score_name} on {tasks} {adapted}")
     table.add_column("k", justify="right")
     for name in result.methods:
         table.add_column(name, justify="right")

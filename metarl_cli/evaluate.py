@@ -72,6 +72,7 @@ class EvalResult:
     published: list[Published]  # rows whose protocol this run follows, values cut to `steps`
     trial: bool = False  # columns are the episodes of an RL^2 trial, not adaptation steps
     totals: dict[str, Summary] = dataclasses.field(default_factory=dict)  # trials: each method's total over the trial
+    one_task: bool = False  # the family has one task: the held-out "tasks" are episodes of it
 
 
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
@@ -135,7 +136,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             per_task[label] = scores
     totals = {label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {}
     result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
-                        published_for(config, split, steps), bool(algo.trial_episodes), totals)
+                        published_for(config, split, steps), bool(algo.trial_episodes), totals, getattr(family, "one_task", False))
     _write(run_dir / "eval.json", result)
     return result
 

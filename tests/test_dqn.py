@@ -141,6 +141,7 @@ def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
     code, out, err = cli("eval", str(run), "--split", "test")
     assert code == 0, err
     assert "trained (seed 0)" in out and "trained (seed 1)" in out and "random init" in out
+    assert "return on 3 episodes of its one task without adaptation" in " ".join(out.split())  # plain CartPole: one task
     scores = json.loads((run / "eval.json").read_text())["test"]["methods"]
     assert set(scores) == {"trained (seed 0)", "trained (seed 1)", "random init"}
     assert all(len(rows) == 1 for rows in scores.values())  # plain DQN does not adapt: k = 0 only
@@ -155,6 +156,7 @@ def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
     assert code == 0, err
     scores = json.loads((run / "eval.json").read_text())["ood"]["methods"]
     assert set(scores) == {"meta-learned", "random init", "multi-task DQN"}
+    assert "return on 3 'ood' tasks after k adaptation steps" in " ".join(out.split())
     assert all(len(rows) == 3 for rows in scores.values())  # after 0, 1 and 2 TD steps
     baseline = tomllib.loads((run / "baselines" / "multi-task-dqn" / "config.toml").read_text())
     assert baseline["algo"] == "dqn" and baseline["env"] == "cartpole-family"

@@ -151,6 +151,12 @@ class Family(TaskDistribution):
         return self.env.default_params
 
     @property
+    def one_task(self) -> bool:
+        """Neither ranges nor a draw: every task of every split is the environment's default (plain
+        CartPole), so held-out "tasks" differ only in their episodes' random starts."""
+        return not self.ranges and self.draw is None
+
+    @property
     def discrete(self) -> bool:
         return hasattr(self.env.action_space(self.base_params), "n")
 
