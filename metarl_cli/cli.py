@@ -70,6 +70,7 @@ def train(
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
     from metarl_cli.algos import make_algorithm
     from metarl_cli.config import config_toml, write_config
+    from metarl_cli.devices import local_devices_text
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
     from metarl_cli.training.rundir import (MetricsLog, check_new, command_line, default_run_dir, load_run, prepare_new,
@@ -122,7 +123,7 @@ def train(
     else:
         prepare_new(run_dir, replaces)
         write_manifest(run_dir, algo, cfg, command_line())
-    console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] -> {run_dir}")
+    console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
     try:
         summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
     except DivergedError as e:

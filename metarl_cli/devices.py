@@ -16,6 +16,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 
+def local_devices_text() -> str:
+    """Where programs run, as `metarl train` says it at the start: the platform and the number of
+    local devices, e.g. "gpu, 1 device" or "cpu, 2 devices" (one per core)."""
+    devices = jax.local_devices()
+    return f"{devices[0].platform}, {len(devices)} device{'s' if len(devices) > 1 else ''}"
+
+
 def even_mesh(count: int, axis: str) -> Mesh | None:
     """The most local devices that share `count` items evenly, as a mesh with one axis; None where
     that is one device."""

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_final_state, set_args, tiny_sets, wait_for
+from metarl_cli.devices import local_devices_text
 
 
 def test_train_three_iterations_then_eval(cli, tmp_path):
     run = tmp_path / "run"
     code, _, err = cli("train", "maml", "--env", "cartpole-family", *tiny_sets("iterations=3"), "-o", str(run), "-q")
     assert code == 0, err
+    assert local_devices_text().startswith("cpu, ") and f"maml on cartpole-family ({local_devices_text()}) ->" in " ".join(err.split())
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [1, 2, 3]
     assert (run / "manifest.json").is_file() and (run / "config.toml").is_file()
