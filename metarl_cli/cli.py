@@ -71,6 +71,7 @@ def train(
     from metarl_cli.algos import make_algorithm
     from metarl_cli.config import config_toml, write_config
     from metarl_cli.devices import local_devices_text
+    from metarl_cli.evaluate import baselines_of
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
     from metarl_cli.training.rundir import (MetricsLog, check_new, command_line, default_run_dir, load_run, prepare_new,
@@ -97,6 +98,10 @@ def train(
         cfg = resolve_config(algo, env, config, set_)
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
+    try:  # the baselines `metarl eval` trains for this run: one too long to train is refused there, said here first
+        baselines_of(algorithm, algo, cfg, family)
+    except UserError as e:
+        _say(f"warning: `metarl eval` will refuse this run: {e}")
     done, replaces, named = 0, False, run_dir is not None
     if resume:
         done = check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))

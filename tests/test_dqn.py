@@ -162,10 +162,14 @@ def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
     assert baseline["algo"] == "dqn" and baseline["env"] == "cartpole-family"
 
 
-def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused():
+def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused(cli):
+    """eval refuses such a baseline; train says so before the run (here its --dry-run)."""
     from metarl_cli.evaluate import baselines_of
 
     for iterations, refused in ((268_435, False), (268_436, True)):  # 8,000 env steps an iteration by default
+        code, _, err = cli("train", "maml-dqn", "--env", "cartpole-family", "--set", f"iterations={iterations}", "--dry-run")
+        assert code == 0, err
+        assert ("warning: `metarl eval` will refuse this run: the multi-task-dqn baseline" in err) == refused
         config = resolve_config("maml-dqn", "cartpole-family", None, [f"iterations={iterations}"])
         algo = make_algorithm("maml-dqn", config, family_for(config))
         assert algo.env_steps_after(1) == 8_000
