@@ -152,8 +152,9 @@ def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training()
     advice; the 2-core CPU's (0.3 s of saves in 8.8 s of training) and a run of a few saves do not."""
     gpu = TrainSummary(100, seconds=25.0, compile_seconds=13.0, checkpoint_seconds=10.0, checkpoints_saved=100,
                        iterations_per_second=8.0, env_steps_per_second=1.3e6)
-    assert gpu.checkpoint_advice() == ("checkpoints took 83% of the training time (100 ms a save, 20 ms an iteration without): "
-                                       "`--set checkpoint_every=N` saves every Nth iteration")
+    assert gpu.checkpoint_advice() == ("checkpoints took 83% of the training time (100 ms a save, 20.0 ms an iteration without "
+                                       "them): with `--set checkpoint_every=50` a save would cost at most 10% of the iterations "
+                                       "between saves")
     cpu = dataclasses.replace(gpu, seconds=15.4, compile_seconds=6.6, checkpoint_seconds=0.3)
     assert cpu.checkpoint_advice() is None
     assert dataclasses.replace(gpu, checkpoints_saved=9).checkpoint_advice() is None

@@ -16,6 +16,7 @@ checkpoint is the last good one.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from contextlib import nullcontext
@@ -68,15 +69,20 @@ class TrainSummary:
     def checkpoint_advice(self, share: float = 0.1, fewest_saves: int = 10) -> str | None:
         """Where checkpoints took more than `share` of the training time (compilation excluded) over
         at least `fewest_saves` saves: how much, a save's cost against an iteration's, and the
-        setting that saves less often. On an accelerator an iteration can take a few milliseconds,
-        less than Orbax's bookkeeping for one save."""
+        interval between saves at which a save costs at most `share` of the iterations between
+        (as if no save overlapped training). On an accelerator an iteration can take a few
+        milliseconds, less than Orbax's bookkeeping for one save."""
         training = self.seconds - self.compile_seconds
         if self.checkpoints_saved < fewest_saves or self.checkpoint_seconds <= share * training:
             return None
         per_save = self.checkpoint_seconds / self.checkpoints_saved
         per_iteration = (training - self.checkpoint_seconds) / self.iterations_done
-        return (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
-                f"{1e3 * per_iteration:.0f} ms an iteration without): `--set checkpoint_every=N` saves every Nth iteration")
+        text = (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
+                f"{1e3 * per_iteration:.1f} ms an iteration without them)")
+        if per_iteration <= 0:
+            return f"{text}: `--set checkpoint_every=N` saves every Nth iteration"
+        every = math.ceil(per_save / (share * per_iteration))
+        return f"{text}: with `--set checkpoint_every={every}` a save would cost at most {share:.0%} of the iterations between saves"
 
 
 def compile_chunks(step, mesh: Mesh | None = None):
