@@ -99,7 +99,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     else:
         steps = config.eval_steps if steps is None else steps
 
-    checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
+    checkpoints = Checkpoints(run_dir, config.keep_checkpoints, create=False)
     try:
         step = checkpoints.step(checkpoint)
         if step is None:
@@ -215,7 +215,7 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
             shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt
             base_dir.mkdir(parents=True)
             write_manifest(base_dir, baseline.algo_name, baseline.config, ["metarl", "eval", f"(baseline {baseline.name})"])
-        checkpoints = Checkpoints(base_dir, baseline.config.keep_checkpoints)
+        checkpoints = Checkpoints(base_dir, baseline.config.keep_checkpoints, create=False)
         done = checkpoints.step() == baseline.config.iterations
         checkpoints.close()
         if not done:
@@ -231,7 +231,7 @@ def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, confi
     """A trained baseline beside the run. One that adapts is fine-tuned by the run's own `algo`, as the
     meta-learned network is (one compiled adaptation for both; under Meta-SGD with every rate at
     inner_lr), at inner_lr or, with `tune_baseline_lr`, at its best step size; the oracle is not."""
-    checkpoints = Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints)
+    checkpoints = Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints, create=False)
     try:
         params = checkpoints.restore(state_template(baseline.algo, baseline.config))["params"]
     finally:

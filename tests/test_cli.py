@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,14 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
     code, _, err = cli("train", "maml", "--resume", "-o", str(run), "--set", "iterations=4", "-q")
     assert code == 2 and "(damaged or incomplete)" in err
     assert (run / "config.toml").read_text() == config and (run / "manifest.json").read_text() == manifest
+
+    # Without its checkpoints: a dry run of --resume says it would start again, and eval has none to score; neither writes.
+    shutil.rmtree(run / "checkpoints")
+    code, _, err = cli("train", "maml", "--resume", "-o", str(run), "--dry-run", "-q")
+    assert code == 0 and f"would resume {run} from iteration 0 of 3" in " ".join(err.split()), err
+    code, _, err = cli("eval", str(run), "-q")
+    assert code == 2 and "has no latest checkpoint yet" in err
+    assert not (run / "checkpoints").exists()
 
 
 def test_maml_seeds_in_one_program_log_and_evaluate_each_seed(cli, tmp_path):

@@ -55,10 +55,12 @@ def _yield_to_training() -> None:
 
 
 class Checkpoints:
-    def __init__(self, run_dir: Path, keep: int):
+    def __init__(self, run_dir: Path, keep: int, create: bool = True):
+        """The checkpoints of `run_dir` (RUN/checkpoints); `create=False` for a look that must write
+        nothing (a dry run, an eval): a missing directory then holds no steps and stays missing."""
         self._scores: dict[int, float] = {}  # step -> score, for every step on disk
         options = ocp.CheckpointManagerOptions(
-            enable_async_checkpointing=False, create=True, preservation_policy=LatestAndBest(keep, self._scores)
+            enable_async_checkpointing=False, create=create, preservation_policy=LatestAndBest(keep, self._scores)
         )
         self.manager = ocp.CheckpointManager(
             (run_dir / "checkpoints").absolute(), options=options, item_handlers=PackedStateHandler()

@@ -186,7 +186,7 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
     batch, only where it has not begun; or a latest checkpoint that cannot be restored (damaged, or
     no longer fitting the config). Called before the resumed config is written, so a refused resume
     (or one with nothing left to run) leaves the run's files as they were."""
-    checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
+    checkpoints = Checkpoints(run_dir, config.keep_checkpoints, create=False)
     try:
         done = checkpoints.step() or 0
         if done:
