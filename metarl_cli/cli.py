@@ -307,7 +307,7 @@ def envs():
         if isinstance(fam, Family) and fam.draw_text:
             ood = "see parameter" if "ood" in fam.splits else "none"
             table.add_row(name, fam.draw_text, "", "drawn per task", ood, horizon, actions)
-        elif not fam.ranges:
+        elif fam.one_task:
             table.add_row(name, "(none: one task)", "", "", "", horizon, actions)
         for i, r in enumerate(fam.ranges):
             ood = " ∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"

@@ -84,6 +84,12 @@ class TaskDistribution:
     def param_names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.ranges)
 
+    @property
+    def one_task(self) -> bool:
+        """No randomised parameters: every task of every split is the same one, so held-out "tasks"
+        differ only in their random starts (plain CartPole)."""
+        return not self.ranges
+
     def sample_values(self, key: jax.Array, n: int, split: str) -> dict[str, jax.Array]:
         """n draws of every randomised parameter from the split, each parameter from its own key."""
         if split not in SPLITS:
@@ -152,8 +158,7 @@ class Family(TaskDistribution):
 
     @property
     def one_task(self) -> bool:
-        """Neither ranges nor a draw: every task of every split is the environment's default (plain
-        CartPole), so held-out "tasks" differ only in their episodes' random starts."""
+        """Neither ranges nor a draw: every task is the environment's default."""
         return not self.ranges and self.draw is None
 
     @property
