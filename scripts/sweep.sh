@@ -9,7 +9,7 @@
 # finished is skipped; one that was interrupted is resumed from its latest checkpoint; up to JOBS
 # points (default 2) run at once. Extra arguments after `--` go to every new run (e.g. --seeds 4).
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
-# The first point is checked (metarl train --dry-run) before any runs; a bad value in a later one fails that point.
+# Every value is checked (metarl train --dry-run, one check per value of the longest axis) before any point runs.
 # Values are split on commas, so list-valued keys (hidden=[64,64]) cannot be swept.
 # Ctrl-C stops the sweep once its running points have saved their latest checkpoint (exit status 130).
 set -euo pipefail
@@ -53,8 +53,10 @@ for axis in "${axes[@]}"; do
   points=("${next[@]}")
 done
 
-# The first point's config (the algorithm, the family, the keys, the arguments after --) is checked
-# before any point runs: a misspelling stops the sweep here rather than failing every point.
+# Before any point runs, configs that hold every value of every axis are checked (the algorithm, the
+# family, the keys, the values, the arguments after --): the i-th takes each axis's value i (modulo
+# its length), so as many checks as the longest axis has values cover them all, and a misspelling or
+# a bad value stops the sweep here rather than failing its points.
 set_args() {  # $1: a point; fills `sets` with its --set KEY=V arguments
   local pair pairs
   IFS=, read -r -a pairs <<<"$1"
@@ -62,12 +64,24 @@ set_args() {  # $1: a point; fills `sets` with its --set KEY=V arguments
   for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
 }
 
-set_args "${points[0]}"
-if ! refusal=$("$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" --dry-run -q 2>&1 >/dev/null); then
-  echo "$refusal" >&2
-  echo "error: the sweep's first point is refused (above); no point was run" >&2
-  exit 2
-fi
+longest=0
+for axis in "${axes[@]}"; do
+  IFS=, read -r -a vals <<<"${axis#*=}"
+  [ "${#vals[@]}" -gt "$longest" ] && longest=${#vals[@]}
+done
+for ((i = 0; i < longest; i++)); do
+  check=""
+  for axis in "${axes[@]}"; do
+    IFS=, read -r -a vals <<<"${axis#*=}"
+    check+="${check:+,}${axis%%=*}=${vals[i % ${#vals[@]}]}"
+  done
+  set_args "$check"
+  if ! refusal=$("$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" --dry-run -q 2>&1 >/dev/null); then
+    echo "$refusal" >&2
+    echo "error: the sweep's point $check is refused (above); no point was run" >&2
+    exit 2
+  fi
+done
 
 mkdir -p "$sweep_dir"
 # A sweep directory holds one algorithm on one family: its points would otherwise be skipped as

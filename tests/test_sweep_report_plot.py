@@ -21,10 +21,13 @@ SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
 # A stand-in for `metarl`: records its arguments and makes the run directory it was pointed at, or
 # with $FAIL set fails as metarl does, with one error line; with $HOLD set it then trains (touching
 # RUN/training) until Ctrl-C, which it answers as metarl does: a line naming the checkpoint, status 130.
-# A --dry-run check is recorded apart, and fails (as metarl would) with $CHECK_FAIL set.
+# A --dry-run check is recorded apart, and fails (as metarl would) with $CHECK_FAIL set, where its
+# arguments hold $CHECK_ONLY (default: any).
 FAKE_METARL = """#!/usr/bin/env bash
 case " $* " in *" --dry-run "*)
-  echo "$@" >> "$CALLS.checked"; [ -n "${CHECK_FAIL:-}" ] && { echo "error: $CHECK_FAIL" >&2; exit 2; }; exit 0 ;; esac
+  echo "$@" >> "$CALLS.checked"
+  case " $* " in *"${CHECK_ONLY:-}"*) [ -n "${CHECK_FAIL:-}" ] && { echo "error: $CHECK_FAIL" >&2; exit 2; } ;; esac
+  exit 0 ;; esac
 [ -n "${HOLD:-}" ] && trap 'echo "interrupted: the latest checkpoint is iteration 1" >&2; kill "${pid:-}" 2>/dev/null; exit 130' INT
 echo "$@" >> "$CALLS"
 [ -n "${FAIL:-}" ] && { echo "error: $FAIL" >&2; exit 2; }
@@ -62,7 +65,9 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     points = {f"inner_lr={lr},meta_batch={mb}" for lr in ("0.05", "0.1", "0.2") for mb in ("10", "20")}
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
     assert len(calls) == 6
-    assert done.checked == ["train maml --env cartpole-family --set inner_lr=0.05 --set meta_batch=10 --seeds 2 --dry-run -q"]
+    # Every value checked first, in as many checks as the longest axis has values.
+    assert done.checked == [f"train maml --env cartpole-family --set inner_lr={lr} --set meta_batch={mb} --seeds 2 --dry-run -q"
+                            for lr, mb in (("0.05", "10"), ("0.1", "20"), ("0.2", "10"))]
     for point in points:
         lr, mb = (pair.split("=")[1] for pair in point.split(","))
         expected = f"train maml --env cartpole-family --set inner_lr={lr} --set meta_batch={mb} --seeds 2 -o {tmp_path / 'sweep' / point} -q"
@@ -87,10 +92,18 @@ def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     assert done.returncode == 2 and message in done.stderr and not calls
 
 
-def test_the_first_point_is_checked_before_any_point_runs(tmp_path):
+def test_every_value_is_checked_before_any_point_runs(tmp_path):
     done, calls = sweep(tmp_path, "mamll", "cartpole-family", "inner_lr=0.1,0.2", CHECK_FAIL="unknown algorithm 'mamll'")
     assert done.returncode == 2 and "error: unknown algorithm 'mamll'" in done.stderr and "no point was run" in done.stderr
     assert done.checked == ["train mamll --env cartpole-family --set inner_lr=0.1 --dry-run -q"] and not calls
+    assert not (tmp_path / "sweep").exists()
+    # A bad value in a later point stops the sweep too, at the check that holds it.
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "meta_batch=10,20,40", "inner_lr=0.1,-0.2",
+                        CHECK_FAIL="inner_lr must be > 0, got -0.2", CHECK_ONLY="inner_lr=-0.2")
+    assert done.returncode == 2 and "error: inner_lr must be > 0, got -0.2" in done.stderr
+    assert "the sweep's point meta_batch=20,inner_lr=-0.2 is refused (above); no point was run" in done.stderr
+    assert done.checked == ["train maml --env cartpole-family --set meta_batch=10 --set inner_lr=0.1 --dry-run -q",
+                            "train maml --env cartpole-family --set meta_batch=20 --set inner_lr=-0.2 --dry-run -q"] and not calls
     assert not (tmp_path / "sweep").exists()
 
 
