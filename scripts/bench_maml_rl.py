@@ -9,7 +9,7 @@ Prints, from one run on this machine:
     (--peer-python or $PEER_PYTHON), and our ratio to it;
   - the cost of checkpointing every meta-iteration (every `checkpoint_every`, where --set gives it):
     alternating blocks of meta-iterations with and without those saves, in one process, the median
-    over rounds of their time ratio.
+    over rounds of their time ratio; and the env steps/s of the blocks without saves.
 
 Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--set first_order=true]
                                       [--peer-python PATH] [--peer-iterations 3] [--checkpoint-rounds 16]
@@ -22,6 +22,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -79,10 +80,18 @@ def training(config, family) -> tuple[float, float]:
     return summary.compile_seconds, summary.env_steps_per_second
 
 
-def checkpoint_overhead(config, family, rounds: int) -> tuple[float, float, float]:
+class Overhead(NamedTuple):
+    median: float  # the time with saves over the time without, less 1, median over rounds
+    lowest: float
+    highest: float
+    unsaved_rate: float  # env steps/s of the blocks without saves (median block time)
+
+
+def checkpoint_overhead(config, family, rounds: int) -> Overhead:
     """Median, min and max over `rounds` of: the time of a block of meta-iterations with a save as
     the runner makes it after every `config.checkpoint_every`-th (the block's last save waited for)
-    over the time of the same block without. A block is 4 saves' worth of meta-iterations.
+    over the time of the same block without; and the env steps/s of the blocks without saves. A
+    block is 4 saves' worth of meta-iterations.
 
     The blocks alternate in one process on one compiled step, the one with saves first in every
     other round: the machine's drift between separate runs (10 to 20%) was larger than the effect
@@ -92,7 +101,7 @@ def checkpoint_overhead(config, family, rounds: int) -> tuple[float, float, floa
     algo = make_algorithm("maml", config, family)
     run_chunk = compile_chunks(algo.step)
     state, _ = jax.block_until_ready(run_chunk(algo.init(jax.random.PRNGKey(config.seed)), 1))
-    ratios, iteration = [], 1
+    ratios, unsaved, iteration = [], [], 1
     with tempfile.TemporaryDirectory() as tmp:
         checkpoints = Checkpoints(Path(tmp), config.keep_checkpoints)
         try:
@@ -109,9 +118,11 @@ def checkpoint_overhead(config, family, rounds: int) -> tuple[float, float, floa
                     checkpoints.wait()
                     seconds[saving] = time.perf_counter() - t0
                 ratios.append(seconds[True] / seconds[False] - 1)
+                unsaved.append(seconds[False])
         finally:
             checkpoints.close()
-    return float(np.median(ratios)), min(ratios), max(ratios)
+    unsaved_rate = 4 * every * algo.env_steps_per_iteration / float(np.median(unsaved))
+    return Overhead(float(np.median(ratios)), min(ratios), max(ratios), unsaved_rate)
 
 
 def main() -> None:
@@ -133,7 +144,7 @@ def main() -> None:
 
     compile_s, ours = training(config, family)
     rounds = args.checkpoint_rounds
-    overhead, lowest, highest = checkpoint_overhead(config, family, rounds)
+    overhead = checkpoint_overhead(config, family, rounds)
     raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
     every = "every meta-iteration" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} meta-iterations"
@@ -142,8 +153,10 @@ def main() -> None:
     for layout, rate in raw_rates.items():
         print(f"raw random-policy gymnax, same batch:  {rate:12,.0f} env steps/s  ({layout})")
     print(f"ratio ours / raw:                      {ours / raw:12.3f}   (target >= 0.25)")
-    print(f"checkpoint overhead, {every} (median of {rounds}): {100 * overhead:.1f} %  (target < 10%; "
-          f"rounds {100 * lowest:.1f} to {100 * highest:.1f} %)")
+    print(f"checkpoint overhead, {every} (median of {rounds}): {100 * overhead.median:.1f} %  (target < 10%; "
+          f"rounds {100 * overhead.lowest:.1f} to {100 * overhead.highest:.1f} %)")
+    print(f"MAML-RL without checkpoints (the overhead's blocks without saves): {overhead.unsaved_rate:,.0f} env steps/s, "
+          f"{overhead.unsaved_rate / raw:.3f} of raw")
     peer = peer_rate(args.peer_python, "torch_maml_cartpole.py", args.peer_iterations, "env steps/s", env={"H": "200"})
     if peer:
         print(f"torch peer (torch_maml_cartpole.py):   {peer:12,.0f} env steps/s")
