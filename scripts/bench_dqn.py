@@ -25,6 +25,7 @@ import time
 import jax
 
 from bench_seeds import timed_run
+from metarl_cli.devices import local_devices_text
 from metarl_cli.training.runner import compile_chunks, seed_mesh
 
 PUREJAXRL_SECONDS, PUREJAXRL_COMPILE = 27.0, 10.0  # shared/PROTOCOLS.md, 500k steps on the 2-core CPU
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=500_000)
     parser.add_argument("--seeds", type=int, default=8)
     args = parser.parse_args()
-    print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); DQN CartPole-v1, "
+    print(f"device: {local_devices_text()}; DQN CartPole-v1, "
           f"{args.total_steps:,} env steps per seed, CleanRL settings")
     results = {}
     for seeds in (1, args.seeds):

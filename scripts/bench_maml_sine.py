@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
+from metarl_cli.devices import local_devices_text
 from metarl_cli.families import family_for
 from metarl_cli.training.runner import train
 from peers import peer_rate
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--skip-protocol", action="store_true", help="skip the whole 70,000-iteration protocol")
     args = parser.parse_args()
 
-    print(f"device: {jax.devices()[0].platform}; sinusoid, K = {args.shots}, meta-batch 25, one second-order inner step")
+    print(f"device: {local_devices_text()}; sinusoid, K = {args.shots}, meta-batch 25, one second-order inner step")
     compile_s, rate = ours(args.iterations, args.shots)
     print(f"compile time of a chunk of meta-steps:  {compile_s:8.1f} s")
     print(f"ours, training with checkpoints:        {rate:8.0f} meta-iterations/s")

@@ -13,11 +13,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import jax
 
 from bench_maml_rl import raw_throughput
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
+from metarl_cli.devices import local_devices_text
 from metarl_cli.families import family_for
 from metarl_cli.training.runner import train
 
@@ -32,7 +32,7 @@ def main() -> None:
     config = resolve_config("rl2", args.env, None, [*args.overrides, f"iterations={args.iterations}", f"chunk={args.iterations // 2}"])
     family = family_for(config)
     trial_steps = config.episodes * family.horizon
-    print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); env {config.env}; "
+    print(f"device: {local_devices_text()}; env {config.env}; "
           f"{config.meta_batch} trials x {trial_steps} steps per iteration, {config.cell.upper()} {config.hidden}, "
           f"{config.epochs} epochs x {config.minibatches} minibatches")
     algo = make_algorithm("rl2", config, family)

@@ -15,10 +15,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import jax
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
+from metarl_cli.devices import local_devices_text
 from metarl_cli.families import family_for
 from metarl_cli.training.runner import train
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--maml-iterations", type=int, default=20)
     parser.add_argument("--dqn-steps", type=int, default=500_000)
     args = parser.parse_args()
-    print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s))")
+    print(f"device: {local_devices_text()}")
     seed_ratio("maml", "cartpole-family", [f"iterations={args.maml_iterations}"], args.seeds, 1.0)
     seed_ratio("dqn", "cartpole", [f"total_steps={args.dqn_steps}"], args.seeds, 0.375)
 
