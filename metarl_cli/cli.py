@@ -269,7 +269,7 @@ def report(
         table.add_column(col, justify="right" if col in ("seeds", "n", "IQM", "95% CI") else "left")
     for row in rows:
         table.add_row(row.run, row.split, row.method, row.metric, str(row.seeds), str(row.n), f"{row.iqm:.3g}",
-                      f"[{row.low:.3g}, {row.high:.3g}]")
+                      f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)")
     out.print(table)
     csv_path, json_path = write_report(rows, out_prefix)
     console.print(f"wrote {csv_path} and {json_path}")

@@ -388,6 +388,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """The `--set key=value` arguments as {key: value}; a key given twice with different values is
+    refused (which one was meant?), twice with the same value kept once."""
+    values: dict[str, Any] = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        if key in values and values[key] != value:
+            raise UserError(f"--set {key} is given twice, as {values[key]!r} and {value!r}; give it once")
+        values[key] = value
+    return values
+
+
 def _set_dotted(table: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for p in parents:
@@ -464,8 +476,7 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
         raise UserError(f"unknown algorithm '{algo}'; valid: {', '.join(ALGORITHMS)}")
     user = read_toml(config_file) if config_file else {}
     sets: dict[str, Any] = {}
-    for text in overrides:
-        key, value = parse_override(text)
+    for key, value in parse_overrides(overrides).items():
         _set_dotted(sets, key, value)
     if env and "env" in sets and sets["env"] != env:
         raise UserError(f"--env {env} and --set env={sets['env']} disagree; give the family once")
@@ -492,8 +503,7 @@ def resumed_config(saved, env: str | None, config_file: Path | None, overrides: 
         raise UserError("--resume continues a run with its saved config; drop --env and --config")
     values = config_to_dict(saved)
     allowed = (type(saved).LENGTH_KEY, *type(saved).RETUNABLE_KEYS)
-    for text in overrides:
-        key, value = parse_override(text)
+    for key, value in parse_overrides(overrides).items():
         if key not in allowed:
             keys = ", ".join(f"--set {k}=..." for k in allowed[1:])
             also = f" ({keys} for what follows)" if keys else ""

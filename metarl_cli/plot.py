@@ -1,12 +1,13 @@
 """`metarl plot`: learning curves and adaptation curves of runs, as one PNG.
 
-Left: each run's headline training metric (post-adaptation return, post-adaptation MSE, or a DQN's
-episode return) against the iteration, the mean over seeds with a band for its 95% confidence
-interval across seeds (a point with an error bar where a run has logged one chunk). Right, when a
-run has been evaluated: the score after 0..K adaptation steps on held-out tasks, one line per method
-and baseline, with 95% intervals over tasks; a panel for each kind of score (query MSE, return), and
-one for RL^2's return per episode of a trial. Reads only metrics.jsonl and eval.json, so it works on
-a run that is still training.
+Learning curves: each run's headline training metric (post-adaptation return, post-adaptation MSE,
+a DQN's episode return, an RL^2 trial's return) against its iteration, the mean over seeds with a
+band for its 95% confidence interval across seeds (a point with an error bar where a run has logged
+one chunk); a panel for each kind of curve, so that runs share axes only where their x and y mean
+the same. Then, for evaluated runs, the score after 0..K adaptation steps on held-out tasks, one line
+per method and baseline, with 95% intervals over tasks; a panel for each kind of score (query MSE,
+return), and one for RL^2's return per episode of a trial. Two panels a row, legends under them.
+Reads only metrics.jsonl and eval.json, so it works on a run that is still training.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
@@ -26,7 +28,18 @@ from metarl_cli.report import TRAINING_METRICS, check_writable, read_evaluation 
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
-LABELS = {"post_return": "return after adaptation", "post_mse": "query MSE after adaptation", "return": "episode return (training)"}
+# Each learning panel holds the runs whose curves share an x and a y: (x label, y label) by algorithm and metric.
+X_LABELS = {"dqn": "iteration (one gradient step)", "rl2": "iteration (one PPO update on a batch of trials)"}
+Y_LABELS = {"post_return": "return after adaptation", "post_mse": "query MSE after adaptation", "return": "episode return (training)"}
+RL2_Y_LABEL = "trial return (training)"
+# Line styles then colours: forty series before a style repeats (matplotlib's default repeats after ten).
+SERIES_STYLES = cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=plt.get_cmap("tab10").colors)
+DODGE = 0.3  # the width, in adaptation steps, over which one panel's series spread so their intervals stay apart
+
+
+def learning_axes(algo: str, metric: str) -> tuple[str, str]:
+    """(x label, y label) of an algorithm's learning curve of `metric`: its panel."""
+    return X_LABELS.get(algo, "meta-iteration"), RL2_Y_LABEL if algo == "rl2" else Y_LABELS[metric]
 
 
 def learning_curve(run_dir: Path):
@@ -66,20 +79,32 @@ def plot_runs(runs: list[Path], output: Path) -> None:
 
 
 def draw_runs(runs: list[Path]):
-    """The figure of `runs`: their learning curves, then a panel of adaptation curves per kind of evaluation."""
-    curves = {run: learning_curve(run) for run in runs}
+    """The figure of `runs`: a panel of learning curves for each kind of curve (an x and a y: the
+    algorithm's iteration, its headline metric), then a panel of adaptation curves for each kind of
+    evaluation; two panels a row."""
+    algos = {run: load_run(run)[0] for run in runs}
+    learning: dict[tuple[str, str], dict[Path, tuple]] = defaultdict(dict)
     for run in runs:
-        load_run(run)
+        if curve := learning_curve(run):
+            learning[learning_axes(algos[run], curve[0])][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
-    if not any(curves.values()) and not evaluations:
+    if not learning and not evaluations:
         raise UserError("nothing to plot: the runs have no metrics yet")
     kinds = shown_results(evaluations)
-    panels = 1 + len(kinds)
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
-    _draw_learning(axes[0][0], curves, len(runs) > 1)
-    for ax, ((score, trial), results) in zip(axes[0][1:], kinds.items()):
-        _draw_adaptation(ax, score, trial, results, len(runs) > 1)
-    fig.tight_layout()
+    panels = len(learning) + len(kinds)
+    columns = min(2, panels)
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7.5 * columns, 5.5 * rows), squeeze=False, layout="constrained")
+    axes = list(axes.ravel())
+    for ax in axes[panels:]:
+        ax.remove()
+    for ax in axes:
+        ax.set_prop_cycle(SERIES_STYLES)
+    several = len(runs) > 1
+    for ax, (labels, curves) in zip(axes, learning.items()):
+        _draw_learning(ax, labels, curves, several)
+    for ax, ((score, trial), results) in zip(axes[len(learning):], kinds.items()):
+        _draw_adaptation(ax, score, trial, results, several)
     return fig
 
 
@@ -94,13 +119,9 @@ def shown_results(evaluations: dict[Path, dict]) -> dict[tuple[str, bool], dict[
     return dict(sorted(kinds.items()))
 
 
-def _draw_learning(ax, curves, several: bool) -> None:
-    metrics = set()
-    for run, curve in curves.items():
-        if curve is None:
-            continue
-        metric, x, mean, half, seeds = curve
-        metrics.add(metric)
+def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, tuple], several: bool) -> None:
+    x_label, y_label = labels
+    for run, (_, x, mean, half, seeds) in curves.items():
         label = f"{run.name} ({seeds} seed{'s' if seeds > 1 else ''})" if several else f"{seeds} seed{'s' if seeds > 1 else ''}"
         if len(x) == 1:  # one chunk logged: a line or a band would be invisible
             ax.errorbar(x, mean, yerr=half if seeds > 1 else None, marker="o", capsize=3, label=label)
@@ -108,26 +129,38 @@ def _draw_learning(ax, curves, several: bool) -> None:
         (line,) = ax.plot(x, mean, label=label)
         if seeds > 1:
             ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0)
-    metric = metrics.pop() if len(metrics) == 1 else None
-    ax.set_title("learning curve (mean over seeds, band: 95% CI across seeds)")
+    ax.set_title(f"learning curves: {y_label}\n(mean over seeds, band: 95% CI across seeds)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("iteration (meta-iteration; for DQN, one gradient step)")
-    ax.set_ylabel(LABELS.get(metric, "training metric"))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    _finish(ax)
 
 
 def _draw_adaptation(ax, score: str, trial: bool, results, several: bool) -> None:
-    """One kind's curves: the score after k adaptation steps or, for an RL^2 trial, in its episode k + 1."""
-    for run, (split, result) in results.items():
-        for method, rows in result["methods"].items():
-            shown = [r for r in rows if r["mean"] is not None]
-            x = [r["after_steps"] + 1 if trial else r["after_steps"] for r in shown]
-            label = f"{run.name}: {method} ({split})" if several else f"{method} ({split})"
-            ax.errorbar(x, [r["mean"] for r in shown], yerr=[r["ci95"] for r in shown], marker="o", capsize=3, label=label)
-    ax.set_title("adaptation on held-out tasks (95% CI over tasks)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("episode of the trial (memory carried across episodes)" if trial else "adaptation steps k")
-    ax.set_ylabel("query MSE" if score == "mse" else "return per episode")
+    """One kind's curves: the score after k adaptation steps or, for an RL^2 trial, in its episode k + 1.
+    Each series is shifted a little sideways (within `DODGE`) so that intervals at one k stay apart."""
+    series = [(run, split, method, [r for r in rows if r["mean"] is not None])
+              for run, (split, result) in results.items() for method, rows in result["methods"].items()]
+    ticks = set()
+    for i, (run, split, method, shown) in enumerate(series):
+        x = np.array([r["after_steps"] + 1 if trial else r["after_steps"] for r in shown], dtype=float)
+        ticks.update(x.astype(int).tolist())
+        shift = DODGE * ((i + 0.5) / len(series) - 0.5)
+        label = f"{run.name}: {method} ({split})" if several else f"{method} ({split})"
+        ax.errorbar(x + shift, [r["mean"] for r in shown], yerr=[r["ci95"] for r in shown], marker="o", capsize=3, label=label)
+    y_label = "query MSE" if score == "mse" else "return per episode"
+    if trial:
+        ax.set_title(f"RL^2 trials on held-out tasks: {y_label} in each episode\n(95% CI over tasks)")
+        ax.set_xlabel("episode of the trial (memory carried across episodes)")
+    else:
+        ax.set_title(f"adaptation on held-out tasks: {y_label} after k steps\n(95% CI over tasks)")
+        ax.set_xlabel("adaptation steps k")
+    ax.set_xticks(sorted(ticks))
+    ax.set_ylabel(y_label)
+    _finish(ax)
+
+
+def _finish(ax) -> None:
+    """Grid, and the legend under the axes, where it covers no data."""
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)

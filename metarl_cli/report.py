@@ -84,11 +84,13 @@ def expand_runs(paths: list[Path]) -> list[Path]:
 
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
-    load_run(run_dir)  # a clear error if it is not a run
-    return [*_training_rows(run_dir), *_eval_rows(run_dir, step)]
+    _, config, _ = load_run(run_dir)  # a clear error if it is not a run
+    return [*_training_rows(run_dir, config.iterations), *_eval_rows(run_dir, step)]
 
 
-def _training_rows(run_dir: Path) -> list[ReportRow]:
+def _training_rows(run_dir: Path, iterations: int) -> list[ReportRow]:
+    """The last logged value of the headline metric, per seed: "final" once the run has done its
+    `iterations`, else labelled with the iteration it has reached (unfinished, or still training)."""
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     if not records:
         return []
@@ -103,7 +105,9 @@ def _training_rows(run_dir: Path) -> list[ReportRow]:
         return []
     values = np.array(list(last.values()))
     value, low, high = summarise_strata([values])
-    return [ReportRow(str(run_dir), "train", "training", f"final {metric}", len(last), len(values), value, low, high)]
+    done = max(r.get("iteration", 0) for r in records)
+    label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
+    return [ReportRow(str(run_dir), "train", "training", label, len(last), len(values), value, low, high)]
 
 
 def read_evaluation(run_dir: Path) -> dict:

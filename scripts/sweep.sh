@@ -29,6 +29,13 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
+for arg in "${extra[@]}"; do  # the sweep gives every point its own family, run directory and mode
+  case "$arg" in
+    -e | --env | --env=* | -o | --run-dir | --run-dir=* | --resume | --overwrite | --dry-run)
+      echo "error: '$arg' after -- is the sweep's own to set (each point's family, run directory and mode); drop it" >&2
+      exit 2 ;;
+  esac
+done
 [ ${#axes[@]} -gt 0 ] || { echo "error: give at least one KEY=V1,V2,... to sweep" >&2; exit 2; }
 sweep_dir=${SWEEP_DIR:-runs/sweep-$algo-$env}
 jobs=${JOBS:-2}
@@ -39,9 +46,14 @@ esac
 
 # The grid: start from one empty point, multiply by each axis in turn.
 points=("")
+swept_keys=" "
 for axis in "${axes[@]}"; do
   key=${axis%%=*} values=${axis#*=}
   [ -n "$key" ] && [ -n "$values" ] || { echo "error: empty key or values in '$axis'" >&2; exit 2; }
+  case "$swept_keys" in
+    *" $key "*) echo "error: '$key' is swept twice; give all its values in one $key=V1,V2,..." >&2; exit 2 ;;
+  esac
+  swept_keys+="$key "
   case "$values" in
     *'['* | *']'*) echo "error: '$axis': list values cannot be swept (the values are split on commas)" >&2; exit 2 ;;
   esac

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from metarl_cli.config import MamlRLConfig, write_config
+from metarl_cli.config import DqnConfig, MamlRLConfig, write_config
 from metarl_cli.plot import draw_runs
 from metarl_cli.report import iqm, report_paths, run_rows, stratified_bootstrap_ci
 
@@ -86,10 +86,13 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     ("inner_lr=0.1,0.2", "0", "JOBS must be a whole number"),
     ("inner_lr=0.1,0.2", "two", "JOBS must be a whole number"),
     ("-- --seeds 2", "3", "give at least one KEY=V1,V2,... to sweep"),
+    ("inner_lr=0.1 meta_batch=10 inner_lr=0.2", "3", "'inner_lr' is swept twice; give all its values in one inner_lr=V1,V2,..."),
+    ("inner_lr=0.1,0.2 -- --dry-run", "3", "'--dry-run' after -- is the sweep's own to set"),
+    ("inner_lr=0.1,0.2 -- -o elsewhere", "3", "'-o' after -- is the sweep's own to set"),
 ])
 def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", *axis.split(" "), JOBS=jobs)
-    assert done.returncode == 2 and message in done.stderr and not calls
+    assert done.returncode == 2 and message in done.stderr and not calls and not done.checked
 
 
 def test_every_value_is_checked_before_any_point_runs(tmp_path):
@@ -154,10 +157,11 @@ def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
     assert 39.0 < low and high < 100.0
 
 
-def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool) -> Path:
+def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool, planned: int | None = None) -> Path:
+    """A MAML run that logged `iterations` of its `planned` (default: as many) meta-iterations."""
     path.mkdir(parents=True)
     (path / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "maml"}))
-    write_config(MamlRLConfig(seeds=seeds), "maml", path / "config.toml")
+    write_config(MamlRLConfig(seeds=seeds, iterations=planned or iterations), "maml", path / "config.toml")
     lines = [{"iteration": i, "seed": s, "post_return": float(10 * i + s), "loss": 1.0}
              for i in range(1, iterations + 1) for s in range(seeds)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -180,7 +184,7 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
     rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
     training = rows[("train", "training")]
-    assert (training.seeds, training.iqm) == (2, 30.5)  # last values 30 and 31
+    assert (training.seeds, training.iqm, training.metric) == (2, 30.5, "final post_return")  # last values 30 and 31
     evaluated = rows[("test", "meta-learned")]
     # Pooled after 1 step: 1, 2, 3, 4 and 2, 3, 4, 5 -> sorted middle four 2, 3, 3, 4.
     assert (evaluated.seeds, evaluated.n, evaluated.iqm) == (2, 8, 3.0)
@@ -190,6 +194,11 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert "meta-learned" in out
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3  # header and two rows
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
+
+
+def test_report_says_where_an_unfinished_run_stands(tmp_path):
+    run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False, planned=100)
+    assert [r.metric for r in run_rows(run, step=None)] == ["post_return at iteration 3 of 100 (unfinished)"]
 
 
 @pytest.mark.parametrize("evaluated", [True, False], ids=["finished", "still-training"])
@@ -242,6 +251,25 @@ def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
         ("adaptation steps k", "return per episode"): ["dqn: trained (test)"],
         ("episode of the trial (memory carried across episodes)", "return per episode"): ["rl2: trained (test)"],
     }
+
+
+def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_same(tmp_path):
+    maml_runs = [fake_run(tmp_path / f"maml-{i}", seeds=1, iterations=3, evaluated=False) for i in range(12)]
+    dqn = tmp_path / "dqn"
+    dqn.mkdir()
+    (dqn / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "dqn"}))
+    write_config(DqnConfig(), "dqn", dqn / "config.toml")
+    (dqn / "metrics.jsonl").write_text("".join(json.dumps({"iteration": 2500 * i, "seed": 0, "return": 20.0 * i}) + "\n" for i in (1, 2)))
+    fig = draw_runs([*maml_runs, dqn])
+    try:
+        panels = {(ax.get_xlabel(), ax.get_ylabel()): ax for ax in fig.axes}
+        styles = {(line.get_color(), line.get_linestyle()) for line in panels[("meta-iteration", "return after adaptation")].get_lines()}
+        dqn_lines = panels[("iteration (one gradient step)", "episode return (training)")].get_lines()
+    finally:
+        plt.close(fig)
+    assert len(panels) == 2
+    assert len(styles) == 12  # every run's curve drawn its own way, past the ten colours
+    assert [list(line.get_xdata()) for line in dqn_lines] == [[2500, 5000]]
 
 
 @pytest.mark.parametrize("seeds", [1, 3])
