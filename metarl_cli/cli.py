@@ -188,10 +188,21 @@ def eval_(
 def _result_table(run_dir: Path, result, what: str) -> Table:
     """An empty table titled with the run, what it shows, the checkpoint, and the papers cited."""
     sources = sorted({row.source for row in result.published})
+    done, planned = result.progress
+    unfinished = f"; the run, unfinished, has done {done} of {planned}" if done < planned else ""
     return Table(
-        title=f"{run_dir}: {what}\n(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration})",
+        title=f"{run_dir}: {what}\n(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration}{unfinished})",
         caption=f"published: {'; '.join(sources)}" if sources else None,
     )
+
+
+def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
+    """A cell of an eval table: mean ± 95% CI (in powers of ten from a million up, so that a run
+    gone astray still fits its cell), or how many of the `tasks` diverged."""
+    if summary.diverged:
+        return f"[red]diverged on {summary.diverged}/{tasks}[/]"
+    form = "e" if max(abs(summary.mean), abs(summary.ci95)) >= 1e6 else "f"
+    return f"{summary.mean:.{digits}{form}} ± {summary.ci95:.{digits}{form}}"
 
 
 def eval_table(run_dir: Path, result) -> Table:
@@ -205,14 +216,8 @@ def eval_table(run_dir: Path, result) -> Table:
     for row in result.published:
         table.add_column(f"[dim]{row.label}[/]", justify="right")
     digits = 3 if result.score_name == "mse" else 2
-
-    def cell(summary) -> str:
-        if summary.diverged:
-            return f"[red]diverged on {summary.diverged}/{result.tasks}[/]"
-        return f"{summary.mean:.{digits}f} ± {summary.ci95:.{digits}f}"
-
     for j in range(result.steps + 1):
-        ours = (cell(rows[j]) for rows in result.methods.values())
+        ours = (_mean_ci(rows[j], result.tasks, digits) for rows in result.methods.values())
         theirs = (f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published)
         table.add_row(str(j), *ours, *theirs)
     return table
@@ -237,12 +242,9 @@ def trial_table(run_dir: Path, result) -> Table:
         value = row.values.get("total", row.values.get(0))
         return f"[dim]{value:.1f} ({row.label})[/]"
 
-    def cell(summary) -> str:
-        return f"[red]diverged on {summary.diverged}/{result.tasks}[/]" if summary.diverged else f"{summary.mean:.2f} ± {summary.ci95:.2f}"
-
     for name, rows in result.methods.items():
-        per_episode = [cell(r) for r in rows] if episodes > 1 else []
-        table.add_row(name, *per_episode, cell(result.totals[name]), *([paper(name)] if result.published else []))
+        per_episode = [_mean_ci(r, result.tasks) for r in rows] if episodes > 1 else []
+        table.add_row(name, *per_episode, _mean_ci(result.totals[name], result.tasks), *([paper(name)] if result.published else []))
     ours = list(result.methods)
     for row in result.published:  # published methods we do not run
         if not any(name.startswith(row.method) for name in ours):

@@ -70,6 +70,7 @@ class EvalResult:
     methods: dict[str, list[Summary]]  # method -> a summary over tasks per number of steps
     per_task: dict[str, np.ndarray]  # method -> (tasks, steps + 1) scores, for `metarl report`
     published: list[Published]  # rows whose protocol this run follows, values cut to `steps`
+    progress: tuple[int, int] = (0, 0)  # (iterations the run has done, its configured iterations)
     trial: bool = False  # columns are the episodes of an RL^2 trial, not adaptation steps
     totals: dict[str, Summary] = dataclasses.field(default_factory=dict)  # trials: each method's total over the trial
     one_task: bool = False  # the family has one task: the held-out "tasks" are episodes of it
@@ -101,13 +102,16 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
 
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints, create=False)
     try:
-        step = checkpoints.step(checkpoint)
+        step, done = checkpoints.step(checkpoint), checkpoints.step()
         if step is None:
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
         state = checkpoints.restore(state_template(algo, config), which=checkpoint, step=step)
     finally:
         checkpoints.close()
 
+    if done < config.iterations:
+        console.print(f"warning: {run_dir} has done {done} of its {config.iterations} iterations; its baselines train on "
+                      f"the budget of all {config.iterations}, so the comparison favours them", highlight=False)
     held_out = draw_tasks(family, EVAL_KEY, tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
     label = "meta-learned" if algo.adapts else "trained"
@@ -136,7 +140,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             per_task[label] = scores
     totals = {label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {}
     result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
-                        published_for(config, split, steps), bool(algo.trial_episodes), totals, family.one_task)
+                        published_for(config, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task)
     _write(run_dir / "eval.json", result)
     return result
 

@@ -297,6 +297,14 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(mine), *overwrite, "-q")
         assert code != 0 and "not a metarl run (no manifest.json); choose another --run-dir" in err
     assert (mine / "notes.txt").read_text() == "mine"
+    # --overwrite replaces the run's own files and keeps the user's beside them.
+    (run / "metrics.jsonl").write_text('{"iteration": 99}\n')
+    (run / "analysis").mkdir()
+    (run / "analysis" / "notes.txt").write_text("mine")
+    code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "--overwrite", "-q")
+    assert code == 0, err
+    assert [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert (run / "analysis" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(
@@ -372,3 +380,23 @@ def test_set_values_read_as_toml_or_as_python_numbers(text, value):
     from metarl_cli.config import parse_override
 
     assert parse_override(text) == (text.split("=")[0], value)
+
+
+def test_an_eval_cell_keeps_a_huge_value_short():
+    from metarl_cli.cli import _mean_ci
+    from metarl_cli.stats import Summary
+
+    assert _mean_ci(Summary(708412626479976649031698874368.0, 1.5259e30, 0), 10) == "7.08e+29 ± 1.53e+30"
+    assert _mean_ci(Summary(199.891, 0.1, 0), 10, digits=3) == "199.891 ± 0.100"
+    assert _mean_ci(Summary(float("nan"), float("nan"), 3), 10) == "[red]diverged on 3/10[/]"
+
+
+@pytest.mark.parametrize("progress, said", [((3, 10), True), ((10, 10), False)])
+def test_an_eval_table_says_when_its_run_is_unfinished(tmp_path, progress, said):
+    from metarl_cli.cli import eval_table
+    from metarl_cli.evaluate import EvalResult
+    from metarl_cli.stats import Summary
+
+    result = EvalResult("test", 4, 0, "best", 2, "return", {"meta-learned": [Summary(1.0, 0.5, 0)]}, {}, [], progress)
+    title = " ".join(eval_table(tmp_path, result).title.split())
+    assert ("best checkpoint, iteration 2; the run, unfinished, has done 3 of 10" in title) == said, title

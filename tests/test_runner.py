@@ -1,4 +1,5 @@
-"""The training loop: a non-finite loss stops the run and leaves the last good checkpoint latest;
+"""The training loop: a non-finite loss, or gradient, stops the run and leaves the last good checkpoint
+latest; a stop (as Ctrl-C) between saves saves the last finished iteration;
 checkpoints in Orbax's standard format (with or without OCDBT) still restore; a later phase's step
 takes over at its iteration; the best-scoring checkpoint is kept beside the latest, also in runs
 that recorded the score as an Orbax metric; a run whose saves cost more than a tenth of its
@@ -6,7 +7,9 @@ training time is told how to save less often."""
 
 import dataclasses
 import json
+import threading
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -15,7 +18,7 @@ import pytest
 from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
 from metarl_cli.training.checkpoint import Checkpoints, PackedSave, PackedStateHandler, pack
-from metarl_cli.training.runner import DivergedError, TrainSummary, train
+from metarl_cli.training.runner import DivergedError, Interrupted, TrainSummary, train
 
 
 def toy_algorithm(step, params_shape=(), **extra) -> Algorithm:
@@ -31,20 +34,23 @@ def toy_algorithm(step, params_shape=(), **extra) -> Algorithm:
     )
 
 
-def diverging_algorithm(bad_iteration: int) -> Algorithm:
+def diverging_algorithm(bad_iteration: int, metric: str = "loss") -> Algorithm:
+    """Its `metric` (the loss, or the gradient's norm beside a finite loss) and its params turn NaN at `bad_iteration`."""
+
     def step(state):
         it = state["iteration"] + 1
-        loss = jnp.where(it == bad_iteration, jnp.nan, 1.0 / it)
-        metrics = {"loss": loss, "pre_return": -loss, "post_return": -loss}
-        return {"params": state["params"] + loss, "iteration": it}, metrics
+        bad = jnp.where(it == bad_iteration, jnp.nan, 1.0 / it)
+        metrics = {"loss": 1.0 / it, "grad_norm": 1.0 / it, metric: bad, "pre_return": -bad, "post_return": -bad}
+        return {"params": state["params"] + bad, "iteration": it}, metrics
 
     return toy_algorithm(step, params_shape=(3,))
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("metric, what", [("loss", "loss"), ("grad_norm", "gradient")])
+def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_path, metric, what):
     config = MamlRLConfig(iterations=10, keep_checkpoints=5)
-    with pytest.raises(DivergedError, match="non-finite at iteration 4.*iteration 3"):
-        train(diverging_algorithm(4), config, tmp_path, resume=False, show_progress=False)
+    with pytest.raises(DivergedError, match=f"^{what} became non-finite at iteration 4.*iteration 3"):
+        train(diverging_algorithm(4, metric), config, tmp_path, resume=False, show_progress=False)
     ckpt = Checkpoints(tmp_path, 5)
     try:
         assert ckpt.step() == 3
@@ -53,6 +59,26 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     finally:
         ckpt.close()
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path):
+    stop = threading.Event()
+
+    def step(state):
+        it = state["iteration"] + 1
+        jax.debug.callback(lambda i: stop.set() if i == 7 else None, it)  # as a Ctrl-C once iteration 7 is done
+        zero = jnp.zeros(())
+        return {"params": state["params"] + 1.0, "iteration": it}, {"loss": zero, "pre_return": zero, "post_return": zero}
+
+    config = dataclasses.replace(MamlRLConfig(iterations=20), checkpoint_every=5)
+    with pytest.raises(Interrupted) as interrupted:
+        train(toy_algorithm(step), config, tmp_path, resume=False, show_progress=False, stop=stop)
+    assert interrupted.value.latest == 7  # not 5, the last save that checkpoint_every made
+    ckpt = Checkpoints(tmp_path, 5)
+    try:
+        assert float(ckpt.restore(toy_algorithm(step).init(None))["params"]) == 7.0
+    finally:
+        ckpt.close()
 
 
 @pytest.mark.parametrize("use_ocdbt", [True, False])

@@ -64,10 +64,19 @@ def unwritable(path: Path) -> str | None:
     return None
 
 
+# What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay).
+RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", "baselines")
+
+
 def prepare_new(run_dir: Path, replace: bool) -> None:
-    """Make an empty run directory, after `check_new`: `replace` (what it returned) removes the run there."""
+    """Make the run directory, after `check_new`: `replace` (what it returned) removes the run there,
+    its `RUN_ENTRIES`, and keeps anything else."""
     if replace:
-        shutil.rmtree(run_dir)
+        for entry in map(run_dir.joinpath, RUN_ENTRIES):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

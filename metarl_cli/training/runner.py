@@ -8,10 +8,12 @@ is vmapped over it (or, for an algorithm whose one seed fills a device, mapped: 
 independent runs in one program, run i seeded with `seed + i`, so each is the run a single seed
 `seed + i` would give up to floating-point rounding (which over long runs can decide a late
 collapse); the seeds are split over the local devices where they divide evenly (`seed_mesh`).
-After each call: check the loss is finite, append the chunk's summary to metrics.jsonl (one line per
-seed, with "seed" when there are several), advance the progress bar, hand the state to the
-checkpoint manager. A non-finite loss stops the run before its state is saved, so the latest
-checkpoint is the last good one.
+After each call: check the loss (and the gradient's norm, where the algorithm logs it) is finite,
+append the chunk's summary to metrics.jsonl (one line per seed, with "seed" when there are several),
+advance the progress bar, hand the state to the checkpoint manager. A non-finite loss or gradient
+stops the run before its state is saved, so the latest checkpoint is the last good one. Ctrl-C
+saves the state of the last finished call, where `checkpoint_every` had not saved it yet, so a
+resumed run loses no finished iteration.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ from metarl_cli.errors import UserError
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console, training_progress
 from metarl_cli.training.rundir import MetricsLog
+
+
+# The metrics whose non-finite value stops a run, and what the message calls them: an update with a
+# non-finite gradient would leave non-finite parameters (or optimiser moments) behind a finite loss.
+DIVERGENCE_METRICS = {"loss": "loss", "grad_norm": "gradient"}
 
 
 class DivergedError(Exception):
@@ -261,51 +268,67 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
         label = run_dir.name if shared is not None else "meta-train" if algo.adapts else "train"
         bar = progress.add_task(label, total=config.iterations, completed=start, stats="compiling...")
         done = start
-        while done < config.iterations:
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt  # stopped from another thread: as a Ctrl-C here
-            phase = max(i for i, p in enumerate(phases) if p.start <= done)
-            phase_end = phases[phase + 1].start if phase + 1 < len(phases) else config.iterations
-            n = min(config.chunk, config.iterations - done, phase_end - done)
-            t0 = time.perf_counter()
-            state, chunk_metrics = run_chunk(phase, state, n)
-            chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
-            t1 = time.perf_counter()
-            if (phase, n) not in compiled_lengths:  # this call compiled (the first, a shorter chunk, a new phase)
-                compiled_lengths.add((phase, n))
-                compile_seconds += t1 - t0
-                if t_steady is None:
-                    t_steady = t1
+        latest = (start, state, -np.inf)  # (iteration, state, score) of the last finished call
+        try:
+            while done < config.iterations:
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt  # stopped from another thread: as a Ctrl-C here
+                phase = max(i for i, p in enumerate(phases) if p.start <= done)
+                phase_end = phases[phase + 1].start if phase + 1 < len(phases) else config.iterations
+                n = min(config.chunk, config.iterations - done, phase_end - done)
+                t0 = time.perf_counter()
+                state, chunk_metrics = run_chunk(phase, state, n)
+                chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
+                t1 = time.perf_counter()
+                if (phase, n) not in compiled_lengths:  # this call compiled (the first, a shorter chunk, a new phase)
+                    compiled_lengths.add((phase, n))
+                    compile_seconds += t1 - t0
+                    if t_steady is None:
+                        t_steady = t1
+                    else:
+                        later_compiles += t1 - t0
                 else:
-                    later_compiles += t1 - t0
-            else:
-                timed_iterations += n
-                timed_env_steps += n * phases[phase].env_steps_per_iteration
-            finite = np.isfinite(chunk_metrics["loss"])
-            if not finite.all():
-                last_good = checkpoints.step()
-                kept = (f"the latest checkpoint (iteration {last_good}) is the last good state" if last_good is not None
-                        else "no checkpoint had been written yet")
-                raise DivergedError(f"loss became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and {kept}", run_dir)
-            previous, done = done, done + n
-            summary = algo.summary(chunk_metrics)
-            counts = {"iteration": done}
-            if algo.env_steps_per_iteration:
-                counts["env_steps"] = algo.env_steps_after(done)  # per seed
-            for record in records(summary, config, counts):
-                log.append(record)
-            if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
-                c0 = time.perf_counter()
+                    timed_iterations += n
+                    timed_env_steps += n * phases[phase].env_steps_per_iteration
+                check_finite(chunk_metrics, done, checkpoints, run_dir)
+                previous, done = done, done + n
+                summary = algo.summary(chunk_metrics)
                 score = _seed_mean(summary[algo.ranking_metric])
-                checkpoints.save(done, state, sign * score if np.isfinite(score) else -np.inf)
-                checkpoint_seconds += time.perf_counter() - c0
-                checkpoints_saved += 1
-            progress.update(bar, advance=n, stats=_stats_line(algo, summary, *steady_rates()))
+                latest = (done, state, sign * score if np.isfinite(score) else -np.inf)  # one assignment: Ctrl-C sees all or none
+                counts = {"iteration": done}
+                if algo.env_steps_per_iteration:
+                    counts["env_steps"] = algo.env_steps_after(done)  # per seed
+                for record in records(summary, config, counts):
+                    log.append(record)
+                if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
+                    c0 = time.perf_counter()
+                    checkpoints.save(*latest)
+                    checkpoint_seconds += time.perf_counter() - c0
+                    checkpoints_saved += 1
+                progress.update(bar, advance=n, stats=_stats_line(algo, summary, *steady_rates()))
+        except KeyboardInterrupt:
+            if latest[0] > (checkpoints.step() or 0):  # finished since the last save: kept, not computed again on resume
+                checkpoints.save(*latest)
+            raise
         c0 = time.perf_counter()
         checkpoints.wait()
         checkpoint_seconds += time.perf_counter() - c0
     seconds = time.perf_counter() - t_begin
     return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, checkpoints_saved, *steady_rates())
+
+
+def check_finite(chunk_metrics: dict, done: int, checkpoints: Checkpoints, run_dir: Path) -> None:
+    """A DivergedError, naming the first iteration after `done` at which a `DIVERGENCE_METRICS` value
+    of the chunk is not finite (in any seed) and the latest checkpoint, the last good state."""
+    for name, what in DIVERGENCE_METRICS.items():
+        if name not in chunk_metrics:
+            continue
+        finite = np.isfinite(chunk_metrics[name]).reshape(len(chunk_metrics[name]), -1).all(axis=1)  # per iteration
+        if not finite.all():
+            last_good = checkpoints.step()
+            kept = (f"the latest checkpoint (iteration {last_good}) is the last good state" if last_good is not None
+                    else "no checkpoint had been written yet")
+            raise DivergedError(f"{what} became non-finite at iteration {done + int(np.argmin(finite)) + 1}; stopped, and {kept}", run_dir)
 
 
 def _seed_mean(values) -> float:
