@@ -389,15 +389,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """The `--set key=value` arguments as {key: value}; a key given twice with different values is
-    refused (which one was meant?), twice with the same value kept once."""
-    values: dict[str, Any] = {}
-    for text in overrides:
-        key, value = parse_override(text)
-        if key in values and values[key] != value:
-            raise UserError(f"--set {key} is given twice, as {values[key]!r} and {value!r}; give it once")
-        values[key] = value
-    return values
+    """The `--set key=value` arguments as {key: value}; of a key given twice, the later value (as a
+    later layer wins over an earlier one, so a script may append its own `--set` to a user's)."""
+    return dict(map(parse_override, overrides))
 
 
 def _set_dotted(table: dict, dotted: str, value: Any) -> None:

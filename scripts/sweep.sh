@@ -65,6 +65,17 @@ for axis in "${axes[@]}"; do
   points=("${next[@]}")
 done
 
+previous=""
+for arg in "${extra[@]}"; do  # a swept key set after -- would override the sweep's value in every point
+  case "$previous" in -s | --set) arg="--set=$arg" ;; esac
+  case "$arg" in
+    --set=*=* | -s=*=*)
+      key=${arg#*=} key=${key%%=*}
+      case "$swept_keys" in *" $key "*) echo "error: '$key' is swept; drop its --set after --" >&2; exit 2 ;; esac ;;
+  esac
+  previous=$arg
+done
+
 # Before any point runs, configs that hold every value of every axis are checked (the algorithm, the
 # family, the keys, the values, the arguments after --): the i-th takes each axis's value i (modulo
 # its length), so as many checks as the longest axis has values cover them all, and a misspelling or

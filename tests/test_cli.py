@@ -346,7 +346,6 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "-o", "FILE/run", "--dry-run"], "/a-file is not a directory; choose another --run-dir"),
         (["train", "maml", "--env", "sinusoid", "--set", "env=linear"], "--env sinusoid and --set env=linear disagree"),
         (["train", "maml", "--seeds", "2", "--set", "seeds=3"], "give the number of seeds once"),
-        (["train", "maml", "--set", "inner_lr=0.1", "--set", "inner_lr=0.2"], "--set inner_lr is given twice, as 0.1 and 0.2; give it once"),
         (["eval", "FILE"], "is not a directory"),
         (["train", "rl2", "--env", "tabular-mdp", "--set", "arms=5"], "config key 'arms' shapes the bandit family only"),
         (["train", "rl2", "--env", "bandit", "--set", "horizon=5"], "horizon = 5: a bandit's episode is its pulls (now 100); set pulls, not horizon"),
