@@ -43,7 +43,7 @@ def _exit_interrupted(text: str) -> NoReturn:
 
 
 def _diverged(error: Exception) -> None:
-    """A training's loss became non-finite: its message, exit status 1."""
+    """A training's loss or gradient became non-finite: its message, exit status 1."""
     console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 

@@ -58,6 +58,18 @@ class RunConfig:
             raise UserError(f"seed + seeds must be below {2**31 - 2}, got {self.seed + self.seeds}")
 
 
+def _check_eval(config) -> None:
+    """Every config's `eval_tasks`, the default held-out tasks of `metarl eval`."""
+    if config.eval_tasks < 2:
+        raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {config.eval_tasks}")
+
+
+def _check_hidden(hidden: tuple[int, ...]) -> None:
+    """An MLP's hidden widths."""
+    if not hidden or any(w < 1 for w in hidden):
+        raise UserError(f"hidden must be a non-empty list of positive widths, got {list(hidden)}")
+
+
 def _check_rollouts(config) -> None:
     """What every rollout-based config shares: lanes, horizon (0: the family's) and gamma."""
     if config.lanes < 1:
@@ -94,8 +106,7 @@ class MamlConfig(RunConfig):
         for name in ("inner_steps", "eval_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.eval_tasks < 2:
-            raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
+        _check_eval(self)
         if self.inner_lr < 0 or not math.isfinite(self.inner_lr):
             raise UserError(f"inner_lr must be a non-negative number, got {self.inner_lr}")
         if self.outer_lr <= 0 or not math.isfinite(self.outer_lr):
@@ -104,8 +115,7 @@ class MamlConfig(RunConfig):
             raise UserError(f"later_lr_scale must be a non-negative number, got {self.later_lr_scale}")
         if self.max_grad_norm < 0 or not math.isfinite(self.max_grad_norm):
             raise UserError(f"max_grad_norm must be a number >= 0, got {self.max_grad_norm}")
-        if not self.hidden or any(w < 1 for w in self.hidden):
-            raise UserError(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
+        _check_hidden(self.hidden)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,8 +231,6 @@ class DqnConfig(RunConfig):
             raise UserError(f"total_steps ({self.total_steps}) must be at least train_every ({self.train_every})")
         if self.learning_starts < self.batch_size:
             raise UserError(f"learning_starts ({self.learning_starts}) must be at least batch_size ({self.batch_size})")
-        if self.learning_starts < 0:
-            raise UserError(f"learning_starts must be >= 0, got {self.learning_starts}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise UserError(f"lr must be a positive number, got {self.lr}")
         if not 0.0 < self.gamma <= 1.0:
@@ -232,10 +240,8 @@ class DqnConfig(RunConfig):
         for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not self.hidden or any(w < 1 for w in self.hidden):
-            raise UserError(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
-        if self.eval_tasks < 2:
-            raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
+        _check_hidden(self.hidden)
+        _check_eval(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,7 +296,7 @@ class Rl2Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("iterations", "meta_batch", "large_meta_batch", "episodes", "arms", "pulls", "hidden", "epochs", "minibatches"):
+        for name in ("iterations", "meta_batch", "large_meta_batch", "episodes", "pulls", "hidden", "epochs", "minibatches"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.arms < 2:
@@ -316,8 +322,7 @@ class Rl2Config(RunConfig):
             value = getattr(self, name)
             if value < 0 or not math.isfinite(value):
                 raise UserError(f"{name} must be a number >= 0, got {value}")
-        if self.eval_tasks < 2:
-            raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {self.eval_tasks}")
+        _check_eval(self)
 
 
 # Each algorithm has a config per kind of task family: "rl" (gymnax) or "regression".

@@ -6,9 +6,9 @@ held-out tasks, with the same keys (a paired comparison):
 - a randomly initialised network;
 - a network pretrained on the train split without meta-learning: the same training step with no
   inner loop, given as much data as meta-training drew (for maml-dqn, a multi-task DQN given as
-  many env steps). It fine-tunes with plain SGD at inner_lr,
-  or, with `tune_baseline_lr`, at the step size that does best on validation tasks from the train
-  split (never the held-out tasks);
+  many env steps). It fine-tunes with plain SGD at inner_lr (steps after the first at inner_lr x
+  `later_lr_scale`, as the meta-learned network does), or, with `tune_baseline_lr`, at the step
+  size that does best on validation tasks from the train split (never the held-out tasks);
 - on regression families, an oracle: a network that also sees the task's parameters, trained the
   same way, which needs no adaptation.
 An algorithm that adapts in memory (RL^2) is scored per episode of one trial per task instead,
@@ -271,6 +271,13 @@ def draw_tasks(family, seed: int, tasks: int, split: str):
     return jax.jit(family.sample, static_argnums=(1, 2))(jax.random.PRNGKey(seed), tasks, split)
 
 
+def _json_summary(summary: Summary) -> dict:
+    """A summary as eval.json holds it. JSON has no NaN: where some task diverged, a null mean and
+    interval and their count."""
+    diverged = bool(summary.diverged)
+    return {"mean": None if diverged else summary.mean, "ci95": None if diverged else summary.ci95, "diverged": summary.diverged}
+
+
 def _write(path: Path, result: EvalResult) -> None:
     try:
         existing = json.loads(path.read_text()) if path.exists() else {}
@@ -285,16 +292,12 @@ def _write(path: Path, result: EvalResult) -> None:
         "iteration": result.iteration,
         "score": result.score_name,
         "methods": {
-            name: [
-                # JSON has no NaN: a step where some task diverged has a null mean and its count.
-                {"after_steps": j, "mean": None if r.diverged else r.mean, "ci95": None if r.diverged else r.ci95, "diverged": r.diverged}
-                for j, r in enumerate(rows)
-            ]
+            name: [{"after_steps": j, **_json_summary(r)} for j, r in enumerate(rows)]
             for name, rows in result.methods.items()
         },
         "published": {row.label: {"source": row.source, "values": row.values, "method": row.method} for row in result.published},
         "trial": result.trial,
-        "totals": {name: {"mean": r.mean, "ci95": r.ci95} for name, r in result.totals.items()},
+        "totals": {name: _json_summary(r) for name, r in result.totals.items()},
         # Every task's score after 0..K steps (null where it diverged), one list per number of steps.
         "per_task": {
             name: [[float(x) if np.isfinite(x) else None for x in scores[:, j]] for j in range(scores.shape[1])]

@@ -80,7 +80,8 @@ def cpu_tasks_per_pass(rows_per_task: int, width: int) -> int:
 
 
 def inner_step(learner: Learner, params, batch, lr, first_order: bool):
-    """One inner SGD step, params - lr * grad. Its derivative is supplied by `_sgd_step_bwd`."""
+    """One inner SGD step, params - lr * grad. Its derivative: none with `first_order`; JAX's own,
+    through the gradient, with `hessian = "autodiff"`; else `_sgd_step_bwd`'s Hessian-vector product."""
     if first_order:
         grads = jax.lax.stop_gradient(jax.grad(learner.loss)(params, batch))
         return _descend(params, grads, lr)

@@ -24,7 +24,7 @@ from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.report import TRAINING_METRICS, check_writable, read_evaluation  # noqa: E402
+from metarl_cli.report import check_writable, headline_metric, read_evaluation  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -46,7 +46,7 @@ def learning_curve(run_dir: Path):
     """(metric, iterations, mean over seeds, CI half-width over seeds, seeds), or None before the
     first chunk with a value (a DQN chunk in which no episode ended has none)."""
     records = MetricsLog(run_dir / "metrics.jsonl").read()
-    metric = next((m for m in TRAINING_METRICS if records and m in records[-1]), None)
+    metric = headline_metric(records)
     if metric is None:
         return None
     by_iteration: dict[int, list[float]] = defaultdict(list)

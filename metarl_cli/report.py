@@ -29,6 +29,11 @@ SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 TRAINING_METRICS = ("post_return", "post_mse", "return")  # the first one a run logs is its headline
 
 
+def headline_metric(records: list[dict]) -> str | None:
+    """The run's headline training metric: the first of `TRAINING_METRICS` its latest metrics line holds."""
+    return next((m for m in TRAINING_METRICS if records and m in records[-1]), None)
+
+
 class ReportRow(NamedTuple):
     run: str
     split: str  # "train" for the training row
@@ -45,17 +50,19 @@ class ReportRow(NamedTuple):
 Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
 
 
-def iqm(values) -> float:
-    """Interquartile mean: the mean of the values between the 25th and 75th percentiles (25% trimmed each side)."""
-    return float(_stats.trim_mean(np.asarray(values, dtype=np.float64), 0.25))
+def iqm(values, axis: int | None = None):
+    """Interquartile mean: the mean of the values between the 25th and 75th percentiles (25% trimmed
+    each side); of all values, or of each slice along `axis`."""
+    trimmed = _stats.trim_mean(np.asarray(values, dtype=np.float64), 0.25, axis=axis)
+    return float(trimmed) if axis is None else trimmed
 
 
 def stratified_bootstrap_ci(strata: list[np.ndarray], reps: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of the IQM of the pooled values, each stratum resampled with replacement on its own."""
+    """Percentile interval of the IQM of the pooled values, each stratum resampled with replacement
+    on its own (all `reps` resamples drawn at once, a row each)."""
     rng = np.random.default_rng(seed)
-    estimates = np.empty(reps)
-    for i in range(reps):
-        estimates[i] = iqm(np.concatenate([s[rng.integers(0, len(s), len(s))] for s in strata]))
+    resamples = np.concatenate([s[rng.integers(0, len(s), (reps, len(s)))] for s in strata], axis=1)
+    estimates = iqm(resamples, axis=1)
     tail = 100 * (1 - level) / 2
     return float(np.percentile(estimates, tail)), float(np.percentile(estimates, 100 - tail))
 
@@ -92,9 +99,7 @@ def _training_rows(run_dir: Path, iterations: int) -> list[ReportRow]:
     """The last logged value of the headline metric, per seed: "final" once the run has done its
     `iterations`, else labelled with the iteration it has reached (unfinished, or still training)."""
     records = MetricsLog(run_dir / "metrics.jsonl").read()
-    if not records:
-        return []
-    metric = next((m for m in TRAINING_METRICS if m in records[-1]), None)
+    metric = headline_metric(records)
     if metric is None:
         return []
     last: dict[int, float] = {}

@@ -30,7 +30,7 @@ import numpy as np
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.devices import even_mesh, local_devices_text, split_tasks
-from metarl_cli.families import get_family
+from metarl_cli.families import family_for
 from metarl_cli.rl.rollout import rollout
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.runner import compile_chunks, train
@@ -136,8 +136,8 @@ def main() -> None:
     args = parser.parse_args()
 
     config = resolve_config("maml", args.env, None, [*args.overrides, f"iterations={args.iterations}"])
-    family = get_family(config.env, config.ranges)
-    horizon = config.horizon or family.horizon
+    family = family_for(config)  # with the config's horizon, as `metarl train` builds it
+    horizon = family.horizon
     print(f"device: {local_devices_text()}; env {config.env}; "
           f"{config.meta_batch} tasks x {config.lanes} lanes x {horizon} steps, inner steps {config.inner_steps}, "
           f"{'first' if config.first_order else 'second'} order")

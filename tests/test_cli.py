@@ -399,3 +399,21 @@ def test_an_eval_table_says_when_its_run_is_unfinished(tmp_path, progress, said)
     result = EvalResult("test", 4, 0, "best", 2, "return", {"meta-learned": [Summary(1.0, 0.5, 0)]}, {}, [], progress)
     title = " ".join(eval_table(tmp_path, result).title.split())
     assert ("best checkpoint, iteration 2; the run, unfinished, has done 3 of 10" in title) == said, title
+
+
+def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
+    from metarl_cli.evaluate import EvalResult, _write
+    from metarl_cli.stats import summarise
+
+    diverged, fine = summarise([1.0, float("nan")]), summarise([1.0, 2.0])
+    result = EvalResult("test", 2, 0, "latest", 3, "return", {"meta-learned": [diverged]},
+                        {"meta-learned": np.array([[1.0], [np.nan]])}, [], (3, 3), trial=True,
+                        totals={"meta-learned": diverged, "random": fine})
+    _write(tmp_path / "eval.json", result)
+
+    def refuse(constant):
+        raise AssertionError(f"eval.json holds {constant}, which JSON does not have")
+
+    written = json.loads((tmp_path / "eval.json").read_text(), parse_constant=refuse)["test"]
+    assert written["totals"]["meta-learned"] == {"mean": None, "ci95": None, "diverged": 1}
+    assert written["totals"]["random"]["mean"] == 1.5

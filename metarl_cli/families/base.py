@@ -81,10 +81,6 @@ class TaskDistribution:
     ranges: tuple[ParamRange, ...]
 
     @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.ranges)
-
-    @property
     def one_task(self) -> bool:
         """No randomised parameters: every task of every split is the same one, so held-out "tasks"
         differ only in their random starts (plain CartPole)."""

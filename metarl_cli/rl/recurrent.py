@@ -27,7 +27,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-CELLS = ("gru", "lstm")
 _GATES = {"gru": 3, "lstm": 4}
 
 
@@ -82,7 +81,6 @@ class RecurrentAgent(NamedTuple):
     inputs: Callable  # (obs, prev_obs, prev_action, prev_reward, prev_done), each (B, ...) -> inputs (B, in)
     step: Callable  # (params, carry, inputs (B, in)) -> (carry, logits (B, A), values (B,))
     unroll: Callable  # (params, inputs (T, B, in)) -> (logits (T, B, A), values (T, B)), from a zero state
-    input_dim: int
 
 
 def agent_inputs(obs, prev_obs, prev_action, prev_reward, prev_done, action_dim: int, multiplicative: bool) -> jax.Array:
@@ -126,4 +124,4 @@ def make_recurrent_agent(obs_dim: int, action_dim: int, hidden: int, cell: str =
     def init(key):
         return core.init(key, initial_carry(1), jnp.zeros((1, input_dim)))
 
-    return RecurrentAgent(init, initial_carry, inputs, step, unroll, input_dim)
+    return RecurrentAgent(init, initial_carry, inputs, step, unroll)

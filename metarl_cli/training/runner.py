@@ -47,7 +47,7 @@ DIVERGENCE_METRICS = {"loss": "loss", "grad_norm": "gradient"}
 
 
 class DivergedError(Exception):
-    """The loss became non-finite; the message says at which iteration, `run_dir` in which run."""
+    """The loss or gradient became non-finite; the message says at which iteration, `run_dir` in which run."""
 
     def __init__(self, message: str, run_dir: Path):
         super().__init__(message)
