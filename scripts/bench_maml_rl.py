@@ -33,8 +33,9 @@ from metarl_cli.devices import even_mesh, local_devices_text, split_tasks
 from metarl_cli.families import family_for
 from metarl_cli.rl.rollout import rollout
 from metarl_cli.training.checkpoint import Checkpoints
-from metarl_cli.training.runner import compile_chunks, train
+from metarl_cli.training.runner import compile_chunks
 from peers import peer_rate
+from scratch import scratch_run
 
 
 
@@ -72,11 +73,9 @@ def raw_throughput(family, lanes_total: int, horizon: int, mesh, repeats: int = 
     return rates
 
 
-def training(config, family) -> tuple[float, float]:
+def training(config) -> tuple[float, float]:
     """(compile seconds, steady env steps/s) of a `metarl train` run (checkpoint every meta-iteration)."""
-    algo = make_algorithm("maml", config, family)
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    summary = scratch_run("maml", config)
     return summary.compile_seconds, summary.env_steps_per_second
 
 
@@ -142,7 +141,7 @@ def main() -> None:
           f"{config.meta_batch} tasks x {config.lanes} lanes x {horizon} steps, inner steps {config.inner_steps}, "
           f"{'first' if config.first_order else 'second'} order")
 
-    compile_s, ours = training(config, family)
+    compile_s, ours = training(config)
     rounds = args.checkpoint_rounds
     overhead = checkpoint_overhead(config, family, rounds)
     raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))

@@ -24,21 +24,16 @@ import time
 from pathlib import Path
 
 
-from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.devices import local_devices_text
-from metarl_cli.families import family_for
-from metarl_cli.training.runner import train
 from peers import peer_rate
+from scratch import scratch_run
 
 
 
 def ours(iterations: int, shots: int) -> tuple[float, float]:
     """(compile seconds, steady meta-iterations/s) of a run in a scratch directory."""
-    config = resolve_config("maml", "sinusoid", None, [f"iterations={iterations}", f"shots={shots}"])
-    algo = make_algorithm("maml", config, family_for(config))
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    summary = scratch_run("maml", resolve_config("maml", "sinusoid", None, [f"iterations={iterations}", f"shots={shots}"]))
     return summary.compile_seconds, summary.iterations_per_second
 
 

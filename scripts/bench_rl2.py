@@ -10,16 +10,12 @@ Usage: python scripts/bench_rl2.py [--env bandit] [--iterations 20] [--set arms=
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
-
 
 from bench_maml_rl import raw_throughput
-from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.devices import local_devices_text
 from metarl_cli.families import family_for
-from metarl_cli.training.runner import train
+from scratch import scratch_run
 
 
 def main() -> None:
@@ -35,9 +31,7 @@ def main() -> None:
     print(f"device: {local_devices_text()}; env {config.env}; "
           f"{config.meta_batch} trials x {trial_steps} steps per iteration, {config.cell.upper()} {config.hidden}, "
           f"{config.epochs} epochs x {config.minibatches} minibatches")
-    algo = make_algorithm("rl2", config, family)
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    summary = scratch_run("rl2", config)
     # One RL^2 run is not split over the devices, so neither is the raw rollout it is set beside.
     raw = raw_throughput(family, config.meta_batch, trial_steps, mesh=None)["one device"]
     print(f"compile time of the training step:   {summary.compile_seconds:8.1f} s")

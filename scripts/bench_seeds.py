@@ -12,23 +12,17 @@ Usage: python scripts/bench_seeds.py [--seeds 8] [--maml-iterations 20] [--dqn-s
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 
-from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.devices import local_devices_text
-from metarl_cli.families import family_for
-from metarl_cli.training.runner import train
+from scratch import scratch_run
 
 
 def timed_run(algo_name: str, env: str, overrides: list[str]):
     """(compile seconds, training seconds without compilation, config) of one run in a scratch directory."""
     config = resolve_config(algo_name, env, None, overrides)
-    algo = make_algorithm(algo_name, config, family_for(config))
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = train(algo, config, Path(tmp), resume=False, show_progress=False)
+    summary = scratch_run(algo_name, config)
     return summary.compile_seconds, summary.seconds - summary.compile_seconds, config
 
 
