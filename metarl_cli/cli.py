@@ -98,6 +98,8 @@ def train(
         cfg = resolve_config(algo, env, config, set_)
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
+    for warning in cfg.warnings():
+        _say(f"warning: {warning}")
     try:  # the baselines `metarl eval` trains for this run: one too long to train is refused there, said here first
         baselines_of(algorithm, algo, cfg, family)
     except UserError as e:

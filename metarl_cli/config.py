@@ -48,6 +48,10 @@ class RunConfig:
         """The largest number the training state's counters reach (they are 32-bit): its iterations."""
         return self.iterations
 
+    def warnings(self) -> list[str]:
+        """What is valid but likely not meant: `metarl train` says it before training."""
+        return []
+
     def validate(self) -> None:
         for name in ("seeds", "chunk", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
@@ -217,6 +221,12 @@ class DqnConfig(RunConfig):
 
     def largest_count(self) -> int:
         return self.total_steps  # its env steps, counted as iterations x train_every
+
+    def warnings(self) -> list[str]:
+        if self.learning_starts >= self.total_steps:
+            return [f"learning_starts ({self.learning_starts}) is not below total_steps ({self.total_steps}): "
+                    "no gradient step will be taken, and the network stays as initialised"]
+        return []
 
     def validate(self) -> None:
         super().validate()

@@ -349,6 +349,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["eval", "FILE"], "is not a directory"),
         (["train", "rl2", "--env", "tabular-mdp", "--set", "arms=5"], "config key 'arms' shapes the bandit family only"),
         (["train", "rl2", "--env", "bandit", "--set", "horizon=5"], "horizon = 5: a bandit's episode is its pulls (now 100); set pulls, not horizon"),
+        (["train", "rl2", "--env", "bandit", "--set", "episodes=3"], "episodes = 3: a bandit's trial is one episode of its pulls (now 100); set pulls, not episodes"),
         (["train", "dqn", "--set", "ranges.train.force_mag=[6, 14]"], "cartpole has no parameter ranges to set ('force_mag')"),
         (["report", "FOREIGN", "-o", "FOREIGN"], "names a directory; give a file prefix"),
         (["plot", "FOREIGN", "-o", "PNGDIR"], "is a directory; give the PNG file to write"),
@@ -417,3 +418,18 @@ def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
     written = json.loads((tmp_path / "eval.json").read_text(), parse_constant=refuse)["test"]
     assert written["totals"]["meta-learned"] == {"mean": None, "ci95": None, "diverged": 1}
     assert written["totals"]["random"]["mean"] == 1.5
+
+
+def test_a_dqn_run_that_would_never_learn_is_warned_about(cli):
+    code, _, err = cli("train", "dqn", "--set", "total_steps=5000", "--dry-run")
+    assert code == 0 and "warning: learning_starts (10000) is not below total_steps (5000): no gradient step will be taken" in " ".join(err.split())
+    assert "warning" not in cli("train", "dqn", "--dry-run")[2]
+
+
+@pytest.mark.parametrize("sets, shown", [([], True), (["horizon=20"], False), (["lanes=4"], False), (["inner_lr=0.05"], False)])
+def test_the_maml_papers_point_nav_numbers_stand_only_beside_its_protocol(sets, shown):
+    from metarl_cli.config import resolve_config
+    from metarl_cli.published import published_for
+
+    config = resolve_config("maml", "point-nav", None, [f"{s}" for s in sets])
+    assert bool(published_for(config, "test", 3)) == shown

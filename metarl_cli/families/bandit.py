@@ -79,6 +79,8 @@ class BanditFamily(Family):
         arms, pulls = getattr(config, "arms", DEFAULT_ARMS), getattr(config, "pulls", DEFAULT_PULLS)
         if getattr(config, "horizon", 0):  # family_for would set it over the pulls
             raise UserError(f"horizon = {config.horizon}: a bandit's episode is its pulls (now {pulls}); set pulls, not horizon")
+        if getattr(config, "episodes", 1) != 1:  # its trial is one episode, as its strategies and Table 1 take it
+            raise UserError(f"episodes = {config.episodes}: a bandit's trial is one episode of its pulls (now {pulls}); set pulls, not episodes")
         return bandit_family(arms, pulls) if (arms, pulls) != (self.action_dim, self.horizon) else self
 
     def classic_strategy_scores(self, tasks, key, validation_tasks, episodes):
