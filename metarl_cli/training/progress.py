@@ -6,18 +6,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-def _console(stderr: bool) -> Console:
-    """A console that, when not writing to a terminal, does not squeeze lines into 80 columns."""
+def _console(stderr: bool, width: int) -> Console:
+    """A console that, when not writing to a terminal, does not squeeze lines into 80 columns but
+    into `width`."""
     plain = Console(stderr=stderr)
-    return plain if plain.is_terminal else Console(stderr=stderr, width=160)
+    return plain if plain.is_terminal else Console(stderr=stderr, width=width)
 
 
-console = _console(stderr=True)  # progress bars and messages
+console = _console(stderr=True, width=160)  # progress bars and messages
 
 
 def stdout_console() -> Console:
-    """Tables go to stdout."""
-    return _console(stderr=False)
+    """Tables go to stdout; into a file or a pipe at their natural width (a table takes no more
+    than it needs), so that none is cut: an RL^2 trial of ten episodes is wider than 160 columns."""
+    return _console(stderr=False, width=1000)
 
 
 def training_progress(enabled: bool = True) -> Progress:
