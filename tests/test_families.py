@@ -97,3 +97,11 @@ def test_range_overrides_are_validated():
         get_family("cartpole-family", {"train": {"masspole": [-0.1, 0.2]}})
     with pytest.raises(UserError, match="unknown parameter"):
         get_family("cartpole-family", {"train": {"mass": [0.1, 0.2]}})
+
+
+def test_is_regression_names_exactly_the_regression_families():
+    from metarl_cli.families import FAMILY_NAMES, RegressionFamily, get_family, is_regression
+
+    assert {name for name in FAMILY_NAMES if is_regression(name)} == {
+        name for name in FAMILY_NAMES if isinstance(get_family(name), RegressionFamily)} == {"sinusoid", "linear"}
+    assert not is_regression("no-such-family")

@@ -31,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl_cli.errors import UserError
+from metarl_cli.rl.bandit_strategies import TUNED
 
 POSTERIOR_STRATEGIES: tuple[str, ...] = ("posterior greedy", "state-blind posterior greedy")
 STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", *POSTERIOR_STRATEGIES)
-EPSILONS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+EPSILONS: tuple[float, ...] = TUNED["epsilon-greedy"]  # the grid the bandit's epsilon-greedy is tuned on
 
 
 def strategy_returns(strategy: str, env, tasks, episodes: int, horizon: int, key: jax.Array, epsilon: float = 0.0,
