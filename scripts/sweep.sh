@@ -29,13 +29,6 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
-for arg in "${extra[@]}"; do  # the sweep gives every point its own family, run directory and mode
-  case "$arg" in
-    -e | --env | --env=* | -o | --run-dir | --run-dir=* | --resume | --overwrite | --dry-run)
-      echo "error: '$arg' after -- is the sweep's own to set (each point's family, run directory and mode); drop it" >&2
-      exit 2 ;;
-  esac
-done
 [ ${#axes[@]} -gt 0 ] || { echo "error: give at least one KEY=V1,V2,... to sweep" >&2; exit 2; }
 sweep_dir=${SWEEP_DIR:-runs/sweep-$algo-$env}
 jobs=${JOBS:-2}
@@ -65,10 +58,15 @@ for axis in "${axes[@]}"; do
   points=("${next[@]}")
 done
 
+# The arguments after -- may not set what the sweep sets: each point's family, run directory and mode,
+# and the swept keys (a --set of one would override the sweep's value in every point).
 previous=""
-for arg in "${extra[@]}"; do  # a swept key set after -- would override the sweep's value in every point
+for arg in "${extra[@]}"; do
   case "$previous" in -s | --set) arg="--set=$arg" ;; esac
   case "$arg" in
+    -e | --env | --env=* | -o | --run-dir | --run-dir=* | --resume | --overwrite | --dry-run)
+      echo "error: '$arg' after -- is the sweep's own to set (each point's family, run directory and mode); drop it" >&2
+      exit 2 ;;
     --set=*=* | -s=*=*)
       key=${arg#*=} key=${key%%=*}
       case "$swept_keys" in *" $key "*) echo "error: '$key' is swept; drop its --set after --" >&2; exit 2 ;; esac ;;

@@ -431,5 +431,5 @@ def test_the_maml_papers_point_nav_numbers_stand_only_beside_its_protocol(sets, 
     from metarl_cli.config import resolve_config
     from metarl_cli.published import published_for
 
-    config = resolve_config("maml", "point-nav", None, [f"{s}" for s in sets])
+    config = resolve_config("maml", "point-nav", None, sets)
     assert bool(published_for(config, "test", 3)) == shown
