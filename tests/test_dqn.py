@@ -51,7 +51,7 @@ def test_td_target_bootstraps_on_terminated_only():
     params = q.init(jax.random.PRNGKey(0))
     next_obs = jnp.array([[1.0, -2.0], [1.0, -2.0]])
     batch = Transition(jnp.zeros((2, 2)), jnp.zeros(2, jnp.int32), jnp.array([1.0, 1.0]), next_obs, jnp.array([True, False]))
-    targets = td_targets(q, params, params, batch, 0.9, double=False)
+    targets = td_targets(q, params, params, batch.reward, batch.next_obs, batch.terminated, 0.9, double=False)
     best_next = jnp.max(q.values(params, next_obs[1]))
     np.testing.assert_allclose(targets, [1.0, 1.0 + 0.9 * best_next], rtol=1e-6)
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from metarl_cli.families import Family
 from metarl_cli.meta import Learner, Model
-from metarl_cli.rl.q_learning import QNetwork, epsilon_greedy, family_q_network
+from metarl_cli.rl.q_learning import QNetwork, epsilon_greedy, family_q_network, td_regression, td_targets
 from metarl_cli.rl.rollout import Trajectory, first_episode_return, rollout
 
 
@@ -33,16 +32,13 @@ def q_learner(family: Family, q: QNetwork, lanes: int, horizon: int, gamma: floa
 
         def sample(params, task, key):
             traj = rollout(family.env, act, params, task, key, lanes, horizon)
-            next_value = jnp.max(q.values(jax.lax.stop_gradient(params), traj.next_obs), axis=-1)
-            targets = traj.rewards + gamma * (1.0 - traj.terminated.astype(jnp.float32)) * next_value
-            return TDBatch(traj, jax.lax.stop_gradient(targets))
+            targets = td_targets(q, params, params, traj.rewards, traj.next_obs, traj.terminated, gamma, double=False)
+            return TDBatch(traj, targets)
 
         return sample
 
     def loss(params, batch: TDBatch):
-        values = q.values(params, batch.traj.obs)
-        chosen = jnp.sum(jax.nn.one_hot(batch.traj.actions, values.shape[-1]) * values, axis=-1)
-        return jnp.mean((chosen - batch.targets) ** 2)
+        return td_regression(q, params, batch.traj.obs, batch.traj.actions, batch.targets, huber=False)[0]
 
     return Learner(
         support=sampler(epsilon),

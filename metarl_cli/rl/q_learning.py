@@ -50,24 +50,29 @@ def linear_epsilon(step: jax.Array, start: float, end: float, decay_steps: float
     return start + frac * (end - start)
 
 
-def td_targets(q: QNetwork, target_params, online_params, batch: Transition, gamma: float, double: bool) -> jax.Array:
+def td_targets(q: QNetwork, target_params, online_params, reward, next_obs, terminated, gamma: float, double: bool) -> jax.Array:
     """r + gamma * (1 - terminated) * Q_target(s', a*), a* = argmax of Q_target (or of Q_online: Double DQN)."""
-    next_target = q.values(target_params, batch.next_obs)
+    next_target = q.values(target_params, next_obs)
     if double:
-        best = jnp.argmax(q.values(online_params, batch.next_obs), axis=-1)
+        best = jnp.argmax(q.values(online_params, next_obs), axis=-1)
     else:
         best = jnp.argmax(next_target, axis=-1)
     next_value = jnp.take_along_axis(next_target, best[..., None], axis=-1)[..., 0]
-    not_terminal = 1.0 - batch.terminated.astype(jnp.float32)
-    return jax.lax.stop_gradient(batch.reward + gamma * not_terminal * next_value)
+    not_terminal = 1.0 - terminated.astype(jnp.float32)
+    return jax.lax.stop_gradient(reward + gamma * not_terminal * next_value)
+
+
+def td_regression(q: QNetwork, params, obs, action, targets, huber: bool):
+    """Mean TD error (squared, or Huber) of Q(s, a) against fixed targets; aux: mean Q(s, a)."""
+    chosen = jnp.take_along_axis(q.values(params, obs), action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    errors = optax.huber_loss(chosen, targets) if huber else (chosen - targets) ** 2
+    return jnp.mean(errors), jnp.mean(chosen)
 
 
 def td_loss(q: QNetwork, params, target_params, batch: Transition, gamma: float, double: bool, huber: bool):
-    """Mean TD error (squared, or Huber) of Q(s, a) against the target; aux: mean Q(s, a)."""
-    targets = td_targets(q, target_params, params, batch, gamma, double)
-    chosen = jnp.take_along_axis(q.values(params, batch.obs), batch.action[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    errors = optax.huber_loss(chosen, targets) if huber else (chosen - targets) ** 2
-    return jnp.mean(errors), jnp.mean(chosen)
+    """DQN's loss on a replay batch: `td_regression` onto `td_targets` from the target network."""
+    targets = td_targets(q, target_params, params, batch.reward, batch.next_obs, batch.terminated, gamma, double)
+    return td_regression(q, params, batch.obs, batch.action, targets, huber)
 
 
 def update_target(target_params, online_params, tau: float):
