@@ -1,5 +1,5 @@
 """The training loop: a non-finite loss, or gradient, stops the run and leaves the last good checkpoint
-latest; a stop (as Ctrl-C) between saves saves the last finished iteration;
+latest; a stop (the event, or Ctrl-C) between saves saves the last finished iteration;
 checkpoints in Orbax's standard format (with or without OCDBT) still restore; a later phase's step
 takes over at its iteration; the best-scoring checkpoint is kept beside the latest, also in runs
 that recorded the score as an Orbax metric; a run whose saves cost more than a tenth of its
@@ -7,6 +7,8 @@ training time is told how to save less often."""
 
 import dataclasses
 import json
+import os
+import signal
 import threading
 
 import jax
@@ -18,7 +20,7 @@ import pytest
 from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
 from metarl_cli.training.checkpoint import Checkpoints, PackedSave, PackedStateHandler, pack
-from metarl_cli.training.runner import DivergedError, Interrupted, TrainSummary, train
+from metarl_cli.training.runner import DivergedError, Interrupted, TrainSummary, ctrl_c_sets, train
 
 
 def toy_algorithm(step, params_shape=(), **extra) -> Algorithm:
@@ -61,24 +63,37 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
-def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path):
+@pytest.mark.parametrize("how", ["stop event", "ctrl-c"])
+def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path, how):
     stop = threading.Event()
+    interrupt = stop.set if how == "stop event" else lambda: os.kill(os.getpid(), signal.SIGINT)
 
     def step(state):
         it = state["iteration"] + 1
-        jax.debug.callback(lambda i: stop.set() if i == 7 else None, it)  # as a Ctrl-C once iteration 7 is done
+        jax.debug.callback(lambda i: interrupt() if i == 7 else None, it)  # once iteration 7 is done
         zero = jnp.zeros(())
         return {"params": state["params"] + 1.0, "iteration": it}, {"loss": zero, "pre_return": zero, "post_return": zero}
 
     config = dataclasses.replace(MamlRLConfig(iterations=20), checkpoint_every=5)
     with pytest.raises(Interrupted) as interrupted:
-        train(toy_algorithm(step), config, tmp_path, resume=False, show_progress=False, stop=stop)
+        train(toy_algorithm(step), config, tmp_path, resume=False, show_progress=False,
+              stop=stop if how == "stop event" else None)
     assert interrupted.value.latest == 7  # not 5, the last save that checkpoint_every made
     ckpt = Checkpoints(tmp_path, 5)
     try:
         assert float(ckpt.restore(toy_algorithm(step).init(None))["params"]) == 7.0
     finally:
         ckpt.close()
+
+
+def test_ctrl_c_sets_the_stop_event_then_raises_on_a_second_press():
+    stop, before = threading.Event(), signal.getsignal(signal.SIGINT)
+    with ctrl_c_sets(stop):
+        signal.raise_signal(signal.SIGINT)  # in this thread: handled before the next line runs
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 @pytest.mark.parametrize("use_ocdbt", [True, False])

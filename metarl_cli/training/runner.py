@@ -12,16 +12,18 @@ After each call: check the loss (and the gradient's norm, where the algorithm lo
 append the chunk's summary to metrics.jsonl (one line per seed, with "seed" when there are several),
 advance the progress bar, hand the state to the checkpoint manager. A non-finite loss or gradient
 stops the run before its state is saved, so the latest checkpoint is the last good one. Ctrl-C
-saves the state of the last finished call, where `checkpoint_every` had not saved it yet, so a
-resumed run loses no finished iteration.
+stops the run after the call in flight (a second Ctrl-C at once) and saves the state of the last
+finished call, where `checkpoint_every` had not saved it yet, so a resumed run loses no finished
+iteration.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -208,21 +210,45 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
 def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool = True,
           shared: Progress | None = None, stop: threading.Event | None = None) -> TrainSummary:
     """Run `algo` to `config.iterations`, from the latest checkpoint when `resume` (see `check_resume`
-    for what the CLI checks before it rewrites a resumed run's config). Ctrl-C at any point raises
-    `Interrupted` once the save in flight, if any, is complete; so does `stop`, checked before every
-    call, being set (by a thread that trains others beside this one, `training.parallel`). With a
+    for what the CLI checks before it rewrites a resumed run's config). Ctrl-C (`ctrl_c_sets`), or
+    `stop` set by a thread that trains others beside this one (`training.parallel`), is seen before
+    the next call and raises `Interrupted` once the save in flight, if any, is complete. With a
     `shared` progress display, the bar (named after `run_dir`) goes there and `show_progress` is moot."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
+    stop = stop if stop is not None else threading.Event()
     try:
-        return _train(algo, config, run_dir, resume, show_progress, checkpoints, shared, stop)
+        with ctrl_c_sets(stop):
+            return _train(algo, config, run_dir, resume, show_progress, checkpoints, shared, stop)
     except KeyboardInterrupt:
         raise Interrupted(checkpoints.step()) from None
     finally:
         checkpoints.close()
 
 
+@contextmanager
+def ctrl_c_sets(stop: threading.Event):
+    """Within the block, a first Ctrl-C sets `stop` (the loop checks it between calls) instead of
+    raising KeyboardInterrupt wherever Python happens to be, where it can land inside a callback that
+    swallows it (JAX's garbage-collection hook) or between a metrics line and its save; a second
+    raises at once. Off the main thread, where signals are not delivered, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_ctrl_c(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool, checkpoints: Checkpoints,
-           shared: Progress | None, stop: threading.Event | None) -> TrainSummary:
+           shared: Progress | None, stop: threading.Event) -> TrainSummary:
     log = MetricsLog(run_dir / "metrics.jsonl")
     state = initial_state(algo, config)
     start = (checkpoints.step() if resume else None) or 0
@@ -271,8 +297,8 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
         latest = (start, state, -np.inf)  # (iteration, state, score) of the last finished call
         try:
             while done < config.iterations:
-                if stop is not None and stop.is_set():
-                    raise KeyboardInterrupt  # stopped from another thread: as a Ctrl-C here
+                if stop.is_set():
+                    raise KeyboardInterrupt  # Ctrl-C, or stopped from another thread
                 phase = max(i for i, p in enumerate(phases) if p.start <= done)
                 phase_end = phases[phase + 1].start if phase + 1 < len(phases) else config.iterations
                 n = min(config.chunk, config.iterations - done, phase_end - done)
