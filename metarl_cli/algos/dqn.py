@@ -87,10 +87,17 @@ def make_dqn(config: DqnConfig, family: Family) -> Algorithm:
     def step(state):
         key, k_act, k_learn = jax.random.split(state["key"], 3)
         env_steps = state["iteration"] * config.train_every
-        return_sum, episodes = jnp.zeros(()), jnp.zeros((), jnp.int32)
-        for i, k in enumerate(jax.random.split(k_act, vector_steps)):
+
+        def act_once(carry, inputs):
+            state, return_sum, episodes = carry
+            k, i = inputs
             state, (r, n), epsilon = act(state, k, env_steps + i * lanes)
-            return_sum, episodes = return_sum + r, episodes + n
+            return (state, return_sum + r, episodes + n), epsilon
+
+        (state, return_sum, episodes), epsilons = jax.lax.scan(
+            act_once, (state, jnp.zeros(()), jnp.zeros((), jnp.int32)), (jax.random.split(k_act, vector_steps), jnp.arange(vector_steps))
+        )
+        epsilon = epsilons[-1]
         steps_after = env_steps + config.train_every
         learning = steps_after > config.learning_starts
         # Only the small operands enter the branch: a conditional over the whole state copies the buffer.
