@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
+from rich.text import Text
 
 
 def _console(stderr: bool, width: int) -> Console:
@@ -22,17 +24,42 @@ def stdout_console() -> Console:
     return _console(stderr=False, width=1000)
 
 
+class TrainingProgress(Progress):
+    """Each task's name, bar, count, elapsed time and ETA, and its stats (metrics and speed): on one
+    line where they fit, else the stats on a line of their own below (beside them, rich would squeeze
+    the count and the times to an ellipsis), the bar taking what the line leaves and a long name
+    folding; the count and the times are never cut."""
+
+    def __init__(self, **kwargs):
+        name = TextColumn("[bold]{task.description}", table_column=Column(overflow="fold"))
+        counts = (MofNCompleteColumn(table_column=Column(no_wrap=True)), TimeElapsedColumn(table_column=Column(no_wrap=True)),
+                  TextColumn("ETA", table_column=Column(no_wrap=True)), TimeRemainingColumn(table_column=Column(no_wrap=True)))
+        self.one_line_columns = (name, BarColumn(bar_width=BAR_WIDTH), *counts, TextColumn("{task.fields[stats]}"))
+        self.two_line_columns = (name, BarColumn(bar_width=None), *counts)
+        super().__init__(*self.one_line_columns, **kwargs)
+
+    def get_renderables(self):
+        tasks = self.tasks
+        if not tasks:
+            return
+        stats = [str(task.fields.get("stats", "")) for task in tasks]
+        widest_count = 2 * len(str(max(int(task.total or 0) for task in tasks))) + 1
+        needed = max(len(task.description) for task in tasks) + max(map(len, stats)) + widest_count
+        if needed + BAR_WIDTH + ONE_LINE_TIMES <= self.console.width:
+            self.columns = self.one_line_columns
+            yield self.make_tasks_table(tasks)
+            return
+        self.columns = self.two_line_columns
+        for task, text in zip(tasks, stats):
+            yield self.make_tasks_table([task])
+            if text:
+                yield Text(f"  {text}", no_wrap=True, overflow="ellipsis")
+
+
+BAR_WIDTH = 40
+ONE_LINE_TIMES = 8 + 4 + 8 + 6  # the elapsed time, "ETA", the time left, the gaps between columns
+
+
 def training_progress(enabled: bool = True) -> Progress:
     """A progress bar on stderr; disabled, it prints nothing at all (not even an empty line)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[stats]}"),
-        console=console,
-        transient=False,
-        disable=not enabled,
-    )
+    return TrainingProgress(console=console, disable=not enabled)

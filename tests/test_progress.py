@@ -1,0 +1,26 @@
+"""The training bar: its count and times are never cut; its stats sit beside them where they fit
+and on a line of their own below where they do not."""
+
+import io
+
+import pytest
+from rich.console import Console, Group
+
+from metarl_cli.training.progress import TrainingProgress
+
+STATS = "return     50.2  entropy      2.3  value_loss  0.00242    15k steps/s"
+
+
+@pytest.mark.parametrize("width, beside", [(60, False), (80, False), (200, True)])
+def test_the_bar_keeps_its_count_and_times_whole_at_any_width(width, beside):
+    out = io.StringIO()
+    console = Console(file=out, width=width)
+    progress = TrainingProgress(console=console, disable=True)
+    progress.add_task("sweep/inner_lr=0.1,meta_batch=20" if width == 60 else "meta-train", total=3000, completed=2000, stats=STATS)
+    console.print(Group(*progress.get_renderables()))
+    text = out.getvalue()
+    assert "2000/3000" in text and "ETA" in text and "0:00:00" in text
+    assert STATS[:width - 3] in text  # the whole line, or as much as the width holds
+    first = text.splitlines()[0]
+    assert ("2000/3000" in first and STATS in first) == beside  # else the stats have a line of their own
+    assert max(map(len, text.splitlines())) <= width
