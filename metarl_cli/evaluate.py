@@ -122,7 +122,8 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             Candidate(f"{label} (seed {config.seed + i})", algo, jax.tree.map(lambda x: x[i], state["params"]), 1.0)
             for i in range(config.seeds)
         ]
-    candidates.append(Candidate("random init", algo, jax.jit(algo.init_params)(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
+    if not algo.trial_episodes:  # an untrained RL^2 agent plays almost as its random policy does (logits near 0)
+        candidates.append(Candidate("random init", algo, jax.jit(algo.init_params)(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
     baselines = baselines_of(algo, algo_name, config, family)
     train_baselines(run_dir, baselines, show_progress)
     for baseline in baselines:

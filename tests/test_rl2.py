@@ -286,7 +286,7 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     assert code == 0, err
     assert "episode 1" in out and "episode 2" in out and "trial total" in out
     result = json.loads((run / "eval.json").read_text())["ood"]
-    assert set(result["methods"]) == {"meta-learned", "random init", "random policy"}
+    assert set(result["methods"]) == {"meta-learned", "random policy"}
     per_task = np.array(result["per_task"]["meta-learned"], dtype=float)  # (episodes, tasks)
     assert per_task.shape == (2, 6) and np.all((per_task >= 1) & (per_task <= 30))
     np.testing.assert_allclose(result["totals"]["meta-learned"]["mean"], per_task.sum(0).mean(), rtol=1e-5)
