@@ -60,6 +60,8 @@ def unwritable(path: Path) -> str | None:
     if nearest != path and not nearest.is_dir():
         return f"{nearest} is not a directory"
     if not os.access(nearest, os.W_OK | (os.X_OK if nearest.is_dir() else 0)):
+        if os.statvfs(nearest).f_flag & os.ST_RDONLY:
+            return f"{nearest} is on a read-only filesystem"
         return f"no permission to write in {nearest}" if nearest.is_dir() else f"no permission to write {nearest}"
     return None
 
@@ -77,7 +79,10 @@ def prepare_new(run_dir: Path, replace: bool) -> None:
                 shutil.rmtree(entry)
             else:
                 entry.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # where permissions allow it and the system still refuses (/proc, /sys)
+        raise UserError(f"{run_dir} cannot be made: {e.strerror.lower()}; choose another --run-dir") from None
 
 
 def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:
