@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, NoReturn, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -298,30 +299,29 @@ def envs():
     """List task families with their randomised parameters and per-split ranges."""
     from metarl_cli.families import FAMILY_NAMES, Family, RegressionFamily, get_family
 
-    table = Table(title="task families (train and test draw from the train range; ood from the held-out ranges)")
-    for col in ("env", "parameter", "default", "train / test", "ood", "horizon", "actions"):
+    families = [get_family(name) for name in FAMILY_NAMES]
+    table = Table(title="task families (train and test draw from the train range; ood from the held-out ranges)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
+    table.add_column("parameter", min_width=max(len(r.name) for fam in families for r in fam.ranges))
+    for col in ("default", "train / test", "ood"):
         table.add_column(col)
-    for name in FAMILY_NAMES:
-        fam = get_family(name)
-        if isinstance(fam, RegressionFamily):
-            horizon, actions = "-", f"regression, x in [{fam.x_range[0]:g}, {fam.x_range[1]:g}]"
-        else:
-            horizon = str(fam.horizon)
-            actions = f"{fam.action_dim} discrete" if fam.discrete else f"{fam.action_dim}-d continuous"
+    for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, Family) and fam.draw_text:
-            ood = "see parameter" if "ood" in fam.splits else "none"
-            table.add_row(name, fam.draw_text, "", "drawn per task", ood, horizon, actions)
+            table.add_row(name, fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none")
         elif fam.one_task:
-            table.add_row(name, "(none: one task)", "", "", "", horizon, actions)
+            table.add_row(name, "(none: one task)", "", "", "")
         for i, r in enumerate(fam.ranges):
-            ood = " ∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"
-            first = i == 0
-            table.add_row(name if first else "", r.name, f"{r.default:g}", f"[{r.train[0]:g}, {r.train[1]:g}]", ood,
-                          horizon if first else "", actions if first else "")
+            ood = "\n∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"  # an interval a line: none is broken
+            table.add_row(name if i == 0 else "", r.name, f"{r.default:g}", f"[{r.train[0]:g}, {r.train[1]:g}]", ood)
         table.add_section()
     out.print(table)
-    for name in FAMILY_NAMES:
-        out.print(f"[bold]{name}[/]: {get_family(name).summary}", highlight=False)
+    for name, fam in zip(FAMILY_NAMES, families):
+        if isinstance(fam, RegressionFamily):
+            shape = f"regression, x in [{fam.x_range[0]:g}, {fam.x_range[1]:g}]"
+        else:
+            shape = f"{fam.horizon}-step episodes, " + (f"{fam.action_dim} discrete actions" if fam.discrete else f"{fam.action_dim}-d continuous actions")
+        out.print(f"[bold]{name}[/] ({shape}): {fam.summary}", highlight=False)
 
 
 def main() -> None:

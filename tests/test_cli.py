@@ -434,3 +434,21 @@ def test_the_maml_papers_point_nav_numbers_stand_only_beside_its_protocol(sets, 
 
     config = resolve_config("maml", "point-nav", None, sets)
     assert bool(published_for(config, "test", 3)) == shown
+
+
+def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal(cli, monkeypatch):
+    from rich.console import Console
+
+    from metarl_cli import cli as cli_module
+    from metarl_cli.families import FAMILY_NAMES, get_family
+
+    monkeypatch.setattr(cli_module, "out", Console(width=80))  # as a terminal of 80 columns would be
+    code, out, err = cli("envs")
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 80
+    words = set(out.split())
+    for name in FAMILY_NAMES:
+        assert name in words  # not cut to "mountain…"
+        for r in get_family(name).ranges:
+            assert r.name in words
+    assert "[5, 15]" in out and "∪ [15, 20]" in out  # cartpole-family's force_mag: train, and ood's second interval
