@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import sys
@@ -11,6 +12,7 @@ from typing import List, NoReturn, Optional
 import typer
 from rich import box
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from metarl_cli.config import ALGORITHMS, parse_override, resolve_config, resumed_config
@@ -256,6 +258,23 @@ def trial_table(run_dir: Path, result) -> Table:
     return table
 
 
+def _report_table(rows, title: str, with_run: bool) -> Table:
+    """The report's rows as a table: a run's name on its first row only, a rule between runs."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    for col in ("run", "split", "method", "metric")[0 if with_run else 1:]:
+        table.add_column(col)
+    for col in ("seeds", "n", "IQM", "95% CI"):
+        table.add_column(col, justify="right")
+    for i, row in enumerate(rows):
+        first_of_run = i == 0 or rows[i - 1].run != row.run
+        if first_of_run and i:
+            table.add_section()
+        cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), f"{row.iqm:.3g}",
+                 f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
+        table.add_row(*([row.run if first_of_run else ""] if with_run else []), *cells)
+    return table
+
+
 @app.command()
 def report(
     runs: List[Path] = typer.Argument(..., help="Run directories, or directories of runs (a sweep)."),
@@ -269,13 +288,14 @@ def report(
     rows = [row for run in expand_runs(runs) for row in run_rows(run, step)]
     if not rows:
         raise UserError("nothing to report: the runs have no metrics yet")
-    table = Table(title="interquartile mean [95% stratified bootstrap CI] over seeds and held-out tasks")
-    for col in ("run", "split", "method", "metric", "seeds", "n", "IQM", "95% CI"):
-        table.add_column(col, justify="right" if col in ("seeds", "n", "IQM", "95% CI") else "left")
-    for row in rows:
-        table.add_row(row.run, row.split, row.method, row.metric, str(row.seeds), str(row.n), f"{row.iqm:.3g}",
-                      f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)")
-    out.print(table)
+    title = "interquartile mean [95% stratified bootstrap CI] over seeds and held-out tasks"
+    table = _report_table(rows, title, with_run=True)
+    if Measurement.get(out, out.options.update_width(10_000), table).maximum <= out.width:  # its natural width fits
+        out.print(table)
+    else:  # a narrow terminal: a table per run, its name as the title (never cut), the rows kept whole
+        out.print(f"[italic]{title}[/]")
+        for run, run_rows_ in itertools.groupby(rows, key=lambda row: row.run):
+            out.print(_report_table(list(run_rows_), run, with_run=False))
     csv_path, json_path = write_report(rows, out_prefix)
     console.print(f"wrote {csv_path} and {json_path}")
 

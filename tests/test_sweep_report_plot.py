@@ -197,6 +197,19 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
 
 
+def test_report_cuts_no_name_on_an_80_column_terminal(tmp_path, cli, monkeypatch):
+    from rich.console import Console
+
+    from metarl_cli import cli as cli_module
+
+    run = fake_run(tmp_path / "sweep" / "inner_lr=0.1,meta_batch=20,outer_lr=0.001", seeds=2, iterations=3, evaluated=True)
+    monkeypatch.setattr(cli_module, "out", Console(width=80))  # as a terminal of 80 columns would be
+    code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    assert "meta-learned" in out and "post_return" in out
+
+
 def test_report_says_where_an_unfinished_run_stands(tmp_path):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False, planned=100)
     assert [r.metric for r in run_rows(run, step=None)] == ["post_return at iteration 3 of 100 (unfinished)"]
