@@ -187,7 +187,8 @@ def eval_(
     except KeyboardInterrupt:
         _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `metarl eval {shlex.quote(str(run_dir))}` "
                           "starts it again (keeping the run's baselines that finished training)")
-    out.print(trial_table(run_dir, result) if result.trial else eval_table(run_dir, result))
+    for table in (trial_tables if result.trial else eval_tables)(run_dir, result):
+        out.print(table)
 
 
 def _result_table(run_dir: Path, result, what: str) -> Table:
@@ -210,35 +211,51 @@ def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
     return f"{summary.mean:.{digits}{form}} ± {summary.ci95:.{digits}{form}}"
 
 
-def eval_table(run_dir: Path, result) -> Table:
+def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: list[str], cells: list[list[str]]) -> list[Table]:
+    """The grid (`cells`: a list per row label) as one table from `make_table()`, or, where that is
+    wider than the terminal, as several one after another, each with the row labels (kept whole: they
+    carry tuned settings) and as many of the columns as fit; the title on the first, the caption on the last."""
+
+    def build(columns: list[int]) -> Table:
+        table = make_table()
+        table.add_column(corner, no_wrap=True)
+        for j in columns:
+            table.add_column(column_labels[j], justify="right")
+        for label, row in zip(row_labels, cells):
+            table.add_row(label, *(row[j] for j in columns))
+        return table
+
+    chunks = [[]]
+    for j in range(len(column_labels)):
+        if chunks[-1] and Measurement.get(out, out.options.update_width(10_000), build(chunks[-1] + [j])).maximum > out.width:
+            chunks.append([])
+        chunks[-1].append(j)
+    tables = [build(columns) for columns in chunks]
+    for table in tables[1:]:
+        table.title = None
+    for table in tables[:-1]:
+        table.caption = None
+    return tables
+
+
+def eval_tables(run_dir: Path, result) -> list[Table]:
     """One row per number of adaptation steps k, one column per method, then the published columns."""
     adapted = "after k adaptation steps" if result.steps else "without adaptation"
     tasks = f"{result.tasks} episodes of its one task" if result.one_task else f"{result.tasks} '{result.split}' tasks"
-    table = _result_table(run_dir, result, f"{result.score_name} on {tasks} {adapted}")
-    table.add_column("k", justify="right")
-    for name in result.methods:
-        table.add_column(name, justify="right")
-    for row in result.published:
-        table.add_column(f"[dim]{row.label}[/]", justify="right")
+    what = f"{result.score_name} on {tasks} {adapted}"
     digits = 3 if result.score_name == "mse" else 2
-    for j in range(result.steps + 1):
-        ours = (_mean_ci(rows[j], result.tasks, digits) for rows in result.methods.values())
-        theirs = (f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published)
-        table.add_row(str(j), *ours, *theirs)
-    return table
+    cells = [[_mean_ci(rows[j], result.tasks, digits) for rows in result.methods.values()]
+             + [f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published]
+             for j in range(result.steps + 1)]
+    methods = list(result.methods) + [f"[dim]{row.label}[/]" for row in result.published]
+    steps = [str(j) for j in range(result.steps + 1)]
+    return _grid_tables(lambda: _result_table(run_dir, result, what), "k", steps, methods, cells)
 
 
-def trial_table(run_dir: Path, result) -> Table:
+def trial_tables(run_dir: Path, result) -> list[Table]:
     """RL^2 runs: one row per method, a column per episode of the trial, the trial's total, the paper's total."""
-    table = _result_table(run_dir, result, f"return on {result.tasks} '{result.split}' tasks, one trial each, memory carried across its episodes")
+    what = f"return on {result.tasks} '{result.split}' tasks, one trial each, memory carried across its episodes"
     episodes = result.steps + 1
-    table.add_column("method", no_wrap=True)  # labels carry the tuned settings: never cut, the numbers wrap instead
-    if episodes > 1:
-        for j in range(episodes):
-            table.add_column(f"episode {j + 1}", justify="right")
-    table.add_column("trial total", justify="right")
-    if result.published:  # wide enough for its widest "(label)": the cell wraps between number and label, never inside
-        table.add_column("[dim]paper[/]", justify="right", min_width=max(len(f"({r.label})") for r in result.published))
 
     def paper(method: str) -> str:
         row = next((r for r in result.published if r.method and method.startswith(r.method)), None)
@@ -247,15 +264,19 @@ def trial_table(run_dir: Path, result) -> Table:
         value = row.values.get("total", row.values.get(0))
         return f"[dim]{value:.1f} ({row.label})[/]"
 
+    columns = ([f"episode {j + 1}" for j in range(episodes)] if episodes > 1 else []) + ["trial total"]
+    columns += ["[dim]paper[/]"] if result.published else []
+    methods, cells = [], []
     for name, rows in result.methods.items():
         per_episode = [_mean_ci(r, result.tasks) for r in rows] if episodes > 1 else []
-        table.add_row(name, *per_episode, _mean_ci(result.totals[name], result.tasks), *([paper(name)] if result.published else []))
-    ours = list(result.methods)
+        methods.append(name)
+        cells.append(per_episode + [_mean_ci(result.totals[name], result.tasks)] + ([paper(name)] if result.published else []))
     for row in result.published:  # published methods we do not run
-        if not any(name.startswith(row.method) for name in ours):
+        if not any(name.startswith(row.method) for name in result.methods):
             value = row.values.get("total", row.values.get(0))
-            table.add_row(f"[dim]{row.method}[/]", *([""] * (episodes if episodes > 1 else 0)), "", f"[dim]{value:.1f} ({row.label})[/]")
-    return table
+            methods.append(f"[dim]{row.method}[/]")
+            cells.append([""] * (len(columns) - 1) + [f"[dim]{value:.1f} ({row.label})[/]"])
+    return _grid_tables(lambda: _result_table(run_dir, result, what), "method", methods, columns, cells)
 
 
 def _report_table(rows, title: str, with_run: bool) -> Table:

@@ -1,5 +1,6 @@
 """End to end through the CLI on a tiny config: train, eval, exact resume, and every user error."""
 
+import io
 import json
 import re
 import shutil
@@ -394,13 +395,37 @@ def test_an_eval_cell_keeps_a_huge_value_short():
 
 @pytest.mark.parametrize("progress, said", [((3, 10), True), ((10, 10), False)])
 def test_an_eval_table_says_when_its_run_is_unfinished(tmp_path, progress, said):
-    from metarl_cli.cli import eval_table
+    from metarl_cli.cli import eval_tables
     from metarl_cli.evaluate import EvalResult
     from metarl_cli.stats import Summary
 
     result = EvalResult("test", 4, 0, "best", 2, "return", {"meta-learned": [Summary(1.0, 0.5, 0)]}, {}, [], progress)
-    title = " ".join(eval_table(tmp_path, result).title.split())
+    title = " ".join(eval_tables(tmp_path, result)[0].title.split())
     assert ("best checkpoint, iteration 2; the run, unfinished, has done 3 of 10" in title) == said, title
+
+
+@pytest.mark.parametrize("width, tables", [(80, 4), (250, 1)])
+def test_a_wide_trial_table_splits_into_tables_that_fit_the_terminal(tmp_path, monkeypatch, width, tables):
+    from rich.console import Console
+
+    from metarl_cli import cli as cli_module
+    from metarl_cli.evaluate import EvalResult
+    from metarl_cli.stats import Summary
+
+    monkeypatch.setattr(cli_module, "out", Console(width=width, file=io.StringIO()))
+    methods = {"meta-learned": [Summary(10.0 + j, 5.0, 0) for j in range(10)],
+               "posterior greedy (true prior)": [Summary(20.0 + j, 5.0, 0) for j in range(10)]}
+    result = EvalResult("test", 100, 9, "latest", 5, "return", methods, {}, [], trial=True,
+                        totals={name: Summary(150.0, 30.0, 0) for name in methods})
+    drawn = cli_module.trial_tables(tmp_path, result)
+    assert len(drawn) == tables
+    for table in drawn:
+        cli_module.out.print(table)
+    text = cli_module.out.file.getvalue()
+    assert "…" not in text and max(map(len, text.splitlines())) <= width
+    for label in [*methods, *(f"episode {j}" for j in range(1, 11)), "trial total", "19.00 ± 5.00", "150.00 ± 30.00"]:
+        assert label in text  # every row label whole in every table, every column in one of them
+    assert text.count("posterior greedy (true prior)") == tables
 
 
 def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
