@@ -19,7 +19,7 @@ from gymnax.environments import environment, spaces
 
 from metarl_cli.errors import UserError
 from metarl_cli.families.base import Family
-from metarl_cli.rl.bandit_strategies import STRATEGIES, total_rewards, tune
+from metarl_cli.rl.bandit_strategies import PARAM_NAME, STRATEGIES, total_rewards, tune
 
 DEFAULT_ARMS, DEFAULT_PULLS = 10, 100
 
@@ -89,7 +89,7 @@ class BanditFamily(Family):
         scores = {}
         for name in STRATEGIES[1:]:  # "random": scored as the random policy by the algorithm
             param = tune(name, validation_tasks.probs, self.horizon, key)
-            label = name if param is None else f"{name} ({param:g}, tuned)"
+            label = name if param is None else f"{name} ({PARAM_NAME[name]} {param:g}, tuned)"
             scores[label] = total_rewards(name, tasks.probs, self.horizon, key, param)[:, None]
         return scores
 

@@ -87,7 +87,7 @@ class TabularMdpFamily(Family):
         play = lambda strategy, **kw: strategy_returns(strategy, self.env, tasks, episodes, self.horizon, key, **kw)  # noqa: E731
         return {
             "greedy (empirical means)": play("greedy"),
-            f"epsilon-greedy ({epsilon:g}, tuned)": play("epsilon-greedy", epsilon=epsilon),
+            f"epsilon-greedy (epsilon {epsilon:g}, tuned)": play("epsilon-greedy", epsilon=epsilon),
             "posterior greedy (true prior)": play("posterior greedy", prior_mean=prior_mean, prior_var=prior_var),
             "state-blind posterior greedy": play("state-blind posterior greedy", prior_mean=prior_mean, prior_var=prior_var),
         }

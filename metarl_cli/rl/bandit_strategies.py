@@ -43,6 +43,7 @@ TUNED: dict[str, tuple[float, ...]] = {
     "ucb1": (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),  # exploration constant c
 }
 DEFAULT_PARAM: dict[str, float] = {"epsilon-greedy": 0.1, "ucb1": 2.0}
+PARAM_NAME: dict[str, str] = {"epsilon-greedy": "epsilon", "ucb1": "c"}  # as tables label a tuned value
 GITTINS_LAMBDAS = 256  # calibration rewards on the grid of the Gittins dynamic programme
 
 
