@@ -145,8 +145,9 @@ failed=0
 running=0
 interrupted=0
 # Ctrl-C reaches the running points as well: each saves its latest checkpoint and stops; the sweep
-# starts no further point, waits for them, and says how to go on.
-trap 'interrupted=1' INT
+# starts no further point, waits for them, and says how to go on. SIGTERM to the sweep's process
+# group does the same for a sweep in the background (where bash makes it ignore Ctrl-C's SIGINT).
+trap 'interrupted=1' INT TERM
 for point in "${points[@]}"; do
   if [ "$running" -ge "$jobs" ]; then
     wait -n || failed=1

@@ -86,14 +86,15 @@ def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path, how):
         ckpt.close()
 
 
-def test_ctrl_c_sets_the_stop_event_then_raises_on_a_second_press():
-    stop, before = threading.Event(), signal.getsignal(signal.SIGINT)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_sets_the_stop_event_then_raises_on_a_second(signum):
+    stop, before = threading.Event(), signal.getsignal(signum)
     with ctrl_c_sets(stop):
-        signal.raise_signal(signal.SIGINT)  # in this thread: handled before the next line runs
+        signal.raise_signal(signum)  # in this thread: handled before the next line runs
         assert stop.is_set()
         with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before
+            signal.raise_signal(signum)
+    assert signal.getsignal(signum) is before
 
 
 @pytest.mark.parametrize("use_ocdbt", [True, False])

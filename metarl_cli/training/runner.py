@@ -11,8 +11,8 @@ collapse); the seeds are split over the local devices where they divide evenly (
 After each call: check the loss (and the gradient's norm, where the algorithm logs it) is finite,
 append the chunk's summary to metrics.jsonl (one line per seed, with "seed" when there are several),
 advance the progress bar, hand the state to the checkpoint manager. A non-finite loss or gradient
-stops the run before its state is saved, so the latest checkpoint is the last good one. Ctrl-C
-stops the run after the call in flight (a second Ctrl-C at once) and saves the state of the last
+stops the run before its state is saved, so the latest checkpoint is the last good one. Ctrl-C (or
+SIGTERM) stops the run after the call in flight (a second one at once) and saves the state of the last
 finished call, where `checkpoint_every` had not saved it yet, so a resumed run loses no finished
 iteration.
 """
@@ -225,26 +225,31 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
         checkpoints.close()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def ctrl_c_sets(stop: threading.Event):
-    """Within the block, a first Ctrl-C sets `stop` (the loop checks it between calls) instead of
-    raising KeyboardInterrupt wherever Python happens to be, where it can land inside a callback that
-    swallows it (JAX's garbage-collection hook) or between a metrics line and its save; a second
-    raises at once. Off the main thread, where signals are not delivered, it does nothing."""
+    """Within the block, a first Ctrl-C (SIGINT), or SIGTERM (`kill`, a scheduler's preemption), sets
+    `stop` (the loop checks it between calls) instead of raising KeyboardInterrupt wherever Python
+    happens to be, where it can land inside a callback that swallows it (JAX's garbage-collection
+    hook) or between a metrics line and its save; a second raises at once. Off the main thread, where
+    signals are not delivered, it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_ctrl_c(signum, frame):
+    def on_signal(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool, checkpoints: Checkpoints,
