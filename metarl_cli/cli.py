@@ -147,7 +147,7 @@ def train(
         if summary.env_steps_per_second:
             rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
     else:
-        rate = "one compiled call, so no steady rate"
+        rate = "every call compiled, so no steady rate"
     last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())
     if last and last.per_seed:
         per_seed = ", ".join(f"seed {seed}: {ret:.1f}" for seed, ret in last.per_seed.items())
@@ -155,7 +155,7 @@ def train(
                       f"{last.total:,}): {per_seed}; mean over seeds {sum(last.per_seed.values()) / len(last.per_seed):.1f}",
                       highlight=False)
     console.print(
-        f"done: {summary.iterations_done} iterations in {summary.seconds:.1f}s "
+        f"done: {summary.iterations_done} iteration{'s' if summary.iterations_done != 1 else ''} in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
         f"Next: metarl eval {run_dir}"
     )

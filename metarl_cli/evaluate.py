@@ -225,6 +225,8 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
         checkpoints.close()
         if not done:
             console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
+            for warning in baseline.config.warnings():  # its budget is the run's: a short run gives a short one
+                console.print(f"warning: the {baseline.name} baseline: {warning}", highlight=False)
             jobs.append(TrainJob(baseline.algo, baseline.config, base_dir, resume=not fresh))
     try:
         train_all(jobs, show_progress)

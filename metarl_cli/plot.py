@@ -24,7 +24,7 @@ from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.report import check_writable, headline_metric, read_evaluation  # noqa: E402
+from metarl_cli.report import check_writable, headline_metric, read_evaluation, writing  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -73,9 +73,12 @@ def check_output(output: Path) -> None:
 def plot_runs(runs: list[Path], output: Path) -> None:
     """Learning and adaptation curves of `runs` into the PNG `output` (see `check_output`)."""
     fig = draw_runs(runs)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
+    try:
+        with writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(output, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def draw_runs(runs: list[Path]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -92,13 +93,14 @@ def expand_runs(paths: list[Path]) -> list[Path]:
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     _, config, _ = load_run(run_dir)  # a clear error if it is not a run
-    return [*_training_rows(run_dir, config.iterations), *_eval_rows(run_dir, step)]
+    records = MetricsLog(run_dir / "metrics.jsonl").read()
+    done = max((r.get("iteration", 0) for r in records), default=0)
+    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, done)]
 
 
-def _training_rows(run_dir: Path, iterations: int) -> list[ReportRow]:
+def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
     """The last logged value of the headline metric, per seed: "final" once the run has done its
     `iterations`, else labelled with the iteration it has reached (unfinished, or still training)."""
-    records = MetricsLog(run_dir / "metrics.jsonl").read()
     metric = headline_metric(records)
     if metric is None:
         return []
@@ -110,7 +112,6 @@ def _training_rows(run_dir: Path, iterations: int) -> list[ReportRow]:
         return []
     values = np.array(list(last.values()))
     value, low, high = summarise_strata([values])
-    done = max(r.get("iteration", 0) for r in records)
     label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
     return [ReportRow(str(run_dir), "train", "training", label, len(last), len(values), value, low, high)]
 
@@ -129,13 +130,18 @@ def read_evaluation(run_dir: Path) -> dict:
     return evaluation
 
 
-def _eval_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
+def _eval_rows(run_dir: Path, step: int | None, done: int) -> list[ReportRow]:
+    """A row per method and metric of each evaluated split; an evaluation of the latest checkpoint
+    that the run has since trained past says at which iteration it was made."""
     rows = []
     for split, result in sorted(read_evaluation(run_dir).items()):
         per_task = result.get("per_task")
         if not per_task:
             continue  # written before per-task scores were kept; `metarl eval` again to include it
         metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step)]
+        if result.get("checkpoint") == "latest" and result.get("iteration", done) < done:
+            stale = f" (evaluated at iteration {result['iteration']}; the run is at {done})"
+            metrics = [(metric + stale, select) for metric, select in metrics]
         for method, by_seed in _scores_by_method(per_task).items():
             for metric, select in metrics:
                 finite = [s[np.isfinite(s)] for s in map(select, by_seed)]
@@ -193,12 +199,24 @@ def check_writable(path: Path) -> None:
         raise UserError(f"cannot write {path}: {reason}")
 
 
+@contextmanager
+def writing(path: Path):
+    """Writes to `path` in the block; where the system refuses what `check_writable` let through
+    (/proc, /sys: writable by permissions), a UserError naming the file and the system's reason."""
+    try:
+        yield
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {(e.strerror or str(e)).lower()}") from None
+
+
 def write_report(rows: list[ReportRow], prefix: Path) -> tuple[Path, Path]:
     csv_path, json_path = report_paths(prefix)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(ReportRow._fields)
-        writer.writerows(rows)
-    json_path.write_text(json.dumps([row._asdict() for row in rows], indent=2) + "\n")
+    with writing(csv_path):
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(ReportRow._fields)
+            writer.writerows(rows)
+    with writing(json_path):
+        json_path.write_text(json.dumps([row._asdict() for row in rows], indent=2) + "\n")
     return csv_path, json_path

@@ -171,13 +171,15 @@ def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool, planned: 
     return path
 
 
-def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = False) -> None:
+def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = False, iteration: int | None = None) -> None:
     """RUN/eval.json as `metarl eval` writes it for the `test` split, from each column's per-task
-    scores after 0..K steps (for a trial, in episodes 1..K + 1)."""
+    scores after 0..K steps (for a trial, in episodes 1..K + 1), of the latest checkpoint at `iteration`."""
     steps = len(next(iter(per_task.values()))) - 1
     methods = {name: [{"after_steps": j, "mean": float(np.mean(by[j])), "ci95": 0.5, "diverged": 0} for j in range(steps + 1)]
                for name, by in per_task.items()}
     result = {"steps": steps, "score": score, "methods": methods, "per_task": per_task, "trial": trial}
+    if iteration is not None:
+        result.update(checkpoint="latest", iteration=iteration)
     (run / "eval.json").write_text(json.dumps({"test": result}))
 
 
@@ -208,6 +210,22 @@ def test_report_cuts_no_name_on_an_80_column_terminal(tmp_path, cli, monkeypatch
     assert code == 0, err
     assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
     assert "meta-learned" in out and "post_return" in out
+
+
+@pytest.mark.parametrize("evaluated_at, note", [(3, " (evaluated at iteration 3; the run is at 5)"), (5, "")])
+def test_report_says_when_an_evaluation_is_older_than_the_run(tmp_path, evaluated_at, note):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=5, evaluated=False)  # resumed for 2 more after its eval at 3
+    write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=evaluated_at)
+    evaluated = [row for row in run_rows(run, step=None) if row.split == "test"]
+    assert [row.metric for row in evaluated] == [f"return after 1 steps{note}"]
+
+
+@pytest.mark.parametrize("command, output", [("report", "/proc/metarl-report"), ("plot", "/proc/metarl-plot.png")])
+def test_a_place_the_system_refuses_is_named_in_one_line(tmp_path, cli, command, output):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=True)
+    code, _, err = cli(command, str(run), "-o", output)
+    written = output + ".csv" if command == "report" else output
+    assert code == 2 and f"cannot write {written}: no such file or directory" in err and "Traceback" not in err
 
 
 def test_report_says_where_an_unfinished_run_stands(tmp_path):
