@@ -211,16 +211,18 @@ def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
     return f"{summary.mean:.{digits}{form}} ± {summary.ci95:.{digits}{form}}"
 
 
-def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: list[str], cells: list[list[str]]) -> list[Table]:
+def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: list[str], cells: list[list[str]],
+                 min_widths: dict[int, int] | None = None) -> list[Table]:
     """The grid (`cells`: a list per row label) as one table from `make_table()`, or, where that is
     wider than the terminal, as several one after another, each with the row labels (kept whole: they
-    carry tuned settings) and as many of the columns as fit; the title on the first, the caption on the last."""
+    carry tuned settings) and as many of the columns as fit (column j at least `min_widths[j]` wide);
+    the title on the first, the caption on the last."""
 
     def build(columns: list[int]) -> Table:
         table = make_table()
         table.add_column(corner, no_wrap=True)
         for j in columns:
-            table.add_column(column_labels[j], justify="right")
+            table.add_column(column_labels[j], justify="right", min_width=(min_widths or {}).get(j))
         for label, row in zip(row_labels, cells):
             table.add_row(label, *(row[j] for j in columns))
         return table
@@ -247,9 +249,9 @@ def eval_tables(run_dir: Path, result) -> list[Table]:
     cells = [[_mean_ci(rows[j], result.tasks, digits) for rows in result.methods.values()]
              + [f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published]
              for j in range(result.steps + 1)]
-    methods = list(result.methods) + [f"[dim]{row.label}[/]" for row in result.published]
+    columns = list(result.methods) + [f"[dim]{row.label}[/]" for row in result.published]
     steps = [str(j) for j in range(result.steps + 1)]
-    return _grid_tables(lambda: _result_table(run_dir, result, what), "k", steps, methods, cells)
+    return _grid_tables(lambda: _result_table(run_dir, result, what), "k", steps, columns, cells)
 
 
 def trial_tables(run_dir: Path, result) -> list[Table]:
@@ -276,7 +278,9 @@ def trial_tables(run_dir: Path, result) -> list[Table]:
             value = row.values.get("total", row.values.get(0))
             methods.append(f"[dim]{row.method}[/]")
             cells.append([""] * (len(columns) - 1) + [f"[dim]{value:.1f} ({row.label})[/]"])
-    return _grid_tables(lambda: _result_table(run_dir, result, what), "method", methods, columns, cells)
+    # The paper's column is as wide as its widest "(label)": a cell wraps between number and label, never inside.
+    paper_width = {len(columns) - 1: max(len(f"({r.label})") for r in result.published)} if result.published else None
+    return _grid_tables(lambda: _result_table(run_dir, result, what), "method", methods, columns, cells, paper_width)
 
 
 def _report_table(rows, title: str, with_run: bool) -> Table:

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import stats as _stats
 
 from metarl_cli.errors import UserError
+from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.rundir import MetricsLog, load_run, unwritable
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
@@ -95,7 +96,16 @@ def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     _, config, _ = load_run(run_dir)  # a clear error if it is not a run
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     done = max((r.get("iteration", 0) for r in records), default=0)
-    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, done)]
+    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir))]
+
+
+def _latest_checkpoint(run_dir: Path) -> int:
+    """The iteration of the run's latest complete checkpoint (0: none), what an eval of "latest" scores."""
+    checkpoints = Checkpoints(run_dir, 1, create=False)
+    try:
+        return checkpoints.step() or 0
+    finally:
+        checkpoints.close()
 
 
 def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
@@ -130,17 +140,17 @@ def read_evaluation(run_dir: Path) -> dict:
     return evaluation
 
 
-def _eval_rows(run_dir: Path, step: int | None, done: int) -> list[ReportRow]:
+def _eval_rows(run_dir: Path, step: int | None, latest: int) -> list[ReportRow]:
     """A row per method and metric of each evaluated split; an evaluation of the latest checkpoint
-    that the run has since trained past says at which iteration it was made."""
+    made before the run saved a later one (at iteration `latest`) says at which iteration it was made."""
     rows = []
     for split, result in sorted(read_evaluation(run_dir).items()):
         per_task = result.get("per_task")
         if not per_task:
             continue  # written before per-task scores were kept; `metarl eval` again to include it
         metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step)]
-        if result.get("checkpoint") == "latest" and result.get("iteration", done) < done:
-            stale = f" (evaluated at iteration {result['iteration']}; the run is at {done})"
+        if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
+            stale = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
             metrics = [(metric + stale, select) for metric, select in metrics]
         for method, by_seed in _scores_by_method(per_task).items():
             for metric, select in metrics:

@@ -124,6 +124,7 @@ point_not_done() {  # $1: the point, $2: its log, $3: metarl's exit status; the 
 
 run_point() {  # $1: the point's name; its key=value pairs are comma-separated
   local point=$1 dir="$sweep_dir/$1" log="$sweep_dir/$1.log" sets
+  trap : TERM  # a SIGTERM to the sweep's group: the point's metarl saves and stops, and this waits for it
   if [ -f "$dir/sweep-done" ]; then
     echo "skip   $point (finished)"
     return 0

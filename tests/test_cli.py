@@ -345,7 +345,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--config", "BINARY"], "is not a TOML file (not UTF-8 text)"),
         (["train", "maml", "-o", "FILE"], "exists and is not a directory; choose another --run-dir"),
         (["train", "maml", "-o", "FILE/run", "--dry-run"], "/a-file is not a directory; choose another --run-dir"),
-        (["train", "maml", "--env", "sinusoid", "-o", "/proc/metarl-run"], "/proc/metarl-run cannot be made: no such file or directory"),
+        (["train", "maml", "--env", "sinusoid", "-o", "/proc/metarl-run"], "/proc/metarl-run cannot be made: "),  # the reason: root's or a user's
         (["train", "maml", "--env", "sinusoid", "--set", "env=linear"], "--env sinusoid and --set env=linear disagree"),
         (["train", "maml", "--seeds", "2", "--set", "seeds=3"], "give the number of seeds once"),
         (["eval", "FILE"], "is not a directory"),

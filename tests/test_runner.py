@@ -20,7 +20,7 @@ import pytest
 from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
 from metarl_cli.training.checkpoint import Checkpoints, PackedSave, PackedStateHandler, pack
-from metarl_cli.training.runner import DivergedError, Interrupted, TrainSummary, ctrl_c_sets, train
+from metarl_cli.training.runner import DivergedError, Interrupted, TrainSummary, stop_signals_set, train
 
 
 def toy_algorithm(step, params_shape=(), **extra) -> Algorithm:
@@ -63,8 +63,19 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.fixture
+def signals_handled():
+    """SIGINT and SIGTERM as in a terminal's foreground (a runner started in the background with them
+    ignored leaves them ignored)."""
+    before = {signum: signal.signal(signum, handler) for signum, handler in
+              ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("how", ["stop event", "ctrl-c"])
-def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path, how):
+def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path, how, signals_handled):
     stop = threading.Event()
     interrupt = stop.set if how == "stop event" else lambda: os.kill(os.getpid(), signal.SIGINT)
 
@@ -87,14 +98,25 @@ def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path, how):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_sets_the_stop_event_then_raises_on_a_second(signum):
+def test_ctrl_c_or_sigterm_sets_the_stop_event_then_raises_on_a_second(signum, signals_handled):
     stop, before = threading.Event(), signal.getsignal(signum)
-    with ctrl_c_sets(stop):
+    with stop_signals_set(stop):
         signal.raise_signal(signum)  # in this thread: handled before the next line runs
         assert stop.is_set()
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signum)
     assert signal.getsignal(signum) is before
+
+
+def test_a_signal_the_process_ignores_stays_ignored():
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        stop = threading.Event()
+        with stop_signals_set(stop):
+            signal.raise_signal(signal.SIGTERM)
+            assert not stop.is_set() and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @pytest.mark.parametrize("use_ocdbt", [True, False])

@@ -6,8 +6,8 @@ other cores idle, so independent ones of that kind train at once, each from its 
 device of its own. Trainings that already spread over the devices, or a single one, train one after
 another. Either way their bars share one progress display, each named after its run directory.
 
-Ctrl-C (or an error in one of them) stops them all, each after its save in flight, and is raised
-as `Interrupted` (or as that error) once every one has stopped.
+Ctrl-C or SIGTERM (or an error in one of them) stops them all, each after its save in flight, and
+is raised as `Interrupted` (or as that error) once every one has stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax
 
 from metarl_cli.algos import Algorithm
 from metarl_cli.training.progress import training_progress
-from metarl_cli.training.runner import Interrupted, seed_mesh, train
+from metarl_cli.training.runner import Interrupted, seed_mesh, stop_signals_set, train
 
 
 @dataclass
@@ -44,17 +44,22 @@ def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
     each job runs on one; otherwise one after another."""
     if not jobs:
         return
+    stop = threading.Event()  # one for all the jobs: a Ctrl-C or SIGTERM while one ends stops the next
+    with stop_signals_set(stop):
+        _train_all(jobs, show_progress, stop)
+
+
+def _train_all(jobs: list[TrainJob], show_progress: bool, stop: threading.Event) -> None:
     devices = jax.local_devices()
     display = training_progress(show_progress)  # every bar named after its job's directory
     if len(jobs) < 2 or len(devices) < 2 or not all(map(on_one_device, jobs)):
         with display:
             for job in jobs:
-                train(job.algo, job.config, job.run_dir, job.resume, shared=display)
+                train(job.algo, job.config, job.run_dir, job.resume, shared=display, stop=stop)
         return
     free = queue.SimpleQueue()
     for device in devices:
         free.put(device)
-    stop = threading.Event()
 
     def run(job: TrainJob) -> None:
         device = free.get()
@@ -69,7 +74,7 @@ def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
         with display, ThreadPoolExecutor(min(len(jobs), len(devices)), thread_name_prefix="train") as pool:
             try:
                 futures = [pool.submit(run, job) for job in jobs]
-                # Waits of half a second: a Ctrl-C that the OS hands another thread is seen here in time.
+                # Waits of half a second: a second Ctrl-C (raised in this, the main thread) is seen here in time.
                 while True:
                     finished, running = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
                     if not running or _errors(finished):
@@ -80,7 +85,10 @@ def train_all(jobs: list[TrainJob], show_progress: bool = True) -> None:
         # An error that came first, not the Ctrl-C; the trainings it stopped raised Interrupted.
         _raise_first([error for error in _errors(futures) if not isinstance(error, Interrupted)])
         raise Interrupted(None) from None
-    _raise_first(_errors(futures))
+    errors = _errors(futures)
+    if errors and all(isinstance(error, Interrupted) for error in errors):  # a Ctrl-C or SIGTERM stopped them
+        raise Interrupted(None)
+    _raise_first(errors)
 
 
 def _errors(futures) -> list[BaseException]:

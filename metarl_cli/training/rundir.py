@@ -82,7 +82,7 @@ def prepare_new(run_dir: Path, replace: bool) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # where permissions allow it and the system still refuses (/proc, /sys)
-        raise UserError(f"{run_dir} cannot be made: {e.strerror.lower()}; choose another --run-dir") from None
+        raise UserError(f"{run_dir} cannot be made: {(e.strerror or str(e)).lower()}; choose another --run-dir") from None
 
 
 def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:

@@ -210,14 +210,14 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
 def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool = True,
           shared: Progress | None = None, stop: threading.Event | None = None) -> TrainSummary:
     """Run `algo` to `config.iterations`, from the latest checkpoint when `resume` (see `check_resume`
-    for what the CLI checks before it rewrites a resumed run's config). Ctrl-C (`ctrl_c_sets`), or
+    for what the CLI checks before it rewrites a resumed run's config). Ctrl-C (`stop_signals_set`), or
     `stop` set by a thread that trains others beside this one (`training.parallel`), is seen before
     the next call and raises `Interrupted` once the save in flight, if any, is complete. With a
     `shared` progress display, the bar (named after `run_dir`) goes there and `show_progress` is moot."""
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     stop = stop if stop is not None else threading.Event()
     try:
-        with ctrl_c_sets(stop):
+        with stop_signals_set(stop):
             return _train(algo, config, run_dir, resume, show_progress, checkpoints, shared, stop)
     except KeyboardInterrupt:
         raise Interrupted(checkpoints.step()) from None
@@ -229,12 +229,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
-def ctrl_c_sets(stop: threading.Event):
+def stop_signals_set(stop: threading.Event):
     """Within the block, a first Ctrl-C (SIGINT), or SIGTERM (`kill`, a scheduler's preemption), sets
     `stop` (the loop checks it between calls) instead of raising KeyboardInterrupt wherever Python
     happens to be, where it can land inside a callback that swallows it (JAX's garbage-collection
-    hook) or between a metrics line and its save; a second raises at once. Off the main thread, where
-    signals are not delivered, it does nothing."""
+    hook) or between a metrics line and its save; a second raises at once. A signal the process was
+    started to ignore stays ignored. Off the main thread, where signals are not delivered, it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -244,7 +244,8 @@ def ctrl_c_sets(stop: threading.Event):
             raise KeyboardInterrupt
         stop.set()
 
-    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, on_signal) for signum, handler in previous.items() if handler is not signal.SIG_IGN}
     try:
         yield
     finally:
@@ -325,7 +326,7 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
                 previous, done = done, done + n
                 summary = algo.summary(chunk_metrics)
                 score = _seed_mean(summary[algo.ranking_metric])
-                latest = (done, state, sign * score if np.isfinite(score) else -np.inf)  # one assignment: Ctrl-C sees all or none
+                latest = (done, state, sign * score if np.isfinite(score) else -np.inf)
                 counts = {"iteration": done}
                 if algo.env_steps_per_iteration:
                     counts["env_steps"] = algo.env_steps_after(done)  # per seed
