@@ -24,6 +24,10 @@ def stdout_console() -> Console:
     return _console(stderr=False, width=1000)
 
 
+BAR_WIDTH = 40
+ONE_LINE_TIMES = 8 + 4 + 8 + 6  # the elapsed time, "ETA", the time left, the gaps between columns
+
+
 class TrainingProgress(Progress):
     """Each task's name, bar, count, elapsed time and ETA, and its stats (metrics and speed): on one
     line where they fit, else the stats on a line of their own below (beside them, rich would squeeze
@@ -54,10 +58,6 @@ class TrainingProgress(Progress):
             yield self.make_tasks_table([task])
             if text:
                 yield Text(f"  {text}", no_wrap=True, overflow="ellipsis")
-
-
-BAR_WIDTH = 40
-ONE_LINE_TIMES = 8 + 4 + 8 + 6  # the elapsed time, "ETA", the time left, the gaps between columns
 
 
 def training_progress(enabled: bool = True) -> Progress:
