@@ -211,6 +211,11 @@ def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
     return f"{summary.mean:.{digits}{form}} ± {summary.ci95:.{digits}{form}}"
 
 
+def _natural_width(table: Table) -> int:
+    """The columns `table` takes unsqueezed (rich measures against the terminal's width otherwise)."""
+    return Measurement.get(out, out.options.update_width(10_000), table).maximum
+
+
 def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: list[str], cells: list[list[str]],
                  min_widths: dict[int, int] | None = None) -> list[Table]:
     """The grid (`cells`: a list per row label) as one table from `make_table()`, or, where that is
@@ -229,7 +234,7 @@ def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: 
 
     chunks = [[]]
     for j in range(len(column_labels)):
-        if chunks[-1] and Measurement.get(out, out.options.update_width(10_000), build(chunks[-1] + [j])).maximum > out.width:
+        if chunks[-1] and _natural_width(build(chunks[-1] + [j])) > out.width:
             chunks.append([])
         chunks[-1].append(j)
     tables = [build(columns) for columns in chunks]
@@ -259,12 +264,12 @@ def trial_tables(run_dir: Path, result) -> list[Table]:
     what = f"return on {result.tasks} '{result.split}' tasks, one trial each, memory carried across its episodes"
     episodes = result.steps + 1
 
+    def paper_cell(row) -> str:
+        return f"[dim]{row.values.get('total', row.values.get(0)):.1f} ({row.label})[/]"
+
     def paper(method: str) -> str:
         row = next((r for r in result.published if r.method and method.startswith(r.method)), None)
-        if row is None:
-            return ""
-        value = row.values.get("total", row.values.get(0))
-        return f"[dim]{value:.1f} ({row.label})[/]"
+        return "" if row is None else paper_cell(row)
 
     columns = ([f"episode {j + 1}" for j in range(episodes)] if episodes > 1 else []) + ["trial total"]
     columns += ["[dim]paper[/]"] if result.published else []
@@ -275,9 +280,8 @@ def trial_tables(run_dir: Path, result) -> list[Table]:
         cells.append(per_episode + [_mean_ci(result.totals[name], result.tasks)] + ([paper(name)] if result.published else []))
     for row in result.published:  # published methods we do not run
         if not any(name.startswith(row.method) for name in result.methods):
-            value = row.values.get("total", row.values.get(0))
             methods.append(f"[dim]{row.method}[/]")
-            cells.append([""] * (len(columns) - 1) + [f"[dim]{value:.1f} ({row.label})[/]"])
+            cells.append([""] * (len(columns) - 1) + [paper_cell(row)])
     # The paper's column is as wide as its widest "(label)": a cell wraps between number and label, never inside.
     paper_width = {len(columns) - 1: max(len(f"({r.label})") for r in result.published)} if result.published else None
     return _grid_tables(lambda: _result_table(run_dir, result, what), "method", methods, columns, cells, paper_width)
@@ -315,7 +319,7 @@ def report(
         raise UserError("nothing to report: the runs have no metrics yet")
     title = "interquartile mean [95% stratified bootstrap CI] over seeds and held-out tasks"
     table = _report_table(rows, title, with_run=True)
-    if Measurement.get(out, out.options.update_width(10_000), table).maximum <= out.width:  # its natural width fits
+    if _natural_width(table) <= out.width:
         out.print(table)
     else:  # a narrow terminal: a table per run, its name as the title (never cut), the rows kept whole
         out.print(f"[italic]{title}[/]")
