@@ -110,6 +110,7 @@ def train(
     done, replaces, named = 0, False, run_dir is not None
     if resume:
         done = check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))
+        cfg.check_retuned(saved, done)
     else:
         run_dir = run_dir or default_run_dir(algo, cfg.env)
         replaces = check_new(run_dir, overwrite)

@@ -52,6 +52,10 @@ class RunConfig:
         """What is valid but likely not meant: `metarl train` says it before training."""
         return []
 
+    def check_retuned(self, saved: "RunConfig", done: int) -> None:
+        """Refuse (UserError) a `RETUNABLE_KEYS` change from `saved` that would have no effect on the
+        iterations after `done`, where the run resumes; every change has one unless a config says otherwise."""
+
     def validate(self) -> None:
         for name in ("seeds", "chunk", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
@@ -263,8 +267,11 @@ class Rl2Config(RunConfig):
     them. `arms` and `pulls` shape the `bandit` family (a trial there is one episode of `pulls` pulls).
     """
 
-    RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ("lr", "entropy_coef", "large_batch_at", "large_meta_batch")
+    RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = (
+        "lr", "entropy_coef", "second_phase_lr", "second_phase_entropy_coef", "large_batch_at", "large_meta_batch")
     FAMILY_KEYS: typing.ClassVar[dict[str, str]] = {"arms": "bandit", "pulls": "bandit"}
+    # The keys a second phase replaces from its start on.
+    SECOND_PHASE_KEYS: typing.ClassVar[dict[str, str]] = {"lr": "second_phase_lr", "entropy_coef": "second_phase_entropy_coef"}
 
     env: str = "bandit"
     iterations: int = 500
@@ -303,6 +310,16 @@ class Rl2Config(RunConfig):
     value_coef: float = 0.5
     max_grad_norm: float = 0.5  # 0 turns clipping off
     eval_tasks: int = 1000  # held-out tasks for `metarl eval`
+
+    def check_retuned(self, saved: "Rl2Config", done: int) -> None:
+        """From `second_phase_at` on the second phase's step size and bonus replace `lr` and
+        `entropy_coef`, so a change of those on a resume there would be recorded but do nothing."""
+        if not self.second_phase_at or done < self.second_phase_at:
+            return
+        for key, instead in self.SECOND_PHASE_KEYS.items():
+            if getattr(self, key) != getattr(saved, key):
+                raise UserError(f"this run's second phase began at iteration {self.second_phase_at} (second_phase_at), and from there "
+                                f"{instead} replaces {key}; --set {instead}=... changes it for what follows")
 
     def validate(self) -> None:
         super().validate()

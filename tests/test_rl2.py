@@ -9,7 +9,7 @@ import pytest
 
 from conftest import assert_same_final_state, latest_state, set_args
 from metarl_cli.algos import make_algorithm
-from metarl_cli.config import resolve_config
+from metarl_cli.config import resolve_config, resumed_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import family_for, get_family
 from metarl_cli.families.bandit import bandit_family
@@ -185,6 +185,22 @@ def test_second_phase_switches_the_step_and_bonus_as_a_resume_with_them_would():
     assert gap > 1e-4
 
 
+def test_a_resume_within_the_second_phase_refuses_the_keys_that_phase_replaces():
+    saved = resolve_config("rl2", "bandit", None, ["iterations=6", "second_phase_at=3"])
+    lr = resumed_config(saved, None, None, ["iterations=7", "lr=0.5"])
+    lr.check_retuned(saved, done=2)  # the first phase still runs at lr
+    with pytest.raises(UserError, match=r"second phase began at iteration 3 \(second_phase_at\), and from there second_phase_lr "
+                                        r"replaces lr; --set second_phase_lr=\.\.\. changes it for what follows"):
+        lr.check_retuned(saved, done=3)
+    with pytest.raises(UserError, match="second_phase_entropy_coef replaces entropy_coef"):
+        resumed_config(saved, None, None, ["entropy_coef=5"]).check_retuned(saved, done=6)
+    retuned = resumed_config(saved, None, None, ["iterations=7", "second_phase_lr=0.0001", "second_phase_entropy_coef=0.01"])
+    retuned.check_retuned(saved, done=6)
+    assert (retuned.second_phase_lr, retuned.second_phase_entropy_coef) == (0.0001, 0.01)
+    unphased = resolve_config("rl2", "bandit", None, ["iterations=6"])
+    resumed_config(unphased, None, None, ["lr=0.5"]).check_retuned(unphased, done=6)  # no second phase: lr is the step
+
+
 def test_large_batch_phase_trains_on_more_trials_from_its_iteration(cli, tmp_path):
     # No annealed bonus: its schedule reads `iterations`, which the resumed run below extends.
     agent = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "entropy_anneal=false"]
@@ -272,8 +288,9 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     assert code == 0, err
     assert_same_final_state(run, straight, 2)  # 1 iteration then --resume for 1 equals 2 straight
     code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), "--set", "hidden=8", "-q")
-    assert code == 2 and ("--resume only accepts --set iterations=N (--set lr=..., --set entropy_coef=..., --set large_batch_at=..., "
-                          "--set large_meta_batch=... for what follows), not 'hidden'") in err
+    assert code == 2 and ("--resume only accepts --set iterations=N (--set lr=..., --set entropy_coef=..., --set second_phase_lr=..., "
+                          "--set second_phase_entropy_coef=..., --set large_batch_at=..., --set large_meta_batch=... for what follows), "
+                          "not 'hidden'") in err
     code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), *set_args("iterations=3", "lr=1e-9", "entropy_coef=0.0"), "-q")
     assert code == 0, err
     before, after = latest_state(run, 2)["params"], latest_state(straight, 3)["params"]
