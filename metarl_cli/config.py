@@ -52,6 +52,11 @@ class RunConfig:
         """What is valid but likely not meant: `metarl train` says it before training."""
         return []
 
+    def schedule_reads_length(self) -> bool:
+        """Whether training reads the run's length (`LENGTH_KEY`) as it goes, as a schedule over the
+        whole run does: then a run extended on `--resume` differs from one that long from the start."""
+        return False
+
     def check_retuned(self, saved: "RunConfig", done: int) -> None:
         """Refuse (UserError) a `RETUNABLE_KEYS` change from `saved` that would have no effect on the
         iterations after `done`, where the run resumes; every change has one unless a config says otherwise."""
@@ -226,6 +231,9 @@ class DqnConfig(RunConfig):
     def largest_count(self) -> int:
         return self.total_steps  # its env steps, counted as iterations x train_every
 
+    def schedule_reads_length(self) -> bool:
+        return self.exploration_fraction > 0 and self.epsilon_start != self.epsilon_end  # epsilon decays over a share of it
+
     def warnings(self) -> list[str]:
         if self.learning_starts >= self.total_steps:
             return [f"learning_starts ({self.learning_starts}) is not below total_steps ({self.total_steps}): "
@@ -241,8 +249,8 @@ class DqnConfig(RunConfig):
             raise UserError(f"train_every ({self.train_every}) must be a multiple of num_envs ({self.num_envs})")
         if self.target_update_every % self.train_every:
             raise UserError(f"target_update_every ({self.target_update_every}) must be a multiple of train_every ({self.train_every})")
-        if self.total_steps < self.train_every:
-            raise UserError(f"total_steps ({self.total_steps}) must be at least train_every ({self.train_every})")
+        if self.total_steps % self.train_every:
+            raise UserError(f"total_steps ({self.total_steps}) must be a multiple of train_every ({self.train_every})")
         if self.learning_starts < self.batch_size:
             raise UserError(f"learning_starts ({self.learning_starts}) must be at least batch_size ({self.batch_size})")
         if self.lr <= 0 or not math.isfinite(self.lr):

@@ -34,7 +34,7 @@ import numpy as np
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
-from metarl_cli.config import MAX_COUNT, DqnConfig, MamlDqnConfig
+from metarl_cli.config import MAX_COUNT, DqnConfig, MamlDqnConfig, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.published import Published, published_for
@@ -109,7 +109,8 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     finally:
         checkpoints.close()
 
-    if done < config.iterations:
+    baselines = baselines_of(algo, algo_name, config, family)
+    if done < config.iterations and baselines:
         console.print(f"warning: {run_dir} has done {done} of its {config.iterations} iterations; its baselines train on "
                       f"the budget of all {config.iterations}, so the comparison favours them", highlight=False)
     held_out = draw_tasks(family, EVAL_KEY, tasks, split)
@@ -124,7 +125,6 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         ]
     if not algo.trial_episodes:  # an untrained RL^2 agent plays almost as its random policy does (logits near 0)
         candidates.append(Candidate("random init", algo, jax.jit(algo.init_params)(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
-    baselines = baselines_of(algo, algo_name, config, family)
     train_baselines(run_dir, baselines, show_progress)
     for baseline in baselines:
         candidates.append(baseline_candidate(run_dir, baseline, algo, config, family, steps))
@@ -177,11 +177,13 @@ def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseli
 def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseline]:
     if isinstance(config, MamlDqnConfig):
         # One DQN (replay, target network, Double DQN targets) across the train split, given as many
-        # env steps as meta-training drew; 100 environments and a gradient step every 100 env steps
-        # keep its cost near meta-training's.
+        # env steps as meta-training drew (in whole iterations of its own); 100 environments and a
+        # gradient step every 100 env steps keep its cost near meta-training's.
+        train_every = 100
+        budget = algo.env_steps_after(config.iterations)
         dqn = DqnConfig(
             env=config.env, seed=config.seed, ranges=config.ranges, hidden=config.hidden, gamma=config.gamma,
-            total_steps=algo.env_steps_after(config.iterations), num_envs=100, train_every=100,
+            total_steps=budget - budget % train_every, num_envs=100, train_every=train_every,
             target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
         )
         dqn.validate()
@@ -215,15 +217,16 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
     jobs = []
     for baseline in baselines:
         base_dir = run_dir / "baselines" / baseline.name
-        fresh = not (base_dir / "manifest.json").is_file()
+        fresh = not continues(base_dir, baseline.config)
         if fresh:
-            shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt
+            shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt, or another schedule
             base_dir.mkdir(parents=True)
             write_manifest(base_dir, baseline.algo_name, baseline.config, ["metarl", "eval", f"(baseline {baseline.name})"])
         checkpoints = Checkpoints(base_dir, baseline.config.keep_checkpoints, create=False)
         done = checkpoints.step() == baseline.config.iterations
         checkpoints.close()
         if not done:
+            write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")  # the budget it trains to now
             console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
             for warning in baseline.config.warnings():  # its budget is the run's: a short run gives a short one
                 console.print(f"warning: the {baseline.name} baseline: {warning}", highlight=False)
@@ -232,6 +235,19 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
         train_all(jobs, show_progress)
     except DivergedError as e:
         raise DivergedError(f"the {e.run_dir.name} baseline's training ({e.run_dir}): {e}", e.run_dir) from None
+
+
+def continues(base_dir: Path, config) -> bool:
+    """Whether the baseline cached in `base_dir` can train on to `config` as if trained for it from the
+    start: its saved config is `config`, or `config` with a shorter length where training does not read
+    the length (a run extended since the last eval; DQN's epsilon decays over a share of its length)."""
+    try:
+        _, saved, _ = load_run(base_dir)
+    except UserError:  # none yet, or damaged
+        return False
+    length = type(config).LENGTH_KEY
+    same_but_length = dataclasses.replace(saved, **{length: getattr(config, length)}) == config
+    return saved == config or (same_but_length and not config.schedule_reads_length())
 
 
 def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, config, family, steps: int) -> Candidate:

@@ -334,6 +334,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "dqn", "--seeds", "0"], "seeds must be >= 1"),
         (["train", "dqn", "--set", "train_every=15"], "train_every (15) must be a multiple of num_envs (10)"),
         (["train", "dqn", "--set", "lr=0"], "lr must be a positive number"),
+        (["train", "dqn", "--set", "total_steps=3005"], "total_steps (3005) must be a multiple of train_every (10)"),
         (["train", "dqn", "--set", "total_steps=3000000000"], "total_steps = 3000000000 is more than a run can count (its counters are 32-bit); at most 2147483647"),
         (["train", "maml", "--set", "iterations=2147483648"], "iterations = 2147483648 is more than a run can count"),
         (["train", "maml-dqn", "--env", "point-nav"], "point-nav has continuous actions"),

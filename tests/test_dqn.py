@@ -145,6 +145,11 @@ def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
     scores = json.loads((run / "eval.json").read_text())["test"]["methods"]
     assert set(scores) == {"trained (seed 0)", "trained (seed 1)", "random init"}
     assert all(len(rows) == 1 for rows in scores.values())  # plain DQN does not adapt: k = 0 only
+    # Made unfinished (a longer total_steps): eval says nothing of baselines, which a DQN run has none of.
+    config = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(config.replace("total_steps = 160", "total_steps = 320"))
+    code, out, err = cli("eval", str(run), "--split", "test")
+    assert code == 0 and "baselines" not in err, err
 
 
 def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
@@ -158,8 +163,39 @@ def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
     assert set(scores) == {"meta-learned", "random init", "multi-task DQN"}
     assert "return on 3 'ood' tasks after k adaptation steps" in " ".join(out.split())
     assert all(len(rows) == 3 for rows in scores.values())  # after 0, 1 and 2 TD steps
-    baseline = tomllib.loads((run / "baselines" / "multi-task-dqn" / "config.toml").read_text())
+    baseline_dir = run / "baselines" / "multi-task-dqn"
+    baseline = tomllib.loads((baseline_dir / "config.toml").read_text())
     assert baseline["algo"] == "dqn" and baseline["env"] == "cartpole-family"
+    assert baseline["total_steps"] == 300  # the 320 env steps meta-training drew, in whole iterations of 100
+    # Extended, the run gets a baseline trained for its new budget from the start (its epsilon decays
+    # over a share of its length, so training on from the cached one would be another schedule).
+    code, _, err = cli("train", "maml-dqn", "--resume", "-o", str(run), "--set", "iterations=3", "-q")
+    assert code == 0, err
+    code, out, err = cli("eval", str(run), "--split", "ood", "-q")
+    assert code == 0, err
+    assert tomllib.loads((baseline_dir / "config.toml").read_text())["total_steps"] == 400
+    assert [json.loads(line)["iteration"] for line in (baseline_dir / "metrics.jsonl").read_text().splitlines()] == [4]
+
+
+def test_a_cached_baseline_trains_on_only_where_that_equals_training_it_for_its_new_length(tmp_path):
+    from metarl_cli.evaluate import continues
+    from metarl_cli.training.rundir import write_manifest
+
+    def cached(algo, config):
+        base_dir = tmp_path / f"{algo}-{len(list(tmp_path.iterdir()))}"
+        base_dir.mkdir()
+        write_manifest(base_dir, algo, config, ["metarl", "eval"])
+        return base_dir
+
+    maml = resolve_config("maml", "cartpole-family", None, ["iterations=3"])
+    assert continues(cached("maml", maml), dataclasses.replace(maml, iterations=6))  # Adam reads no length
+    assert not continues(cached("maml", maml), dataclasses.replace(maml, iterations=6, outer_lr=0.1))
+    dqn = tiny_config()
+    assert continues(cached("dqn", dqn), dqn)
+    assert not continues(cached("dqn", dqn), dataclasses.replace(dqn, total_steps=320))  # epsilon decays over a share of it
+    constant = tiny_config("epsilon_start=0.1", "epsilon_end=0.1")
+    assert continues(cached("dqn", constant), dataclasses.replace(constant, total_steps=320))
+    assert not continues(tmp_path / "none", dqn)
 
 
 def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused(cli):
