@@ -102,10 +102,10 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
 
     checkpoints = Checkpoints(run_dir, config.keep_checkpoints, create=False)
     try:
-        step, done = checkpoints.step(checkpoint), checkpoints.step()
+        step, state = checkpoints.restore_chosen(state_template(algo, config), checkpoint)
         if step is None:
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
-        state = checkpoints.restore(state_template(algo, config), which=checkpoint, step=step)
+        done = checkpoints.step()
     finally:
         checkpoints.close()
 

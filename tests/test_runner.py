@@ -19,6 +19,7 @@ import pytest
 
 from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
+from metarl_cli.errors import UserError
 from metarl_cli.training.checkpoint import Checkpoints, PackedSave, PackedStateHandler, pack
 from metarl_cli.training.runner import DivergedError, Interrupted, TrainSummary, stop_signals_set, train
 
@@ -153,6 +154,43 @@ def test_runs_that_scored_checkpoints_as_orbax_metrics_keep_their_best(tmp_path)
         assert (checkpoints.step("best"), checkpoints.step()) == (2, 5)
         assert checkpoints.manager.all_steps() == [2, 5]
         assert float(checkpoints.restore({"params": jnp.zeros(())}, which="best")["params"]) == 2.0
+    finally:
+        checkpoints.close()
+
+
+def test_a_reader_beside_a_run_still_training_reads_the_steps_its_saves_leave(tmp_path):
+    """A run's saves delete its older checkpoints while an eval or a report reads them: a step gone
+    before it is read is chosen again, and one gone before its score is read is left out."""
+    for which in ("latest", "best"):
+        writer = Checkpoints(tmp_path / which, keep=1)
+        for step, score in ((1, 3.0), (2, 1.0), (3, 2.0)):  # keeps 3 (the latest) and 1 (the best)
+            writer.save(step, {"params": jnp.asarray(float(step))}, score)
+        writer.wait()
+        reader = Checkpoints(tmp_path / which, keep=1, create=False)
+        try:
+            assert (reader.step(), reader.step("best")) == (3, 1)
+            writer.save(4, {"params": jnp.asarray(4.0)}, score=5.0)  # the latest and the best: 1 and 3 deleted
+            writer.wait()
+            step, state = reader.restore_chosen({"params": jnp.zeros(())}, which)
+            assert (step, float(state["params"])) == (4, 4.0), which
+            reader.manager.all_steps = lambda: [4, 9]  # 9 deleted between the listing and the reading
+            assert reader._scores_on_disk() == {4: 5.0}
+        finally:
+            reader.close()
+            writer.close()
+    empty = Checkpoints(tmp_path / "none", keep=2, create=False)
+    assert empty.restore_chosen({"params": jnp.zeros(())}) == (None, None)
+    empty.close()
+
+
+def test_an_empty_checkpoint_file_is_reported_in_one_line(tmp_path):
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    checkpoints.save(1, {"params": jnp.asarray(1.0)}, score=0.0)
+    checkpoints.wait()
+    (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(b"")
+    try:
+        with pytest.raises(UserError, match=r"cannot read the checkpoint in .*/1 \(damaged or incomplete\)"):
+            checkpoints.restore({"params": jnp.zeros(())})
     finally:
         checkpoints.close()
 

@@ -65,9 +65,20 @@ class Checkpoints:
         self.manager = ocp.CheckpointManager(
             (run_dir / "checkpoints").absolute(), options=options, item_handlers=PackedStateHandler()
         )
-        self._scores.update({step: self._saved_score(step) for step in self.manager.all_steps()})
+        self._scores.update(self._scores_on_disk())
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint", initializer=_yield_to_training)
         self._pending: Future | None = None
+
+    def _scores_on_disk(self) -> dict[int, float]:
+        """step -> score of every step on disk, leaving out one deleted while it is read (a run still
+        training deletes its older checkpoints as it saves, beside an eval or a report reading them)."""
+        scores = {}
+        for step in self.manager.all_steps():
+            try:
+                scores[step] = self._saved_score(step)
+            except FileNotFoundError:
+                continue
+        return scores
 
     def _saved_score(self, step: int) -> float:
         custom = self.manager.metadata(step).custom_metadata or {}
@@ -101,9 +112,28 @@ class Checkpoints:
         where = self.manager.directory / str(step)
         try:
             packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # EOFError: an empty file
             raise UserError(f"cannot read the checkpoint in {where} (damaged or incomplete): {e}") from None
         return unpack(packed, target, where)
+
+    def restore_chosen(self, target: Any, which: str = "latest", attempts: int = 3) -> tuple[int | None, Any]:
+        """(step, state) of the latest or the best checkpoint; (None, None) without one. Beside a run
+        still training, the chosen step can be deleted before it is read: the choice is then made
+        again among the steps on disk."""
+        attempt = 1
+        while True:
+            step = self.step(which)
+            if step is None:
+                return None, None
+            try:
+                return step, self.restore(target, step=step)
+            except UserError:
+                if attempt == attempts or (self.manager.directory / str(step)).exists():
+                    raise
+            attempt += 1
+            self.manager.reload()
+            self._scores.clear()  # in place: the preservation policy reads the same dict
+            self._scores.update(self._scores_on_disk())
 
     def wait(self) -> None:
         """Block until the save in flight (if any) is complete; re-raise its error. A wait cut short
