@@ -299,8 +299,11 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
         first_of_run = i == 0 or rows[i - 1].run != row.run
         if first_of_run and i:
             table.add_section()
-        cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), f"{row.iqm:.3g}",
-                 f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
+        if row.diverged:
+            summary = [f"[red]diverged on {row.diverged}/{row.n}[/]", "n/a"]
+        else:
+            summary = [f"{row.iqm:.3g}", f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
+        cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), *summary]
         table.add_row(*([row.run if first_of_run else ""] if with_run else []), *cells)
     return table
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from contextlib import contextmanager
 from operator import itemgetter
@@ -43,9 +44,10 @@ class ReportRow(NamedTuple):
     metric: str
     seeds: int
     n: int  # values pooled
-    iqm: float
+    iqm: float  # NaN where some diverged
     low: float
     high: float
+    diverged: int = 0  # of the n values, those not finite (a task whose adaptation diverged): then no IQM
 
 
 # A row's metric: its label, and what picks its per-task values from one seed's (steps + 1, tasks) scores.
@@ -154,11 +156,12 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int) -> list[ReportRow]:
             metrics = [(metric + stale, select) for metric, select in metrics]
         for method, by_seed in _scores_by_method(per_task).items():
             for metric, select in metrics:
-                finite = [s[np.isfinite(s)] for s in map(select, by_seed)]
-                if any(len(s) == 0 for s in finite):
-                    continue
-                value, low, high = summarise_strata(finite)
-                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), sum(map(len, finite)), value, low, high))
+                values = [select(scores) for scores in by_seed]
+                n = sum(map(len, values))
+                diverged = n - sum(int(np.isfinite(v).sum()) for v in values)
+                # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
+                value, low, high = summarise_strata(values) if not diverged else (math.nan,) * 3
+                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, value, low, high, diverged))
     return rows
 
 
@@ -226,7 +229,12 @@ def write_report(rows: list[ReportRow], prefix: Path) -> tuple[Path, Path]:
         with open(csv_path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(ReportRow._fields)
-            writer.writerows(rows)
+            writer.writerows([_blank_nan(value) for value in row] for row in rows)
     with writing(json_path):
-        json_path.write_text(json.dumps([row._asdict() for row in rows], indent=2) + "\n")
+        json_path.write_text(json.dumps([{k: _blank_nan(v) for k, v in row._asdict().items()} for row in rows], indent=2) + "\n")
     return csv_path, json_path
+
+
+def _blank_nan(value):
+    """None (an empty CSV cell, JSON's null) for NaN, which JSON has no word for."""
+    return None if isinstance(value, float) and math.isnan(value) else value

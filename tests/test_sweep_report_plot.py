@@ -200,6 +200,24 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
 
 
+def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_not(tmp_path, cli):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
+    write_eval(run, {"meta-learned": [[1.0, 2.0, 3.0, 4.0]] * 2, "random init": [[1.0, 2.0, 3.0, 4.0], [1.0, float("nan"), 3.0, 4.0]]})
+    rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
+    finite = rows[("test", "meta-learned")]
+    assert (finite.n, finite.iqm, finite.diverged) == (4, 2.5, 0)
+    diverged = rows[("test", "random init")]
+    assert (diverged.n, diverged.diverged) == (4, 1) and np.isnan(diverged.iqm)  # not the IQM of 1, 3 and 4
+    before = {r.method: r for r in run_rows(run, step=0) if r.split == "test"}["random init"]
+    assert (before.iqm, before.diverged) == (2.5, 0)  # every task finite before adapting
+    code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert "diverged on 1/4" in out
+    saved = {row["method"]: row for row in json.loads((tmp_path / "rep.json").read_text())}
+    assert saved["random init"]["iqm"] is None and saved["random init"]["diverged"] == 1  # JSON has no NaN
+    assert saved["meta-learned"]["iqm"] == 2.5
+
+
 def test_report_cuts_no_name_on_an_80_column_terminal(tmp_path, cli, monkeypatch):
     from rich.console import Console
 
