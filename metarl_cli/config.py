@@ -512,9 +512,10 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
     sets: dict[str, Any] = {}
     for key, value in parse_overrides(overrides).items():
         _set_dotted(sets, key, value)
-    if env and "env" in sets and sets["env"] != env:
+    if env is not None and "env" in sets and sets["env"] != env:
         raise UserError(f"--env {env} and --set env={sets['env']} disagree; give the family once")
-    chosen_env = env or sets.get("env") or user.get("env") or next(iter(CONFIGS[algo].values())).env
+    given = [e for e in (env, sets.get("env"), user.get("env")) if e is not None]  # an empty name is refused, not defaulted
+    chosen_env = given[0] if given else next(iter(CONFIGS[algo].values())).env
     if not isinstance(chosen_env, str):
         raise UserError(f"config key 'env' expects a family name, got {chosen_env!r}")
     from metarl_cli.families import FAMILY_NAMES

@@ -325,6 +325,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["eval", "FOREIGN"], "not a metarl run directory"),
         (["eval", "FOREIGN", "--tasks", "0"], "--tasks must be at least 2"),
         (["train", "maml", "--set", "env=5"], "config key 'env' expects a family name"),
+        (["train", "maml", "--env", ""], "unknown env ''; valid: "),
+        (["train", "dqn", "--set", "env="], "unknown env ''; valid: "),
         (["train", "maml", "--set", "max_grad_norm=nan"], "max_grad_norm must be a number >= 0"),
         (["eval", "FOREIGN", "--split", "val"], "unknown split 'val'"),
         (["train", "maml", "--env", "sinusoid", "--set", "shots=0"], "shots must be >= 1"),
