@@ -47,6 +47,17 @@ def test_task_description_is_scaled_to_train_range():
     assert float(jnp.min(d)) >= -1.0 and float(jnp.max(d)) <= 1.0
 
 
+def test_a_range_of_one_value_samples_and_describes_it():
+    fam = get_family("sinusoid", {"train": {"amplitude": [2, 2]}})
+    tasks = fam.sample(jax.random.PRNGKey(1), 50, "train")
+    assert np.all(np.asarray(fam.value(tasks, "amplitude")) == 2.0)
+    assert np.all(np.isfinite(np.asarray(fam.describe(tasks))))
+    # An ood split of two single values draws both, as often as each other (to sampling noise).
+    fam = get_family("cartpole-family", {"ood": {"force_mag": [[1, 1], [20, 20]]}})
+    force = np.asarray(fam.sample(jax.random.PRNGKey(2), 400, "ood").force_mag)
+    assert set(np.unique(force)) == {1.0, 20.0} and 150 < np.sum(force == 1.0) < 250
+
+
 def test_goal_stays_fixed_across_auto_resets():
     fam = get_family("point-nav")
     task = jax.tree.map(lambda x: x[0], fam.sample(jax.random.PRNGKey(5), 1, "train"))

@@ -68,8 +68,9 @@ class ParamRange:
         k_pick, k_val = jax.random.split(key)
         if len(ivals) == 1:
             pick = jnp.zeros((n,), jnp.int32)
-        else:
-            pick = jax.random.choice(k_pick, len(ivals), (n,), p=width / width.sum())
+        else:  # intervals that are all single values: each as likely
+            weights = width / width.sum() if sum(b - a for a, b in ivals) > 0 else None
+            pick = jax.random.choice(k_pick, len(ivals), (n,), p=weights)
         u = jax.random.uniform(k_val, (n,))
         return lo[pick] + u * width[pick]
 
@@ -98,11 +99,13 @@ class TaskDistribution:
         return getattr(task, name)
 
     def describe(self, task: Any) -> jax.Array:
-        """Task description vector: each randomised parameter scaled so the train range is [-1, 1]."""
+        """Task description vector: each randomised parameter scaled so the train range is [-1, 1]
+        (one that training holds at a single value: its difference from that value)."""
         cols = []
         for r in self.ranges:
             lo, hi = r.train
-            cols.append(2.0 * (self.value(task, r.name) - lo) / (hi - lo) - 1.0)
+            value = self.value(task, r.name)
+            cols.append(2.0 * (value - lo) / (hi - lo) - 1.0 if hi > lo else value - lo)
         return jnp.stack(cols, axis=-1)
 
     def with_ranges(self, overrides: dict[str, dict[str, Any]]):
