@@ -77,8 +77,8 @@ def train(
     from metarl_cli.evaluate import baselines_of
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
-    from metarl_cli.training.rundir import (MetricsLog, check_new, command_line, default_run_dir, load_run, prepare_new,
-                                            record_resume, write_manifest)
+    from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, load_run,
+                                            prepare_new, record_resume, write_manifest)
     from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, train as run_training
 
     if resume and overwrite:
@@ -132,7 +132,10 @@ def train(
         record_resume(run_dir, saved, cfg, command_line())
         write_config(cfg, algo, run_dir / "config.toml")
     else:
-        prepare_new(run_dir, replaces)
+        if named:
+            prepare_new(run_dir, replaces)
+        else:
+            run_dir = claim_default_run_dir(run_dir)
         write_manifest(run_dir, algo, cfg, command_line())
     console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
     try:

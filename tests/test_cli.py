@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -283,6 +284,21 @@ def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path
     assert code == 2 and "already exists; pass --resume to continue it or --overwrite" in err
     code, _, err = cli("train", "maml", "-o", str(run), "--overwrite", "--dry-run")
     assert code == 0 and f"would replace the run in {run}" in err and (run / "manifest.json").is_file()
+
+
+def test_runs_named_by_default_in_the_same_second_each_get_their_own_directory(tmp_path, monkeypatch):
+    from metarl_cli.training.rundir import claim_default_run_dir, default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first = default_run_dir("maml", "sinusoid")
+    assert first.parent == Path("runs") and first.name.startswith("maml-sinusoid-")
+    # Two runs that chose the same name (started together): the second to make it takes the next.
+    assert claim_default_run_dir(first) == first
+    assert claim_default_run_dir(first) == first.with_name(first.name + "-2")
+    assert claim_default_run_dir(first) == first.with_name(first.name + "-3")
+    again = default_run_dir("maml", "sinusoid")
+    if again.name.startswith(first.name):  # still the same second: the first free name
+        assert again == first.with_name(first.name + "-4")
 
 
 def test_existing_run_is_not_overwritten(cli, tmp_path):

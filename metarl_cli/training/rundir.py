@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -30,8 +31,31 @@ PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpo
 
 
 def default_run_dir(algo: str, env: str) -> Path:
+    """runs/ALGO-ENV-DATE-TIME, or the first of its numbered names (-2, -3, ...) not taken by a run
+    started in the same second."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{algo}-{env}-{stamp}"
+    return next(path for path in _numbered(Path("runs") / f"{algo}-{env}-{stamp}") if not path.exists())
+
+
+def claim_default_run_dir(run_dir: Path) -> Path:
+    """Make the directory of a run named by default (`default_run_dir`): `run_dir`, or where another
+    run took it since, the next numbered name free. Each is made atomically, so two runs started
+    together never share one."""
+    for path in _numbered(run_dir):  # endless: one is free
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UserError(f"{path} cannot be made: {(e.strerror or str(e)).lower()}; choose another --run-dir") from None
+        return path
+
+
+def _numbered(run_dir: Path):
+    """run_dir, then run_dir-2, run_dir-3, ..."""
+    yield run_dir
+    for i in itertools.count(2):
+        yield run_dir.with_name(f"{run_dir.name}-{i}")
 
 
 def check_new(run_dir: Path, overwrite: bool) -> bool:
