@@ -60,15 +60,17 @@ done
 
 # The arguments after -- may not set what the sweep sets: each point's family, run directory and mode,
 # and the swept keys (a --set of one would override the sweep's value in every point).
+# Short options may carry their value (-epoint-nav, -sKEY=V) and follow -q in one word (-qe).
 previous=""
 for arg in "${extra[@]}"; do
   case "$previous" in -s | --set) arg="--set=$arg" ;; esac
+  while case "$arg" in -q?*) true ;; *) false ;; esac; do arg=-${arg#-q}; done
   case "$arg" in
-    -e | --env | --env=* | -o | --run-dir | --run-dir=* | --resume | --overwrite | --dry-run)
+    -e* | --env | --env=* | -o* | --run-dir | --run-dir=* | --resume | --overwrite | --dry-run)
       echo "error: '$arg' after -- is the sweep's own to set (each point's family, run directory and mode); drop it" >&2
       exit 2 ;;
-    --set=*=* | -s=*=*)
-      key=${arg#*=} key=${key%%=*}
+    --set=*=* | -s?*=*)
+      key=${arg#--set=} key=${key#-s} key=${key#=} key=${key%%=*}
       case "$swept_keys" in *" $key "*) echo "error: '$key' is swept; drop its --set after --" >&2; exit 2 ;; esac ;;
   esac
   previous=$arg

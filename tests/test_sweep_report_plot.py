@@ -91,6 +91,11 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     ("inner_lr=0.1,0.2 -- --dry-run", "3", "'--dry-run' after -- is the sweep's own to set"),
     ("inner_lr=0.1,0.2 -- -o elsewhere", "3", "'-o' after -- is the sweep's own to set"),
     ("inner_lr=0.1,0.2 -- --seeds 2 --set inner_lr=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
+    ("inner_lr=0.1,0.2 -- -epoint-nav", "3", "'-epoint-nav' after -- is the sweep's own to set"),
+    ("inner_lr=0.1,0.2 -- -qoelsewhere", "3", "'-oelsewhere' after -- is the sweep's own to set"),
+    ("inner_lr=0.1,0.2 -- -sinner_lr=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
+    ("inner_lr=0.1,0.2 -- -s=inner_lr=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
+    ("inner_lr=0.1,0.2 -- -qs inner_lr=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
 ])
 def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", *axis.split(" "), JOBS=jobs)
