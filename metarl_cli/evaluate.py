@@ -74,6 +74,7 @@ class EvalResult:
     trial: bool = False  # columns are the episodes of an RL^2 trial, not adaptation steps
     totals: dict[str, Summary] = dataclasses.field(default_factory=dict)  # trials: each method's total over the trial
     one_task: bool = False  # the family has one task: the held-out "tasks" are episodes of it
+    adapts: bool = True  # False: scored after 0 steps only, as the algorithm does not adapt (DQN)
 
 
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
@@ -141,7 +142,8 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             per_task[label] = scores
     totals = {label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {}
     result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
-                        published_for(config, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task)
+                        published_for(config, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task,
+                        algo.adapts)
     _write(run_dir / "eval.json", result)
     return result
 
@@ -316,6 +318,7 @@ def _write(path: Path, result: EvalResult) -> None:
         },
         "published": {row.label: {"source": row.source, "values": row.values, "method": row.method} for row in result.published},
         "trial": result.trial,
+        "adapts": result.adapts,
         "totals": {name: _json_summary(r) for name, r in result.totals.items()},
         # Every task's score after 0..K steps (null where it diverged), one list per number of steps.
         "per_task": {

@@ -174,8 +174,9 @@ def _scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
 
 
 def _step_metric(run_dir: Path, split: str, result: dict, step: int | None) -> Metric:
-    """The score after `step` adaptation steps (default: the last evaluated)."""
-    k = result["steps"] if step is None else step
+    """The score after `step` adaptation steps (default: the last evaluated); after 0 for a run that
+    does not adapt (DQN), beside runs that do."""
+    k = result["steps"] if step is None or not result.get("adapts", True) else step
     if not 0 <= k <= result["steps"]:
         raise UserError(f"--step {k} is outside 0..{result['steps']} for the '{split}' evaluation of {run_dir}")
     return f"{result['score']} after {k} steps", itemgetter(k)

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import wait_for
 from metarl_cli.config import DqnConfig, MamlRLConfig, write_config
+from metarl_cli.errors import UserError
 from metarl_cli.plot import draw_runs
 from metarl_cli.report import iqm, report_paths, run_rows, stratified_bootstrap_ci
 from metarl_cli.training.checkpoint import Checkpoints
@@ -177,13 +178,14 @@ def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool, planned: 
     return path
 
 
-def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = False, iteration: int | None = None) -> None:
+def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = False, iteration: int | None = None,
+               adapts: bool = True) -> None:
     """RUN/eval.json as `metarl eval` writes it for the `test` split, from each column's per-task
     scores after 0..K steps (for a trial, in episodes 1..K + 1), of the latest checkpoint at `iteration`."""
     steps = len(next(iter(per_task.values()))) - 1
     methods = {name: [{"after_steps": j, "mean": float(np.mean(by[j])), "ci95": 0.5, "diverged": 0} for j in range(steps + 1)]
                for name, by in per_task.items()}
-    result = {"steps": steps, "score": score, "methods": methods, "per_task": per_task, "trial": trial}
+    result = {"steps": steps, "score": score, "methods": methods, "per_task": per_task, "trial": trial, "adapts": adapts}
     if iteration is not None:
         result.update(checkpoint="latest", iteration=iteration)
     (run / "eval.json").write_text(json.dumps({"test": result}))
@@ -203,6 +205,18 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert "meta-learned" in out
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3  # header and two rows
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
+
+
+def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path):
+    adapting = fake_run(tmp_path / "maml-dqn", seeds=1, iterations=3, evaluated=False)
+    write_eval(adapting, {"meta-learned": [[1.0, 2.0], [5.0, 6.0]]})
+    plain = fake_run(tmp_path / "dqn", seeds=1, iterations=3, evaluated=False)
+    write_eval(plain, {"trained": [[3.0, 4.0]]}, adapts=False)  # DQN: scored after 0 steps only
+    rows = [r for run in (adapting, plain) for r in run_rows(run, step=1) if r.split == "test"]
+    assert [(r.method, r.metric, r.iqm) for r in rows] == [("meta-learned", "return after 1 steps", 5.5),
+                                                           ("trained", "return after 0 steps", 3.5)]
+    with pytest.raises(UserError, match=r"--step 2 is outside 0..1 for the 'test' evaluation of .*maml-dqn"):
+        run_rows(adapting, step=2)
 
 
 def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_not(tmp_path, cli):
