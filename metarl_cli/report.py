@@ -137,9 +137,15 @@ def read_evaluation(run_dir: Path) -> dict:
         evaluation = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{path} is not valid JSON; `metarl eval {run_dir}` writes it again") from None
-    if not (isinstance(evaluation, dict) and all(isinstance(r, dict) and "methods" in r for r in evaluation.values())):
+    if not (isinstance(evaluation, dict) and all(_is_result(r) for r in evaluation.values())):
         raise UserError(f"{path} is not an evaluation written by metarl; `metarl eval {run_dir}` writes it again")
     return evaluation
+
+
+def _is_result(result) -> bool:
+    """Whether `result` has what report and plot read of one split's evaluation."""
+    return (isinstance(result, dict) and isinstance(result.get("methods"), dict) and isinstance(result.get("score"), str)
+            and isinstance(result.get("steps"), int))
 
 
 def _eval_rows(run_dir: Path, step: int | None, latest: int) -> list[ReportRow]:

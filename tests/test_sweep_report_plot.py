@@ -207,6 +207,18 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
 
 
+def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign_metrics_line(tmp_path, cli):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("5\n")  # valid JSON, but not a line metarl writes
+    assert [r.split for r in run_rows(run, step=None)] == ["train"]
+    for written in ({"test": {"methods": 5}}, {"test": {"methods": {}, "steps": 1}}, ["test"]):
+        (run / "eval.json").write_text(json.dumps(written))
+        for args in (["report", str(run), "-o", str(tmp_path / "rep")], ["plot", str(run), "-o", str(tmp_path / "p.png")]):
+            code, _, err = cli(*args)
+            assert code == 2 and "eval.json is not an evaluation written by metarl" in err and "Traceback" not in err, (written, args, err)
+
+
 def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path):
     adapting = fake_run(tmp_path / "maml-dqn", seeds=1, iterations=3, evaluated=False)
     write_eval(adapting, {"meta-learned": [[1.0, 2.0], [5.0, 6.0]]})

@@ -196,9 +196,11 @@ class MetricsLog:
         records = []
         for line in self.path.read_text().splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a kill: the run resumes before it
                 continue
+            if isinstance(record, dict):  # a line metarl wrote (another was written by hand)
+                records.append(record)
         return records
 
 
