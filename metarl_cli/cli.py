@@ -62,7 +62,7 @@ def train(
     ),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-TIME)."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
+        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
     dry_run: bool = typer.Option(
@@ -77,8 +77,8 @@ def train(
     from metarl_cli.evaluate import baselines_of
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
-    from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, load_run,
-                                            prepare_new, record_resume, write_manifest)
+    from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, first_free,
+                                            load_run, prepare_new, record_resume, write_manifest)
     from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, train as run_training
 
     if resume and overwrite:
@@ -113,7 +113,7 @@ def train(
         cfg.check_retuned(saved, done)
     else:
         run_dir = run_dir or default_run_dir(algo, cfg.env)
-        replaces = check_new(run_dir, overwrite)
+        replaces = check_new(run_dir if named else first_free(run_dir), overwrite)
     finished = f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it"
     if dry_run:
         typer.echo(config_toml(cfg, algo), nl=False)
@@ -206,11 +206,15 @@ def _result_table(run_dir: Path, result, what: str) -> Table:
     )
 
 
+def _diverged_cell(diverged: int, of: int) -> str:
+    return f"[red]diverged on {diverged}/{of}[/]"
+
+
 def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
     """A cell of an eval table: mean ± 95% CI (in powers of ten from a million up, so that a run
     gone astray still fits its cell), or how many of the `tasks` diverged."""
     if summary.diverged:
-        return f"[red]diverged on {summary.diverged}/{tasks}[/]"
+        return _diverged_cell(summary.diverged, tasks)
     form = "e" if max(abs(summary.mean), abs(summary.ci95)) >= 1e6 else "f"
     return f"{summary.mean:.{digits}{form}} ± {summary.ci95:.{digits}{form}}"
 
@@ -303,7 +307,7 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
         if first_of_run and i:
             table.add_section()
         if row.diverged:
-            summary = [f"[red]diverged on {row.diverged}/{row.n}[/]", "n/a"]
+            summary = [_diverged_cell(row.diverged, row.n), "n/a"]
         else:
             summary = [f"{row.iqm:.3g}", f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
         cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), *summary]

@@ -57,6 +57,10 @@ class RunConfig:
         whole run does: then a run extended on `--resume` differs from one that long from the start."""
         return False
 
+    def check_length(self) -> None:
+        """Refuse (UserError) a length (`LENGTH_KEY`) that training cannot run to exactly: asked of a
+        length given to train to (a new run's, an extension's), not of the runs already written."""
+
     def check_retuned(self, saved: "RunConfig", done: int) -> None:
         """Refuse (UserError) a `RETUNABLE_KEYS` change from `saved` that would have no effect on the
         iterations after `done`, where the run resumes; every change has one unless a config says otherwise."""
@@ -234,6 +238,10 @@ class DqnConfig(RunConfig):
     def schedule_reads_length(self) -> bool:
         return self.exploration_fraction > 0 and self.epsilon_start != self.epsilon_end  # epsilon decays over a share of it
 
+    def check_length(self) -> None:
+        if self.total_steps % self.train_every:  # runs made before this was refused trained to the multiple below
+            raise UserError(f"total_steps ({self.total_steps}) must be a multiple of train_every ({self.train_every})")
+
     def warnings(self) -> list[str]:
         if self.learning_starts >= self.total_steps:
             return [f"learning_starts ({self.learning_starts}) is not below total_steps ({self.total_steps}): "
@@ -249,8 +257,8 @@ class DqnConfig(RunConfig):
             raise UserError(f"train_every ({self.train_every}) must be a multiple of num_envs ({self.num_envs})")
         if self.target_update_every % self.train_every:
             raise UserError(f"target_update_every ({self.target_update_every}) must be a multiple of train_every ({self.train_every})")
-        if self.total_steps % self.train_every:
-            raise UserError(f"total_steps ({self.total_steps}) must be a multiple of train_every ({self.train_every})")
+        if self.total_steps < self.train_every:
+            raise UserError(f"total_steps ({self.total_steps}) must be at least train_every ({self.train_every})")
         if self.learning_starts < self.batch_size:
             raise UserError(f"learning_starts ({self.learning_starts}) must be at least batch_size ({self.batch_size})")
         if self.lr <= 0 or not math.isfinite(self.lr):
@@ -318,6 +326,10 @@ class Rl2Config(RunConfig):
     value_coef: float = 0.5
     max_grad_norm: float = 0.5  # 0 turns clipping off
     eval_tasks: int = 1000  # held-out tasks for `metarl eval`
+
+    def schedule_reads_length(self) -> bool:
+        # The bonus anneals over the first phase: to second_phase_at, or to iterations before it.
+        return self.entropy_anneal and not 0 < self.second_phase_at <= self.iterations
 
     def check_retuned(self, saved: "Rl2Config", done: int) -> None:
         """From `second_phase_at` on the second phase's step size and bonus replace `lr` and
@@ -528,23 +540,29 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
     shipped = experiment_file(algo, chosen_env)
     values = _merge(_merge(read_toml(shipped) if shipped else {}, user), sets)
     values["env"] = chosen_env
-    return build_config(algo, values)
+    config = build_config(algo, values)
+    config.check_length()
+    return config
 
 
 def resumed_config(saved, env: str | None, config_file: Path | None, overrides: list[str]):
     """A resumed run keeps its saved config; only its length (`LENGTH_KEY`) may change, to extend it,
     and the config's `RETUNABLE_KEYS`, for the iterations that follow."""
-    if env or config_file:
+    if env is not None or config_file is not None:
         raise UserError("--resume continues a run with its saved config; drop --env and --config")
     values = config_to_dict(saved)
     allowed = (type(saved).LENGTH_KEY, *type(saved).RETUNABLE_KEYS)
-    for key, value in parse_overrides(overrides).items():
+    changes = parse_overrides(overrides)
+    for key, value in changes.items():
         if key not in allowed:
             keys = ", ".join(f"--set {k}=..." for k in allowed[1:])
             also = f" ({keys} for what follows)" if keys else ""
             raise UserError(f"--resume only accepts --set {allowed[0]}=N{also}, not '{key}'")
         values[key] = value
-    return build_config(_algo_of(saved), values)
+    config = build_config(_algo_of(saved), values)
+    if allowed[0] in changes:
+        config.check_length()
+    return config
 
 
 def _algo_of(config) -> str:

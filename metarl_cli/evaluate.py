@@ -228,7 +228,8 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
         done = checkpoints.step() == baseline.config.iterations
         checkpoints.close()
         if not done:
-            write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")  # the budget it trains to now
+            if not fresh:  # trained on to a longer budget: its config says so
+                write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")
             console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
             for warning in baseline.config.warnings():  # its budget is the run's: a short run gives a short one
                 console.print(f"warning: the {baseline.name} baseline: {warning}", highlight=False)
@@ -241,15 +242,18 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
 
 def continues(base_dir: Path, config) -> bool:
     """Whether the baseline cached in `base_dir` can train on to `config` as if trained for it from the
-    start: its saved config is `config`, or `config` with a shorter length where training does not read
-    the length (a run extended since the last eval; DQN's epsilon decays over a share of its length)."""
+    start: its saved config is `config`, or `config` with a shorter length (and the saves that follow
+    the length) where training does not read the length (a run extended since the last eval; DQN's
+    epsilon decays over a share of its length)."""
     try:
         _, saved, _ = load_run(base_dir)
     except UserError:  # none yet, or damaged
         return False
+    if type(saved) is not type(config):
+        return False
     length = type(config).LENGTH_KEY
-    same_but_length = dataclasses.replace(saved, **{length: getattr(config, length)}) == config
-    return saved == config or (same_but_length and not config.schedule_reads_length())
+    extended = dataclasses.replace(saved, **{length: getattr(config, length), "checkpoint_every": config.checkpoint_every})
+    return saved == config or (extended == config and not config.schedule_reads_length())
 
 
 def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, config, family, steps: int) -> Candidate:

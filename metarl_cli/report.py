@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats as _stats
 
 from metarl_cli.errors import UserError
+from metarl_cli.stats import diverged_count
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.rundir import MetricsLog, load_run, unwritable
 
@@ -163,8 +164,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int) -> list[ReportRow]:
         for method, by_seed in _scores_by_method(per_task).items():
             for metric, select in metrics:
                 values = [select(scores) for scores in by_seed]
-                n = sum(map(len, values))
-                diverged = n - sum(int(np.isfinite(v).sum()) for v in values)
+                n, diverged = sum(map(len, values)), sum(map(diverged_count, values))
                 # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
                 value, low, high = summarise_strata(values) if not diverged else (math.nan,) * 3
                 rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, value, low, high, diverged))

@@ -17,10 +17,15 @@ class Summary(NamedTuple):
 def summarise(values) -> Summary:
     """Mean and 95% CI over tasks, unless some diverged: then their count, and no mean that would hide it."""
     x = np.asarray(values, dtype=np.float64)
-    bad = int(np.sum(~np.isfinite(x)))
+    bad = diverged_count(x)
     if bad:
         return Summary(float("nan"), float("nan"), bad)
     return Summary(*mean_ci95(x), 0)
+
+
+def diverged_count(values) -> int:
+    """How many of the scores are not finite (tasks whose adaptation diverged)."""
+    return int(np.sum(~np.isfinite(np.asarray(values, dtype=np.float64))))
 
 
 def mean_ci95(values) -> tuple[float, float]:

@@ -287,18 +287,18 @@ def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path
 
 
 def test_runs_named_by_default_in_the_same_second_each_get_their_own_directory(tmp_path, monkeypatch):
-    from metarl_cli.training.rundir import claim_default_run_dir, default_run_dir
+    from metarl_cli.errors import UserError
+    from metarl_cli.training.rundir import claim_default_run_dir, default_run_dir, first_free
 
     monkeypatch.chdir(tmp_path)
-    first = default_run_dir("maml", "sinusoid")
-    assert first.parent == Path("runs") and first.name.startswith("maml-sinusoid-")
-    # Two runs that chose the same name (started together): the second to make it takes the next.
-    assert claim_default_run_dir(first) == first
-    assert claim_default_run_dir(first) == first.with_name(first.name + "-2")
-    assert claim_default_run_dir(first) == first.with_name(first.name + "-3")
-    again = default_run_dir("maml", "sinusoid")
-    if again.name.startswith(first.name):  # still the same second: the first free name
-        assert again == first.with_name(first.name + "-4")
+    name = default_run_dir("maml", "sinusoid")
+    assert name.parent == Path("runs") and name.name.startswith("maml-sinusoid-")
+    # Runs that chose the same name (started together): each later one to make it takes the next number.
+    assert [claim_default_run_dir(name) for _ in range(3)] == [name, *(name.with_name(f"{name.name}-{i}") for i in (2, 3))]
+    assert first_free(name) == name.with_name(f"{name.name}-4")
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "gone")  # a dangling link where the runs would go
+    with pytest.raises(UserError, match="elsewhere cannot be made: file exists; choose another --run-dir"):
+        claim_default_run_dir(Path("elsewhere") / name.name)
 
 
 def test_existing_run_is_not_overwritten(cli, tmp_path):

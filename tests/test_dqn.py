@@ -177,8 +177,23 @@ def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
     assert [json.loads(line)["iteration"] for line in (baseline_dir / "metrics.jsonl").read_text().splitlines()] == [4]
 
 
+def test_total_steps_a_new_length_must_be_a_multiple_of_train_every_and_old_runs_still_load(tmp_path):
+    from metarl_cli.config import resumed_config
+    from metarl_cli.training.rundir import load_run, write_manifest
+
+    with pytest.raises(UserError, match=r"total_steps \(161\) must be a multiple of train_every \(2\)"):
+        tiny_config("total_steps=161")
+    old = dataclasses.replace(tiny_config(), total_steps=161)  # a run written before that was refused
+    write_manifest(tmp_path, "dqn", old, ["metarl"])
+    assert load_run(tmp_path)[1] == old and old.iterations == 80
+    assert resumed_config(old, None, None, []) == old  # resumed as it was
+    with pytest.raises(UserError, match=r"total_steps \(321\) must be a multiple"):
+        resumed_config(old, None, None, ["total_steps=321"])
+    assert resumed_config(old, None, None, ["total_steps=322"]).iterations == 161
+
+
 def test_a_cached_baseline_trains_on_only_where_that_equals_training_it_for_its_new_length(tmp_path):
-    from metarl_cli.evaluate import continues
+    from metarl_cli.evaluate import baselines_of, continues
     from metarl_cli.training.rundir import write_manifest
 
     def cached(algo, config):
@@ -187,9 +202,14 @@ def test_a_cached_baseline_trains_on_only_where_that_equals_training_it_for_its_
         write_manifest(base_dir, algo, config, ["metarl", "eval"])
         return base_dir
 
-    maml = resolve_config("maml", "cartpole-family", None, ["iterations=3"])
-    assert continues(cached("maml", maml), dataclasses.replace(maml, iterations=6))  # Adam reads no length
-    assert not continues(cached("maml", maml), dataclasses.replace(maml, iterations=6, outer_lr=0.1))
+    def pretrained(iterations, *extra):  # the baseline eval trains beside a MAML run of that length
+        config = resolve_config("maml", "cartpole-family", None, [f"iterations={iterations}", *extra])
+        return baselines_of(make_algorithm("maml", config, family_for(config)), "maml", config, family_for(config))[0].config
+
+    short = pretrained(100)
+    assert (short.iterations, short.checkpoint_every, pretrained(200).checkpoint_every) == (200, 20, 40)  # inner step + query
+    assert continues(cached("maml", short), pretrained(200))  # Adam reads no length; its saves follow it
+    assert not continues(cached("maml", short), pretrained(200, "outer_lr=0.1"))
     dqn = tiny_config()
     assert continues(cached("dqn", dqn), dqn)
     assert not continues(cached("dqn", dqn), dataclasses.replace(dqn, total_steps=320))  # epsilon decays over a share of it

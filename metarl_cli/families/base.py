@@ -68,7 +68,7 @@ class ParamRange:
         k_pick, k_val = jax.random.split(key)
         if len(ivals) == 1:
             pick = jnp.zeros((n,), jnp.int32)
-        else:  # intervals that are all single values: each as likely
+        else:  # by length; intervals that are all single values, each as likely (None: uniform)
             weights = width / width.sum() if sum(b - a for a, b in ivals) > 0 else None
             pick = jax.random.choice(k_pick, len(ivals), (n,), p=weights)
         u = jax.random.uniform(k_val, (n,))

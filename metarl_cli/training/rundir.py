@@ -31,23 +31,32 @@ PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpo
 
 
 def default_run_dir(algo: str, env: str) -> Path:
-    """runs/ALGO-ENV-DATE-TIME, or the first of its numbered names (-2, -3, ...) not taken by a run
-    started in the same second."""
+    """runs/ALGO-ENV-DATE-TIME, the name of a run without --run-dir; `claim_default_run_dir` makes it,
+    or a numbered one (-2, -3, ...) where a run started in the same second took it."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return next(path for path in _numbered(Path("runs") / f"{algo}-{env}-{stamp}") if not path.exists())
+    return Path("runs") / f"{algo}-{env}-{stamp}"
+
+
+def first_free(run_dir: Path) -> Path:
+    """`run_dir`, or the first of its numbered names not taken."""
+    return next(path for path in _numbered(run_dir) if not path.exists())
 
 
 def claim_default_run_dir(run_dir: Path) -> Path:
-    """Make the directory of a run named by default (`default_run_dir`): `run_dir`, or where another
-    run took it since, the next numbered name free. Each is made atomically, so two runs started
-    together never share one."""
+    """Make the directory of a run named `run_dir` by default: `run_dir`, or where another run took
+    it, the next numbered name free. Each is made atomically, so two runs started together never
+    share one."""
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file or a dangling link on the way
+        raise _cannot_be_made(run_dir.parent, e) from None
     for path in _numbered(run_dir):  # endless: one is free
         try:
-            path.mkdir(parents=True)
+            path.mkdir()
         except FileExistsError:
             continue
         except OSError as e:
-            raise UserError(f"{path} cannot be made: {(e.strerror or str(e)).lower()}; choose another --run-dir") from None
+            raise _cannot_be_made(path, e) from None
         return path
 
 
@@ -56,6 +65,11 @@ def _numbered(run_dir: Path):
     yield run_dir
     for i in itertools.count(2):
         yield run_dir.with_name(f"{run_dir.name}-{i}")
+
+
+def _cannot_be_made(path: Path, error: OSError) -> UserError:
+    """Where permissions allow a directory and the system still refuses it (/proc, /sys, a dangling link)."""
+    return UserError(f"{path} cannot be made: {(error.strerror or str(error)).lower()}; choose another --run-dir")
 
 
 def check_new(run_dir: Path, overwrite: bool) -> bool:
@@ -105,8 +119,8 @@ def prepare_new(run_dir: Path, replace: bool) -> None:
                 entry.unlink(missing_ok=True)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # where permissions allow it and the system still refuses (/proc, /sys)
-        raise UserError(f"{run_dir} cannot be made: {(e.strerror or str(e)).lower()}; choose another --run-dir") from None
+    except OSError as e:
+        raise _cannot_be_made(run_dir, e) from None
 
 
 def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:
