@@ -517,7 +517,7 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 
 def resolve_config(algo: str, env: str | None, config_file: Path | None, overrides: list[str]):
-    """Apply the layers in the module docstring and return (config, the dict that was applied)."""
+    """The config of a new run: the layers in the module docstring applied, validated, its length checked."""
     if algo not in CONFIGS:
         raise UserError(f"unknown algorithm '{algo}'; valid: {', '.join(ALGORITHMS)}")
     user = read_toml(config_file) if config_file else {}

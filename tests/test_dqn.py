@@ -75,6 +75,23 @@ def test_replay_stores_the_final_observation_at_episode_ends():
             np.testing.assert_array_equal(data.next_obs[t], data.obs[t + 1])
 
 
+def test_every_environment_draws_a_new_task_when_its_episode_ends_on_a_drawn_family():
+    config = resolve_config("dqn", "tabular-mdp", None, TINY_DQN)  # tasks from the family's draw, no ranges
+    family = family_for(config)
+    algo = make_algorithm("dqn", config, family)
+    state = algo.init(jax.random.PRNGKey(0))
+    first = state["tasks"]
+    step = jax.jit(algo.step)
+    episodes = 0
+    for _ in range(family.horizon):  # one env step a lane an iteration: every lane's first episode ends
+        state, metrics = step(state)
+        episodes += int(metrics["episodes"])
+    assert episodes == config.num_envs
+    before, after = ([np.asarray(leaf) for leaf in jax.tree.leaves(tasks)] for tasks in (first, state["tasks"]))
+    for lane in range(config.num_envs):  # each lane's task drawn anew (it used to stay the first one)
+        assert any(not np.array_equal(a[lane], b[lane]) for a, b in zip(before, after)), lane
+
+
 def test_seeds_in_one_program_differ_and_each_is_reproducible():
     config = tiny_config("seeds=2")
     algo = make_algorithm("dqn", config, family_for(config))

@@ -54,6 +54,9 @@ def _yield_to_training() -> None:
         pass
 
 
+CHOICES = 3  # how often `restore_chosen` chooses a step before it gives up on a run that keeps deleting them
+
+
 class Checkpoints:
     def __init__(self, run_dir: Path, keep: int, create: bool = True):
         """The checkpoints of `run_dir` (RUN/checkpoints); `create=False` for a look that must write
@@ -116,7 +119,7 @@ class Checkpoints:
             raise UserError(f"cannot read the checkpoint in {where} (damaged or incomplete): {e}") from None
         return unpack(packed, target, where)
 
-    def restore_chosen(self, target: Any, which: str = "latest", attempts: int = 3) -> tuple[int | None, Any]:
+    def restore_chosen(self, target: Any, which: str = "latest") -> tuple[int | None, Any]:
         """(step, state) of the latest or the best checkpoint; (None, None) without one. Beside a run
         still training, the chosen step can be deleted before it is read: the choice is then made
         again among the steps on disk."""
@@ -128,7 +131,7 @@ class Checkpoints:
             try:
                 return step, self.restore(target, step=step)
             except UserError:
-                if attempt == attempts or (self.manager.directory / str(step)).exists():
+                if attempt == CHOICES or (self.manager.directory / str(step)).exists():
                     raise
             attempt += 1
             self.manager.reload()

@@ -1,4 +1,4 @@
-"""The rich progress bar shown during training and long evaluations."""
+"""The rich progress bar shown during training and long evaluations, and the consoles all output goes through."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@
     RUN/metrics.jsonl    one JSON line per chunk of iterations (per seed with --seeds)
     RUN/checkpoints/     Orbax: the last few training states and the best-scoring one
     RUN/eval.json        written by `metarl eval`, one entry per split
+    RUN/baselines/       the runs `metarl eval` trains to compare with (each a run directory itself)
 """
 
 from __future__ import annotations
