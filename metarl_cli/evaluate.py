@@ -101,14 +101,11 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     else:
         steps = config.eval_steps if steps is None else steps
 
-    checkpoints = Checkpoints(run_dir, config.keep_checkpoints, create=False)
-    try:
+    with Checkpoints(run_dir, config.keep_checkpoints, create=False) as checkpoints:
         step, state = checkpoints.restore_chosen(state_template(algo, config), checkpoint)
         if step is None:
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
         done = checkpoints.step()
-    finally:
-        checkpoints.close()
 
     baselines = baselines_of(algo, algo_name, config, family)
     if done < config.iterations and baselines:
@@ -224,9 +221,8 @@ def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: boo
             shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt, or another schedule
             base_dir.mkdir(parents=True)
             write_manifest(base_dir, baseline.algo_name, baseline.config, ["metarl", "eval", f"(baseline {baseline.name})"])
-        checkpoints = Checkpoints(base_dir, baseline.config.keep_checkpoints, create=False)
-        done = checkpoints.step() == baseline.config.iterations
-        checkpoints.close()
+        with Checkpoints(base_dir, baseline.config.keep_checkpoints, create=False) as checkpoints:
+            done = checkpoints.step() == baseline.config.iterations
         if not done:
             if not fresh:  # trained on to a longer budget: its config says so
                 write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")
@@ -260,11 +256,8 @@ def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, confi
     """A trained baseline beside the run. One that adapts is fine-tuned by the run's own `algo`, as the
     meta-learned network is (one compiled adaptation for both; under Meta-SGD with every rate at
     inner_lr), at inner_lr or, with `tune_baseline_lr`, at its best step size; the oracle is not."""
-    checkpoints = Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints, create=False)
-    try:
+    with Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints, create=False) as checkpoints:
         params = checkpoints.restore(state_template(baseline.algo, baseline.config))["params"]
-    finally:
-        checkpoints.close()
     if not baseline.adapts:
         return Candidate(baseline.label, baseline.algo, params, 0.0)
     params = with_inner_rates(params, config)

@@ -104,11 +104,8 @@ def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
 
 def _latest_checkpoint(run_dir: Path) -> int:
     """The iteration of the run's latest complete checkpoint (0: none), what an eval of "latest" scores."""
-    checkpoints = Checkpoints(run_dir, 1, create=False)
-    try:
+    with Checkpoints(run_dir, 1, create=False) as checkpoints:
         return checkpoints.step() or 0
-    finally:
-        checkpoints.close()
 
 
 def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: int) -> list[ReportRow]:

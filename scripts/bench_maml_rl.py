@@ -101,25 +101,21 @@ def checkpoint_overhead(config, family, rounds: int) -> Overhead:
     run_chunk = compile_chunks(algo.step)
     state, _ = jax.block_until_ready(run_chunk(algo.init(jax.random.PRNGKey(config.seed)), 1))
     ratios, unsaved, iteration = [], [], 1
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoints = Checkpoints(Path(tmp), config.keep_checkpoints)
-        try:
-            for round_ in range(rounds):
-                seconds = {}
-                for saving in (False, True) if round_ % 2 == 0 else (True, False):
-                    t0 = time.perf_counter()
-                    for _ in range(4 * every):
-                        state, metrics = run_chunk(state, 1)
-                        jax.device_get(metrics)
-                        iteration += 1
-                        if saving and iteration % every == 0:
-                            checkpoints.save(iteration, state, 0.0)
-                    checkpoints.wait()
-                    seconds[saving] = time.perf_counter() - t0
-                ratios.append(seconds[True] / seconds[False] - 1)
-                unsaved.append(seconds[False])
-        finally:
-            checkpoints.close()
+    with tempfile.TemporaryDirectory() as tmp, Checkpoints(Path(tmp), config.keep_checkpoints) as checkpoints:
+        for round_ in range(rounds):
+            seconds = {}
+            for saving in (False, True) if round_ % 2 == 0 else (True, False):
+                t0 = time.perf_counter()
+                for _ in range(4 * every):
+                    state, metrics = run_chunk(state, 1)
+                    jax.device_get(metrics)
+                    iteration += 1
+                    if saving and iteration % every == 0:
+                        checkpoints.save(iteration, state, 0.0)
+                checkpoints.wait()
+                seconds[saving] = time.perf_counter() - t0
+            ratios.append(seconds[True] / seconds[False] - 1)
+            unsaved.append(seconds[False])
     unsaved_rate = 4 * every * algo.env_steps_per_iteration / float(np.median(unsaved))
     return Overhead(float(np.median(ratios)), min(ratios), max(ratios), unsaved_rate)
 

@@ -82,12 +82,9 @@ def latest_state(run, iterations):
 
     algo_name, config, _ = load_run(run)
     algo = make_algorithm(algo_name, config, family_for(config))
-    ckpt = Checkpoints(run, config.keep_checkpoints)
-    try:
+    with Checkpoints(run, config.keep_checkpoints) as ckpt:
         assert ckpt.step() == iterations
         return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
-    finally:
-        ckpt.close()
 
 
 def assert_same_final_state(run_a, run_b, iterations):

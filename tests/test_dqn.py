@@ -134,12 +134,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     train(algo, config, tmp_path / "split", resume=True, show_progress=False)
     states = []
     for name in ("whole", "split"):
-        ckpt = Checkpoints(tmp_path / name, config.keep_checkpoints)
-        try:
+        with Checkpoints(tmp_path / name, config.keep_checkpoints) as ckpt:
             assert ckpt.step() == config.iterations
             states.append(ckpt.restore(initial_state(algo, config)))
-        finally:
-            ckpt.close()
     for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):  # replay buffer included
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(UserError, match=rf"\(total_steps = {half.total_steps}\); --set total_steps=N extends a run"):

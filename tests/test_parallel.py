@@ -67,11 +67,8 @@ def test_an_error_in_one_training_stops_the_other_after_its_save(tmp_path):
     diverging = TrainJob(diverging_algorithm(30), dataclasses.replace(config, iterations=100), tmp_path / "diverging", False)
     with pytest.raises(DivergedError, match="non-finite at iteration 30"):
         train_all([long_run, diverging], show_progress=False)
-    checkpoints = Checkpoints(long_run.run_dir, 2)
-    try:
+    with Checkpoints(long_run.run_dir, 2) as checkpoints:
         assert (checkpoints.step() or 0) < config.iterations
-    finally:
-        checkpoints.close()
 
 
 @needs_two_devices
@@ -103,10 +100,7 @@ def test_ctrl_c_stops_trainings_side_by_side_once_each_has_saved(tmp_path):
     assert both_saved.is_set(), "both trainings save a checkpoint within two minutes"
     assert not [t for t in threading.enumerate() if t.name.startswith("train")]
     for job in jobs:
-        checkpoints = Checkpoints(job.run_dir, job.config.keep_checkpoints)
-        try:
+        with Checkpoints(job.run_dir, job.config.keep_checkpoints) as checkpoints:
             assert 0 < checkpoints.step() < job.config.iterations
-        finally:
-            checkpoints.close()
         # Each stopped after its save in flight had completed: no checkpoint is left half written.
         assert [path.name for path in (job.run_dir / "checkpoints").iterdir() if "tmp" in path.name] == []

@@ -54,13 +54,10 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
     config = MamlRLConfig(iterations=10, keep_checkpoints=5)
     with pytest.raises(DivergedError, match=f"^{what} became non-finite at iteration 4.*iteration 3"):
         train(diverging_algorithm(4, metric), config, tmp_path, resume=False, show_progress=False)
-    ckpt = Checkpoints(tmp_path, 5)
-    try:
+    with Checkpoints(tmp_path, 5) as ckpt:
         assert ckpt.step() == 3
         state = ckpt.restore(diverging_algorithm(4).init(None))
         assert jnp.all(jnp.isfinite(state["params"]))
-    finally:
-        ckpt.close()
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
@@ -91,11 +88,8 @@ def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path, how, s
         train(toy_algorithm(step), config, tmp_path, resume=False, show_progress=False,
               stop=stop if how == "stop event" else None)
     assert interrupted.value.latest == 7  # not 5, the last save that checkpoint_every made
-    ckpt = Checkpoints(tmp_path, 5)
-    try:
+    with Checkpoints(tmp_path, 5) as ckpt:
         assert float(ckpt.restore(toy_algorithm(step).init(None))["params"]) == 7.0
-    finally:
-        ckpt.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -129,11 +123,8 @@ def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
     handler = ocp.StandardCheckpointHandler(use_ocdbt=use_ocdbt)
     with ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), options=options, item_handlers=handler) as manager:
         manager.save(7, args=ocp.args.StandardSave(pack(state)))
-    checkpoints = Checkpoints(tmp_path, keep=2)
-    try:
+    with Checkpoints(tmp_path, keep=2) as checkpoints:
         restored = checkpoints.restore({"params": jnp.zeros(5), "iteration": jnp.zeros((), jnp.int32)})
-    finally:
-        checkpoints.close()
     np.testing.assert_array_equal(restored["params"], np.arange(5.0))
     assert int(restored["iteration"]) == 7
 
@@ -146,53 +137,42 @@ def test_runs_that_scored_checkpoints_as_orbax_metrics_keep_their_best(tmp_path)
     with ocp.CheckpointManager(directory, options=options, item_handlers=PackedStateHandler()) as manager:
         for step, score in ((1, -4.0), (2, 5.0), (3, 1.0)):
             manager.save(step, args=PackedSave(pack({"params": jnp.asarray(float(step))})), metrics={"score": score})
-    checkpoints = Checkpoints(tmp_path, keep=1)
-    try:
+    with Checkpoints(tmp_path, keep=1) as checkpoints:
         assert (checkpoints.step("best"), checkpoints.step()) == (2, 3)
         checkpoints.save(4, {"params": jnp.asarray(4.0)}, score=0.0)
         checkpoints.save(5, {"params": jnp.asarray(5.0)}, score=-1.0)
         assert (checkpoints.step("best"), checkpoints.step()) == (2, 5)
         assert checkpoints.manager.all_steps() == [2, 5]
         assert float(checkpoints.restore({"params": jnp.zeros(())}, which="best")["params"]) == 2.0
-    finally:
-        checkpoints.close()
 
 
 def test_a_reader_beside_a_run_still_training_reads_the_steps_its_saves_leave(tmp_path):
     """A run's saves delete its older checkpoints while an eval or a report reads them: a step gone
     before it is read is chosen again, and one gone before its score is read is left out."""
     for which in ("latest", "best"):
-        writer = Checkpoints(tmp_path / which, keep=1)
-        for step, score in ((1, 3.0), (2, 1.0), (3, 2.0)):  # keeps 3 (the latest) and 1 (the best)
-            writer.save(step, {"params": jnp.asarray(float(step))}, score)
-        writer.wait()
-        reader = Checkpoints(tmp_path / which, keep=1, create=False)
-        try:
-            assert (reader.step(), reader.step("best")) == (3, 1)
-            writer.save(4, {"params": jnp.asarray(4.0)}, score=5.0)  # the latest and the best: 1 and 3 deleted
+        with Checkpoints(tmp_path / which, keep=1) as writer:
+            for step, score in ((1, 3.0), (2, 1.0), (3, 2.0)):  # keeps 3 (the latest) and 1 (the best)
+                writer.save(step, {"params": jnp.asarray(float(step))}, score)
             writer.wait()
-            step, state = reader.restore_chosen({"params": jnp.zeros(())}, which)
-            assert (step, float(state["params"])) == (4, 4.0), which
-            reader.manager.all_steps = lambda: [4, 9]  # 9 deleted between the listing and the reading
-            assert reader._scores_on_disk() == {4: 5.0}
-        finally:
-            reader.close()
-            writer.close()
-    empty = Checkpoints(tmp_path / "none", keep=2, create=False)
-    assert empty.restore_chosen({"params": jnp.zeros(())}) == (None, None)
-    empty.close()
+            with Checkpoints(tmp_path / which, keep=1, create=False) as reader:
+                assert (reader.step(), reader.step("best")) == (3, 1)
+                writer.save(4, {"params": jnp.asarray(4.0)}, score=5.0)  # the latest and the best: 1 and 3 deleted
+                writer.wait()
+                step, state = reader.restore_chosen({"params": jnp.zeros(())}, which)
+                assert (step, float(state["params"])) == (4, 4.0), which
+                reader.manager.all_steps = lambda: [4, 9]  # 9 deleted between the listing and the reading
+                assert reader._scores_on_disk() == {4: 5.0}
+    with Checkpoints(tmp_path / "none", keep=2, create=False) as empty:
+        assert empty.restore_chosen({"params": jnp.zeros(())}) == (None, None)
 
 
 def test_an_empty_checkpoint_file_is_reported_in_one_line(tmp_path):
-    checkpoints = Checkpoints(tmp_path, keep=2)
-    checkpoints.save(1, {"params": jnp.asarray(1.0)}, score=0.0)
-    checkpoints.wait()
-    (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(b"")
-    try:
+    with Checkpoints(tmp_path, keep=2) as checkpoints:
+        checkpoints.save(1, {"params": jnp.asarray(1.0)}, score=0.0)
+        checkpoints.wait()
+        (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(b"")
         with pytest.raises(UserError, match=r"cannot read the checkpoint in .*/1 \(damaged or incomplete\)"):
             checkpoints.restore({"params": jnp.zeros(())})
-    finally:
-        checkpoints.close()
 
 
 def two_phase_algorithm(switch_at: int) -> Algorithm:
@@ -220,11 +200,8 @@ def test_later_phase_starts_at_its_iteration_with_no_chunk_across_the_switch_and
     train(algo, MamlRLConfig(iterations=4, chunk=2), halfway, resume=False, show_progress=False)
     train(algo, config, halfway, resume=True, show_progress=False)
     for run in (tmp_path / "straight", halfway):
-        ckpt = Checkpoints(run, 3)
-        try:
+        with Checkpoints(run, 3) as ckpt:
             assert float(ckpt.restore(algo.init(None))["params"]) == 3 * 1.0 + 3 * 10.0
-        finally:
-            ckpt.close()
 
 
 def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path):
@@ -239,14 +216,11 @@ def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path)
     algo = toy_algorithm(step)
     train(algo, MamlRLConfig(iterations=6, keep_checkpoints=2), tmp_path, resume=False, show_progress=False)
     train(algo, MamlRLConfig(iterations=9, keep_checkpoints=2), tmp_path, resume=True, show_progress=False)
-    ckpt = Checkpoints(tmp_path, 2)
-    try:
+    with Checkpoints(tmp_path, 2) as ckpt:
         assert ckpt.manager.all_steps() == [3, 8, 9]
         assert (ckpt.step("best"), ckpt.step()) == (3, 9)
         assert float(ckpt.restore(algo.init(None), which="best")["params"]) == 3.0
         assert float(ckpt.restore(algo.init(None))["params"]) == 9.0
-    finally:
-        ckpt.close()
 
 
 def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training():

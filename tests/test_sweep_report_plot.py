@@ -266,11 +266,8 @@ def test_report_cuts_no_name_on_an_80_column_terminal(tmp_path, cli, monkeypatch
 @pytest.mark.parametrize("evaluated_at, note", [(3, " (evaluated at iteration 3; the run is at 5)"), (5, "")])
 def test_report_says_when_an_evaluation_is_older_than_the_run(tmp_path, evaluated_at, note):
     run = fake_run(tmp_path / "run", seeds=1, iterations=5, evaluated=False)  # resumed for 2 more after its eval at 3
-    checkpoints = Checkpoints(run, 2)
-    try:
+    with Checkpoints(run, 2) as checkpoints:
         checkpoints.save(5, {"params": np.zeros(2)}, 0.0)
-    finally:
-        checkpoints.close()
     write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=evaluated_at)
     evaluated = [row for row in run_rows(run, step=None) if row.split == "test"]
     assert [row.metric for row in evaluated] == [f"return after 1 steps{note}"]

@@ -157,6 +157,12 @@ class Checkpoints:
             self._worker.shutdown(wait=True)
             self.manager.close()
 
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 def _best(steps, scores: dict[int, float]) -> int | None:
     """The step of the highest score (the latest of equal ones); None without steps."""

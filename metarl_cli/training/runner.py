@@ -193,13 +193,10 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
     batch, only where it has not begun; or a latest checkpoint that cannot be restored (damaged, or
     no longer fitting the config). Called before the resumed config is written, so a refused resume
     (or one with nothing left to run) leaves the run's files as they were."""
-    checkpoints = Checkpoints(run_dir, config.keep_checkpoints, create=False)
-    try:
+    with Checkpoints(run_dir, config.keep_checkpoints, create=False) as checkpoints:
         done = checkpoints.step() or 0
         if done:
             checkpoints.restore(state_template(algo, config), step=done)
-    finally:
-        checkpoints.close()
     refuse_shorter(run_dir, done, config)
     if saved_algo.schedule_before(done) != algo.schedule_before(done):
         raise UserError(f"{run_dir} has run {done} iterations, and this change would alter how they ran; "
@@ -214,15 +211,13 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
     `stop` set by a thread that trains others beside this one (`training.parallel`), is seen before
     the next call and raises `Interrupted` once the save in flight, if any, is complete. With a
     `shared` progress display, the bar (named after `run_dir`) goes there and `show_progress` is moot."""
-    checkpoints = Checkpoints(run_dir, config.keep_checkpoints)
     stop = stop if stop is not None else threading.Event()
-    try:
-        with stop_signals_set(stop):
-            return _train(algo, config, run_dir, resume, show_progress, checkpoints, shared, stop)
-    except KeyboardInterrupt:
-        raise Interrupted(checkpoints.step()) from None
-    finally:
-        checkpoints.close()
+    with Checkpoints(run_dir, config.keep_checkpoints) as checkpoints:
+        try:
+            with stop_signals_set(stop):
+                return _train(algo, config, run_dir, resume, show_progress, checkpoints, shared, stop)
+        except KeyboardInterrupt:
+            raise Interrupted(checkpoints.step()) from None
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
