@@ -69,8 +69,9 @@ def make_dqn(config: DqnConfig, family: Family) -> Algorithm:
         episode_return = state["episode_return"] + reward
         finished = (jnp.sum(jnp.where(done, episode_return, 0.0)), jnp.sum(done))
         tasks = state["tasks"]
-        if not family.one_task:  # a new task for every environment whose episode ended
-            tasks = _where_lanes(done, family.sample(k_task, lanes, "train"), tasks)
+        if not family.one_task:  # a new task for every environment whose episode ended, drawn only then
+            redraw = lambda tasks: _where_lanes(done, family.sample(k_task, lanes, "train"), tasks)  # noqa: E731
+            tasks = jax.lax.cond(jnp.any(done), redraw, lambda tasks: tasks, tasks)
         new = {**state, "obs": obs, "env_state": env_state, "replay": replay, "tasks": tasks,
                "episode_return": jnp.where(done, 0.0, episode_return)}
         return new, finished, epsilon
