@@ -66,13 +66,41 @@ class RunConfig:
         iterations after `done`, where the run resumes; every change has one unless a config says otherwise."""
 
     def validate(self) -> None:
-        for name in ("seeds", "chunk", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise UserError(f"seed must be >= 0, got {self.seed}")
+        _check_at_least(self, 1, "seeds", "chunk", "checkpoint_every", "keep_checkpoints")
+        _check_at_least(self, 0, "seed")
         if self.seed + self.seeds >= 2**31 - 2:
             raise UserError(f"seed + seeds must be below {2**31 - 2}, got {self.seed + self.seeds}")
+
+
+def _check_at_least(config, low: int, *names: str) -> None:
+    """Integer fields that must be at least `low`."""
+    for name in names:
+        if getattr(config, name) < low:
+            raise UserError(f"{name} must be >= {low}, got {getattr(config, name)}")
+
+
+def _check_positive(config, *names: str) -> None:
+    """Step sizes and the like: finite and above 0."""
+    for name in names:
+        value = getattr(config, name)
+        if value <= 0 or not math.isfinite(value):
+            raise UserError(f"{name} must be a positive number, got {value}")
+
+
+def _check_non_negative(config, *names: str) -> None:
+    """Coefficients and scales where 0 turns a thing off: finite and at least 0."""
+    for name in names:
+        value = getattr(config, name)
+        if value < 0 or not math.isfinite(value):
+            raise UserError(f"{name} must be a number >= 0, got {value}")
+
+
+def _check_unit(config, *names: str, above_zero: bool = False) -> None:
+    """Probabilities, fractions and discounts: in [0, 1], or (0, 1] where `above_zero`."""
+    for name in names:
+        value = getattr(config, name)
+        if not (0.0 < value <= 1.0 if above_zero else 0.0 <= value <= 1.0):
+            raise UserError(f"{name} must be in {'(0' if above_zero else '[0'}, 1], got {value}")
 
 
 def _check_eval(config) -> None:
@@ -89,12 +117,9 @@ def _check_hidden(hidden: tuple[int, ...]) -> None:
 
 def _check_rollouts(config) -> None:
     """What every rollout-based config shares: lanes, horizon (0: the family's) and gamma."""
-    if config.lanes < 1:
-        raise UserError(f"lanes must be >= 1, got {config.lanes}")
-    if config.horizon < 0:
-        raise UserError(f"horizon must be >= 0, got {config.horizon}")
-    if not 0.0 < config.gamma <= 1.0:
-        raise UserError(f"gamma must be in (0, 1], got {config.gamma}")
+    _check_at_least(config, 1, "lanes")
+    _check_at_least(config, 0, "horizon")
+    _check_unit(config, "gamma", above_zero=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,21 +142,11 @@ class MamlConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("iterations", "meta_batch"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("inner_steps", "eval_steps"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        _check_at_least(self, 1, "iterations", "meta_batch")
+        _check_at_least(self, 0, "inner_steps", "eval_steps")
         _check_eval(self)
-        if self.inner_lr < 0 or not math.isfinite(self.inner_lr):
-            raise UserError(f"inner_lr must be a non-negative number, got {self.inner_lr}")
-        if self.outer_lr <= 0 or not math.isfinite(self.outer_lr):
-            raise UserError(f"outer_lr must be a positive number, got {self.outer_lr}")
-        if self.later_lr_scale < 0 or not math.isfinite(self.later_lr_scale):
-            raise UserError(f"later_lr_scale must be a non-negative number, got {self.later_lr_scale}")
-        if self.max_grad_norm < 0 or not math.isfinite(self.max_grad_norm):
-            raise UserError(f"max_grad_norm must be a number >= 0, got {self.max_grad_norm}")
+        _check_non_negative(self, "inner_lr", "later_lr_scale", "max_grad_norm")
+        _check_positive(self, "outer_lr")
         _check_hidden(self.hidden)
 
 
@@ -164,11 +179,8 @@ class MamlRegressionConfig(MamlConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("shots", "eval_query_points"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.query_points < 0:
-            raise UserError(f"query_points must be >= 0, got {self.query_points}")
+        _check_at_least(self, 1, "shots", "eval_query_points")
+        _check_at_least(self, 0, "query_points")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +204,7 @@ class MamlDqnConfig(MamlConfig):
     def validate(self) -> None:
         super().validate()
         _check_rollouts(self)
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise UserError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        _check_unit(self, "epsilon")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,9 +261,7 @@ class DqnConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("total_steps", "num_envs", "train_every", "buffer_size", "batch_size", "target_update_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_at_least(self, 1, "total_steps", "num_envs", "train_every", "buffer_size", "batch_size", "target_update_every")
         if self.train_every % self.num_envs:
             raise UserError(f"train_every ({self.train_every}) must be a multiple of num_envs ({self.num_envs})")
         if self.target_update_every % self.train_every:
@@ -261,15 +270,9 @@ class DqnConfig(RunConfig):
             raise UserError(f"total_steps ({self.total_steps}) must be at least train_every ({self.train_every})")
         if self.learning_starts < self.batch_size:
             raise UserError(f"learning_starts ({self.learning_starts}) must be at least batch_size ({self.batch_size})")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise UserError(f"lr must be a positive number, got {self.lr}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise UserError(f"gamma must be in (0, 1], got {self.gamma}")
-        if not 0.0 < self.tau <= 1.0:
-            raise UserError(f"tau must be in (0, 1], got {self.tau}")
-        for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        _check_positive(self, "lr")
+        _check_unit(self, "gamma", "tau", above_zero=True)
+        _check_unit(self, "epsilon_start", "epsilon_end", "exploration_fraction")
         _check_hidden(self.hidden)
         _check_eval(self)
 
@@ -343,32 +346,21 @@ class Rl2Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("iterations", "meta_batch", "large_meta_batch", "episodes", "pulls", "hidden", "epochs", "minibatches"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.arms < 2:
-            raise UserError(f"arms must be >= 2, got {self.arms}")
-        if self.horizon < 0:
-            raise UserError(f"horizon must be >= 0, got {self.horizon}")
+        _check_at_least(self, 1, "iterations", "meta_batch", "large_meta_batch", "episodes", "pulls", "hidden", "epochs", "minibatches")
+        _check_at_least(self, 2, "arms")
+        _check_at_least(self, 0, "horizon")
         for name in ("meta_batch", "large_meta_batch"):
             if getattr(self, name) % self.minibatches:
                 raise UserError(f"{name} ({getattr(self, name)}) must be a multiple of minibatches ({self.minibatches})")
         if self.cell not in ("gru", "lstm"):
             raise UserError(f"cell must be 'gru' or 'lstm', got '{self.cell}'")
-        for name in ("lr", "second_phase_lr"):
-            if getattr(self, name) <= 0 or not math.isfinite(getattr(self, name)):
-                raise UserError(f"{name} must be a positive number, got {getattr(self, name)}")
+        _check_positive(self, "lr", "second_phase_lr")
         if self.second_phase_at < 0:
             raise UserError(f"second_phase_at must be >= 0 (0: no second phase), got {self.second_phase_at}")
         if self.large_batch_at < 0:
             raise UserError(f"large_batch_at must be >= 0 (0: never), got {self.large_batch_at}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("clip", "entropy_coef", "second_phase_entropy_coef", "value_coef", "max_grad_norm"):
-            value = getattr(self, name)
-            if value < 0 or not math.isfinite(value):
-                raise UserError(f"{name} must be a number >= 0, got {value}")
+        _check_unit(self, "gamma", "gae_lambda")
+        _check_non_negative(self, "clip", "entropy_coef", "second_phase_entropy_coef", "value_coef", "max_grad_norm")
         _check_eval(self)
 
 

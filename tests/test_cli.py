@@ -277,7 +277,7 @@ def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path
     config = tomllib.loads(out)
     assert config["algo"] == "maml" and config["iterations"] == 7 and config["hidden"] == [16, 16] and not run.exists()
     code, _, err = cli("train", "maml", *tiny_sets("inner_lr=-1"), "-o", str(run), "--dry-run")
-    assert code == 2 and "inner_lr must be a non-negative number" in err and not run.exists()
+    assert code == 2 and "inner_lr must be a number >= 0" in err and not run.exists()
     run.mkdir()
     (run / "manifest.json").write_text('{"tool": "metarl"}')
     code, _, err = cli("train", "maml", "-o", str(run), "--dry-run")
@@ -332,7 +332,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--set", "ranges.train.length=[0.9, 0.2]"], "min > max"),
         (["train", "maml", "--set", "ranges.train.masspole=[-0.1, 0.2]"], "must be positive"),
         (["train", "maml", "--set", "learning_rate=0.1"], "unknown config key(s) learning_rate"),
-        (["train", "maml", "--set", "inner_lr=-0.1"], "inner_lr must be a non-negative number"),
+        (["train", "maml", "--set", "inner_lr=-0.1"], "inner_lr must be a number >= 0"),
         (["train", "maml", "--set", "outer_lr=-1e-3"], "outer_lr must be a positive number"),
         (["train", "maml", "--set", "meta_batch=many"], "meta_batch' expects int"),
         (["train", "maml", "--config", "CONFIG"], "malformed TOML"),
@@ -359,6 +359,11 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml-dqn", "--set", "epsilon=2"], "epsilon must be in [0, 1]"),
         (["train", "rl2", "--set", "second_phase_at=-1"], "second_phase_at must be >= 0 (0: no second phase), got -1"),
         (["train", "rl2", "--set", "second_phase_lr=0"], "second_phase_lr must be a positive number"),
+        (["train", "maml", "--set", "gamma=0"], "gamma must be in (0, 1], got 0.0"),
+        (["train", "dqn", "--set", "tau=1.5"], "tau must be in (0, 1], got 1.5"),
+        (["train", "rl2", "--set", "gae_lambda=-0.1"], "gae_lambda must be in [0, 1], got -0.1"),
+        (["train", "rl2", "--set", "arms=1"], "arms must be >= 2, got 1"),
+        (["train", "rl2", "--set", "clip=-0.2"], "clip must be a number >= 0, got -0.2"),
         (["train", "dqn", "--resume", "-o", "FOREIGN", "--seeds", "2"], "--resume continues a run with its saved seeds"),
         (["train", "maml", "--config", "FOREIGN"], "is a directory, not a TOML file"),
         (["train", "maml", "--config", "BINARY"], "is not a TOML file (not UTF-8 text)"),
