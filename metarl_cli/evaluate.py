@@ -34,7 +34,7 @@ import numpy as np
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
-from metarl_cli.config import MAX_COUNT, DqnConfig, MamlDqnConfig, write_config
+from metarl_cli.config import DqnConfig, MamlDqnConfig, check_count, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.published import Published, published_for
@@ -166,10 +166,10 @@ def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseli
     steps a pretrained network; on a regression family also the oracle."""
     baselines = _baselines_of(algo, algo_name, config, family)
     for baseline in baselines:
-        if baseline.config.largest_count() > MAX_COUNT:
-            key = type(baseline.config).LENGTH_KEY
-            raise UserError(f"the {baseline.name} baseline would train for {key} = {getattr(baseline.config, key)}, as much as "
-                            f"this run drew, more than its 32-bit counters can count (at most {MAX_COUNT})")
+        try:
+            check_count(baseline.config)
+        except UserError as e:
+            raise UserError(f"the {baseline.name} baseline would train as much as this run drew: {e}") from None
     return baselines
 
 

@@ -244,7 +244,7 @@ def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused
         algo = make_algorithm("maml-dqn", config, family_for(config))
         assert algo.env_steps_after(1) == 8_000
         if refused:
-            with pytest.raises(UserError, match="the multi-task-dqn baseline would train for total_steps = 2147488000"):
+            with pytest.raises(UserError, match="the multi-task-dqn baseline would train as much as this run drew: total_steps = 2147488000 is more than a run can count"):
                 baselines_of(algo, "maml-dqn", config, family_for(config))
         else:
             assert baselines_of(algo, "maml-dqn", config, family_for(config))[0].config.total_steps == 2_147_480_000
