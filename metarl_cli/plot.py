@@ -24,7 +24,7 @@ from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.report import check_writable, headline_metric, read_evaluation, writing  # noqa: E402
+from metarl_cli.report import check_writable, headline_values, read_evaluation, writing  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -46,15 +46,13 @@ def learning_curve(run_dir: Path):
     """(metric, iterations, mean over seeds, CI half-width over seeds, seeds), or None before the
     first chunk with a value (a DQN chunk in which no episode ended has none)."""
     records = MetricsLog(run_dir / "metrics.jsonl").read()
-    metric = headline_metric(records)
-    if metric is None:
+    headline = headline_values(records)
+    if headline is None:
         return None
+    metric, valued = headline
     by_iteration: dict[int, list[float]] = defaultdict(list)
-    for r in records:
-        if r.get(metric) is not None:
-            by_iteration[r["iteration"]].append(r[metric])
-    if not by_iteration:
-        return None
+    for r in valued:
+        by_iteration[r["iteration"]].append(r[metric])
     iterations = np.array(sorted(by_iteration))
     stats = [mean_ci95(by_iteration[i]) for i in iterations]
     seeds = max(len(v) for v in by_iteration.values())

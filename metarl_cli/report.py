@@ -33,9 +33,12 @@ SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 TRAINING_METRICS = ("post_return", "post_mse", "return")  # the first one a run logs is its headline
 
 
-def headline_metric(records: list[dict]) -> str | None:
-    """The run's headline training metric: the first of `TRAINING_METRICS` its latest metrics line holds."""
-    return next((m for m in TRAINING_METRICS if records and m in records[-1]), None)
+def headline_values(records: list[dict]) -> tuple[str, list[dict]] | None:
+    """The run's headline training metric (the first of `TRAINING_METRICS` its latest metrics line
+    holds) and the metrics lines with a value of it; None where there is no such line."""
+    metric = next((m for m in TRAINING_METRICS if records and m in records[-1]), None)
+    valued = [r for r in records if metric is not None and r.get(metric) is not None]
+    return (metric, valued) if valued else None
 
 
 class ReportRow(NamedTuple):
@@ -111,15 +114,11 @@ def _latest_checkpoint(run_dir: Path) -> int:
 def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
     """The last logged value of the headline metric, per seed: "final" once the run has done its
     `iterations`, else labelled with the iteration it has reached (unfinished, or still training)."""
-    metric = headline_metric(records)
-    if metric is None:
+    headline = headline_values(records)
+    if headline is None:
         return []
-    last: dict[int, float] = {}
-    for r in records:  # the latest value per seed
-        if r.get(metric) is not None:
-            last[r.get("seed", 0)] = r[metric]
-    if not last:
-        return []
+    metric, valued = headline
+    last = {r.get("seed", 0): r[metric] for r in valued}  # the latest value per seed
     values = np.array(list(last.values()))
     value, low, high = summarise_strata([values])
     label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
