@@ -24,7 +24,7 @@ from metarl_cli.rl.trials import episode_returns, run_trials
 
 
 def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
-    if not isinstance(family, Family) or not family.discrete:
+    if not family.discrete:  # (regression families are refused before: rl2 has no config for them)
         raise UserError(f"rl2 needs a family with discrete actions; '{family.name}' has none")
     episodes, horizon = config.episodes, family.horizon
     # Values in units of the discounted horizon (at most the trial): returns of order one per unit reward.

@@ -189,17 +189,18 @@ def gittins_index(pulls: int, s, f, m) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def gittins_table(pulls: int, lambdas: int = GITTINS_LAMBDAS) -> np.ndarray:
+def gittins_table(pulls: int) -> np.ndarray:
     """The index of every state with s + f + m <= pulls, flat at `gittins_offset` (float32, read-only).
 
-    One backward sweep over the lattice, vectorised over `lambdas` calibration rewards evenly spaced
+    One backward sweep over the lattice, vectorised over `GITTINS_LAMBDAS` calibration rewards evenly spaced
     on [0, 1]; each state's index is found between the two grid values where C changes sign. Two
     pairs of buffers, reused depth after depth, hold C and its slope (then W and G) of the depth
-    being computed and of the one below. Cost ~ pulls^3 / 6 * lambdas: 0.2 s for 100 pulls, 40 s
+    being computed and of the one below. Cost ~ pulls^3 / 6 * GITTINS_LAMBDAS: 0.2 s for 100 pulls, 40 s
     and 0.5 GB for 500 on one CPU. With 256 lambdas the indices are within 3e-4 (100 pulls) and
     1.5e-3 (500 pulls) of a 1024-4096-point grid's, and exact where C has at most one kink between
     grid values (all states with m <= 2, most with small m).
     """
+    lambdas = GITTINS_LAMBDAS
     grid = np.linspace(0.0, 1.0, lambdas, dtype=np.float32)
     table = np.empty(gittins_table_size(pulls), np.float32)
     widest = max((d + 1) * (pulls - d) for d in range(pulls))

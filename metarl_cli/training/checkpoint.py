@@ -174,12 +174,12 @@ class LatestAndBest:
     """An Orbax preservation policy: the latest `keep` checkpoints and the best-scoring one, by the
     scores `Checkpoints` records (`scores`: step -> score)."""
 
-    keep: int
+    keep: int  # >= 1 (keep_checkpoints is validated so)
     scores: dict[int, float]
 
     def should_preserve(self, checkpoints, *, context) -> list[bool]:
         steps = [info.step for info in checkpoints]
-        latest = set(sorted(steps)[-self.keep :]) if self.keep > 0 else set()
+        latest = set(sorted(steps)[-self.keep :])
         best = _best(steps, self.scores)
         return [step in latest or step == best for step in steps]
 
