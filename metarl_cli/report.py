@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy import stats as _stats
 
+from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.stats import diverged_count
 from metarl_cli.training.checkpoint import Checkpoints
@@ -102,7 +103,9 @@ def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     _, config, _ = load_run(run_dir)  # a clear error if it is not a run
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     done = max((r.get("iteration", 0) for r in records), default=0)
-    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir))]
+    # An eval.json written before it recorded whether the run adapts: a DQN run's did not.
+    adapts = not isinstance(config, DqnConfig)
+    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -145,15 +148,16 @@ def _is_result(result) -> bool:
             and isinstance(result.get("steps"), int))
 
 
-def _eval_rows(run_dir: Path, step: int | None, latest: int) -> list[ReportRow]:
+def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> list[ReportRow]:
     """A row per method and metric of each evaluated split; an evaluation of the latest checkpoint
-    made before the run saved a later one (at iteration `latest`) says at which iteration it was made."""
+    made before the run saved a later one (at iteration `latest`) says at which iteration it was made.
+    `adapts`: whether the run adapts by steps, where its eval.json does not say."""
     rows = []
     for split, result in sorted(read_evaluation(run_dir).items()):
         per_task = result.get("per_task")
         if not per_task:
             continue  # written before per-task scores were kept; `metarl eval` again to include it
-        metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step)]
+        metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step, result.get("adapts", adapts))]
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             stale = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
             metrics = [(metric + stale, select) for metric, select in metrics]
@@ -175,10 +179,10 @@ def _scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
     return groups
 
 
-def _step_metric(run_dir: Path, split: str, result: dict, step: int | None) -> Metric:
+def _step_metric(run_dir: Path, split: str, result: dict, step: int | None, adapts: bool) -> Metric:
     """The score after `step` adaptation steps (default: the last evaluated); after 0 for a run that
     does not adapt (DQN), beside runs that do."""
-    k = result["steps"] if step is None or not result.get("adapts", True) else step
+    k = result["steps"] if step is None or not adapts else step
     if not 0 <= k <= result["steps"]:
         raise UserError(f"--step {k} is outside 0..{result['steps']} for the '{split}' evaluation of {run_dir}")
     return f"{result['score']} after {k} steps", itemgetter(k)

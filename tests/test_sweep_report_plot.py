@@ -229,6 +229,13 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
                                                            ("trained", "return after 0 steps", 3.5)]
     with pytest.raises(UserError, match=r"--step 2 is outside 0..1 for the 'test' evaluation of .*maml-dqn"):
         run_rows(adapting, step=2)
+    # An eval.json from before it recorded "adapts": the run's config says that DQN does not adapt.
+    write_config(DqnConfig(), "dqn", plain / "config.toml")
+    (plain / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "dqn"}))
+    evaluation = json.loads((plain / "eval.json").read_text())
+    del evaluation["test"]["adapts"]
+    (plain / "eval.json").write_text(json.dumps(evaluation))
+    assert [(r.metric, r.iqm) for r in run_rows(plain, step=1) if r.split == "test"] == [("return after 0 steps", 3.5)]
 
 
 def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_not(tmp_path, cli):
