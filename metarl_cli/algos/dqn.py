@@ -61,17 +61,25 @@ def make_dqn(config: DqnConfig, family: Family) -> Algorithm:
         k_act, k_env, k_task = jax.random.split(key, 3)
         epsilon = linear_epsilon(env_steps, config.epsilon_start, config.epsilon_end, decay_steps)
         action = epsilon_greedy(q.values(state["params"], state["obs"]), epsilon, k_act)
-        obs, env_state, reward, terminated, truncated, info = step_env(
-            jax.random.split(k_env, lanes), state["env_state"], action, state["tasks"]
-        )
+        lane_keys = jax.random.split(k_env, lanes)
+        obs, env_state, reward, terminated, truncated, info = step_env(lane_keys, state["env_state"], action, state["tasks"])
         replay = replay_add(state["replay"], Transition(state["obs"], action, reward, info["final_observation"], terminated))
         done = jnp.logical_or(terminated, truncated)
         episode_return = state["episode_return"] + reward
         finished = (jnp.sum(jnp.where(done, episode_return, 0.0)), jnp.sum(done))
         tasks = state["tasks"]
         if not family.one_task:  # a new task for every environment whose episode ended, drawn only then
-            redraw = lambda tasks: _where_lanes(done, family.sample(k_task, lanes, "train"), tasks)  # noqa: E731
-            tasks = jax.lax.cond(jnp.any(done), redraw, lambda tasks: tasks, tasks)
+            def redraw(carry):
+                """The step auto-reset those environments with their old task; reset them again with the
+                new one and the same key (gymnax's reset key: the step key's second half), so a reset
+                that does not read the task (physics) is unchanged and one that does (a maze's goal) plays the new task."""
+                tasks, obs, env_state = carry
+                tasks = _where_lanes(done, family.sample(k_task, lanes, "train"), tasks)
+                reset_keys = jax.vmap(lambda k: jax.random.split(k)[1])(lane_keys)
+                new_obs, new_env_state = reset(reset_keys, tasks)
+                return tasks, _where_lanes(done, new_obs, obs), _where_lanes(done, new_env_state, env_state)
+
+            tasks, obs, env_state = jax.lax.cond(jnp.any(done), redraw, lambda carry: carry, (tasks, obs, env_state))
         new = {**state, "obs": obs, "env_state": env_state, "replay": replay, "tasks": tasks,
                "episode_return": jnp.where(done, 0.0, episode_return)}
         return new, finished, epsilon
