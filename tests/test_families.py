@@ -18,10 +18,14 @@ def test_cartpole_derived_fields_follow_sampled_ones(split):
     assert np.std(np.asarray(p.masspole)) > 0  # really randomised, not the default
 
 
-def test_acrobot_centre_of_mass_follows_link_length():
-    p = get_family("acrobot-family").sample(jax.random.PRNGKey(4), 128, "ood")
+def test_acrobot_links_share_a_mass_and_length_as_in_sunblaze_and_centres_of_mass_follow_the_length():
+    family = get_family("acrobot-family")
+    p = family.sample(jax.random.PRNGKey(4), 128, "ood")
+    np.testing.assert_array_equal(p.link_mass_2, p.link_mass_1)
+    np.testing.assert_array_equal(p.link_length_2, p.link_length_1)
     np.testing.assert_allclose(p.link_com_pos_1, p.link_length_1 / 2, rtol=1e-6)
-    np.testing.assert_allclose(p.link_com_pos_2, p.link_length_2 / 2, rtol=1e-6)
+    np.testing.assert_allclose(p.link_com_pos_2, p.link_length_1 / 2, rtol=1e-6)
+    assert family.describe(jax.tree.map(lambda x: x[0], p)).shape == (3,)  # mass, length, inertia: Sunblaze's three
 
 
 @pytest.mark.parametrize("name", [n for n in FAMILY_NAMES if get_family(n).ranges])  # `cartpole` is one task

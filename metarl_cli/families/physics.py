@@ -23,7 +23,10 @@ def _cartpole_derive(p):
 
 
 def _acrobot_derive(p):
-    return p.replace(link_com_pos_1=p.link_length_1 / 2.0, link_com_pos_2=p.link_length_2 / 2.0)
+    """Sunblaze draws one mass, one length and one moment of inertia for both links (here the first
+    link's fields carry them); the centres of mass stay at half the length (gym's 0.5 at the default)."""
+    half = p.link_length_1 / 2.0
+    return p.replace(link_mass_2=p.link_mass_1, link_length_2=p.link_length_1, link_com_pos_1=half, link_com_pos_2=half)
 
 
 class DiscretePendulum(Pendulum):
@@ -92,12 +95,9 @@ def acrobot_family() -> Family:
     env = Acrobot()
     return Family(
         name="acrobot-family",
-        summary="Acrobot-v1 with random link lengths, masses and moment of inertia (Sunblaze R/E)",
+        summary="Acrobot-v1 with a random link length, link mass (both links) and moment of inertia (Sunblaze R/E)",
         env=env,
-        ranges=tuple(
-            _sunblaze(n, 1.0, (0.75, 1.25), (0.5, 1.5))
-            for n in ("link_length_1", "link_length_2", "link_mass_1", "link_mass_2", "link_moi")
-        ),
+        ranges=tuple(_sunblaze(n, 1.0, (0.75, 1.25), (0.5, 1.5)) for n in ("link_length_1", "link_mass_1", "link_moi")),
         horizon=500,
         derive=_acrobot_derive,
     )
