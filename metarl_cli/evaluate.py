@@ -196,8 +196,10 @@ def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Basel
 
 
 def _baseline_config(config, **changes):
-    """The run's config with no inner loop and as much data as meta-training drew (inner steps + 1
-    batches a task), checkpointed every tenth of its training: a Ctrl-C loses at most that much."""
+    """The run's config with no inner loop and inner steps + 1 batches a task: as much data as RL
+    meta-training drew, and at least as much as regression's (its inner steps reuse the K support
+    points: more for the baseline where inner_steps > 1). Checkpointed every tenth of its training:
+    a Ctrl-C loses at most that much."""
     iterations = config.iterations * (config.inner_steps + 1)
     return dataclasses.replace(
         config,
