@@ -6,7 +6,9 @@ DiCE surrogate (Foerster et al. 2018) with the baseline of Mao et al. (2019).
 
 where MB(x) = exp(x - stop_gradient(x)), S_t sums log pi over the episode so far, g_t is gamma to
 the time within the episode and b_t a baseline. Its value is the mean discounted reward and every
-order of its derivative is an unbiased estimate of that order of derivative of the expected return.
+order of its derivative is an unbiased estimate of that order of derivative of an episode's expected
+discounted return. (S_t restarts with each episode of a rollout window, as in rllab: the window's
+later episodes count as episodes of their own, not through how long the earlier ones lasted.)
 That is what makes MAML-RL's meta-gradient correct: differentiating the inner policy-gradient step
 again yields the score-function term that accounts for the support episodes' dependence on the
 parameters, which a plain REINFORCE surrogate (log pi * return) silently drops.
