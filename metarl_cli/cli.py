@@ -20,7 +20,7 @@ from metarl_cli.errors import UserError
 from metarl_cli.training.progress import console, stdout_console
 
 app = typer.Typer(
-    help="Meta-reinforcement learning experiments in JAX: train, evaluate on held-out tasks, list task families.",
+    help="Meta-reinforcement learning experiments in JAX: train, evaluate on held-out tasks, report and plot across runs, list task families.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -60,7 +60,7 @@ def train(
     seeds: Optional[int] = typer.Option(
         None, "--seeds", help="Independent runs in one compiled program, seeded seed, seed+1, ... (same as --set seeds=N)."
     ),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-TIME)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-DATE-TIME)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
     ),
@@ -171,10 +171,10 @@ def train(
 @app.command("eval")
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory written by `metarl train`."),
-    split: str = typer.Option("test", "--split", help="test (new tasks, train ranges), ood (held-out ranges) or train (tasks from the training split)."),
+    split: str = typer.Option("test", "--split", help="test (new tasks, train ranges; metamaze: goals training never draws), ood (held-out ranges) or train (tasks from the training split)."),
     tasks: Optional[int] = typer.Option(None, "--tasks", "-n", help="Held-out tasks (default: the run's eval_tasks)."),
-    steps: Optional[int] = typer.Option(None, "--steps", "-k", help="Adaptation steps (default: the run's eval_steps)."),
-    checkpoint: str = typer.Option("latest", "--checkpoint", help="latest or best."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-k", help="Adaptation steps (default: the run's eval_steps); not for dqn (scored after 0 steps) or rl2 (adapts within a trial)."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="latest, or best: the checkpoint with the best training score (post-adaptation score; a DQN's or RL^2's return)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
@@ -360,7 +360,7 @@ def envs():
     from metarl_cli.families import FAMILY_NAMES, Family, RegressionFamily, get_family
 
     families = [get_family(name) for name in FAMILY_NAMES]
-    table = Table(title="task families (train and test draw from the train range; ood from the held-out ranges)",
+    table = Table(title="task families (train and test draw from the train range, metamaze's test from cells train never draws; ood from the held-out ranges)",
                   box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
     table.add_column("parameter", min_width=max(len(r.name) for fam in families for r in fam.ranges))

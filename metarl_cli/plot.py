@@ -29,7 +29,7 @@ from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
 # Each learning panel holds the runs whose curves share an x and a y: (x label, y label) by algorithm and metric.
-X_LABELS = {"dqn": "iteration (one gradient step)", "rl2": "iteration (one PPO update on a batch of trials)"}
+X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once learning starts)", "rl2": "iteration (one PPO update on a batch of trials)"}
 Y_LABELS = {"post_return": "return after adaptation", "post_mse": "query MSE after adaptation", "return": "episode return (training)"}
 RL2_Y_LABEL = "trial return (training)"
 # Line styles then colours: forty series before a style repeats (matplotlib's default repeats after ten).

@@ -356,7 +356,7 @@ def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_sa
     try:
         panels = {(ax.get_xlabel(), ax.get_ylabel()): ax for ax in fig.axes}
         styles = {(line.get_color(), line.get_linestyle()) for line in panels[("meta-iteration", "return after adaptation")].get_lines()}
-        dqn_lines = panels[("iteration (one gradient step)", "episode return (training)")].get_lines()
+        dqn_lines = panels[("iteration (train_every env steps, then a gradient step once learning starts)", "episode return (training)")].get_lines()
     finally:
         plt.close(fig)
     assert len(panels) == 2
