@@ -102,3 +102,23 @@ def test_passes_hold_as_many_tasks_as_fit_the_l2_cache_linux_reports(tmp_path, m
     monkeypatch.setattr(meta, "core_cache_bytes", lambda: 1 << 20)
     shapes = [(4000, 64), (2000, 100), (1000, 100), (100_000, 64)]  # rows a task, widest layer
     assert [meta.cpu_tasks_per_pass(rows, width) for rows, width in shapes] == [1, 1, 2, 1]
+
+
+def test_linear_baseline_stays_finite_where_observations_hold_an_angle_cos_and_sin():
+    """cos^2 + sin^2 repeats the constant feature (Acrobot, Pendulum): at the first ridge the float32
+    solve overflowed on some batches, MAML's loss went non-finite and training stopped."""
+    from metarl_cli.rl.baseline import linear_baseline, reward_to_go
+    from metarl_cli.rl.rollout import Trajectory
+
+    steps, lanes = 500, 20
+    time = jnp.broadcast_to(jnp.arange(steps)[:, None], (steps, lanes))
+    rewards, dones = -jnp.ones((steps, lanes)), time == steps - 1
+    returns = reward_to_go(rewards, dones, 0.99)
+    for seed in (1, 8, 13):  # batches whose solve at 1e-5 overflowed on the machine this was written on
+        angle_key, velocity_key = jax.random.split(jax.random.PRNGKey(seed))
+        angles = jax.random.uniform(angle_key, (steps, lanes, 2), minval=-np.pi, maxval=np.pi)
+        obs = jnp.concatenate([jnp.cos(angles), jnp.sin(angles), jax.random.normal(velocity_key, (steps, lanes, 2))], -1)
+        fitted = linear_baseline(Trajectory(obs, jnp.zeros((steps, lanes), jnp.int32), rewards, dones, time), returns)
+        assert np.all(np.isfinite(fitted)), seed
+        # A fit, not just a finite number: far closer to the returns than their mean is.
+        assert np.abs(fitted - returns).mean() < 0.1 * np.abs(returns - returns.mean()).mean(), seed

@@ -32,13 +32,20 @@ def features(traj: Trajectory) -> jax.Array:
     return jnp.concatenate([obs, obs**2, t, t**2, t**3, ones], axis=-1)
 
 
-def linear_baseline(traj: Trajectory, returns: jax.Array, ridge: float = 1e-5) -> jax.Array:
+# The ridge, raised tenfold until the fit is finite, as rllab's LinearFeatureBaseline does: where
+# observations hold cos and sin of an angle (Acrobot, Pendulum) their squares sum to the constant
+# feature, and at 1e-5 the float32 solve of that near-singular system can overflow.
+RIDGES = tuple(1e-5 * 10.0**i for i in range(5))
+
+
+def linear_baseline(traj: Trajectory, returns: jax.Array) -> jax.Array:
     """Fitted values of the reward-to-go `returns` at each step, (T, L)."""
     traj, returns = jax.lax.stop_gradient((traj, returns))
     phi = features(traj)
     x = phi.reshape(-1, phi.shape[-1])
-    gram = x.T @ x + ridge * jnp.eye(x.shape[1])
-    w = jnp.linalg.solve(gram, x.T @ returns.reshape(-1))
+    gram, moments = x.T @ x, x.T @ returns.reshape(-1)
+    fits = jnp.stack([jnp.linalg.solve(gram + ridge * jnp.eye(x.shape[1]), moments) for ridge in RIDGES])
+    w = fits[jnp.argmax(jnp.all(jnp.isfinite(fits), axis=1))]  # the first finite (none: the first, and training stops)
     return jax.lax.stop_gradient((x @ w).reshape(returns.shape))
 
 
