@@ -194,12 +194,16 @@ def adaptation_curve(learner: Learner, params, task, key, lr, scales: jax.Array)
     """Query score after 0, 1, ..., len(scales) inner steps on one task, step j at rate scales[j] * lr.
 
     `lr` is a scalar or per-parameter rates (Meta-SGD); steps are first order, as at test time
-    nothing differentiates through them.
+    nothing differentiates through them. Parameters that are no longer finite score NaN (the
+    adaptation diverged): a categorical policy with NaN logits still acts, always its first action,
+    and would earn an ordinary-looking return.
     """
     steps = scales.shape[0]
 
     def score_after(params, k):
-        return learner.score(params, learner.query(params, task, k))
+        score = learner.score(params, learner.query(params, task, k))
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
+        return jnp.where(finite, score, jnp.nan)
 
     def body(params, xs):
         k, scale = xs

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax import enable_x64
 
-from metarl_cli.meta import Learner, inner_step
+from metarl_cli.meta import Learner, adaptation_curve, inner_step
 from metarl_cli.rl.baseline import discounted_advantages, reward_to_go
 from metarl_cli.rl.dice import dice_objective
 from metarl_cli.rl.rollout import Trajectory
@@ -201,3 +201,12 @@ def test_two_inner_steps_chain_exactly(theta):
             return value
 
         np.testing.assert_allclose(jax.grad(ours)(theta), finite_difference(target, theta), rtol=1e-6, atol=1e-8)
+
+
+def test_adaptation_that_diverges_scores_nan_even_where_the_learner_would_score_it():
+    """As a categorical policy with NaN logits does (it always takes its first action): a finite
+    score from non-finite parameters must not reach eval's tables as an ordinary result."""
+    batch = lambda params, task, key: None  # noqa: E731
+    exploding = Learner(batch, batch, lambda params, _: 1e30 * jnp.sum(params**2), lambda params, _: jnp.float32(1.0))
+    scores = adaptation_curve(exploding, jnp.ones(2), None, jax.random.PRNGKey(0), 1e10, jnp.ones(2))
+    assert scores[0] == 1.0 and np.all(np.isnan(scores[1:])), scores  # one step overflows to inf, the next to NaN
