@@ -146,12 +146,9 @@ def train(
         resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
         _exit_interrupted(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
                           if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
-    if summary.iterations_per_second:
-        rate = f"{summary.iterations_per_second:,.1f} it/s"
-        if summary.env_steps_per_second:
-            rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
-    else:
-        rate = "every call compiled, so no steady rate"
+    rate = f"{summary.iterations_per_second:,.1f} it/s"  # a run that had nothing left to do stopped above
+    if summary.env_steps_per_second:
+        rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
     last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())
     if last and last.per_seed:
         per_seed = ", ".join(f"seed {seed}: {ret:.1f}" for seed, ret in last.per_seed.items())

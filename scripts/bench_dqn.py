@@ -5,7 +5,8 @@ Prints, from one run on this machine, for `metarl train dqn --env cartpole` (500
   - compile time, training time (compilation excluded), env steps/s and gradient steps/s, for one
     seed and for --seeds N seeds in one program;
   - the time of N seeds over N times the time of one seed (target on the 2-core CPU: 8 seeds at
-    most 3 times one seed, a ratio of 0.375), compilation counted once;
+    most 3 times one seed, a ratio of 0.375), training alone and with compilation counted once on
+    each side (see bench_seeds.py);
   - the training time beside purejaxrl's dqn.py on the same settings, as shared/PROTOCOLS.md
     records it for the 2-core CPU (about 27 s plus about 10 s of compilation): a reference figure
     from that machine, not run here;
@@ -24,7 +25,7 @@ import time
 
 import jax
 
-from bench_seeds import timed_run
+from bench_seeds import print_seed_ratios, timed_run
 from metarl_cli.devices import local_devices_text
 from metarl_cli.training.runner import compile_chunks, seed_mesh
 
@@ -69,19 +70,19 @@ def main() -> None:
     for seeds in (1, args.seeds):
         overrides = [f"total_steps={args.total_steps}", f"seeds={seeds}", "double_dqn=false"]  # CleanRL's exact settings
         compile_s, train_s, config = timed_run("dqn", "cartpole", overrides)
-        results[seeds] = train_s
+        results[seeds] = compile_s, train_s
         env_rate = seeds * config.total_steps / train_s
         grad_rate = seeds * (config.total_steps - config.learning_starts) / config.train_every / train_s
         print(f"{seeds} seed(s): compile {compile_s:5.1f} s, training {train_s:6.1f} s, "
               f"{env_rate:10,.0f} env steps/s, {grad_rate:8,.0f} gradient steps/s (all seeds)")
-    one, many = results[1], results[args.seeds]
-    print(f"{args.seeds} seeds / one seed:                 {many / one:6.2f} x")
-    print(f"{args.seeds} seeds / ({args.seeds} x one seed):            {many / (args.seeds * one):6.3f}   (target <= 0.375)")
+    (_, one), (_, many) = results[1], results[args.seeds]
+    print(f"{args.seeds} seeds / one seed, training alone: {many / one:6.2f} x")
+    print_seed_ratios("", args.seeds, results[1], results[args.seeds], 0.375)
     gradient_steps = (config.total_steps - config.learning_starts) // config.train_every
     products = product_seconds(args.seeds, config.batch_size, config.hidden) * gradient_steps
     layer = "x".join(map(str, config.hidden[:2]))
     print(f"{args.seeds} seeds' four {layer}-layer products alone: {products:6.1f} s of their gradient steps, "
-          f"a floor of {products / (args.seeds * one):.3f} on the ratio above")
+          f"a floor of {products / (args.seeds * one):.3f} on the training-alone ratio")
     if args.total_steps == 500_000:
         print(f"one seed / purejaxrl dqn.py (reference {PUREJAXRL_SECONDS:.0f} s + {PUREJAXRL_COMPILE:.0f} s compile, PROTOCOLS.md): "
               f"{one / PUREJAXRL_SECONDS:.2f}   (target <= 1)")

@@ -1,8 +1,8 @@
 """Benchmark: RL^2 training throughput against the raw environment, from one run.
 
-Prints the compile time, the agent steps/s of steady-state training (the trials' steps, the
-recurrent-PPO update included), the random-policy gymnax throughput for the same family, number of
-trials and trial length, and their ratio.
+Prints the compile time, the agent steps/s of training as `metarl train rl2` runs it (the trials'
+steps, the recurrent-PPO update and a checkpoint every iteration included, compilation not), the
+random-policy gymnax throughput for the same family, number of trials and trial length, and their ratio.
 
 Usage: python scripts/bench_rl2.py [--env bandit] [--iterations 20] [--set arms=10 --set pulls=100]
 """
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
     args = parser.parse_args()
 
-    config = resolve_config("rl2", args.env, None, [*args.overrides, f"iterations={args.iterations}", f"chunk={args.iterations // 2}"])
+    config = resolve_config("rl2", args.env, None, [*args.overrides, f"iterations={args.iterations}"])
     family = family_for(config)
     trial_steps = config.episodes * family.horizon
     print(f"device: {local_devices_text()}; env {config.env}; "

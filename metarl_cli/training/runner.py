@@ -265,12 +265,18 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
     if mesh is not None:
         state = jax.device_put(state, NamedSharding(mesh, P("seed")))
     phases = algo.phases
-    compiled_phases = {}  # phase index -> its compiled chunk runner, built when the phase is reached
+    chunk_runners = {}  # phase index -> its jitted chunk runner, built when the phase is reached
+    executables = {}  # (phase, n) -> n iterations of that phase, compiled
 
-    def run_chunk(phase: int, state, n: int):
-        if phase not in compiled_phases:
-            compiled_phases[phase] = compile_chunks(seeded_step(phases[phase].step, config, algo.vmap_seeds), mesh)
-        return compiled_phases[phase](state, n)
+    def compiled_chunk(phase: int, state, n: int):
+        """The compiled call for n iterations of `phase`, and the seconds spent compiling it now (0: it was)."""
+        if (phase, n) in executables:
+            return executables[phase, n], 0.0
+        if phase not in chunk_runners:
+            chunk_runners[phase] = compile_chunks(seeded_step(phases[phase].step, config, algo.vmap_seeds), mesh)
+        t0 = time.perf_counter()
+        executables[phase, n] = chunk_runners[phase].lower(state, n).compile()  # compiled apart, so no run is timed as compiling
+        return executables[phase, n], time.perf_counter() - t0
 
     sign = 1.0 if algo.maximize else -1.0
 
@@ -278,16 +284,15 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
     checkpoints_saved = 0
     t_begin = time.perf_counter()
     timed_iterations = timed_env_steps = 0
-    t_steady = None  # end of the first call
-    later_compiles = 0.0  # seconds of calls after it that compiled (a shorter last chunk, a new phase)
-    compiled_lengths: set[tuple[int, int]] = set()
+    t_first = None  # start of the first call, after its compilation
+    later_compiles = 0.0  # seconds compiling after it (a shorter last chunk, a new phase)
 
     def steady_rates() -> tuple[float, float]:
-        """Meta-iterations/s and env steps/s (all seeds) since the first call of this session, the
-        calls that compiled left out."""
+        """Meta-iterations/s and env steps/s (all seeds) since the first call of this session, with
+        checkpoints and everything else between calls, compilation left out."""
         if not timed_iterations:
             return 0.0, 0.0
-        seconds = time.perf_counter() - t_steady - later_compiles
+        seconds = time.perf_counter() - t_first - later_compiles
         return timed_iterations / seconds, timed_env_steps * config.seeds / seconds
 
     progress = training_progress(show_progress) if shared is None else shared
@@ -303,20 +308,16 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
                 phase = max(i for i, p in enumerate(phases) if p.start <= done)
                 phase_end = phases[phase + 1].start if phase + 1 < len(phases) else config.iterations
                 n = min(config.chunk, config.iterations - done, phase_end - done)
-                t0 = time.perf_counter()
-                state, chunk_metrics = run_chunk(phase, state, n)
-                chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
-                t1 = time.perf_counter()
-                if (phase, n) not in compiled_lengths:  # this call compiled (the first, a shorter chunk, a new phase)
-                    compiled_lengths.add((phase, n))
-                    compile_seconds += t1 - t0
-                    if t_steady is None:
-                        t_steady = t1
-                    else:
-                        later_compiles += t1 - t0
+                executable, compiling = compiled_chunk(phase, state, n)
+                compile_seconds += compiling
+                if t_first is None:
+                    t_first = time.perf_counter()
                 else:
-                    timed_iterations += n
-                    timed_env_steps += n * phases[phase].env_steps_per_iteration
+                    later_compiles += compiling
+                state, chunk_metrics = executable(state)
+                chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
+                timed_iterations += n
+                timed_env_steps += n * phases[phase].env_steps_per_iteration
                 check_finite(chunk_metrics, done, checkpoints, run_dir)
                 previous, done = done, done + n
                 summary = algo.summary(chunk_metrics)
@@ -364,10 +365,7 @@ def _seed_mean(values) -> float:
 
 
 def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, env_steps: float) -> str:
-    """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds),
-    none before a call that did not compile has been timed."""
+    """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds)."""
     shown = "  ".join(f"{name.removesuffix('_' + algo.score_name)} {_seed_mean(summary[name]):8.3g}" for name in algo.shown_metrics)
-    if not iterations_per_second:
-        return shown
     speed = f"{env_steps / 1e3:7.0f}k steps/s" if env_steps else f"{iterations_per_second:7.0f} it/s"
     return f"{shown}  {speed}"
