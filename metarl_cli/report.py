@@ -185,7 +185,7 @@ def _step_metric(run_dir: Path, split: str, result: dict, step: int | None, adap
     k = result["steps"] if step is None or not adapts else step
     if not 0 <= k <= result["steps"]:
         raise UserError(f"--step {k} is outside 0..{result['steps']} for the '{split}' evaluation of {run_dir}")
-    return f"{result['score']} after {k} steps", itemgetter(k)
+    return f"{result['score']} after {k} step{'' if k == 1 else 's'}", itemgetter(k)
 
 
 def _trial_metrics(result: dict) -> list[Metric]:

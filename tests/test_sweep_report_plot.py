@@ -225,7 +225,7 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
     plain = fake_run(tmp_path / "dqn", seeds=1, iterations=3, evaluated=False)
     write_eval(plain, {"trained": [[3.0, 4.0]]}, adapts=False)  # DQN: scored after 0 steps only
     rows = [r for run in (adapting, plain) for r in run_rows(run, step=1) if r.split == "test"]
-    assert [(r.method, r.metric, r.iqm) for r in rows] == [("meta-learned", "return after 1 steps", 5.5),
+    assert [(r.method, r.metric, r.iqm) for r in rows] == [("meta-learned", "return after 1 step", 5.5),
                                                            ("trained", "return after 0 steps", 3.5)]
     with pytest.raises(UserError, match=r"--step 2 is outside 0..1 for the 'test' evaluation of .*maml-dqn"):
         run_rows(adapting, step=2)
@@ -277,7 +277,7 @@ def test_report_says_when_an_evaluation_is_older_than_the_run(tmp_path, evaluate
         checkpoints.save(5, {"params": np.zeros(2)}, 0.0)
     write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=evaluated_at)
     evaluated = [row for row in run_rows(run, step=None) if row.split == "test"]
-    assert [row.metric for row in evaluated] == [f"return after 1 steps{note}"]
+    assert [row.metric for row in evaluated] == [f"return after 1 step{note}"]
 
 
 @pytest.mark.parametrize("command, output", [("report", "/proc/metarl-report"), ("plot", "/proc/metarl-plot.png")])
