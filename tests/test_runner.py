@@ -61,6 +61,21 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_a_non_finite_value_in_one_seed_mid_chunk_stops_at_its_iteration(tmp_path):
+    """Two seeds, chunks of three: only seed 1 turns NaN, at iteration 4 (inside the second chunk)."""
+
+    def step(state):
+        it = state["iteration"] + 1
+        bad = jnp.where((it == 4) & (state["seed"] == 1), jnp.nan, 1.0 / it)
+        metrics = {"loss": bad, "pre_return": -bad, "post_return": -bad}
+        return {**state, "params": state["params"] + bad, "iteration": it}, metrics
+
+    algo = toy_algorithm(step)._replace(init=lambda key: {"params": jnp.zeros(()), "iteration": jnp.zeros((), jnp.int32),
+                                                          "seed": key[1].astype(jnp.int32)})  # a PRNGKey(s) holds s
+    with pytest.raises(DivergedError, match=r"^loss became non-finite at iteration 4; .*\(iteration 3\)"):
+        train(algo, MamlRLConfig(iterations=9, chunk=3, seeds=2), tmp_path, resume=False, show_progress=False)
+
+
 @pytest.fixture
 def signals_handled():
     """SIGINT and SIGTERM as in a terminal's foreground (a runner started in the background with them
@@ -221,6 +236,20 @@ def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path)
         assert (ckpt.step("best"), ckpt.step()) == (3, 9)
         assert float(ckpt.restore(algo.init(None), which="best")["params"]) == 3.0
         assert float(ckpt.restore(algo.init(None))["params"]) == 9.0
+
+
+def test_best_checkpoint_of_a_score_to_minimise_is_its_lowest_and_of_equal_scores_the_latest(tmp_path):
+    def step(state, score):
+        it = state["iteration"] + 1
+        metrics = {"loss": jnp.asarray(1.0), "pre_return": jnp.asarray(0.0), "post_return": score(it)}
+        return {"params": state["params"] + 1.0, "iteration": it}, metrics
+
+    lowest_at_3 = toy_algorithm(lambda s: step(s, lambda it: (it - 3.0) ** 2), maximize=False)  # as an MSE is
+    equal = toy_algorithm(lambda s: step(s, lambda it: jnp.asarray(1.0)))
+    for algo, name, best in ((lowest_at_3, "lowest", 3), (equal, "equal", 6)):
+        train(algo, MamlRLConfig(iterations=6, keep_checkpoints=2), tmp_path / name, resume=False, show_progress=False)
+        with Checkpoints(tmp_path / name, 2) as ckpt:
+            assert ckpt.step("best") == best, name
 
 
 def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training():

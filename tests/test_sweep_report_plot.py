@@ -152,11 +152,16 @@ def test_ctrl_c_stops_the_sweep_once_its_running_points_have_saved(tmp_path):
     assert out.count("stopped inner_lr=") == 2 and "interrupted: the latest checkpoint is iteration 1" in out
     assert "inner_lr=0.3" not in out and "FAILED" not in out  # no further point started
     assert "the same command again skips the finished points and resumes the others" in out
+    assert not list((tmp_path / "sweep").glob("*/sweep-done"))  # stopped points are not finished: a rerun resumes them
 
 
 def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
     assert iqm(np.arange(1.0, 9.0)) == 4.5  # the middle four of 1..8: 3, 4, 5, 6
     assert iqm([10.0, 0.0, 1.0, 2.0]) == 1.5  # sorted 0, 1, 2, 10: the middle two
+    assert iqm([0.0, 1.0, 2.0, 10.0, 11.0, 12.0, 13.0, 100.0]) == 8.75  # 2, 10, 11, 12; the median is 10.5
+    # Two strata of constants: every stratified resample keeps four of each, so the pooled IQM is 50
+    # in all of them; resampling the pool as one would mix them in other proportions.
+    assert stratified_bootstrap_ci([np.zeros(4), np.full(4, 100.0)]) == (50.0, 50.0)
     assert stratified_bootstrap_ci([np.full(5, 3.0), np.full(7, 3.0)]) == (3.0, 3.0)
     low, high = stratified_bootstrap_ci([np.arange(40.0), np.arange(40.0) + 100.0])
     assert low < iqm(np.concatenate([np.arange(40.0), np.arange(40.0) + 100.0])) < high
@@ -295,7 +300,7 @@ def test_report_says_where_an_unfinished_run_stands(tmp_path):
 
 @pytest.mark.parametrize("evaluated", [True, False], ids=["finished", "still-training"])
 def test_plot_writes_a_png(tmp_path, cli, evaluated):
-    run = fake_run(tmp_path / "run", seeds=3, iterations=5, evaluated=evaluated)
+    run = fake_run(tmp_path / "run", seeds=3, iterations=5, evaluated=evaluated, planned=5 if evaluated else 100)
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "curves.png"))
     assert code == 0, err
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
