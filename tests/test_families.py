@@ -28,6 +28,13 @@ def test_acrobot_links_share_a_mass_and_length_as_in_sunblaze_and_centres_of_mas
     assert family.describe(jax.tree.map(lambda x: x[0], p)).shape == (3,)  # mass, length, inertia: Sunblaze's three
 
 
+def test_test_and_ood_draw_from_different_streams():
+    """A sinusoid's phase keeps its training interval in ood: only the key streams set the splits apart."""
+    family = get_family("sinusoid")
+    test, ood = (family.sample(jax.random.PRNGKey(0), 64, split) for split in ("test", "ood"))
+    assert not np.allclose(family.value(test, "phase"), family.value(ood, "phase"))
+
+
 @pytest.mark.parametrize("name", [n for n in FAMILY_NAMES if get_family(n).ranges])  # `cartpole` is one task
 def test_splits_are_disjoint(name):
     fam = get_family(name)
