@@ -210,3 +210,15 @@ def test_adaptation_that_diverges_scores_nan_even_where_the_learner_would_score_
     exploding = Learner(batch, batch, lambda params, _: 1e30 * jnp.sum(params**2), lambda params, _: jnp.float32(1.0))
     scores = adaptation_curve(exploding, jnp.ones(2), None, jax.random.PRNGKey(0), 1e10, jnp.ones(2))
     assert scores[0] == 1.0 and np.all(np.isnan(scores[1:])), scores  # one step overflows to inf, the next to NaN
+
+
+def test_dice_and_reward_to_go_restart_with_each_episode_of_a_window():
+    """A window of two 2-step episodes, zero baseline: each step's score weighs the discounted rewards
+    from it to its own episode's end, the discount counted from that episode's start."""
+    g = 0.9
+    rewards = jnp.array([[1.0], [2.0], [3.0], [4.0]])
+    dones = jnp.array([[False], [True], [False], [True]])
+    traj = Trajectory(jnp.zeros((4, 1)), jnp.zeros((4, 1), jnp.int32), rewards, dones, jnp.array([[0], [1], [0], [1]]))
+    score_weights = jax.grad(lambda log_probs: dice_objective(log_probs, traj, jnp.zeros((4, 1)), g))(jnp.zeros((4, 1)))
+    np.testing.assert_allclose(score_weights[:, 0], np.array([1 + g * 2, g * 2, 3 + g * 4, g * 4]) / 4, rtol=1e-6)
+    np.testing.assert_allclose(reward_to_go(rewards, dones, g)[:, 0], [1 + g * 2, 2, 3 + g * 4, 4], rtol=1e-6)

@@ -13,9 +13,9 @@ from metarl_cli.config import resolve_config, resumed_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import family_for, get_family
 from metarl_cli.families.bandit import bandit_family
-from metarl_cli.rl.ppo import generalised_advantages
+from metarl_cli.rl.ppo import PPOSettings, generalised_advantages, ppo_loss
 from metarl_cli.rl.recurrent import make_recurrent_agent
-from metarl_cli.rl.trials import episode_returns, run_trials
+from metarl_cli.rl.trials import TrialBatch, episode_returns, run_trials
 
 
 def test_drawn_families_keep_their_task_and_splits():
@@ -310,3 +310,22 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     np.testing.assert_allclose(result["totals"]["meta-learned"]["mean"], per_task.sum(0).mean(), rtol=1e-5)
     code, _, err = cli("eval", str(run), "--steps", "3", "-q")
     assert code == 2 and "drop --steps" in err
+
+
+def test_ppo_clips_the_ratio_where_the_advantage_gains_and_its_bonus_rewards_entropy():
+    """Two lanes, one step, the acting policy half as likely (by e^-0.5) as the current one: the ratio
+    1.65 is past 1 + clip, so the lane with a positive advantage has nothing more to gain (no
+    gradient) and the one with a negative advantage keeps its full penalty."""
+    logits, zeros = jnp.zeros((1, 2, 3)), jnp.zeros((1, 2))
+    batch = TrialBatch(inputs=jnp.zeros((1, 2, 1)), actions=jnp.zeros((1, 2), jnp.int32), log_probs=jnp.full((1, 2), np.log(1 / 3) - 0.5),
+                       values=zeros, rewards=zeros, valid=jnp.ones((1, 2), bool), episode=jnp.zeros((1, 2), jnp.int32))
+    settings = PPOSettings(gamma=1.0, gae_lambda=1.0, clip=0.2, epochs=1, minibatches=1, entropy_coef=0.0, value_coef=0.0, value_scale=1.0)
+    unroll = lambda params, inputs: (params, jnp.zeros(params.shape[:2]))  # noqa: E731  (the logits are the parameters)
+    advantages = jnp.array([[1.0, -1.0]])  # normalised, as they are: 1 and -1
+    loss = lambda p, coef: ppo_loss(p, unroll, batch, advantages, zeros, settings._replace(entropy_coef=coef))  # noqa: E731
+    grads = jax.grad(lambda p: loss(p, 0.0)[0])(logits)
+    np.testing.assert_array_equal(grads[0, 0], 0.0)
+    assert np.abs(grads[0, 1]).max() > 0.1
+    _, metrics = loss(logits, 0.01)
+    assert metrics["entropy"] > 1.0  # uniform over three actions: log 3
+    np.testing.assert_allclose(jax.grad(lambda coef: loss(logits, coef)[0])(0.01), -metrics["entropy"], rtol=1e-6)
