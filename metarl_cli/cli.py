@@ -170,7 +170,7 @@ def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory written by `metarl train`."),
     split: str = typer.Option("test", "--split", help="test (new tasks, train ranges; metamaze: goals training never draws), ood (held-out ranges) or train (tasks from the training split)."),
     tasks: Optional[int] = typer.Option(None, "--tasks", "-n", help="Held-out tasks (default: the run's eval_tasks)."),
-    steps: Optional[int] = typer.Option(None, "--steps", "-k", help="Adaptation steps (default: the run's eval_steps); not for dqn (scored after 0 steps) or rl2 (adapts within a trial)."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-k", help="Adaptation steps (default: the run's eval_steps); dqn takes only 0 (it does not adapt), rl2 none (it adapts within a trial)."),
     checkpoint: str = typer.Option("latest", "--checkpoint", help="latest, or best: the checkpoint with the best training score (post-adaptation score; a DQN's or RL^2's return)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):

@@ -169,7 +169,7 @@ def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseli
         try:
             check_count(baseline.config)
         except UserError as e:
-            raise UserError(f"the {baseline.name} baseline would train as much as this run drew: {e}") from None
+            raise UserError(f"the {baseline.name} baseline, trained on this run's budget: {e}") from None
     return baselines
 
 

@@ -103,7 +103,8 @@ def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     _, config, _ = load_run(run_dir)  # a clear error if it is not a run
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     done = max((r.get("iteration", 0) for r in records), default=0)
-    # An eval.json written before it recorded whether the run adapts: a DQN run's did not.
+    # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
+    # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(config, DqnConfig)
     return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
 

@@ -103,7 +103,7 @@ def test_replay_stores_the_final_observation_at_episode_ends_and_the_target_foll
 def test_every_environment_draws_a_new_task_when_its_own_episode_ends(env):
     """On families whose tasks come from a draw (tabular MDP, maze; their lanes end episodes together)
     and from ranges (CartPole's lanes end theirs at different steps)."""
-    config = resolve_config("dqn", env, None, TINY_DQN)  # tasks from the family's draw, no ranges
+    config = resolve_config("dqn", env, None, TINY_DQN)
     family = family_for(config)
     algo = make_algorithm("dqn", config, family)
     state = algo.init(jax.random.PRNGKey(0))
@@ -278,7 +278,7 @@ def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused
         algo = make_algorithm("maml-dqn", config, family_for(config))
         assert algo.env_steps_after(1) == 8_000
         if refused:
-            with pytest.raises(UserError, match="the multi-task-dqn baseline would train as much as this run drew: total_steps = 2147488000 is more than a run can count"):
+            with pytest.raises(UserError, match="the multi-task-dqn baseline, trained on this run's budget: total_steps = 2147488000 is more than a run can count"):
                 baselines_of(algo, "maml-dqn", config, family_for(config))
         else:
             assert baselines_of(algo, "maml-dqn", config, family_for(config))[0].config.total_steps == 2_147_480_000

@@ -104,6 +104,19 @@ def test_passes_hold_as_many_tasks_as_fit_the_l2_cache_linux_reports(tmp_path, m
     assert [meta.cpu_tasks_per_pass(rows, width) for rows, width in shapes] == [1, 1, 2, 1]
 
 
+def test_linear_baseline_takes_the_first_ridge_whose_fit_is_finite(monkeypatch):
+    """Observations that are all zero make the Gram matrix singular: without a ridge the solve is not
+    finite, and the next ridge's fit (the mean return, through the constant feature) is taken."""
+    from metarl_cli.rl import baseline
+    from metarl_cli.rl.rollout import Trajectory
+
+    monkeypatch.setattr(baseline, "RIDGES", (0.0, 1e-5))
+    time = jnp.zeros((4, 2), jnp.int32)  # the time features are constant too
+    traj = Trajectory(jnp.zeros((4, 2, 3)), jnp.zeros((4, 2), jnp.int32), jnp.zeros((4, 2)), jnp.zeros((4, 2), bool), time)
+    returns = jnp.arange(8.0).reshape(4, 2)
+    np.testing.assert_allclose(baseline.linear_baseline(traj, returns), 3.5, rtol=1e-4)
+
+
 def test_linear_baseline_stays_finite_where_observations_hold_an_angle_cos_and_sin():
     """cos^2 + sin^2 repeats the constant feature (Acrobot, Pendulum): at the first ridge the float32
     solve overflowed on some batches, MAML's loss went non-finite and training stopped."""

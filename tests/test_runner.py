@@ -62,17 +62,17 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
 
 
 def test_a_non_finite_value_in_one_seed_mid_chunk_stops_at_its_iteration(tmp_path):
-    """Two seeds, chunks of three: only seed 1 turns NaN, at iteration 4 (inside the second chunk)."""
+    """Two seeds, chunks of three: only seed 1 turns NaN, at iteration 5 (the middle of the second chunk)."""
 
     def step(state):
         it = state["iteration"] + 1
-        bad = jnp.where((it == 4) & (state["seed"] == 1), jnp.nan, 1.0 / it)
+        bad = jnp.where((it == 5) & (state["seed"] == 1), jnp.nan, 1.0 / it)
         metrics = {"loss": bad, "pre_return": -bad, "post_return": -bad}
         return {**state, "params": state["params"] + bad, "iteration": it}, metrics
 
     algo = toy_algorithm(step)._replace(init=lambda key: {"params": jnp.zeros(()), "iteration": jnp.zeros((), jnp.int32),
                                                           "seed": key[1].astype(jnp.int32)})  # a PRNGKey(s) holds s
-    with pytest.raises(DivergedError, match=r"^loss became non-finite at iteration 4; .*\(iteration 3\)"):
+    with pytest.raises(DivergedError, match=r"^loss became non-finite at iteration 5; .*\(iteration 3\)"):
         train(algo, MamlRLConfig(iterations=9, chunk=3, seeds=2), tmp_path, resume=False, show_progress=False)
 
 
@@ -236,6 +236,17 @@ def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path)
         assert (ckpt.step("best"), ckpt.step()) == (3, 9)
         assert float(ckpt.restore(algo.init(None), which="best")["params"]) == 3.0
         assert float(ckpt.restore(algo.init(None))["params"]) == 9.0
+
+
+def test_a_run_of_one_chunk_has_a_rate_and_its_compilation_is_timed_apart(tmp_path):
+    def step(state):
+        metrics = {"loss": jnp.asarray(1.0), "pre_return": jnp.asarray(0.0), "post_return": jnp.asarray(0.0)}
+        return {**state, "iteration": state["iteration"] + 1}, metrics
+
+    summary = train(toy_algorithm(step), MamlRLConfig(iterations=3, chunk=3), tmp_path, resume=False, show_progress=False)
+    assert summary.iterations_done == 3 and 0 < summary.compile_seconds < summary.seconds
+    assert summary.iterations_per_second > 0  # the one call's run is training, not compiling
+    assert summary.env_steps_per_second == pytest.approx(summary.iterations_per_second)  # one env step an iteration
 
 
 def test_best_checkpoint_of_a_score_to_minimise_is_its_lowest_and_of_equal_scores_the_latest(tmp_path):

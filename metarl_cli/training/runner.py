@@ -265,17 +265,16 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
     if mesh is not None:
         state = jax.device_put(state, NamedSharding(mesh, P("seed")))
     phases = algo.phases
-    chunk_runners = {}  # phase index -> its jitted chunk runner, built when the phase is reached
     executables = {}  # (phase, n) -> n iterations of that phase, compiled
 
     def compiled_chunk(phase: int, state, n: int):
-        """The compiled call for n iterations of `phase`, and the seconds spent compiling it now (0: it was)."""
+        """The compiled call for n iterations of `phase`, and the seconds spent compiling it now (0: it was).
+        Compiled apart from its first call, so that no iteration's run is timed as compiling."""
         if (phase, n) in executables:
             return executables[phase, n], 0.0
-        if phase not in chunk_runners:
-            chunk_runners[phase] = compile_chunks(seeded_step(phases[phase].step, config, algo.vmap_seeds), mesh)
         t0 = time.perf_counter()
-        executables[phase, n] = chunk_runners[phase].lower(state, n).compile()  # compiled apart, so no run is timed as compiling
+        runner = compile_chunks(seeded_step(phases[phase].step, config, algo.vmap_seeds), mesh)
+        executables[phase, n] = runner.lower(state, n).compile()
         return executables[phase, n], time.perf_counter() - t0
 
     sign = 1.0 if algo.maximize else -1.0
@@ -283,23 +282,20 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
     compile_seconds = checkpoint_seconds = 0.0
     checkpoints_saved = 0
     t_begin = time.perf_counter()
-    timed_iterations = timed_env_steps = 0
-    t_first = None  # start of the first call, after its compilation
-    later_compiles = 0.0  # seconds compiling after it (a shorter last chunk, a new phase)
+    done = start
 
-    def steady_rates() -> tuple[float, float]:
-        """Meta-iterations/s and env steps/s (all seeds) since the first call of this session, with
-        checkpoints and everything else between calls, compilation left out."""
-        if not timed_iterations:
+    def rates() -> tuple[float, float]:
+        """Iterations/s and env steps/s (all seeds) of this session's training: checkpoints and all
+        else between calls included, compilation not."""
+        if done == start:
             return 0.0, 0.0
-        seconds = time.perf_counter() - t_first - later_compiles
-        return timed_iterations / seconds, timed_env_steps * config.seeds / seconds
+        seconds = time.perf_counter() - t_begin - compile_seconds
+        return (done - start) / seconds, (algo.env_steps_after(done) - algo.env_steps_after(start)) * config.seeds / seconds
 
     progress = training_progress(show_progress) if shared is None else shared
     with progress if shared is None else nullcontext():
         label = run_dir.name if shared is not None else "meta-train" if algo.adapts else "train"
         bar = progress.add_task(label, total=config.iterations, completed=start, stats="compiling...")
-        done = start
         latest = (start, state, -np.inf)  # (iteration, state, score) of the last finished call
         try:
             while done < config.iterations:
@@ -310,14 +306,8 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
                 n = min(config.chunk, config.iterations - done, phase_end - done)
                 executable, compiling = compiled_chunk(phase, state, n)
                 compile_seconds += compiling
-                if t_first is None:
-                    t_first = time.perf_counter()
-                else:
-                    later_compiles += compiling
                 state, chunk_metrics = executable(state)
                 chunk_metrics = {k: np.asarray(v) for k, v in jax.device_get(chunk_metrics).items()}
-                timed_iterations += n
-                timed_env_steps += n * phases[phase].env_steps_per_iteration
                 check_finite(chunk_metrics, done, checkpoints, run_dir)
                 previous, done = done, done + n
                 summary = algo.summary(chunk_metrics)
@@ -333,7 +323,7 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
                     checkpoints.save(*latest)
                     checkpoint_seconds += time.perf_counter() - c0
                     checkpoints_saved += 1
-                progress.update(bar, advance=n, stats=_stats_line(algo, summary, *steady_rates()))
+                progress.update(bar, advance=n, stats=_stats_line(algo, summary, *rates()))
         except KeyboardInterrupt:
             if latest[0] > (checkpoints.step() or 0):  # finished since the last save: kept, not computed again on resume
                 checkpoints.save(*latest)
@@ -342,7 +332,7 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
         checkpoints.wait()
         checkpoint_seconds += time.perf_counter() - c0
     seconds = time.perf_counter() - t_begin
-    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, checkpoints_saved, *steady_rates())
+    return TrainSummary(config.iterations - start, seconds, compile_seconds, checkpoint_seconds, checkpoints_saved, *rates())
 
 
 def check_finite(chunk_metrics: dict, done: int, checkpoints: Checkpoints, run_dir: Path) -> None:
