@@ -36,6 +36,7 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
     assert set(result) == {"test", "ood"}
     rows = result["ood"]["methods"]["meta-learned"]
     assert [r["after_steps"] for r in rows] == [0, 1]
+    assert result["ood"]["per_task"]["meta-learned"] != result["test"]["per_task"]["meta-learned"]  # each split its own tasks
     assert all(np.isfinite(r["mean"]) and r["ci95"] >= 0 for r in rows)
 
     # A config edited after training, or a damaged checkpoint: one line saying so, not a wrong table.
@@ -74,6 +75,8 @@ def test_maml_seeds_in_one_program_log_and_evaluate_each_seed(cli, tmp_path):
     assert code == 0, err
     methods = json.loads((run / "eval.json").read_text())["test"]["methods"]
     assert {"meta-learned (seed 5)", "meta-learned (seed 6)", "random init"} <= set(methods)
+    per_task = json.loads((run / "eval.json").read_text())["test"]["per_task"]
+    assert per_task["meta-learned (seed 5)"] != per_task["meta-learned (seed 6)"]  # each seed's own network
     assert any(name.startswith("pretrained") for name in methods)
 
 
@@ -97,6 +100,7 @@ def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path)
     # the training metrics above carry the statistics (every chunk's mean over 5,000 tasks).
     assert ours[1]["mean"] < ours[0]["mean"] and ours[1]["mean"] + ours[1]["ci95"] < scratch[1]["mean"] - scratch[1]["ci95"]
     assert oracle[0]["mean"] < ours[0]["mean"] and oracle[0]["mean"] == oracle[2]["mean"]  # the oracle does not adapt
+    assert oracle[0]["mean"] < 0.25 * ours[2]["mean"]  # it reads the task: far below what two steps reach
 
 
 def test_resume_equals_uninterrupted_run(cli, tmp_path):
@@ -501,3 +505,17 @@ def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal(cl
         for r in get_family(name).ranges:
             assert r.name in words
     assert "[5, 15]" in out and "∪ [15, 20]" in out  # cartpole-family's force_mag: train, and ood's second interval
+
+
+def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_path):
+    from metarl_cli.config import parse_overrides, resolve_config, resumed_config
+    from metarl_cli.errors import UserError
+
+    assert parse_overrides(["outer_lr=1", "outer_lr=2"]) == {"outer_lr": 2}  # of a key given twice, the later
+    path = tmp_path / "mine.toml"
+    path.write_text("iterations = 5\nouter_lr = 0.01\n")
+    config = resolve_config("maml", "cartpole-family", path, ["iterations=7"])
+    assert (config.iterations, config.outer_lr) == (7, 0.01)
+    for key in ("outer_lr=0.1", "hidden=[8]"):  # neither the length nor retunable: a resume refuses it
+        with pytest.raises(UserError, match="--resume only accepts"):
+            resumed_config(config, None, None, [key])

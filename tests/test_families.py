@@ -127,3 +127,32 @@ def test_is_regression_names_exactly_the_regression_families():
     assert {name for name in FAMILY_NAMES if is_regression(name)} == {
         name for name in FAMILY_NAMES if isinstance(get_family(name), RegressionFamily)} == {"sinusoid", "linear"}
     assert not is_regression("no-such-family")
+
+
+def test_ood_draws_each_interval_of_a_union_by_its_length():
+    from metarl_cli.families.base import ParamRange
+
+    shifted = ParamRange("p", 1.0, (1.0, 2.0), ((0.1, 0.5), (3.0, 4.6)))  # lengths 0.4 and 1.6
+    values = np.asarray(shifted.sample(jax.random.PRNGKey(0), 20_000, "ood"))
+    assert abs(np.mean(values < 1.0) - 0.2) < 0.02
+
+
+def test_rollout_counts_time_within_each_episode_and_keeps_each_final_observation():
+    family = get_family("cartpole-family")
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(0), 1, "train"))
+    uniform = lambda params, obs, key: jax.random.randint(key, obs.shape[:-1], 0, 2)  # noqa: E731
+    traj = jax.jit(lambda key: rollout(family.env, uniform, None, task, key, 4, 100))(jax.random.PRNGKey(1))
+    time, dones, obs, next_obs = (np.asarray(x) for x in (traj.episode_time, traj.dones, traj.obs, traj.next_obs))
+    assert dones.any() and np.all(time[0] == 0)
+    np.testing.assert_array_equal(time[1:], np.where(dones[:-1], 0, time[:-1] + 1))
+    continuing = ~dones[:-1]
+    np.testing.assert_array_equal(next_obs[:-1][continuing], obs[1:][continuing])
+    assert not np.any(np.all(next_obs[:-1][~continuing] == obs[1:][~continuing], axis=-1))  # the last state, not the reset one
+
+
+def test_first_episode_return_sums_each_lane_up_to_its_first_episode_end():
+    from metarl_cli.rl.rollout import Trajectory, first_episode_return
+
+    dones = jnp.array([[False, False], [True, False], [False, True], [False, False]])
+    traj = Trajectory(jnp.zeros((4, 2, 1)), jnp.zeros((4, 2), jnp.int32), jnp.ones((4, 2)), dones, jnp.zeros((4, 2), jnp.int32))
+    assert float(first_episode_return(traj)) == 2.5  # lane 0: steps 0-1, lane 1: steps 0-2

@@ -104,3 +104,14 @@ def test_meta_sgd_with_rates_frozen_at_alpha_is_maml():
     # ... and the rates themselves did move: Meta-SGD learns them.
     moved = [np.max(np.abs(np.asarray(r) - config.inner_lr)) for r in jax.tree.leaves(sgd_next["params"]["inner_lr"])]
     assert max(moved) > 0
+
+
+def test_a_task_reuses_its_support_points_under_any_key_and_its_query_points_differ():
+    family = get_family("sinusoid")
+    learner = regression_model(family, [8], 10, 10, 10, False).learner
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(0), 1, "test"))
+    _, x_support, _ = learner.support(None, task, jax.random.PRNGKey(1))
+    _, x_again, _ = learner.support(None, task, jax.random.PRNGKey(2))
+    _, x_query, _ = learner.query(None, task, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(x_support, x_again)  # every inner step sees the same K points
+    assert not np.allclose(x_support, x_query)

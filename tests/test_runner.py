@@ -274,3 +274,13 @@ def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training()
     cpu = dataclasses.replace(gpu, seconds=15.4, compile_seconds=6.6, checkpoint_seconds=0.3)
     assert cpu.checkpoint_advice() is None
     assert dataclasses.replace(gpu, checkpoints_saved=9).checkpoint_advice() is None
+
+
+def test_pack_and_unpack_give_back_every_leaf_with_its_dtype():
+    from metarl_cli.training.checkpoint import unpack
+
+    tree = {"a": np.arange(4, dtype=np.float32), "b": np.full((2, 2), 7.0, np.float32), "n": np.array([3, 1], np.int32)}
+    back = unpack(pack(tree), tree)
+    for name in tree:
+        assert back[name].dtype == tree[name].dtype, name
+        np.testing.assert_array_equal(back[name], tree[name])

@@ -298,6 +298,14 @@ def test_report_says_where_an_unfinished_run_stands(tmp_path):
     assert [r.metric for r in run_rows(run, step=None)] == ["post_return at iteration 3 of 100 (unfinished)"]
 
 
+def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
+    from metarl_cli.plot import learning_curve
+
+    run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
+    metric, iterations, mean, _, seeds = learning_curve(run)
+    assert (metric, list(iterations), list(mean), seeds) == ("post_return", [1, 2, 3], [10.5, 20.5, 30.5], 2)
+
+
 @pytest.mark.parametrize("evaluated", [True, False], ids=["finished", "still-training"])
 def test_plot_writes_a_png(tmp_path, cli, evaluated):
     run = fake_run(tmp_path / "run", seeds=3, iterations=5, evaluated=evaluated, planned=5 if evaluated else 100)
