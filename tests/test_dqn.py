@@ -294,3 +294,25 @@ def test_final_returns_weigh_the_last_tenth_by_episodes():
     assert final_returns(records) == ({0: 25.0, 1: 7.0}, 10, 100)
     # Past 75: the chunks ending at 80 and later, a window from 0 (no chunk ends by 75) to 100.
     assert final_returns(records, fraction=0.25) == ({0: (5 + 10 + 60 + 40) / 10, 1: 7.0}, 100, 100)
+
+
+def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
+    """Its TD targets cut at terminal states only (an episode cut at 5 steps bootstraps); eval's query
+    rollout acts greedily, however much the support rollouts explore."""
+    from metarl_cli.families import get_family
+    from metarl_cli.rl.q_learner import q_model
+    from metarl_cli.rl.q_learning import family_q_network
+
+    family = get_family("cartpole-family")
+    model = q_model(family, [8], lanes=4, horizon=12, gamma=0.9, epsilon=1.0)
+    values = family_q_network(family, [8]).values
+    params = model.init(jax.random.PRNGKey(0))
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train")).replace(max_steps_in_episode=5)
+    batch = model.learner.support(params, task, jax.random.PRNGKey(2))
+    traj = batch.traj
+    truncated = np.asarray(traj.dones & ~traj.terminated)
+    assert truncated.any()
+    bootstrapped = traj.rewards + 0.9 * values(params, traj.next_obs).max(-1)
+    np.testing.assert_allclose(np.asarray(batch.targets)[truncated], np.asarray(bootstrapped)[truncated], rtol=1e-5)
+    query = model.eval_learner.query(params, task, jax.random.PRNGKey(3)).traj
+    np.testing.assert_array_equal(query.actions, values(params, query.obs).argmax(-1))

@@ -115,3 +115,16 @@ def test_a_task_reuses_its_support_points_under_any_key_and_its_query_points_dif
     _, x_query, _ = learner.query(None, task, jax.random.PRNGKey(1))
     np.testing.assert_array_equal(x_support, x_again)  # every inner step sees the same K points
     assert not np.allclose(x_support, x_query)
+
+
+def test_the_baselines_step_size_is_tuned_on_train_split_validation_tasks_never_the_held_out_ones(monkeypatch):
+    from types import SimpleNamespace
+
+    from metarl_cli import evaluate
+
+    drawn = []
+    monkeypatch.setattr(evaluate, "draw_tasks", lambda family, seed, tasks, split: drawn.append((seed, split)) or np.zeros(tasks))
+    # A score that peaks at twice inner_lr.
+    algo = SimpleNamespace(maximize=True, adaptation_curve=lambda params, tasks, key, steps, scale: np.full((len(tasks), steps + 1), -(scale - 2.0) ** 2))
+    assert evaluate.tuned_lr_scale(algo, None, None, 4, 2) == 2.0
+    assert drawn == [(evaluate.VALIDATION_KEY, "train")] and evaluate.VALIDATION_KEY != evaluate.EVAL_KEY
