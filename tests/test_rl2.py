@@ -329,3 +329,16 @@ def test_ppo_clips_the_ratio_where_the_advantage_gains_and_its_bonus_rewards_ent
     _, metrics = loss(logits, 0.01)
     assert metrics["entropy"] > 1.0  # uniform over three actions: log 3
     np.testing.assert_allclose(jax.grad(lambda coef: loss(logits, coef)[0])(0.01), -metrics["entropy"], rtol=1e-6)
+
+
+def test_a_trial_ends_with_its_last_episode_and_its_later_steps_count_for_nothing():
+    """CartPole's random episodes end early: the steps after a trial's second episode are invalid,
+    pay no reward and belong to no episode of the trial."""
+    fam = get_family("cartpole-family")
+    agent = make_recurrent_agent(fam.obs_dim, fam.action_dim, 8, "gru", value_scale=1.0, multiplicative_inputs=False, gated_heads=False)
+    tasks = fam.sample(jax.random.PRNGKey(0), 4, "train")
+    batch = run_trials(fam.env, agent, agent.init(jax.random.PRNGKey(1)), tasks, jax.random.PRNGKey(2), 2, 60, uniform=True)
+    valid = np.asarray(batch.valid)
+    assert not valid.all() and valid[0].all()
+    assert np.all(np.asarray(batch.episode)[valid] < 2) and np.all(np.asarray(batch.rewards)[~valid] == 0)
+    assert np.all(np.diff(valid.astype(int), axis=0) <= 0)  # once a trial has ended it stays ended
