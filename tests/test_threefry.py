@@ -30,10 +30,14 @@ def test_jax_random_hash_gives_the_known_answers(key, counter, expected):
     np.testing.assert_array_equal(np.asarray(out), np.array([expected[0]] * repeats + [expected[1]] * repeats, np.uint32))
 
 
-def test_an_algorithms_step_hashes_in_loops_of_two_iterations():
+def test_an_algorithms_step_hashes_in_loops_of_two_iterations_carrying_the_words_stacked():
     config = resolve_config("dqn", "cartpole", None, [])
     algo = make_algorithm("dqn", config, get_family(config.env, config.ranges))
     state = algo.init(jax.random.PRNGKey(0))
     compiled = jax.jit(algo.step).lower(state).compile().as_text()
-    trip_counts = re.findall(r'"known_trip_count":\{"n":"(\d+)"\}', compiled)
-    assert trip_counts and set(trip_counts) == {"2"}  # JAX's own lowering loops five times
+    loops = [line for line in compiled.splitlines() if "known_trip_count" in line]
+    trip_counts = {re.search(r'"known_trip_count":\{"n":"(\d+)"\}', line).group(1) for line in loops}
+    assert loops and trip_counts == {"2"}  # JAX's own lowering loops five times
+    # Each loop carries its counter, the two words as one (2, ...) array, and the three key words.
+    carries = [re.search(r"= \((.*?)\) while\(", line).group(1).split(", ") for line in loops]
+    assert all(len(carry) == 5 and carry[1].startswith("u32[2,") for carry in carries), carries
