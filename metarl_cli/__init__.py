@@ -4,7 +4,8 @@ Importing the package makes XLA present each CPU core as its own device (unless 
 sets a count), before JAX starts: `--seeds N` then splits its seeds over the cores (see
 `training.runner.seed_mesh`), which on a small CPU is far faster than all seeds contending for
 every core; a single MAML-RL run splits its meta-batch over them the same way (`devices.split_tasks`).
-Accelerators are unaffected.
+`metarl train` starts a run whose program runs on one device with one device instead
+(`backend.start_for_training`). Accelerators are unaffected.
 """
 
 import os
@@ -12,11 +13,18 @@ import os
 __version__ = "0.1.0"
 
 
-def _one_cpu_device_per_core() -> None:
+SET_HERE = "METARL_XLA_FLAGS"  # the XLA_FLAGS a metarl process set, for the processes it starts
+
+
+def _one_cpu_device_per_core() -> bool:
+    """Whether the device count in XLA_FLAGS is metarl's: set here, or inherited from a metarl
+    process (False: the user's)."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    if "xla_force_host_platform_device_count" in flags:
+        return flags == os.environ.get(SET_HERE)
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ["XLA_FLAGS"] = os.environ[SET_HERE] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    return True
 
 
-_one_cpu_device_per_core()
+DEVICES_PER_CORE = _one_cpu_device_per_core()

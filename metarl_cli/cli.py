@@ -72,6 +72,7 @@ def train(
 ):
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
     from metarl_cli.algos import make_algorithm
+    from metarl_cli.backend import start_for_training
     from metarl_cli.config import config_toml, write_config
     from metarl_cli.devices import local_devices_text
     from metarl_cli.evaluate import baselines_of
@@ -99,6 +100,7 @@ def train(
         cfg = resumed_config(saved, env, config, set_)
     else:
         cfg = resolve_config(algo, env, config, set_)
+    start_for_training(algo, cfg)
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
     for warning in cfg.warnings():

@@ -23,12 +23,17 @@ def local_devices_text() -> str:
     return f"{devices[0].platform}, {len(devices)} device{'s' if len(devices) > 1 else ''}"
 
 
+def shares(count: int, devices: int) -> int:
+    """The most of `devices` devices that share `count` items evenly."""
+    return max(d for d in range(1, min(devices, count) + 1) if count % d == 0)
+
+
 def even_mesh(count: int, axis: str) -> Mesh | None:
     """The most local devices that share `count` items evenly, as a mesh with one axis; None where
     that is one device."""
     devices = jax.local_devices()
-    shares = max(d for d in range(1, min(len(devices), count) + 1) if count % d == 0)
-    return Mesh(np.array(devices[:shares]), (axis,)) if shares > 1 else None
+    used = shares(count, len(devices))
+    return Mesh(np.array(devices[:used]), (axis,)) if used > 1 else None
 
 
 def split_tasks(fn, mesh: Mesh | None):

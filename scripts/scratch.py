@@ -1,19 +1,31 @@
-"""A `metarl train` run in a scratch directory, as the benchmarks time it: the config resolved as the
-CLI resolves it (shipped experiment, then overrides), the algorithm built for its family, trained
-with checkpoints, the directory removed afterwards."""
+"""A `metarl train` run in a scratch directory, as the benchmarks time it: in a fresh process whose
+JAX backend starts as `metarl train` starts it for that run (`backend.start_for_training`), the
+config resolved as the CLI resolves it (shipped experiment, then overrides), the algorithm built for
+its family, trained with checkpoints, the directory removed afterwards."""
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 from pathlib import Path
 
-from metarl_cli.algos import make_algorithm
-from metarl_cli.families import family_for
-from metarl_cli.training.runner import TrainSummary, train
+from metarl_cli.training.runner import TrainSummary
 
 
 def scratch_run(algo_name: str, config) -> TrainSummary:
-    """Train `config` (resolved, e.g. by `metarl_cli.config.resolve_config`) from scratch; its summary."""
+    """Train `config` (resolved, e.g. by `metarl_cli.config.resolve_config`) from scratch in a
+    process of its own; its summary."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_train, (algo_name, config))
+
+
+def _train(algo_name: str, config) -> TrainSummary:
+    from metarl_cli.algos import make_algorithm
+    from metarl_cli.backend import start_for_training
+    from metarl_cli.families import family_for
+    from metarl_cli.training.runner import train
+
+    start_for_training(algo_name, config)
     algo = make_algorithm(algo_name, config, family_for(config))
     with tempfile.TemporaryDirectory() as tmp:
         return train(algo, config, Path(tmp), resume=False, show_progress=False)

@@ -1,0 +1,73 @@
+"""How `metarl train` starts JAX's CPU backend (metarl_cli/backend.py): which runs are narrow, and
+that a narrow one starts with one device on a one-thread pool and every thread free to use every core."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+from metarl_cli import SET_HERE
+from metarl_cli.algos import make_algorithm
+from metarl_cli.backend import narrow_training
+from metarl_cli.config import resolve_config
+from metarl_cli.families import family_for
+from metarl_cli.training.parallel import TrainJob, on_one_device
+
+RUNS = [("maml", "sinusoid", 1), ("maml", "sinusoid", 2), ("maml", "cartpole-family", 1), ("dqn", "cartpole", 1),
+        ("dqn", "cartpole", 2), ("dqn", "cartpole", 3), ("maml-dqn", "cartpole-family", 1), ("rl2", "bandit", 1)]
+
+
+@pytest.mark.skipif(len(jax.local_devices()) != 2, reason="the cases are those of two devices")
+def test_narrow_runs_are_one_device_runs_of_small_operations():
+    narrow = set()
+    for algo_name, env, seeds in RUNS:
+        config = resolve_config(algo_name, env, None, [f"seeds={seeds}"])
+        if narrow_training(algo_name, config, len(jax.local_devices())):
+            algo = make_algorithm(algo_name, config, family_for(config))
+            assert on_one_device(TrainJob(algo, config, Path("unused"), resume=False)), (algo_name, env, seeds)
+            narrow.add((algo_name, env, seeds))
+    assert narrow == {("maml", "sinusoid", 1), ("dqn", "cartpole", 1), ("dqn", "cartpole", 3), ("maml-dqn", "cartpole-family", 1)}
+
+
+CHILD = """
+import json, os
+import jax, jax.numpy as jnp
+from metarl_cli.backend import start_for_training
+from metarl_cli.config import resolve_config
+
+cores, flags = sorted(os.sched_getaffinity(0)), os.environ["XLA_FLAGS"]
+wide = start_for_training("dqn", resolve_config("dqn", "cartpole", None, ["seeds=2"]))
+narrow = start_for_training("dqn", resolve_config("dqn", "cartpole", None, []))
+again = start_for_training("dqn", resolve_config("dqn", "cartpole", None, []))
+tasks = os.listdir("/proc/self/task")
+print(json.dumps({
+    "wide": wide, "narrow": narrow, "again": again, "devices": len(jax.devices()), "sum": float(jnp.ones(3).sum()),
+    "pool": [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks].count("tf_XLAEigen"),
+    "cores": cores, "affinities": [sorted(os.sched_getaffinity(int(t))) for t in tasks],
+    "flags_kept": os.environ["XLA_FLAGS"] == flags,
+}))
+"""
+
+
+def run_child(env: dict) -> dict:
+    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two cores and Linux")
+def test_a_narrow_run_starts_with_one_device_on_one_thread_and_every_core_free():
+    seen = run_child(dict(os.environ))  # this process's XLA_FLAGS were set by metarl: the child's too
+    assert not seen["wide"] and seen["narrow"] and not seen["again"]  # a wide run starts nothing; a second call, once started
+    assert seen["devices"] == 1 and seen["pool"] == 1 and seen["sum"] == 3.0
+    assert all(affinity == seen["cores"] for affinity in seen["affinities"]) and seen["flags_kept"]
+
+    env = {name: value for name, value in os.environ.items() if name != SET_HERE}  # as from a shell
+    users = run_child({**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})  # the user's count stands
+    assert not users["narrow"] and users["devices"] == 2
