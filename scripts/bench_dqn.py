@@ -3,7 +3,9 @@
 Prints, from one run on this machine, for `metarl train dqn --env cartpole` (500k env steps,
 10 environments, a gradient step of batch 128 every 10 env steps, checkpoints every 25k steps):
   - compile time, training time (compilation excluded), env steps/s and gradient steps/s, for one
-    seed and for --seeds N seeds in one program;
+    seed and for --seeds N seeds in one program, each trained in a process of its own started as
+    `metarl train` starts it (scratch.py: one seed on one device with a one-thread pool), whose
+    devices each line names;
   - the time of N seeds over N times the time of one seed (target on the 2-core CPU: 8 seeds at
     most 3 times one seed, a ratio of 0.375), training alone and with compilation counted once on
     each side (see bench_seeds.py);
@@ -69,12 +71,12 @@ def main() -> None:
     results = {}
     for seeds in (1, args.seeds):
         overrides = [f"total_steps={args.total_steps}", f"seeds={seeds}", "double_dqn=false"]  # CleanRL's exact settings
-        compile_s, train_s, config = timed_run("dqn", "cartpole", overrides)
+        compile_s, train_s, config, devices = timed_run("dqn", "cartpole", overrides)
         results[seeds] = compile_s, train_s
         env_rate = seeds * config.total_steps / train_s
         grad_rate = seeds * (config.total_steps - config.learning_starts) / config.train_every / train_s
         print(f"{seeds} seed(s): compile {compile_s:5.1f} s, training {train_s:6.1f} s, "
-              f"{env_rate:10,.0f} env steps/s, {grad_rate:8,.0f} gradient steps/s (all seeds)")
+              f"{env_rate:10,.0f} env steps/s, {grad_rate:8,.0f} gradient steps/s (all seeds; {devices})")
     (_, one), (_, many) = results[1], results[args.seeds]
     print(f"{args.seeds} seeds / one seed, training alone: {many / one:6.2f} x")
     print_seed_ratios("", args.seeds, results[1], results[args.seeds], 0.375)

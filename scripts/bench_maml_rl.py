@@ -75,7 +75,7 @@ def raw_throughput(family, lanes_total: int, horizon: int, mesh, repeats: int = 
 
 def training(config) -> tuple[float, float]:
     """(compile seconds, steady env steps/s) of a `metarl train` run (checkpoint every meta-iteration)."""
-    summary = scratch_run("maml", config)
+    summary = scratch_run("maml", config).summary
     return summary.compile_seconds, summary.env_steps_per_second
 
 

@@ -2,7 +2,8 @@
 
 Prints, from one run on this machine:
   - our meta-iterations/s in steady-state training through the runner (K = 10, meta-batch 25, one
-    second-order inner step, 1-40-40-1, Adam; checkpoints every chunk, as `metarl train` runs);
+    second-order inner step, 1-40-40-1, Adam; checkpoints every chunk, in a process of its own
+    started as `metarl train` starts it: one device on a one-thread pool, scratch.py);
   - shared/peers/torch_maml_sine.py's meta-iterations/s on the same protocol when a Python with
     torch is given (--peer-python or $PEER_PYTHON), and the ratio ours / peer;
   - the wall time of the whole protocol as a user runs it: `metarl train maml --env sinusoid`
@@ -31,10 +32,10 @@ from scratch import scratch_run
 
 
 
-def ours(iterations: int, shots: int) -> tuple[float, float]:
-    """(compile seconds, steady meta-iterations/s) of a run in a scratch directory."""
-    summary = scratch_run("maml", resolve_config("maml", "sinusoid", None, [f"iterations={iterations}", f"shots={shots}"]))
-    return summary.compile_seconds, summary.iterations_per_second
+def ours(iterations: int, shots: int) -> tuple[float, float, str]:
+    """(compile seconds, steady meta-iterations/s, its devices) of a run in a scratch directory."""
+    run = scratch_run("maml", resolve_config("maml", "sinusoid", None, [f"iterations={iterations}", f"shots={shots}"]))
+    return run.summary.compile_seconds, run.summary.iterations_per_second, run.devices
 
 
 def whole_protocol(shots: int) -> tuple[float, float]:
@@ -59,9 +60,9 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"device: {local_devices_text()}; sinusoid, K = {args.shots}, meta-batch 25, one second-order inner step")
-    compile_s, rate = ours(args.iterations, args.shots)
+    compile_s, rate, devices = ours(args.iterations, args.shots)
     print(f"compile time of a chunk of meta-steps:  {compile_s:8.1f} s")
-    print(f"ours, training with checkpoints:        {rate:8.0f} meta-iterations/s")
+    print(f"ours, training with checkpoints:        {rate:8.0f} meta-iterations/s (trained on {devices})")
     peer = peer_rate(args.peer_python, "torch_maml_sine.py", args.peer_iterations, "it/s")
     if peer:
         print(f"torch peer (torch_maml_sine.py):        {peer:8.1f} meta-iterations/s")

@@ -31,7 +31,7 @@ def main() -> None:
     print(f"device: {local_devices_text()}; env {config.env}; "
           f"{config.meta_batch} trials x {trial_steps} steps per iteration, {config.cell.upper()} {config.hidden}, "
           f"{config.epochs} epochs x {config.minibatches} minibatches")
-    summary = scratch_run("rl2", config)
+    summary = scratch_run("rl2", config).summary
     # One RL^2 run is not split over the devices, so neither is the raw rollout it is set beside.
     raw = raw_throughput(family, config.meta_batch, trial_steps, mesh=None)["one device"]
     print(f"compile time of the training step:   {summary.compile_seconds:8.1f} s")

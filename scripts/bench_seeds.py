@@ -2,7 +2,8 @@
 
 For `maml` on cartpole-family (its defaults, --maml-iterations meta-iterations) and `dqn` on
 cartpole (its defaults, --dqn-steps env steps), prints the compile and training times of one seed
-and of N seeds in one program, and the ratio of N seeds' time to N times one seed's two ways:
+and of N seeds in one program (each run in a process of its own started as `metarl train` starts
+it, scratch.py, its devices named), and the ratio of N seeds' time to N times one seed's two ways:
 training alone (T_N / (N T_1)), and with compilation counted once on each side ((C_N + T_N) /
 (C_1 + N T_1): one program compiled for the N seeds, one compilation for N runs of one seed).
 Targets on the 2-core CPU: at most 1.0 for MAML (its meta-batch already fills both cores) and at
@@ -22,10 +23,11 @@ from scratch import scratch_run
 
 
 def timed_run(algo_name: str, env: str, overrides: list[str]):
-    """(compile seconds, training seconds without compilation, config) of one run in a scratch directory."""
+    """(compile seconds, training seconds without compilation, config, its devices) of one run in a
+    scratch directory."""
     config = resolve_config(algo_name, env, None, overrides)
-    summary = scratch_run(algo_name, config)
-    return summary.compile_seconds, summary.seconds - summary.compile_seconds, config
+    summary, devices = scratch_run(algo_name, config)
+    return summary.compile_seconds, summary.seconds - summary.compile_seconds, config, devices
 
 
 def print_seed_ratios(label: str, seeds: int, one: tuple[float, float], many: tuple[float, float], target: float) -> None:
@@ -38,9 +40,9 @@ def print_seed_ratios(label: str, seeds: int, one: tuple[float, float], many: tu
 def seed_ratio(algo_name: str, env: str, overrides: list[str], seeds: int, target: float) -> None:
     times = {}
     for n in (1, seeds):
-        compile_s, train_s, _ = timed_run(algo_name, env, [*overrides, f"seeds={n}"])
+        compile_s, train_s, _, devices = timed_run(algo_name, env, [*overrides, f"seeds={n}"])
         times[n] = compile_s, train_s
-        print(f"{algo_name:8s} {env:16s} {n} seed(s): compile {compile_s:5.1f} s, training {train_s:7.1f} s")
+        print(f"{algo_name:8s} {env:16s} {n} seed(s): compile {compile_s:5.1f} s, training {train_s:7.1f} s ({devices})")
     print_seed_ratios(f"{algo_name:8s} ", seeds, times[1], times[seeds], target)
 
 

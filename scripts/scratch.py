@@ -8,24 +8,31 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from metarl_cli.training.runner import TrainSummary
 
 
-def scratch_run(algo_name: str, config) -> TrainSummary:
+class ScratchRun(NamedTuple):
+    summary: TrainSummary
+    devices: str  # where it trained, as `metarl train` names them: "cpu, 1 device"
+
+
+def scratch_run(algo_name: str, config) -> ScratchRun:
     """Train `config` (resolved, e.g. by `metarl_cli.config.resolve_config`) from scratch in a
-    process of its own; its summary."""
+    process of its own."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_train, (algo_name, config))
 
 
-def _train(algo_name: str, config) -> TrainSummary:
+def _train(algo_name: str, config) -> ScratchRun:
     from metarl_cli.algos import make_algorithm
     from metarl_cli.backend import start_for_training
+    from metarl_cli.devices import local_devices_text
     from metarl_cli.families import family_for
     from metarl_cli.training.runner import train
 
     start_for_training(algo_name, config)
     algo = make_algorithm(algo_name, config, family_for(config))
     with tempfile.TemporaryDirectory() as tmp:
-        return train(algo, config, Path(tmp), resume=False, show_progress=False)
+        return ScratchRun(train(algo, config, Path(tmp), resume=False, show_progress=False), local_devices_text())
