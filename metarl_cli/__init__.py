@@ -4,8 +4,8 @@ Importing the package makes XLA present each CPU core as its own device (unless 
 sets a count), before JAX starts: `--seeds N` then splits its seeds over the cores (see
 `training.runner.seed_mesh`), which on a small CPU is far faster than all seeds contending for
 every core; a single MAML-RL run splits its meta-batch over them the same way (`devices.split_tasks`).
-`metarl train` starts a run whose program runs on one device with one device instead
-(`backend.start_for_training`). Accelerators are unaffected.
+`metarl train` starts a narrow run (one device's small operations) with one device on a one-thread
+pool instead (`backend.start_for_training`). Accelerators are unaffected.
 """
 
 import os

@@ -9,8 +9,9 @@ on two cores. Measured on the 2-core Intel Xeon, one program compiled and timed 
 iteration on CartPole (one seed, after learning starts) took 126 to 129 us against 170 to 178 us, a
 sinusoid MAML meta-iteration (K = 10) 259 to 278 us against 324 to 346 us; `metarl train maml-dqn
 --env cartpole-family` ran 42 against 35 meta-iterations/s, its checkpoints costing the training
-thread 0.13 s against 2.1 s in 300 iterations (the saving thread has the other core to itself). The two pools round products differently, so such a run
-gives other numbers, by floating-point rounding, than the same run in a process with a device per core.
+thread 0.13 s against 2.1 s in 300 iterations (the saving thread has the other core to itself).
+The two pools round products differently, so such a run gives other numbers, by floating-point
+rounding, than the same run in a process with a device per core.
 
 XLA sizes that pool from the CPUs the starting thread may run on, so `start_for_training` narrows
 them to one core while the backend starts and then gives every thread of the process all of them
