@@ -27,4 +27,4 @@ def _one_cpu_device_per_core() -> bool:
     return True
 
 
-DEVICES_PER_CORE = _one_cpu_device_per_core()
+OWN_DEVICE_COUNT = _one_cpu_device_per_core()

@@ -14,9 +14,9 @@ The two pools round products differently, so such a run gives other numbers, by 
 rounding, than the same run in a process with a device per core.
 
 XLA sizes that pool from the CPUs the starting thread may run on, so `start_for_training` narrows
-them to one core while the backend starts and then gives every thread of the process all of them
-back: the one worker thread, like any other, runs on whichever core is free (two such runs side by
-side, as a sweep runs them, each get a core).
+them to one core while the backend starts and then lets every thread of the process run on all the
+cores the process had: the one worker thread, like any other, runs on whichever core is free (two
+such runs side by side, as a sweep runs them, each get a core).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import importlib.metadata
 import importlib.util
 import os
 import re
-from pathlib import Path
 
 import jax
 
@@ -33,7 +32,7 @@ import metarl_cli
 from metarl_cli.devices import shares
 from metarl_cli.families import is_regression
 
-DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\d+")
+DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
 
 def narrow_training(algo_name: str, config, cores: int) -> bool:
@@ -53,31 +52,51 @@ def narrow_training(algo_name: str, config, cores: int) -> bool:
 def start_for_training(algo_name: str, config) -> bool:
     """Start JAX's backends as the training run of `config` wants them: with one CPU device on a
     one-thread pool where its program is narrow (`narrow_training`); True where it did. Nothing is
-    done (False) for other programs, or where the backends have started already, the user's
-    XLA_FLAGS set the device count, an accelerator plugin is installed (its backend would start
-    with the CPU's), or the OS cannot narrow a thread to some cores."""
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else set()
-    if len(cores) < 2 or not narrow_training(algo_name, config, len(cores)):
+    done (False) for other programs, or where the backends have started already, the user set the
+    device count (XLA_FLAGS, JAX_NUM_CPU_DEVICES), an accelerator plugin may start its backend with
+    the CPU's, or the OS cannot narrow a thread to some cores."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    count = DEVICE_COUNT_FLAG.search(flags)
+    if not (metarl_cli.OWN_DEVICE_COUNT and count and hasattr(os, "sched_setaffinity")):
         return False
-    if not metarl_cli.DEVICES_PER_CORE or _accelerator_plugin() or _backend_started():
+    devices = int(count.group(1))
+    if devices < 2 or not narrow_training(algo_name, config, devices):
         return False
-    flags = os.environ["XLA_FLAGS"]
-    os.environ["XLA_FLAGS"] = DEVICE_COUNT_FLAG.sub("--xla_force_host_platform_device_count=1", flags)
-    os.sched_setaffinity(0, {min(cores)})
+    if jax.config.jax_num_cpu_devices >= 0 or _accelerator_plugin() or _backend_started():
+        return False
+    cores = os.sched_getaffinity(0)
     try:
+        os.environ["XLA_FLAGS"] = DEVICE_COUNT_FLAG.sub("--xla_force_host_platform_device_count=1", flags)
+        os.sched_setaffinity(0, {min(cores)})
         jax.devices()
     finally:
         os.environ["XLA_FLAGS"] = flags  # for the processes this one starts
-        for thread in Path("/proc/self/task").iterdir():
-            try:
-                os.sched_setaffinity(int(thread.name), cores)
-            except OSError:  # a thread that ended meanwhile
-                pass
+        _free_every_thread(cores)
     return True
 
 
+def _free_every_thread(cores: set[int]) -> None:
+    """Let every thread of this process run on any of `cores`, again until no new thread appears (a
+    thread started by a narrowed one starts narrowed)."""
+    os.sched_setaffinity(0, cores)
+    freed: set[str] = set()
+    try:
+        while threads := set(os.listdir("/proc/self/task")) - freed:
+            for thread in threads:
+                try:
+                    os.sched_setaffinity(int(thread), cores)
+                except OSError:  # a thread that ended meanwhile
+                    pass
+            freed |= threads
+    except OSError:  # no /proc: the calling thread was freed above
+        pass
+
+
 def _accelerator_plugin() -> bool:
-    """Whether JAX would find a GPU or TPU plugin (the ways jax._src.xla_bridge discovers them)."""
+    """Whether JAX may start a GPU or TPU backend: JAX_PLATFORMS does not say "cpu" alone, and a
+    plugin is installed (found the ways jax._src.xla_bridge finds them)."""
+    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return False
     found = importlib.util.find_spec("jax_plugins") or importlib.util.find_spec("libtpu")
     return found is not None or bool(importlib.metadata.entry_points(group="jax_plugins"))
 

@@ -73,10 +73,10 @@ def raw_throughput(family, lanes_total: int, horizon: int, mesh, repeats: int = 
     return rates
 
 
-def training(config) -> tuple[float, float]:
-    """(compile seconds, steady env steps/s) of a `metarl train` run (checkpoint every meta-iteration)."""
-    summary = scratch_run("maml", config).summary
-    return summary.compile_seconds, summary.env_steps_per_second
+def training(config) -> tuple[float, float, str]:
+    """(compile seconds, steady env steps/s, its devices) of a `metarl train` run (checkpoint every meta-iteration)."""
+    summary, devices = scratch_run("maml", config)
+    return summary.compile_seconds, summary.env_steps_per_second, devices
 
 
 class Overhead(NamedTuple):
@@ -137,14 +137,14 @@ def main() -> None:
           f"{config.meta_batch} tasks x {config.lanes} lanes x {horizon} steps, inner steps {config.inner_steps}, "
           f"{'first' if config.first_order else 'second'} order")
 
-    compile_s, ours = training(config)
+    compile_s, ours, devices = training(config)
     rounds = args.checkpoint_rounds
     overhead = checkpoint_overhead(config, family, rounds)
     raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
     every = "every meta-iteration" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} meta-iterations"
     print(f"compile time of the meta-step:         {compile_s:8.1f} s")
-    print(f"MAML-RL training (checkpoints {every}): {ours:,.0f} env steps/s")
+    print(f"MAML-RL training (checkpoints {every}): {ours:,.0f} env steps/s (trained on {devices})")
     for layout, rate in raw_rates.items():
         print(f"raw random-policy gymnax, same batch:  {rate:12,.0f} env steps/s  ({layout})")
     print(f"ratio ours / raw:                      {ours / raw:12.3f}   (target >= 0.25)")

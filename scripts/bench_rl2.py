@@ -31,11 +31,11 @@ def main() -> None:
     print(f"device: {local_devices_text()}; env {config.env}; "
           f"{config.meta_batch} trials x {trial_steps} steps per iteration, {config.cell.upper()} {config.hidden}, "
           f"{config.epochs} epochs x {config.minibatches} minibatches")
-    summary = scratch_run("rl2", config).summary
+    summary, devices = scratch_run("rl2", config)
     # One RL^2 run is not split over the devices, so neither is the raw rollout it is set beside.
     raw = raw_throughput(family, config.meta_batch, trial_steps, mesh=None)["one device"]
     print(f"compile time of the training step:   {summary.compile_seconds:8.1f} s")
-    print(f"RL^2 training:                       {summary.env_steps_per_second:12,.0f} agent steps/s")
+    print(f"RL^2 training:                       {summary.env_steps_per_second:12,.0f} agent steps/s (trained on {devices})")
     print(f"raw random-policy gymnax, same batch: {raw:12,.0f} env steps/s")
     print(f"ratio ours / raw:                    {summary.env_steps_per_second / raw:12.3f}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,8 +22,8 @@ class ScratchRun(NamedTuple):
 def scratch_run(algo_name: str, config) -> ScratchRun:
     """Train `config` (resolved, e.g. by `metarl_cli.config.resolve_config`) from scratch in a
     process of its own."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_train, (algo_name, config))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_train, algo_name, config).result()
 
 
 def _train(algo_name: str, config) -> ScratchRun:

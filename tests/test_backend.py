@@ -19,8 +19,9 @@ from metarl_cli.config import resolve_config
 from metarl_cli.families import family_for
 from metarl_cli.training.parallel import TrainJob, on_one_device
 
-RUNS = [("maml", "sinusoid", 1), ("maml", "sinusoid", 2), ("maml", "cartpole-family", 1), ("dqn", "cartpole", 1),
-        ("dqn", "cartpole", 2), ("dqn", "cartpole", 3), ("maml-dqn", "cartpole-family", 1), ("rl2", "bandit", 1)]
+RUNS = [("maml", "sinusoid", 1), ("maml", "sinusoid", 2), ("maml", "linear", 3), ("maml", "cartpole-family", 1),
+        ("maml", "point-nav", 1), ("dqn", "cartpole", 1), ("dqn", "cartpole", 2), ("dqn", "cartpole", 3),
+        ("maml-dqn", "cartpole-family", 1), ("maml-dqn", "cartpole-family", 2), ("rl2", "bandit", 1), ("rl2", "bandit", 2)]
 
 
 @pytest.mark.skipif(len(jax.local_devices()) != 2, reason="the cases are those of two devices")
@@ -32,7 +33,8 @@ def test_narrow_runs_are_one_device_runs_of_small_operations():
             algo = make_algorithm(algo_name, config, family_for(config))
             assert on_one_device(TrainJob(algo, config, Path("unused"), resume=False)), (algo_name, env, seeds)
             narrow.add((algo_name, env, seeds))
-    assert narrow == {("maml", "sinusoid", 1), ("dqn", "cartpole", 1), ("dqn", "cartpole", 3), ("maml-dqn", "cartpole-family", 1)}
+    assert narrow == {("maml", "sinusoid", 1), ("maml", "linear", 3), ("dqn", "cartpole", 1), ("dqn", "cartpole", 3),
+                      ("maml-dqn", "cartpole-family", 1)}
 
 
 CHILD = """
@@ -71,3 +73,5 @@ def test_a_narrow_run_starts_with_one_device_on_one_thread_and_every_core_free()
     env = {name: value for name, value in os.environ.items() if name != SET_HERE}  # as from a shell
     users = run_child({**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})  # the user's count stands
     assert not users["narrow"] and users["devices"] == 2
+    jax_setting = run_child({**os.environ, "JAX_NUM_CPU_DEVICES": "2"})  # so does JAX's own setting
+    assert not jax_setting["narrow"] and jax_setting["devices"] == 2

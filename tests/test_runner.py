@@ -8,6 +8,7 @@ training time is told how to save less often."""
 import dataclasses
 import json
 import os
+import pickle
 import signal
 import threading
 
@@ -59,6 +60,14 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
         state = ckpt.restore(diverging_algorithm(4).init(None))
         assert jnp.all(jnp.isfinite(state["params"]))
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_divergence_crosses_to_the_process_waiting_on_the_training(tmp_path):
+    """The benchmarks train in a process of their own (scripts/scratch.py): the error must unpickle there."""
+    with pytest.raises(DivergedError) as raised:
+        train(diverging_algorithm(2), MamlRLConfig(iterations=3), tmp_path, resume=False, show_progress=False)
+    again = pickle.loads(pickle.dumps(raised.value))
+    assert str(again) == str(raised.value) and again.run_dir == tmp_path
 
 
 def test_a_non_finite_value_in_one_seed_mid_chunk_stops_at_its_iteration(tmp_path):

@@ -55,6 +55,9 @@ class DivergedError(Exception):
         super().__init__(message)
         self.run_dir = run_dir
 
+    def __reduce__(self):  # raised again in the process that waits on a training in another one
+        return DivergedError, (str(self), self.run_dir)
+
 
 class Interrupted(KeyboardInterrupt):
     """Training was interrupted (Ctrl-C) after the save in flight, if any, completed; `latest` is the
