@@ -562,7 +562,9 @@ def _algo_of(config) -> str:
 
 
 def config_to_dict(config) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    """The config's keys and values, less those that shape another family than the config's (`FAMILY_KEYS`)."""
+    unused = {key for key, family in type(config).FAMILY_KEYS.items() if family != config.env}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items() if k not in unused}
 
 
 def config_toml(config, algo: str) -> str:

@@ -290,6 +290,14 @@ def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path
     assert code == 0 and f"would replace the run in {run}" in err and (run / "manifest.json").is_file()
 
 
+def test_a_config_lists_the_family_keys_of_its_own_family_only(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for env, listed in (("bandit", True), ("cartpole-family", False)):
+        code, out, err = cli("train", "rl2", "--env", env, "--dry-run")
+        config = tomllib.loads(out)
+        assert code == 0 and config["env"] == env and ("arms" in config) == listed and ("pulls" in config) == listed, out
+
+
 def test_runs_named_by_default_in_the_same_second_each_get_their_own_directory(tmp_path, monkeypatch):
     from metarl_cli.errors import UserError
     from metarl_cli.training.rundir import claim_default_run_dir, default_run_dir, first_free
