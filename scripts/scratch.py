@@ -11,7 +11,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from metarl_cli.training.runner import TrainSummary
+from metarl_cli.algos import make_algorithm
+from metarl_cli.backend import start_for_training
+from metarl_cli.devices import local_devices_text
+from metarl_cli.families import family_for
+from metarl_cli.training.runner import TrainSummary, train
 
 
 class ScratchRun(NamedTuple):
@@ -27,12 +31,6 @@ def scratch_run(algo_name: str, config) -> ScratchRun:
 
 
 def _train(algo_name: str, config) -> ScratchRun:
-    from metarl_cli.algos import make_algorithm
-    from metarl_cli.backend import start_for_training
-    from metarl_cli.devices import local_devices_text
-    from metarl_cli.families import family_for
-    from metarl_cli.training.runner import train
-
     start_for_training(algo_name, config)
     algo = make_algorithm(algo_name, config, family_for(config))
     with tempfile.TemporaryDirectory() as tmp:
