@@ -47,11 +47,16 @@ cores, flags = sorted(os.sched_getaffinity(0)), os.environ["XLA_FLAGS"]
 wide = start_for_training("dqn", resolve_config("dqn", "cartpole", None, ["seeds=2"]))
 narrow = start_for_training("dqn", resolve_config("dqn", "cartpole", None, []))
 again = start_for_training("dqn", resolve_config("dqn", "cartpole", None, []))
-tasks = os.listdir("/proc/self/task")
+threads = {}  # name and affinity of each thread alive now; one may end while they are read
+for task in os.listdir("/proc/self/task"):
+    try:
+        threads[task] = (open(f"/proc/self/task/{task}/comm").read().strip(), sorted(os.sched_getaffinity(int(task))))
+    except OSError:
+        pass
 print(json.dumps({
     "wide": wide, "narrow": narrow, "again": again, "devices": len(jax.devices()), "sum": float(jnp.ones(3).sum()),
-    "pool": [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks].count("tf_XLAEigen"),
-    "cores": cores, "affinities": [sorted(os.sched_getaffinity(int(t))) for t in tasks],
+    "pool": [name for name, _ in threads.values()].count("tf_XLAEigen"),
+    "cores": cores, "affinities": [affinity for _, affinity in threads.values()],
     "flags_kept": os.environ["XLA_FLAGS"] == flags,
 }))
 """
