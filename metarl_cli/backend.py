@@ -24,15 +24,13 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import re
 
 import jax
 
 import metarl_cli
+from metarl_cli import DEVICE_COUNT_FLAG
 from metarl_cli.devices import shares
 from metarl_cli.families import is_regression
-
-DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
 
 def narrow_training(algo_name: str, config, cores: int) -> bool:
@@ -51,7 +49,8 @@ def narrow_training(algo_name: str, config, cores: int) -> bool:
 
 def start_for_training(algo_name: str, config) -> bool:
     """Start JAX's backends as the training run of `config` wants them: with one CPU device on a
-    one-thread pool where its program is narrow (`narrow_training`); True where it did. Nothing is
+    one-thread pool where its program is narrow (`narrow_training`); True where it started them with
+    one device. Nothing is
     done (False) for other programs, or where the backends have started already, the user set the
     device count (XLA_FLAGS, JAX_NUM_CPU_DEVICES), an accelerator plugin may start its backend with
     the CPU's, or the OS cannot narrow a thread to some cores."""
@@ -68,11 +67,11 @@ def start_for_training(algo_name: str, config) -> bool:
     try:
         os.environ["XLA_FLAGS"] = DEVICE_COUNT_FLAG.sub("--xla_force_host_platform_device_count=1", flags)
         os.sched_setaffinity(0, {min(cores)})
-        jax.devices()
+        started = jax.devices()
     finally:
         os.environ["XLA_FLAGS"] = flags  # for the processes this one starts
         _free_every_thread(cores)
-    return True
+    return len(started) == 1
 
 
 def _free_every_thread(cores: set[int]) -> None:
@@ -85,10 +84,10 @@ def _free_every_thread(cores: set[int]) -> None:
             for thread in threads:
                 try:
                     os.sched_setaffinity(int(thread), cores)
-                except OSError:  # a thread that ended meanwhile
+                except ProcessLookupError:  # a thread that ended meanwhile
                     pass
             freed |= threads
-    except OSError:  # no /proc: the calling thread was freed above
+    except FileNotFoundError:  # no /proc: the calling thread was freed above
         pass
 
 
@@ -102,6 +101,8 @@ def _accelerator_plugin() -> bool:
 
 
 def _backend_started() -> bool:
+    """Whether JAX's backends have started; True where this JAX cannot say (the backend is then left as it is)."""
     from jax._src import xla_bridge  # JAX has no public way to ask
 
-    return xla_bridge.backends_are_initialized()
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return started is None or started()

@@ -67,7 +67,7 @@ def threefry2x32(key1, key2, count1, count2):
         x1, x2 = _rounds(x1, x2, _ROTATIONS[0])
         return jnp.stack([x1 + b, x2 + c + after + np.uint32(1)])
 
-    words = lax.fori_loop(0, 2, two_groups, jnp.stack(jnp.broadcast_arrays(x1, x2)))
+    words = lax.fori_loop(0, 2, two_groups, jnp.stack([x1, x2]))
     return words[0], words[1]
 
 

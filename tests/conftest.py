@@ -33,6 +33,18 @@ def pytest_unconfigure(config):
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def backend_with_a_device_per_core():
+    """The tests run with a device per core, as importing metarl_cli sets it. Started here, before
+    any test, JAX's backend is already up when a test runs `metarl train` in-process, which then
+    leaves it as it is instead of starting this process on one device (`backend.start_for_training`)."""
+    import jax
+
+    import metarl_cli  # noqa: F401  (the device count, before the backend starts)
+
+    jax.devices()
+
+
 TINY = ["meta_batch=2", "lanes=4", "horizon=20", "hidden=[16,16]", "eval_tasks=4", "eval_steps=1"]
 
 

@@ -106,11 +106,12 @@ def test_passes_hold_as_many_tasks_as_fit_the_l2_cache_linux_reports(tmp_path, m
 
 def test_linear_baseline_takes_the_first_ridge_whose_fit_is_finite(monkeypatch):
     """Observations that are all zero make the Gram matrix singular: without a ridge the solve is not
-    finite, and the next ridge's fit (the mean return, through the constant feature) is taken."""
+    finite, and the next ridge's fit (the mean return, through the constant feature) is taken, not a
+    later one's (a ridge of 1e3 would shrink the fit towards 0)."""
     from metarl_cli.rl import baseline
     from metarl_cli.rl.rollout import Trajectory
 
-    monkeypatch.setattr(baseline, "RIDGES", (0.0, 1e-5))
+    monkeypatch.setattr(baseline, "RIDGES", (0.0, 1e-5, 1e3))
     time = jnp.zeros((4, 2), jnp.int32)  # the time features are constant too
     traj = Trajectory(jnp.zeros((4, 2, 3)), jnp.zeros((4, 2), jnp.int32), jnp.zeros((4, 2)), jnp.zeros((4, 2), bool), time)
     returns = jnp.arange(8.0).reshape(4, 2)

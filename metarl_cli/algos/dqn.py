@@ -68,7 +68,8 @@ def make_dqn(config: DqnConfig, family: Family) -> Algorithm:
         episode_return = state["episode_return"] + reward
         finished = (jnp.sum(jnp.where(done, episode_return, 0.0)), jnp.sum(done))
         tasks = state["tasks"]
-        if not family.one_task:  # a new task for every environment whose episode ended, drawn only then
+        if not family.one_task:  # a new task for every environment whose episode ended (drawn only then with one
+            # seed; with several the vmapped conditional is a select, and both branches run every step)
             def redraw(carry):
                 """The step auto-reset those environments with their old task; reset them again with the
                 new one and the same key (gymnax's reset key: the step key's second half), so a reset
