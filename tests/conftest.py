@@ -4,6 +4,7 @@ single task; and a compilation cache for the session."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
@@ -40,8 +41,7 @@ def backend_with_a_device_per_core():
     leaves it as it is instead of starting this process on one device (`backend.start_for_training`)."""
     import jax
 
-    import metarl_cli  # noqa: F401  (the device count, before the backend starts)
-
+    importlib.import_module("metarl_cli")  # sets the device count, before the backend starts
     jax.devices()
 
 
