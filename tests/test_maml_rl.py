@@ -84,7 +84,7 @@ def test_seeds_run_one_after_another_as_they_would_vmapped():
 
 def test_passes_hold_as_many_tasks_as_fit_the_l2_cache_linux_reports(tmp_path, monkeypatch):
     """The L2 size is read from the cache directories (level 2, not the instruction cache), with a
-    default where there are none; a pass holds as many tasks as one layer's activations fit in half of it."""
+    default where there are none; a pass holds as many tasks as one layer's activations fit in a quarter of it."""
     import metarl_cli.meta as meta
 
     def cache(name, level, kind, size):
@@ -100,7 +100,7 @@ def test_passes_hold_as_many_tasks_as_fit_the_l2_cache_linux_reports(tmp_path, m
     assert meta.core_cache_bytes(tmp_path / "cpu0") == 2 << 20
 
     monkeypatch.setattr(meta, "core_cache_bytes", lambda: 1 << 20)
-    shapes = [(4000, 64), (1000, 100), (500, 100), (100_000, 64)]  # rows a task, widest layer: 1 MB, 0.4, 0.2, 25.6
+    shapes = [(4000, 64), (1000, 100), (250, 100), (100_000, 64)]  # rows a task, widest layer: 1 MB, 0.4, 0.1, 25.6
     assert [meta.cpu_tasks_per_pass(rows, width) for rows, width in shapes] == [1, 1, 2, 1]
 
 

@@ -50,7 +50,7 @@ class Algorithm(NamedTuple):
     # (a random policy, a bandit's classic strategies) that eval prints beside the learned ones.
     reference_scores: Callable[..., dict] | None = None
     later_phase: Phase | None = None
-    # False: one seed's step already fills a device with passes sized to its cache (MAML-RL on a CPU), so
+    # False: one seed's step already fills a device with passes sized to its cache (MAML-RL, maml-dqn on a CPU), so
     # several seeds on a device run one after another; vmapping them would only widen every pass.
     vmap_seeds: bool = True
     devices: int = 1  # local devices one seed's step runs on (MAML-RL splits its meta-batch over them)

@@ -50,7 +50,7 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
     optimizer = optax.chain(*clip, optax.adam(config.outer_lr))
 
-    # A learner whose tasks are differentiated in cache-sized passes (MAML-RL on a CPU) fills a device
+    # A learner whose tasks are differentiated in cache-sized passes (RL and maml-dqn on a CPU) fills a device
     # with one task's work: its meta-batch is split over the local devices (with one seed; several
     # seeds share the devices out instead, seed_mesh) and several seeds on a device run one after
     # another. Small tasks are not split: at meta-batch 24 the sinusoid ran at 2,200-2,500 it/s whole

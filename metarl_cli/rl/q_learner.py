@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 
 from metarl_cli.families import Family
-from metarl_cli.meta import Learner, Model
+from metarl_cli.meta import Learner, Model, cpu_tasks_per_pass
 from metarl_cli.rl.q_learning import QNetwork, epsilon_greedy, family_q_network, td_regression, td_targets
 from metarl_cli.rl.rollout import Trajectory, first_episode_return, rollout
 
@@ -25,7 +25,11 @@ class TDBatch(NamedTuple):
     targets: jax.Array  # (T, L) fixed TD targets
 
 
-def q_learner(family: Family, q: QNetwork, lanes: int, horizon: int, gamma: float, epsilon: float, query_epsilon: float) -> Learner:
+def q_learner(
+    family: Family, q: QNetwork, width: int, lanes: int, horizon: int, gamma: float, epsilon: float, query_epsilon: float
+) -> Learner:
+    """`width`: the Q-network's widest hidden layer, which sizes the passes on a CPU (`cpu_tasks_per_pass`)."""
+
     def sampler(eps: float):
         def act(params, obs, key):
             return epsilon_greedy(q.values(params, obs), eps, key)
@@ -45,6 +49,7 @@ def q_learner(family: Family, q: QNetwork, lanes: int, horizon: int, gamma: floa
         query=sampler(query_epsilon),
         loss=loss,
         score=lambda params, batch: first_episode_return(batch.traj),
+        tasks_per_pass=cpu_tasks_per_pass(lanes * horizon, width),
     )
 
 
@@ -52,8 +57,8 @@ def q_model(family: Family, hidden, lanes: int, horizon: int, gamma: float, epsi
     q = family_q_network(family, hidden)
     return Model(
         init=q.init,
-        learner=q_learner(family, q, lanes, horizon, gamma, epsilon, query_epsilon=epsilon),
-        eval_learner=q_learner(family, q, lanes, horizon, gamma, epsilon, query_epsilon=0.0),
+        learner=q_learner(family, q, max(hidden), lanes, horizon, gamma, epsilon, query_epsilon=epsilon),
+        eval_learner=q_learner(family, q, max(hidden), lanes, horizon, gamma, epsilon, query_epsilon=0.0),
         score_name="return",
         maximize=True,
         env_steps_per_batch=lanes * horizon,
