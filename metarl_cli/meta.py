@@ -77,10 +77,10 @@ def cpu_tasks_per_pass(rows_per_task: int, width: int) -> int:
     70.8 ms at one (0.8 MB), 86.8 ms at two, 126.3 ms at four; with 10 lanes (0.5 and 0.4 MB a task)
     two tasks a pass ran as fast as one (35.5 against 35.3 ms, 51.0 against 51.4 ms). With 2 MiB
     (Intel Xeon), where a whole cache holds two tasks of either: one task a pass took CartPole 99 to
-    108 ms against 104 to 109 ms at two, point-nav 71 to 76 ms against 78 to 82 ms; with 10 lanes,
-    where half the cache holds two tasks, 47 to 50 ms against 52 ms; maml-dqn's defaults (0.38 MB a
-    task, five tasks, one device on a one-thread pool) 19.0 to 20.9 ms against 21.2 to 22.2 ms at two
-    and 21.8 to 22.8 ms at five (alternating runs)."""
+    108 ms against 103 to 112 ms at two, point-nav 70 to 77 ms against 78 to 89 ms; with 10 lanes,
+    where half the cache holds two tasks, 46 to 50 ms against 51 to 54 ms; maml-dqn's defaults (0.38
+    MB a task, five tasks, one device on a one-thread pool) 19.0 to 21.0 ms against 21.2 to 22.2 ms at
+    two and 21.8 to 22.8 ms at five (alternating runs)."""
     if jax.default_backend() != "cpu":
         return 0
     return max(1, core_cache_bytes() // 4 // (rows_per_task * width * 4))

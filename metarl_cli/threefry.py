@@ -18,10 +18,10 @@ Measured on the 2-core CPU, both lowerings of one program compiled in one proces
 alternating blocks: a MAML-RL meta-iteration on the cartpole-family defaults took 0.88 to 0.96 of
 its time with JAX's loop (six runs, median 0.90; compile time unchanged); a DQN iteration on
 CartPole (one core, after learning starts) 0.96 of it for one seed, 1.01 for four. Carrying the two
-words as one stacked array and the keys unchanged (below) then took, on the Intel Xeon (AVX-512), a sinusoid MAML
-meta-iteration (K = 10) from 346 to 333-337 us and a DQN iteration from 183-194 to 167-187 us for one
-seed and from 668-697 to 647-675 us for eight, the numbers the same bit for bit; MAML-RL, whose
-time is in its matrix products, was unchanged (115 ms).
+words as one stacked array and the keys unchanged (below) then took, on the Intel Xeon (AVX-512), a
+sinusoid MAML meta-iteration (K = 10) from 346 to 333-337 us and a DQN iteration from 183-194 to
+167-187 us for one seed and from 668-697 to 647-675 us for eight, the numbers the same bit for bit;
+MAML-RL, whose time is in its matrix products, was unchanged (115 ms).
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def threefry2x32(key1, key2, count1, count2):
     arrays of broadcastable shapes. After group g the key words k[(g + 1) % 3] and k[(g + 2) % 3] + g + 1
     are injected, k = (key1, key2, key1 ^ key2 ^ parity): group 0 here, groups 1-2 and 3-4 in the loop.
     The loop carries the two words stacked in one array and the key words unchanged (it picks an
-    iteration's pair by its index), so that an iteration is one fused kernel and a counter update (carrying the words and a turning key triple
-    apart took XLA five copies and two kernels an iteration, and a hash about three times as long)."""
+    iteration's pair by its index), so that an iteration is one fused kernel and a counter update
+    (carrying the words and a turning key triple apart took XLA five copies and two kernels an
+    iteration, and a hash about three times as long)."""
     k0, k1, k2 = key1, key2, key1 ^ key2 ^ _PARITY
     x1, x2 = _rounds(count1 + k0, count2 + k1, _ROTATIONS[0])
     x1, x2 = x1 + k1, x2 + k2 + np.uint32(1)
