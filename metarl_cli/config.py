@@ -518,6 +518,8 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
         _set_dotted(sets, key, value)
     if env is not None and "env" in sets and sets["env"] != env:
         raise UserError(f"--env {env} and --set env={sets['env']} disagree; give the family once")
+    if env is not None and "env" in user and user["env"] != env:  # the file's other keys were chosen for its family
+        raise UserError(f"--env {env} and env = {user['env']!r} in {config_file} disagree; give the family once")
     given = [e for e in (env, sets.get("env"), user.get("env")) if e is not None]  # an empty name is refused, not defaulted
     chosen_env = given[0] if given else next(iter(CONFIGS[algo].values())).env
     if not isinstance(chosen_env, str):

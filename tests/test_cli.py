@@ -383,6 +383,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "-o", "FILE/run", "--dry-run"], "/a-file is not a directory; choose another --run-dir"),
         (["train", "maml", "--env", "sinusoid", "-o", "/proc/metarl-run"], "/proc/metarl-run cannot be made: "),  # the reason: root's or a user's
         (["train", "maml", "--env", "sinusoid", "--set", "env=linear"], "--env sinusoid and --set env=linear disagree"),
+        (["train", "maml", "--env", "cartpole-family", "--config", "POINTNAV"], "--env cartpole-family and env = 'point-nav' in "),
         (["train", "maml", "--seeds", "2", "--set", "seeds=3"], "give the number of seeds once"),
         (["eval", "FILE"], "is not a directory"),
         (["train", "rl2", "--env", "tabular-mdp", "--set", "arms=5"], "config key 'arms' shapes the bandit family only"),
@@ -404,8 +405,11 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     a_file.write_text("not a run")
     png_dir = tmp_path / "plots.png"
     png_dir.mkdir()
+    point_nav = tmp_path / "point_nav.toml"
+    point_nav.write_text('env = "point-nav"\nhorizon = 100\n')
     subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "FOREIGN": str(foreign), "BINARY": str(binary),
-             "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir)}
+             "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir),
+             "POINTNAV": str(point_nav)}
     code, _, err = cli(*(subst.get(a, a) for a in args))
     assert code != 0
     assert message in err
