@@ -295,12 +295,13 @@ def trial_tables(run_dir: Path, result) -> list[Table]:
 
 
 def _report_table(rows, title: str, with_run: bool) -> Table:
-    """The report's rows as a table: a run's name on its first row only, a rule between runs."""
+    """The report's rows as a table: a run's name on its first row only, a rule between runs. Cells
+    wrap, rather than lose their ends, where the terminal is narrower than the table."""
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     for col in ("run", "split", "method", "metric")[0 if with_run else 1:]:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for col in ("seeds", "n", "IQM", "95% CI"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for i, row in enumerate(rows):
         first_of_run = i == 0 or rows[i - 1].run != row.run
         if first_of_run and i:
