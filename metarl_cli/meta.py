@@ -203,22 +203,24 @@ def adaptation_curve(learner: Learner, params, task, key, lr, scales: jax.Array)
     `lr` is a scalar or per-parameter rates (Meta-SGD); steps are first order, as at test time
     nothing differentiates through them. Parameters that are no longer finite score NaN (the
     adaptation diverged): a categorical policy with NaN logits still acts, always its first action,
-    and would earn an ordinary-looking return.
+    and would earn an ordinary-looking return. The j-th support batch and the query after j steps
+    draw from `key` folded with j, so the score after j steps is the same however many steps follow.
     """
     steps = scales.shape[0]
 
-    def score_after(params, k):
-        score = learner.score(params, learner.query(params, task, k))
+    def score_after(params, j):
+        k_query = jax.random.split(jax.random.fold_in(key, j))[1]
+        score = learner.score(params, learner.query(params, task, k_query))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
         return jnp.where(finite, score, jnp.nan)
 
     def body(params, xs):
-        k, scale = xs
-        k_s, k_q = jax.random.split(k)
+        j, scale = xs
+        k_support = jax.random.split(jax.random.fold_in(key, j))[0]
         step_lr = jax.tree.map(lambda a: scale * a, lr)
-        batch = learner.support(params, task, k_s)
-        return inner_step(learner, params, batch, step_lr, first_order=True), score_after(params, k_q)
+        batch = learner.support(params, task, k_support)
+        return inner_step(learner, params, batch, step_lr, first_order=True), score_after(params, j)
 
-    params, scores = jax.lax.scan(body, params, (jax.random.split(key, steps), scales))
-    final = score_after(params, jax.random.fold_in(key, steps))
+    params, scores = jax.lax.scan(body, params, (jnp.arange(steps), scales))
+    final = score_after(params, steps)
     return jnp.concatenate([scores, final[None]])

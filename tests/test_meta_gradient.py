@@ -212,6 +212,17 @@ def test_adaptation_that_diverges_scores_nan_even_where_the_learner_would_score_
     assert scores[0] == 1.0 and np.all(np.isnan(scores[1:])), scores  # one step overflows to inf, the next to NaN
 
 
+def test_the_score_after_k_steps_is_the_same_however_many_steps_follow():
+    """Support and query batches drawn at random (as RL episodes are): the first scores of a longer
+    curve are those of a shorter one, so eval's row k does not depend on --steps."""
+    draw = lambda params, task, key: jax.random.normal(key)  # noqa: E731
+    learner = Learner(draw, draw, lambda params, batch: (params - batch) ** 2, lambda params, batch: -((params - batch) ** 2))
+    curve = lambda steps: adaptation_curve(learner, jnp.float32(3.0), None, jax.random.PRNGKey(0), 0.25, jnp.ones(steps))  # noqa: E731
+    short, long = np.asarray(curve(1)), np.asarray(curve(3))
+    np.testing.assert_array_equal(short, long[:2])
+    assert len(set(long.tolist())) == 4  # each score its own draw
+
+
 def test_dice_and_reward_to_go_restart_with_each_episode_of_a_window():
     """A window of two 2-step episodes, zero baseline: each step's score weighs the discounted rewards
     from it to its own episode's end, the discount counted from that episode's start."""
