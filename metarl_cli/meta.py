@@ -208,19 +208,22 @@ def adaptation_curve(learner: Learner, params, task, key, lr, scales: jax.Array)
     """
     steps = scales.shape[0]
 
-    def score_after(params, j):
-        k_query = jax.random.split(jax.random.fold_in(key, j))[1]
+    def keys(j):
+        """(the j-th support batch's key, the key of the query after j steps)"""
+        return jax.random.split(jax.random.fold_in(key, j))
+
+    def score_after(params, k_query):
         score = learner.score(params, learner.query(params, task, k_query))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
         return jnp.where(finite, score, jnp.nan)
 
     def body(params, xs):
         j, scale = xs
-        k_support = jax.random.split(jax.random.fold_in(key, j))[0]
+        k_support, k_query = keys(j)
         step_lr = jax.tree.map(lambda a: scale * a, lr)
         batch = learner.support(params, task, k_support)
-        return inner_step(learner, params, batch, step_lr, first_order=True), score_after(params, j)
+        return inner_step(learner, params, batch, step_lr, first_order=True), score_after(params, k_query)
 
     params, scores = jax.lax.scan(body, params, (jnp.arange(steps), scales))
-    final = score_after(params, steps)
+    final = score_after(params, keys(steps)[1])
     return jnp.concatenate([scores, final[None]])
