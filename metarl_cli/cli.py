@@ -53,22 +53,22 @@ def _diverged(error: Exception) -> None:
 
 @app.command()
 def train(
-    algo: str = typer.Argument(..., help=f"Algorithm: {', '.join(ALGORITHMS)}."),
-    env: Optional[str] = typer.Option(None, "--env", "-e", help="Task family (see `metarl envs`)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of config values."),
-    set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key: key=value (repeatable)."),
+    algo: str = typer.Argument(..., metavar="ALGO", help=f"Algorithm: {', '.join(ALGORITHMS)}."),
+    env: Optional[str] = typer.Option(None, "--env", "-e", metavar="FAMILY", help="Task family (see `metarl envs`)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", metavar="FILE", help="TOML file of config values."),
+    set_: List[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override one config key: key=value (repeatable)."),
     seeds: Optional[int] = typer.Option(
-        None, "--seeds", help="Independent runs in one compiled program, seeded seed, seed+1, ... (same as --set seeds=N)."
+        None, "--seeds", metavar="N", help="Independent runs in one compiled program, seeded seed, seed+1, ... (same as --set seeds=N)."
     ),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write the run (default runs/ALGO-ENV-DATE-TIME)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", metavar="DIR", help="Where to write the run (default runs/ALGO-ENV-DATE-TIME)."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
+        False, "--resume", metavar="", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --run-dir."),
+    overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="Replace an existing run in --run-dir."),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Check the config and the run directory (or the run to resume), print the resolved config and where the run would go, then exit without training or writing."
+        False, "--dry-run", metavar="", help="Check the config and the run directory (or the run to resume), print the resolved config and where the run would go, then exit without training or writing."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ):
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
     from metarl_cli.algos import make_algorithm
@@ -169,12 +169,12 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `metarl train`."),
-    split: str = typer.Option("test", "--split", help="test (new tasks, train ranges; metamaze: goals training never draws), ood (held-out ranges) or train (tasks from the training split)."),
-    tasks: Optional[int] = typer.Option(None, "--tasks", "-n", help="Held-out tasks (default: the run's eval_tasks)."),
-    steps: Optional[int] = typer.Option(None, "--steps", "-k", help="Adaptation steps (default: the run's eval_steps); dqn takes only 0 (it does not adapt), rl2 none (it adapts within a trial)."),
-    checkpoint: str = typer.Option("latest", "--checkpoint", help="latest, or best: the checkpoint with the best training score (post-adaptation score; a DQN's or RL^2's return)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by `metarl train`."),
+    split: str = typer.Option("test", "--split", metavar="SPLIT", help="test (new tasks, train ranges; metamaze: goals training never draws), ood (held-out ranges) or train (tasks from the training split)."),
+    tasks: Optional[int] = typer.Option(None, "--tasks", "-n", metavar="N", help="Held-out tasks (default: the run's eval_tasks)."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-k", metavar="K", help="Adaptation steps (default: the run's eval_steps); dqn takes only 0 (it does not adapt), rl2 none (it adapts within a trial)."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", metavar="WHICH", help="latest, or best: the checkpoint with the best training score (post-adaptation score; a DQN's or RL^2's return)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
     from metarl_cli.evaluate import evaluate
@@ -317,9 +317,9 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
 
 @app.command()
 def report(
-    runs: List[Path] = typer.Argument(..., help="Run directories, or directories of runs (a sweep)."),
-    step: Optional[int] = typer.Option(None, "--step", "-k", help="Adaptation steps whose score is reported (default: the last evaluated); RL^2 runs report each episode of the trial and its total instead."),
-    out_prefix: Path = typer.Option(Path("report"), "--out", "-o", help="Writes OUT.csv and OUT.json."),
+    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories, or directories of runs (a sweep)."),
+    step: Optional[int] = typer.Option(None, "--step", "-k", metavar="K", help="Adaptation steps whose score is reported (default: the last evaluated); RL^2 runs report each episode of the trial and its total instead."),
+    out_prefix: Path = typer.Option(Path("report"), "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
 ):
     """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split."""
     from metarl_cli.report import expand_runs, report_paths, run_rows, write_report
@@ -342,8 +342,8 @@ def report(
 
 @app.command()
 def plot(
-    runs: List[Path] = typer.Argument(..., help="Run directories (finished or still training), or directories of runs."),
-    output: Path = typer.Option(..., "--output", "-o", help="The PNG to write."),
+    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories (finished or still training), or directories of runs."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE.png", help="The PNG to write."),
 ):
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
     from metarl_cli.plot import check_output, plot_runs
