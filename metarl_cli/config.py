@@ -508,6 +508,12 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     raise UserError(f"config key '{name}' expects {expected}, got {value!r}")
 
 
+def _same_settings(a: Any, b: Any) -> bool:
+    """Whether families `a` and `b` share their settings: the same family, or a family and its one
+    task (`cartpole-family` and `cartpole` share experiments/maml_cartpole.toml)."""
+    return isinstance(a, str) and isinstance(b, str) and a.removesuffix("-family") == b.removesuffix("-family")
+
+
 def resolve_config(algo: str, env: str | None, config_file: Path | None, overrides: list[str]):
     """The config of a new run: the layers in the module docstring applied, validated, its length checked."""
     if algo not in CONFIGS:
@@ -518,8 +524,10 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
         _set_dotted(sets, key, value)
     if env is not None and "env" in sets and sets["env"] != env:
         raise UserError(f"--env {env} and --set env={sets['env']} disagree; give the family once")
-    if env is not None and "env" in user and user["env"] != env:  # the file's other keys were chosen for its family
-        raise UserError(f"--env {env} and env = {user['env']!r} in {config_file} disagree; give the family once")
+    on_command_line = env if env is not None else sets.get("env")
+    if "env" in user and on_command_line is not None and not _same_settings(user["env"], on_command_line):
+        option = f"--env {env}" if env is not None else f"--set env={sets['env']}"  # the file's other keys suit its family
+        raise UserError(f"{option} and env = {user['env']!r} in {config_file} disagree; give the family once")
     given = [e for e in (env, sets.get("env"), user.get("env")) if e is not None]  # an empty name is refused, not defaulted
     chosen_env = given[0] if given else next(iter(CONFIGS[algo].values())).env
     if not isinstance(chosen_env, str):

@@ -384,6 +384,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--env", "sinusoid", "-o", "/proc/metarl-run"], "/proc/metarl-run cannot be made: "),  # the reason: root's or a user's
         (["train", "maml", "--env", "sinusoid", "--set", "env=linear"], "--env sinusoid and --set env=linear disagree"),
         (["train", "maml", "--env", "cartpole-family", "--config", "POINTNAV"], "--env cartpole-family and env = 'point-nav' in "),
+        (["train", "maml", "--set", "env=cartpole-family", "--config", "POINTNAV"], "--set env=cartpole-family and env = 'point-nav' in "),
         (["train", "maml", "--seeds", "2", "--set", "seeds=3"], "give the number of seeds once"),
         (["eval", "FILE"], "is not a directory"),
         (["train", "rl2", "--env", "tabular-mdp", "--set", "arms=5"], "config key 'arms' shapes the bandit family only"),
@@ -414,6 +415,17 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     assert code != 0
     assert message in err
     assert "Traceback" not in err
+
+
+def test_a_config_file_for_a_family_serves_the_family_and_its_one_task(tmp_path):
+    """`cartpole` and `cartpole-family` share their settings, so a file for one is not refused for
+    the other (another family is: test_user_errors_exit_nonzero_with_one_clear_line)."""
+    from metarl_cli.config import resolve_config
+
+    path = tmp_path / "cartpole.toml"
+    path.write_text('env = "cartpole-family"\nhorizon = 150\n')
+    assert (resolve_config("maml", "cartpole", path, []).env, resolve_config("maml", "cartpole", path, []).horizon) == ("cartpole", 150)
+    assert resolve_config("maml", None, path, ["env=cartpole-family"]).horizon == 150
 
 
 @pytest.mark.parametrize("text, value", [("outer_lr=.001", 0.001), ("outer_lr=1.", 1.0), ("hidden=[8, 8]", [8, 8]),
