@@ -222,6 +222,7 @@ class DqnConfig(RunConfig):
     env: str = "cartpole"
     total_steps: int = 500_000
     num_envs: int = 10
+    horizon: int = 0  # steps per episode at most; 0 takes the family's default
     train_every: int = 10  # env steps (over all environments) per gradient step
     learning_starts: int = 10_000  # env steps before the first gradient step
     buffer_size: int = 10_000
@@ -262,6 +263,7 @@ class DqnConfig(RunConfig):
     def validate(self) -> None:
         super().validate()
         _check_at_least(self, 1, "total_steps", "num_envs", "train_every", "buffer_size", "batch_size", "target_update_every")
+        _check_at_least(self, 0, "horizon")
         if self.train_every % self.num_envs:
             raise UserError(f"train_every ({self.train_every}) must be a multiple of num_envs ({self.num_envs})")
         if self.target_update_every % self.train_every:

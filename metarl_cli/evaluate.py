@@ -176,12 +176,13 @@ def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseli
 def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseline]:
     if isinstance(config, MamlDqnConfig):
         # One DQN (replay, target network, Double DQN targets) across the train split, given as many
-        # env steps as meta-training drew (in whole iterations of its own); 100 environments and a
-        # gradient step every 100 env steps keep its cost near meta-training's.
+        # env steps as meta-training drew (in whole iterations of its own) in episodes of the run's
+        # horizon; 100 environments and a gradient step every 100 env steps keep its cost near
+        # meta-training's.
         train_every = 100
         budget = algo.env_steps_after(config.iterations)
         dqn = DqnConfig(
-            env=config.env, seed=config.seed, ranges=config.ranges, hidden=config.hidden, gamma=config.gamma,
+            env=config.env, seed=config.seed, ranges=config.ranges, hidden=config.hidden, gamma=config.gamma, horizon=config.horizon,
             total_steps=budget - budget % train_every, num_envs=100, train_every=train_every,
             target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
         )

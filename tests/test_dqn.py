@@ -215,6 +215,7 @@ def test_maml_dqn_trains_and_evals_beside_both_baselines(cli, tmp_path):
     baseline = tomllib.loads((baseline_dir / "config.toml").read_text())
     assert baseline["algo"] == "dqn" and baseline["env"] == "cartpole-family"
     assert baseline["total_steps"] == 300  # the 320 env steps meta-training drew, in whole iterations of 100
+    assert baseline["horizon"] == 20  # episodes as long as the run's, which eval adapts and scores on
     # Extended, the run gets a baseline trained for its new budget from the start (its epsilon decays
     # over a share of its length, so training on from the cached one would be another schedule).
     code, _, err = cli("train", "maml-dqn", "--resume", "-o", str(run), "--set", "iterations=3", "-q")
