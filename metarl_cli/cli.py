@@ -336,6 +336,8 @@ def report(
         out.print(f"[italic]{title}[/]")
         for run, run_rows_ in itertools.groupby(rows, key=lambda row: row.run):
             out.print(_report_table(list(run_rows_), run, with_run=False))
+    out.print("[italic]95% CI: seeds resampled within each task (rliable's stratified bootstrap); a lone seed's tasks; "
+              "a training row's seeds[/]")
     csv_path, json_path = write_report(rows, out_prefix)
     console.print(f"wrote {csv_path} and {json_path}")
 

@@ -2,8 +2,11 @@
 
 For each run and each split in its eval.json, each method's score after K adaptation steps is
 pooled over seeds and held-out tasks and summarised by its interquartile mean (IQM: the mean of
-the middle 50%) with a 95% percentile confidence interval from a stratified bootstrap (tasks
-resampled within each seed), the estimators rliable recommends (Agarwal et al. 2021). An RL^2
+the middle 50%) with a 95% percentile confidence interval from a stratified bootstrap, the
+estimators rliable recommends (Agarwal et al. 2021) and as rliable computes them: every seed is
+scored on the same held-out tasks, and each task is a stratum within which the seeds are resampled.
+A method with one seed (a baseline, a one-seed run) has no seeds to resample; its interval
+resamples its tasks instead, and the row says which was resampled. An RL^2
 evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
 in each episode of the trial (where it has several), then its headline, the trial's total return.
 A training row does the same for the last logged value of the run's headline metric, one value per
@@ -53,6 +56,7 @@ class ReportRow(NamedTuple):
     low: float
     high: float
     diverged: int = 0  # of the n values, those not finite (a task whose adaptation diverged): then no IQM
+    resampled: str = ""  # what the interval's bootstrap resampled: "seeds per task", "tasks" (one seed) or "seeds" (training)
 
 
 # A row's metric: its label, and what picks its per-task values from one seed's (steps + 1, tasks) scores.
@@ -80,6 +84,15 @@ def summarise_strata(strata: list[np.ndarray]) -> tuple[float, float, float]:
     pooled = np.concatenate(strata)
     low, high = stratified_bootstrap_ci(strata)
     return iqm(pooled), low, high
+
+
+def eval_strata(by_seed: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
+    """The strata of one method's scores, each seed's (tasks,) scores on the same held-out tasks, and
+    what their bootstrap resamples: rliable's, a stratum per task holding its seeds' scores; for one
+    seed, whose resampled seeds would all be itself, its tasks as one stratum."""
+    if len(by_seed) == 1:
+        return by_seed, "tasks"
+    return list(np.stack(by_seed, axis=1)), "seeds per task"
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
@@ -126,7 +139,7 @@ def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: in
     values = np.array(list(last.values()))
     value, low, high = summarise_strata([values])
     label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
-    return [ReportRow(str(run_dir), "train", "training", label, len(last), len(values), value, low, high)]
+    return [ReportRow(str(run_dir), "train", "training", label, len(last), len(values), value, low, high, resampled="seeds")]
 
 
 def read_evaluation(run_dir: Path) -> dict:
@@ -166,9 +179,10 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
             for metric, select in metrics:
                 values = [select(scores) for scores in by_seed]
                 n, diverged = sum(map(len, values)), sum(map(diverged_count, values))
+                strata, resampled = eval_strata(values)
                 # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
-                value, low, high = summarise_strata(values) if not diverged else (math.nan,) * 3
-                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, value, low, high, diverged))
+                value, low, high = summarise_strata(strata) if not diverged else (math.nan,) * 3
+                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, value, low, high, diverged, resampled))
     return rows
 
 

@@ -7,10 +7,10 @@
 # Points are the Cartesian product of the lists; point "inner_lr=0.05,meta_batch=10" runs in
 # SWEEP_DIR/inner_lr=0.05,meta_batch=10 (SWEEP_DIR defaults to runs/sweep-ALGO-ENV). A point whose run
 # finished is skipped; one that was interrupted is resumed from its latest checkpoint; up to JOBS
-# points (default 2) run at once. Extra arguments after `--` go to every new run (e.g. --seeds 4).
+# points (default 2) run at once. Arguments after `--` go to every run (e.g. --seeds 4), the same each time.
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
 # Every value is checked (metarl train --dry-run, one check per value of the longest axis) before any point runs.
-# Values are split on commas, so list-valued keys (hidden=[64,64]) cannot be swept.
+# Values are split on the commas outside brackets: 'hidden=[32,32],[64,64]' sweeps two widths.
 # Ctrl-C stops the sweep once its running points have saved their latest checkpoint (exit status 130).
 set -euo pipefail
 if [ $# -lt 3 ]; then
@@ -37,6 +37,21 @@ case "$jobs" in
   '' | *[!0-9]* | 0) echo "error: JOBS must be a whole number of parallel points, at least 1, got '$jobs'" >&2; exit 2 ;;
 esac
 
+split_items() {  # $1: text; fills `items` with its comma-separated items, commas inside [...] kept
+  local text=$1 item="" depth=0 c i
+  items=()
+  for ((i = 0; i < ${#text}; i++)); do
+    c=${text:i:1}
+    case "$c" in
+      '[') depth=$((depth + 1)) ;;
+      ']') depth=$((depth - 1)) ;;
+      ,) if [ "$depth" = 0 ]; then items+=("$item") item=""; continue; fi ;;
+    esac
+    item+=$c
+  done
+  items+=("$item")
+}
+
 # The grid: start from one empty point, multiply by each axis in turn.
 points=("")
 swept_keys=" "
@@ -47,10 +62,13 @@ for axis in "${axes[@]}"; do
     *" $key "*) echo "error: '$key' is swept twice; give all its values in one $key=V1,V2,..." >&2; exit 2 ;;
   esac
   swept_keys+="$key "
-  case "$values" in
-    *'['* | *']'*) echo "error: '$axis': list values cannot be swept (the values are split on commas)" >&2; exit 2 ;;
-  esac
-  IFS=, read -r -a vals <<<"$values"
+  split_items "$values"
+  vals=("${items[@]}")
+  for ((i = 0; i < ${#vals[@]}; i++)); do
+    for ((j = 0; j < i; j++)); do
+      [ "${vals[i]}" != "${vals[j]}" ] || { echo "error: '$key' lists the value '${vals[i]}' twice" >&2; exit 2; }
+    done
+  done
   next=()
   for point in "${points[@]}"; do
     for v in "${vals[@]}"; do next+=("${point:+$point,}$key=$v"); done
@@ -81,22 +99,22 @@ done
 # its length), so as many checks as the longest axis has values cover them all, and a misspelling or
 # a bad value stops the sweep here rather than failing its points.
 set_args() {  # $1: a point; fills `sets` with its --set KEY=V arguments
-  local pair pairs
-  IFS=, read -r -a pairs <<<"$1"
+  local pair items
+  split_items "$1"
   sets=()
-  for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
+  for pair in "${items[@]}"; do sets+=(--set "$pair"); done
 }
 
 longest=0
 for axis in "${axes[@]}"; do
-  IFS=, read -r -a vals <<<"${axis#*=}"
-  [ "${#vals[@]}" -gt "$longest" ] && longest=${#vals[@]}
+  split_items "${axis#*=}"
+  [ "${#items[@]}" -gt "$longest" ] && longest=${#items[@]}
 done
 for ((i = 0; i < longest; i++)); do
   check=""
   for axis in "${axes[@]}"; do
-    IFS=, read -r -a vals <<<"${axis#*=}"
-    check+="${check:+,}${axis%%=*}=${vals[i % ${#vals[@]}]}"
+    split_items "${axis#*=}"
+    check+="${check:+,}${axis%%=*}=${items[i % ${#items[@]}]}"
   done
   set_args "$check"
   if ! refusal=$("$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" --dry-run -q 2>&1 >/dev/null); then
@@ -115,6 +133,18 @@ if [ -n "$swept" ] && [ "$swept" != "$algo $env" ] && compgen -G "$sweep_dir/*/m
   exit 2
 fi
 echo "$algo $env" >"$sweep_dir/sweep-of"
+# Its points share the arguments after --: a finished point would be skipped under others, unchanged.
+given=""
+for arg in "${extra[@]}"; do given+="${given:+ }$(printf '%q' "$arg")"; done
+if [ -f "$sweep_dir/sweep-args" ] && compgen -G "$sweep_dir/*/manifest.json" >/dev/null; then
+  began=$(cat "$sweep_dir/sweep-args")
+  if [ "$began" != "$given" ]; then
+    echo "error: $sweep_dir's points were started with ${began:+-- }${began:-nothing} after their grid, not ${given:+-- }${given:-nothing};" \
+      "give the same, or set SWEEP_DIR to another directory" >&2
+    exit 2
+  fi
+fi
+echo "$given" >"$sweep_dir/sweep-args"
 
 point_not_done() {  # $1: the point, $2: its log, $3: metarl's exit status; the log's last line says why
   if [ "$3" = 130 ]; then  # interrupted (Ctrl-C) after saving its latest checkpoint
@@ -153,7 +183,7 @@ interrupted=0
 trap 'interrupted=1' INT TERM
 for point in "${points[@]}"; do
   if [ "$running" -ge "$jobs" ]; then
-    wait -n || failed=1
+    wait -n || failed=$((failed + 1))
     running=$((running - 1))
   fi
   [ "$interrupted" = 1 ] && break
@@ -161,7 +191,7 @@ for point in "${points[@]}"; do
   running=$((running + 1))
 done
 while [ "$running" -gt 0 ] && [ "$interrupted" = 0 ]; do
-  wait -n || failed=1
+  wait -n || failed=$((failed + 1))
   running=$((running - 1))
 done
 if [ "$interrupted" = 1 ]; then
@@ -169,5 +199,8 @@ if [ "$interrupted" = 1 ]; then
   echo "sweep interrupted: the same command again skips the finished points and resumes the others"
   exit 130
 fi
+if [ "$failed" -gt 0 ]; then
+  echo "sweep of ${#points[@]} points in $sweep_dir: $failed failed (above); the same command again retries them"
+  exit 1
+fi
 echo "sweep of ${#points[@]} points in $sweep_dir"
-exit "$failed"

@@ -76,7 +76,7 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
         assert expected in calls
     interrupted = tmp_path / "sweep" / "inner_lr=0.1,meta_batch=20"
     (interrupted / "sweep-done").unlink()
-    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20")
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2")
     assert done.returncode == 0, done.stderr
     assert calls == [f"train maml --resume -o {interrupted} -q"]
     assert done.stdout.count("skip") == 5
@@ -84,7 +84,7 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
 
 @pytest.mark.parametrize("axis, jobs, message", [
     ("inner_lr", "3", "expected KEY=V1,V2"),
-    ("hidden=[32,32],[64,64]", "3", "list values cannot be swept"),
+    ("inner_lr=0.1,0.2,0.1", "3", "'inner_lr' lists the value '0.1' twice"),
     ("inner_lr=0.1,0.2", "0", "JOBS must be a whole number"),
     ("inner_lr=0.1,0.2", "two", "JOBS must be a whole number"),
     ("-- --seeds 2", "3", "give at least one KEY=V1,V2,... to sweep"),
@@ -101,6 +101,26 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
 def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", *axis.split(" "), JOBS=jobs)
     assert done.returncode == 2 and message in done.stderr and not calls and not done.checked
+
+
+def test_list_values_are_swept_whole(tmp_path):
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "hidden=[32,32],[64, 64]", "inner_lr=0.1,0.2")
+    assert done.returncode == 0, done.stderr
+    points = {f"hidden={h},inner_lr={lr}" for h in ("[32,32]", "[64, 64]") for lr in ("0.1", "0.2")}
+    assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
+    assert f"train maml --env cartpole-family --set hidden=[64, 64] --set inner_lr=0.2 -o {tmp_path / 'sweep' / 'hidden=[64, 64],inner_lr=0.2'} -q" in calls
+    assert done.checked == ["train maml --env cartpole-family --set hidden=[32,32] --set inner_lr=0.1 --dry-run -q",
+                            "train maml --env cartpole-family --set hidden=[64, 64] --set inner_lr=0.2 --dry-run -q"]
+
+
+def test_a_sweep_directory_keeps_the_arguments_its_points_were_started_with(tmp_path):
+    assert sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", "--", "--seeds", "2")[0].returncode == 0
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", "--", "--seeds", "4")
+    assert done.returncode == 2 and "were started with -- --seeds 2 after their grid, not -- --seeds 4;" in done.stderr and not calls
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2")
+    assert done.returncode == 2 and "were started with -- --seeds 2 after their grid, not nothing;" in done.stderr and not calls
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2,0.3", "--", "--seeds", "2")
+    assert done.returncode == 0 and done.stdout.count("skip") == 2 and len(calls) == 1, done.stderr
 
 
 def test_every_value_is_checked_before_any_point_runs(tmp_path):
@@ -130,6 +150,7 @@ def test_a_failed_point_says_why(tmp_path):
     done, _ = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", FAIL="unknown env 'nope'")
     assert done.returncode == 1
     assert done.stdout.count("FAILED") == 2 and "error: unknown env 'nope'" in done.stdout
+    assert f"sweep of 2 points in {tmp_path / 'sweep'}: 2 failed (above)" in done.stdout
 
 
 def test_ctrl_c_stops_the_sweep_once_its_running_points_have_saved(tmp_path):
@@ -210,6 +231,29 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert "meta-learned" in out
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3  # header and two rows
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
+
+
+def test_report_resamples_seeds_within_each_task_as_rliable_and_a_lone_seeds_tasks(tmp_path):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
+    # Every seed is scored on the same four tasks. Identical seeds: however the seeds are resampled
+    # within a task, every resample is the same scores, so the interval is the IQM itself (2.5).
+    same = [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]
+    # Seeds apart by 100 on every task: resampling seeds within each task mixes them in any proportion,
+    # so the interval reaches from near one seed's scores to near the other's.
+    apart = [[0.0] * 4, [0.0] * 4], [[0.0] * 4, [100.0] * 4]
+    write_eval(run, {"same (seed 0)": same, "same (seed 1)": same, "apart (seed 0)": apart[0], "apart (seed 1)": apart[1],
+                     "baseline": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]})
+    rows = {r.method: r for r in run_rows(run, step=None) if r.split == "test"}
+    assert (rows["same"].iqm, rows["same"].low, rows["same"].high, rows["same"].resampled) == (2.5, 2.5, 2.5, "seeds per task")
+    assert rows["apart"].iqm == 50.0 and rows["apart"].low < 25.0 and rows["apart"].high > 75.0
+    # One seed: its tasks resampled, so the interval spans the tasks' spread.
+    assert rows["baseline"].resampled == "tasks" and rows["baseline"].low < 2.5 < rows["baseline"].high
+    # The same matrix through rliable's own stratification, written out: the interval of `apart`.
+    rng = np.random.default_rng(0)
+    scores = np.array([[0.0] * 4, [100.0] * 4])  # (seeds, tasks)
+    picks = rng.integers(0, 2, (2000, 2, 4))  # per resample, per task, two seeds drawn with replacement
+    estimates = iqm(np.take_along_axis(scores[None], picks, axis=1).reshape(2000, -1), axis=1)
+    assert abs(np.percentile(estimates, 2.5) - rows["apart"].low) <= 12.5 and abs(np.percentile(estimates, 97.5) - rows["apart"].high) <= 12.5
 
 
 def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign_metrics_line(tmp_path, cli):
