@@ -5,8 +5,10 @@ a DQN's episode return, an RL^2 trial's return) against its iteration, the mean 
 band for its 95% confidence interval across seeds (a point with an error bar where a run has logged
 one chunk); a panel for each kind of curve, so that runs share axes only where their x and y mean
 the same. Then, for evaluated runs, the score after 0..K adaptation steps on held-out tasks, one line
-per method and baseline, with 95% intervals over tasks; a panel for each kind of score (query MSE,
-return), and one for RL^2's return per episode of a trial. Two panels a row, legends under them.
+per method and baseline (a method's seeds averaged on each task), with 95% intervals over tasks; a
+panel for each kind of score (query MSE, return), and one for RL^2's return per episode of a trial.
+Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
+end of its path that tells it from the others.
 Reads only metrics.jsonl and eval.json, so it works on a run that is still training.
 """
 
@@ -24,7 +26,7 @@ from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.report import check_writable, headline_values, read_evaluation, writing  # noqa: E402
+from metarl_cli.report import check_writable, headline_values, read_evaluation, scores_by_method, writing  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -101,12 +103,46 @@ def draw_runs(runs: list[Path]):
         ax.remove()
     for ax in axes:
         ax.set_prop_cycle(SERIES_STYLES)
-    several = len(runs) > 1
+    names = run_names(runs) if len(runs) > 1 else None
     for ax, (labels, curves) in zip(axes, learning.items()):
-        _draw_learning(ax, labels, curves, several)
+        _draw_learning(ax, labels, curves, names)
     for ax, ((score, trial), results) in zip(axes[len(learning):], kinds.items()):
-        _draw_adaptation(ax, score, trial, results, several)
+        _draw_adaptation(ax, score, trial, results, names)
     return fig
+
+
+def run_names(runs: list[Path]) -> dict[Path, str]:
+    """Each run's name in a legend: the shortest end of its path that no other run's path ends with
+    (its directory's name, or e.g. sweep-a/inner_lr=0.1 beside sweep-b/inner_lr=0.1)."""
+    parts = {run: run.resolve().parts for run in runs}
+    names = {}
+    for run in runs:
+        n = next(n for n in range(1, len(parts[run]) + 1)
+                 if all(parts[other][-n:] != parts[run][-n:] for other in runs if other != run))
+        names[run] = str(Path(*parts[run][-n:]))
+    return names
+
+
+def adaptation_series(result: dict) -> list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each method's (name, seeds, k, mean, 95% CI half-width) at the k where no task diverged: over the
+    held-out tasks, of each task's score averaged over the method's seeds, so that a method is one
+    line however many seeds it was evaluated with. An eval.json from before per-task scores were
+    kept gives its columns (a seed each) as written."""
+    per_task = result.get("per_task")
+    if not per_task:
+        series = []
+        for method, rows in result["methods"].items():
+            shown = [r for r in rows if r["mean"] is not None]
+            series.append((method, 1, np.array([r["after_steps"] for r in shown]),
+                           np.array([r["mean"] for r in shown]), np.array([r["ci95"] for r in shown])))
+        return series
+    series = []
+    for method, by_seed in scores_by_method(per_task).items():
+        per_task_mean = np.mean(by_seed, axis=0)  # (steps + 1, tasks)
+        ks = np.flatnonzero(np.all(np.isfinite(per_task_mean), axis=1))
+        stats = np.array([mean_ci95(per_task_mean[k]) for k in ks]).reshape(-1, 2)
+        series.append((method, len(by_seed), ks, stats[:, 0], stats[:, 1]))
+    return series
 
 
 def shown_results(evaluations: dict[Path, dict]) -> dict[tuple[str, bool], dict[Path, tuple[str, dict]]]:
@@ -120,10 +156,11 @@ def shown_results(evaluations: dict[Path, dict]) -> dict[tuple[str, bool], dict[
     return dict(sorted(kinds.items()))
 
 
-def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, tuple], several: bool) -> None:
+def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, tuple], names: dict[Path, str] | None) -> None:
     x_label, y_label = labels
     for run, (_, x, mean, half, seeds) in curves.items():
-        label = f"{run.name} ({seeds} seed{'s' if seeds > 1 else ''})" if several else f"{seeds} seed{'s' if seeds > 1 else ''}"
+        label = f"{seeds} seed{'s' if seeds > 1 else ''}"
+        label = f"{names[run]} ({label})" if names else label
         if len(x) == 1:  # one chunk logged: a line or a band would be invisible
             ax.errorbar(x, mean, yerr=half if seeds > 1 else None, marker="o", capsize=3, label=label)
             continue
@@ -137,18 +174,18 @@ def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, tuple], sever
     _finish(ax)
 
 
-def _draw_adaptation(ax, score: str, trial: bool, results, several: bool) -> None:
+def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str] | None) -> None:
     """One kind's curves: the score after k adaptation steps or, for an RL^2 trial, in its episode k + 1.
     Each series is shifted a little sideways (within `DODGE`) so that intervals at one k stay apart."""
-    series = [(run, split, method, [r for r in rows if r["mean"] is not None])
-              for run, (split, result) in results.items() for method, rows in result["methods"].items()]
+    series = [(run, split, *line) for run, (split, result) in results.items() for line in adaptation_series(result)]
     ticks = set()
-    for i, (run, split, method, shown) in enumerate(series):
-        x = np.array([r["after_steps"] + 1 if trial else r["after_steps"] for r in shown], dtype=float)
+    for i, (run, split, method, seeds, ks, mean, half) in enumerate(series):
+        x = (ks + 1 if trial else ks).astype(float)
         ticks.update(x.astype(int).tolist())
         shift = DODGE * ((i + 0.5) / len(series) - 0.5)
-        label = f"{run.name}: {method} ({split})" if several else f"{method} ({split})"
-        ax.errorbar(x + shift, [r["mean"] for r in shown], yerr=[r["ci95"] for r in shown], marker="o", capsize=3, label=label)
+        label = f"{method} ({seeds} seeds, {split})" if seeds > 1 else f"{method} ({split})"
+        label = f"{names[run]}: {label}" if names else label
+        ax.errorbar(x + shift, mean, yerr=half, marker="o", capsize=3, label=label)
     y_label = "query MSE" if score == "mse" else "return per episode"
     if trial:
         ax.set_title(f"RL^2 trials on held-out tasks: {y_label} in each episode\n(95% CI over tasks)")

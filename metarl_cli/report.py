@@ -175,7 +175,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             stale = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
             metrics = [(metric + stale, select) for metric, select in metrics]
-        for method, by_seed in _scores_by_method(per_task).items():
+        for method, by_seed in scores_by_method(per_task).items():
             for metric, select in metrics:
                 values = [select(scores) for scores in by_seed]
                 n, diverged = sum(map(len, values)), sum(map(diverged_count, values))
@@ -186,7 +186,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
     return rows
 
 
-def _scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
+def scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
     """Each method's scores, one (steps + 1, tasks) array per seed (a column of eval.json each), NaN where a task diverged."""
     groups: dict[str, list[np.ndarray]] = {}
     for name, by_step in per_task.items():

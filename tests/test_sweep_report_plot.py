@@ -404,6 +404,26 @@ def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
     }
 
 
+def test_plot_draws_a_method_once_however_many_seeds_and_tells_runs_of_one_name_apart(tmp_path):
+    from metarl_cli.plot import adaptation_series
+
+    runs = [fake_run(tmp_path / sweep / "inner_lr=0.1", seeds=2, iterations=3, evaluated=False) for sweep in ("sweep-a", "sweep-b")]
+    # Two seeds on the same two tasks: after 1 step the tasks average 2 and 4 over the seeds.
+    write_eval(runs[0], {"meta-learned (seed 0)": [[0.0, 0.0], [1.0, 3.0]], "meta-learned (seed 1)": [[0.0, 0.0], [3.0, 5.0]],
+                         "random init": [[0.0, 0.0], [1.0, 1.0]]})
+    write_eval(runs[1], {"meta-learned (seed 0)": [[0.0, 0.0], [1.0, 1.0]], "meta-learned (seed 1)": [[0.0, 0.0], [1.0, 1.0]]})
+    (method, seeds, ks, mean, _), _ = adaptation_series(json.loads((runs[0] / "eval.json").read_text())["test"])
+    assert (method, seeds, list(ks), list(mean)) == ("meta-learned", 2, [0, 1], [0.0, 3.0])
+    fig = draw_runs(runs)
+    try:
+        legends = [[text.get_text() for text in ax.get_legend().get_texts()] for ax in fig.axes]
+    finally:
+        plt.close(fig)
+    assert legends == [["sweep-a/inner_lr=0.1 (2 seeds)", "sweep-b/inner_lr=0.1 (2 seeds)"],
+                       ["sweep-a/inner_lr=0.1: meta-learned (2 seeds, test)", "sweep-a/inner_lr=0.1: random init (test)",
+                        "sweep-b/inner_lr=0.1: meta-learned (2 seeds, test)"]]
+
+
 def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_same(tmp_path):
     maml_runs = [fake_run(tmp_path / f"maml-{i}", seeds=1, iterations=3, evaluated=False) for i in range(12)]
     dqn = tmp_path / "dqn"
