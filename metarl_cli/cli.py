@@ -325,7 +325,12 @@ def report(
     from metarl_cli.report import expand_runs, report_paths, run_rows, write_report
 
     report_paths(out_prefix)  # refuse a bad --out before the work
-    rows = [row for run in expand_runs(runs) for row in run_rows(run, step)]
+    rows = []
+    for run in expand_runs(runs):
+        found = run_rows(run, step)
+        if not found:  # e.g. a sweep's point that failed before its first chunk
+            console.print(f"{run} has no metrics yet (no chunk logged, no evaluation): left out", highlight=False)
+        rows += found
     if not rows:
         raise UserError("nothing to report: the runs have no metrics yet")
     title = "interquartile mean [95% stratified bootstrap CI] over seeds and held-out tasks"
