@@ -116,7 +116,8 @@ def train(
     else:
         run_dir = run_dir or default_run_dir(algo, cfg.env)
         replaces = check_new(run_dir if named else first_free(run_dir), overwrite)
-    finished = f"{run_dir} had already run its {cfg.iterations} iterations; --set {type(cfg).LENGTH_KEY}=N extends it"
+    length_key = type(cfg).LENGTH_KEY
+    finished = f"{run_dir} had already run its {length_key} = {getattr(cfg, length_key)}; --set {length_key}=N extends it"
     if dry_run:
         typer.echo(config_toml(cfg, algo), nl=False)
         if resume:
@@ -160,7 +161,7 @@ def train(
     console.print(
         f"done: {summary.iterations_done} iteration{'s' if summary.iterations_done != 1 else ''} in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
-        f"Next: metarl eval {run_dir}"
+        f"Next: metarl eval {shlex.quote(str(run_dir))}"
     )
     advice = summary.checkpoint_advice()
     if advice:
@@ -368,9 +369,11 @@ def envs():
 
     families = [get_family(name) for name in FAMILY_NAMES]
     table = Table(title="task families (train and test draw from the train range, metamaze's test from cells train never draws; ood from the held-out ranges)",
-                  box=box.SIMPLE_HEAD, padding=(0, 1))
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
-    table.add_column("parameter", min_width=max(len(r.name) for fam in families for r in fam.ranges))
+    # The parameter column as wide as the longest name (a family's description wraps within it), and
+    # one space between columns, so that on an 80-column terminal no interval is broken.
+    table.add_column("parameter", width=max(len(r.name) for fam in families for r in fam.ranges))
     for col in ("default", "train / test", "ood"):
         table.add_column(col)
     for name, fam in zip(FAMILY_NAMES, families):
@@ -379,7 +382,7 @@ def envs():
         elif fam.one_task:
             table.add_row(name, "(none: one task)", "", "", "")
         for i, r in enumerate(fam.ranges):
-            ood = "\n∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"  # an interval a line: none is broken
+            ood = "\n∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"  # an interval a line
             table.add_row(name if i == 0 else "", r.name, f"{r.default:g}", f"[{r.train[0]:g}, {r.train[1]:g}]", ood)
         table.add_section()
     out.print(table)

@@ -266,6 +266,8 @@ class DqnConfig(RunConfig):
         _check_at_least(self, 0, "horizon")
         if self.train_every % self.num_envs:
             raise UserError(f"train_every ({self.train_every}) must be a multiple of num_envs ({self.num_envs})")
+        if self.buffer_size < self.num_envs:  # a step writes a transition of every environment at once
+            raise UserError(f"buffer_size ({self.buffer_size}) must be at least num_envs ({self.num_envs})")
         if self.target_update_every % self.train_every:
             raise UserError(f"target_update_every ({self.target_update_every}) must be a multiple of train_every ({self.train_every})")
         if self.total_steps < self.train_every:
@@ -421,9 +423,9 @@ def read_toml(path: Path) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` with a TOML value (numbers, true/false, [lists], "strings"); a number TOML does not
     spell (.001, 1.) as Python reads it; other bare words are strings."""
-    if "=" not in text:
+    key, raw = (part.strip() for part in text.partition("=")[::2])
+    if "=" not in text or not key:
         raise UserError(f"--set expects key=value, got '{text}'")
-    key, raw = (part.strip() for part in text.split("=", 1))
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -466,11 +468,11 @@ def build_config(algo: str, values: dict[str, Any]):
         raise UserError(f"config key 'env' expects a family name, got {env!r}")
     cls = config_class(algo, env)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if values.get("algo", algo) != algo:  # before its keys, which are another algorithm's
+        raise UserError(f"config is for algorithm '{values['algo']}', not '{algo}'")
     unknown = sorted(set(values) - set(fields) - {"algo"})
     if unknown:
         raise UserError(f"unknown config key(s) {', '.join(unknown)} for {algo} on {env}; valid: {', '.join(fields)}")
-    if values.get("algo", algo) != algo:
-        raise UserError(f"config is for algorithm '{values['algo']}', not '{algo}'")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(name, hints[name], v) for name, v in values.items() if name != "algo"}
     config = cls(**kwargs)

@@ -302,7 +302,7 @@ def _json_summary(summary: Summary) -> dict:
 def _write(path: Path, result: EvalResult) -> None:
     try:
         existing = json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         existing = None
     if not isinstance(existing, dict):  # an unreadable or foreign earlier file: this evaluation replaces it
         existing = {}

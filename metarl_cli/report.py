@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import re
+import shlex
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
@@ -105,7 +106,8 @@ def expand_runs(paths: list[Path]) -> list[Path]:
         elif path.is_dir() and (inner := sorted(p.parent for p in path.glob("*/manifest.json"))):
             runs.extend(inner)
         else:
-            raise UserError(f"{path} is neither a metarl run directory nor a directory of runs")
+            raise UserError(f"{path} is neither a metarl run directory nor a directory of runs"
+                            if path.exists() else f"not found: {path}")
     unique: dict[Path, Path] = {}  # resolved path -> the run as first named
     for run in runs:
         unique.setdefault(run.resolve(), run)
@@ -150,9 +152,9 @@ def read_evaluation(run_dir: Path) -> dict:
     try:
         evaluation = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; `metarl eval {run_dir}` writes it again") from None
+        raise UserError(f"{path} is not valid JSON; `metarl eval {shlex.quote(str(run_dir))}` writes it again") from None
     if not (isinstance(evaluation, dict) and all(_is_result(r) for r in evaluation.values())):
-        raise UserError(f"{path} is not an evaluation written by metarl; `metarl eval {run_dir}` writes it again")
+        raise UserError(f"{path} is not an evaluation written by metarl; `metarl eval {shlex.quote(str(run_dir))}` writes it again")
     return evaluation
 
 

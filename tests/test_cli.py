@@ -124,10 +124,10 @@ def test_resume_equals_uninterrupted_run(cli, tmp_path):
     assert code != 0 and "already has 6 iterations" in err
     assert [(split / name).read_text() for name in ("config.toml", "manifest.json")] == saved  # a refused resume writes nothing
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "-q")
-    assert code == 0 and "had already run its 6 iterations" in err, err
+    assert code == 0 and "had already run its iterations = 6; --set iterations=N extends it" in err, err
     assert [(split / name).read_text() for name in ("config.toml", "manifest.json")] == saved  # nothing ran, nothing recorded
     code, _, err = cli("train", "maml", "--resume", "-o", str(split), "--dry-run")
-    assert code == 0 and f"would do nothing: {split} had already run its 6 iterations" in err, err
+    assert code == 0 and f"would do nothing: {split} had already run its iterations = 6" in err, err
 
 
 def test_ctrl_c_names_the_latest_checkpoint_and_how_to_resume(tmp_path):
@@ -393,6 +393,13 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "dqn", "--set", "ranges.train.force_mag=[6, 14]"], "cartpole has no parameter ranges to set ('force_mag')"),
         (["report", "FOREIGN", "-o", "FOREIGN"], "names a directory; give a file prefix"),
         (["plot", "FOREIGN", "-o", "PNGDIR"], "is a directory; give the PNG file to write"),
+        (["train", "dqn", "--set", "buffer_size=5"], "buffer_size (5) must be at least num_envs (10)"),
+        (["train", "maml", "--set", "=3"], "--set expects key=value, got '=3'"),
+        (["report", "MISSING"], "not found: "),
+        (["train", "maml", "--config", "DQNCONFIG"], "config is for algorithm 'dqn', not 'maml'"),
+        (["eval", "BADMANIFEST"], "manifest.json is not valid JSON"),
+        (["report", "BADMANIFEST"], "manifest.json is not valid JSON"),
+        (["eval", "EDITED"], "edited/config.toml: config key 'total_steps' expects int"),
     ],
 )
 def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, message):
@@ -408,9 +415,18 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     png_dir.mkdir()
     point_nav = tmp_path / "point_nav.toml"
     point_nav.write_text('env = "point-nav"\nhorizon = 100\n')
+    dqn_config = tmp_path / "dqn.toml"  # a DQN run's config.toml
+    dqn_config.write_text('algo = "dqn"\nenv = "cartpole"\nbuffer_size = 100\n')
+    bad_manifest = tmp_path / "bad-manifest"  # a run whose manifest.json is not UTF-8
+    bad_manifest.mkdir()
+    (bad_manifest / "manifest.json").write_bytes(b"\xff\xfe\x00")
+    edited = tmp_path / "edited"  # a run whose config.toml was edited by hand
+    edited.mkdir()
+    (edited / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
+    (edited / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\ntotal_steps = "x"\n')
     subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "FOREIGN": str(foreign), "BINARY": str(binary),
              "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir),
-             "POINTNAV": str(point_nav)}
+             "POINTNAV": str(point_nav), "DQNCONFIG": str(dqn_config), "BADMANIFEST": str(bad_manifest), "EDITED": str(edited)}
     code, _, err = cli(*(subst.get(a, a) for a in args))
     assert code != 0
     assert message in err
@@ -528,6 +544,8 @@ def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal(cl
         assert name in words  # not cut to "mountain…"
         for r in get_family(name).ranges:
             assert r.name in words
+            for a, b in [r.train, *r.ood]:
+                assert f"[{a:g}, {b:g}]" in out  # each interval on one line, none broken after its comma
     assert "[5, 15]" in out and "∪ [15, 20]" in out  # cartpole-family's force_mag: train, and ood's second interval
 
 

@@ -186,6 +186,8 @@ def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["iteration"], r["seed"]) for r in lines] == [(i, s) for i in (20, 40, 60, 80) for s in (0, 1)]
     assert all({"return", "episodes", "loss", "epsilon", "env_steps"} <= set(r) for r in lines)
+    code, _, err = cli("train", "dqn", "--resume", "-o", str(run), "--dry-run")  # finished: said in the key that extends it
+    assert code == 0 and "had already run its total_steps = 160; --set total_steps=N extends it" in err, err
     code, out, err = cli("eval", str(run), "--split", "test")
     assert code == 0, err
     assert "trained (seed 0)" in out and "trained (seed 1)" in out and "random init" in out

@@ -263,9 +263,11 @@ def test_report_resamples_seeds_within_each_task_as_rliable_and_a_lone_seeds_tas
 
 def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign_metrics_line(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
-    with open(run / "metrics.jsonl", "a") as f:
-        f.write("5\n")  # valid JSON, but not a line metarl writes
-    assert [r.split for r in run_rows(run, step=None)] == ["train"]
+    with open(run / "metrics.jsonl", "a") as f:  # valid JSON, but not lines metarl writes
+        f.write('5\n{"post_return": 1.0}\n{"iteration": 4, "post_return": "x"}\n{"iteration": true, "post_return": 2.0}\n')
+    assert [(r.split, r.iqm) for r in run_rows(run, step=None)] == [("train", 30.0)]  # iteration 3's, the last metarl wrote
+    code, _, err = cli("plot", str(run), "-o", str(tmp_path / "p.png"))
+    assert code == 0, err
     for written in ({"test": {"methods": 5}}, {"test": {"methods": {}, "steps": 1}}, ["test"]):
         (run / "eval.json").write_text(json.dumps(written))
         for args in (["report", str(run), "-o", str(tmp_path / "rep")], ["plot", str(run), "-o", str(tmp_path / "p.png")]):

@@ -178,7 +178,7 @@ def load_run(run_dir: Path) -> tuple[str, Any, dict]:
         raise UserError(f"{run_dir} is not a metarl run directory (no manifest.json)")
     try:
         manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{manifest_path} is not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("tool") != "metarl":
         raise UserError(f"{run_dir} was not written by metarl")
@@ -186,7 +186,10 @@ def load_run(run_dir: Path) -> tuple[str, Any, dict]:
     algo = values.get("algo", manifest.get("algo"))
     if algo not in CONFIGS:
         raise UserError(f"{run_dir}/config.toml names unknown algorithm {algo!r}; valid: {', '.join(CONFIGS)}")
-    return algo, build_config(algo, values), manifest
+    try:
+        return algo, build_config(algo, values), manifest
+    except UserError as e:  # a config.toml edited by hand: say which file
+        raise UserError(f"{run_dir / 'config.toml'}: {e}") from None
 
 
 class MetricsLog:
@@ -198,7 +201,7 @@ class MetricsLog:
     def truncate_after(self, iteration: int) -> None:
         if not self.path.exists():
             return
-        kept = [r for r in self.read() if r.get("iteration", 0) <= iteration]
+        kept = [r for r in self.read() if r["iteration"] <= iteration]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
@@ -209,14 +212,24 @@ class MetricsLog:
         if not self.path.exists():
             return []
         records = []
-        for line in self.path.read_text().splitlines():
+        for line in self.path.read_text(errors="replace").splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a kill: the run resumes before it
                 continue
-            if isinstance(record, dict):  # a line metarl wrote (another was written by hand)
+            if _is_metrics_line(record):  # not one written by hand
                 records.append(record)
         return records
+
+
+def _is_metrics_line(record) -> bool:
+    """Whether `record` is what metarl writes to metrics.jsonl: an object with a whole-number
+    "iteration" whose values are all numbers or null."""
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    return isinstance(record, dict) and isinstance(record.get("iteration"), int) and number(record["iteration"]) \
+        and all(x is None or number(x) for x in record.values())
 
 
 def command_line() -> list[str]:
