@@ -24,7 +24,9 @@ def _cartpole_derive(p):
 
 def _acrobot_derive(p):
     """Sunblaze draws one mass, one length and one moment of inertia for both links (here the first
-    link's fields carry them); the centres of mass stay at half the length (gym's 0.5 at the default)."""
+    link's fields carry them). The centres of mass are put at half the drawn length, which is gym's
+    0.5 at the default length; Sunblaze leaves them at 0.5 whatever the length (a deliberate
+    difference: a longer link's mass sits further out)."""
     half = p.link_length_1 / 2.0
     return p.replace(link_mass_2=p.link_mass_1, link_length_2=p.link_length_1, link_com_pos_1=half, link_com_pos_2=half)
 
