@@ -1,5 +1,6 @@
 """How `metarl train` starts JAX's CPU backend (metarl_cli/backend.py): which runs are narrow, and
-that a narrow one starts with one device on a one-thread pool and every thread free to use every core."""
+that a narrow one starts with one device on a one-thread pool and every thread free to use every core;
+and the XLA flag metarl sets against a deadlock of XLA's CPU scheduler (metarl_cli/__init__.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import jax
 import pytest
 
-from metarl_cli import SET_HERE
+from conftest import set_args
+from metarl_cli import SCHEDULER_FLAG, SET_HERE
 from metarl_cli.algos import make_algorithm
 from metarl_cli.backend import narrow_training
 from metarl_cli.config import resolve_config
@@ -80,3 +82,17 @@ def test_a_narrow_run_starts_with_one_device_on_one_thread_and_every_core_free()
     assert not users["narrow"] and users["devices"] == 2
     jax_setting = run_child({**os.environ, "JAX_NUM_CPU_DEVICES": "2"})  # so does JAX's own setting
     assert not jax_setting["narrow"] and jax_setting["devices"] == 2
+
+
+def test_an_evaluation_that_deadlocked_xla_s_concurrent_cpu_scheduler_finishes(tmp_path, cli):
+    # With XLA's concurrency-optimised CPU scheduler (jaxlib 0.10.2), `metarl eval --tasks 200` of a
+    # run this small never finished on 2 cores: every thread idle, the result never ready.
+    assert f"{SCHEDULER_FLAG}=false" in os.environ["XLA_FLAGS"]  # set on importing metarl_cli, for its processes too
+    run = tmp_path / "run"
+    code, _, err = cli("train", "maml", "--env", "cartpole-family", *set_args("iterations=1", "meta_batch=2", "lanes=2", "horizon=20"),
+                       "-o", str(run), "-q")
+    assert code == 0, err
+    done = subprocess.run([sys.executable, "-m", "metarl_cli", "eval", str(run), "--tasks", "200", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "return on 200 'test' tasks" in " ".join(done.stdout.split())
