@@ -14,7 +14,8 @@ and a horizon of 20 hung so (200 to 400 tasks hung, 100 to 180 did not; Eigen's 
 thread did not help); with the scheduler off 200 to 1,000 tasks took 3.5 to 4.1 s. Training ran as
 fast, alternating runs on the Intel Xeon: a MAML-RL meta-iteration on the cartpole-family defaults
 134 to 143 ms against 137 to 146, DQN on CartPole 4,540 and 4,647 iterations/s against 4,737 and
-4,863, sinusoid MAML 3,827 and 3,875 against 3,810 and 4,104.
+4,863 (eight seeds' 200k env steps 22.5 and 23.6 s against 23.2 and 24.4), sinusoid MAML 3,827 and
+3,875 against 3,810 and 4,104.
 """
 
 import os
