@@ -330,7 +330,8 @@ def report(
     for run in expand_runs(runs):
         found = run_rows(run, step)
         if not found:  # e.g. a sweep's point that failed before its first chunk
-            console.print(f"{run} has no metrics yet (no chunk logged, no evaluation): left out", highlight=False)
+            console.print(f"{run} has nothing to report yet (no value of its headline metric logged, no evaluation): left out",
+                          highlight=False)
         rows += found
     if not rows:
         raise UserError("nothing to report: the runs have no metrics yet")
@@ -342,8 +343,6 @@ def report(
         out.print(f"[italic]{title}[/]")
         for run, run_rows_ in itertools.groupby(rows, key=lambda row: row.run):
             out.print(_report_table(list(run_rows_), run, with_run=False))
-    out.print("[italic]95% CI: seeds resampled within each task (rliable's stratified bootstrap); a lone seed's tasks; "
-              "a training row's seeds[/]")
     csv_path, json_path = write_report(rows, out_prefix)
     console.print(f"wrote {csv_path} and {json_path}")
 

@@ -3,10 +3,11 @@
 For each run and each split in its eval.json, each method's score after K adaptation steps is
 pooled over seeds and held-out tasks and summarised by its interquartile mean (IQM: the mean of
 the middle 50%) with a 95% percentile confidence interval from a stratified bootstrap, the
-estimators rliable recommends (Agarwal et al. 2021) and as rliable computes them: every seed is
-scored on the same held-out tasks, and each task is a stratum within which the seeds are resampled.
-A method with one seed (a baseline, a one-seed run) has no seeds to resample; its interval
-resamples its tasks instead, and the row says which was resampled. An RL^2
+estimators rliable recommends (Agarwal et al. 2021), computed as rliable's with `task_bootstrap`:
+every seed is scored on the same held-out tasks, a (seeds, tasks) table; a resample draws the tasks
+with replacement, then, within each task drawn (a stratum), the seeds. The held-out tasks are a
+random draw from the family, so the interval counts their spread as well as the seeds'; with one
+seed it resamples the tasks alone. An RL^2
 evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
 in each episode of the trial (where it has several), then its headline, the trial's total return.
 A training row does the same for the last logged value of the run's headline metric, one value per
@@ -57,7 +58,6 @@ class ReportRow(NamedTuple):
     low: float
     high: float
     diverged: int = 0  # of the n values, those not finite (a task whose adaptation diverged): then no IQM
-    resampled: str = ""  # what the interval's bootstrap resampled: "seeds per task", "tasks" (one seed) or "seeds" (training)
 
 
 # A row's metric: its label, and what picks its per-task values from one seed's (steps + 1, tasks) scores.
@@ -71,29 +71,22 @@ def iqm(values, axis: int | None = None):
     return float(trimmed) if axis is None else trimmed
 
 
-def stratified_bootstrap_ci(strata: list[np.ndarray], reps: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of the IQM of the pooled values, each stratum resampled with replacement
-    on its own (all `reps` resamples drawn at once, a row each)."""
+def stratified_bootstrap_ci(scores: np.ndarray, reps: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the IQM of a (seeds, tasks) table: each resample draws the tasks with
+    replacement and, for each task drawn, the seeds (all `reps` resamples drawn at once)."""
+    seeds, tasks = scores.shape
     rng = np.random.default_rng(seed)
-    resamples = np.concatenate([s[rng.integers(0, len(s), (reps, len(s)))] for s in strata], axis=1)
-    estimates = iqm(resamples, axis=1)
+    task_picks = rng.integers(0, tasks, (reps, 1, tasks))
+    seed_picks = rng.integers(0, seeds, (reps, seeds, tasks))
+    estimates = iqm(scores[seed_picks, task_picks].reshape(reps, -1), axis=1)
     tail = 100 * (1 - level) / 2
     return float(np.percentile(estimates, tail)), float(np.percentile(estimates, 100 - tail))
 
 
-def summarise_strata(strata: list[np.ndarray]) -> tuple[float, float, float]:
-    pooled = np.concatenate(strata)
-    low, high = stratified_bootstrap_ci(strata)
-    return iqm(pooled), low, high
-
-
-def eval_strata(by_seed: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
-    """The strata of one method's scores, each seed's (tasks,) scores on the same held-out tasks, and
-    what their bootstrap resamples: rliable's, a stratum per task holding its seeds' scores; for one
-    seed, whose resampled seeds would all be itself, its tasks as one stratum."""
-    if len(by_seed) == 1:
-        return by_seed, "tasks"
-    return list(np.stack(by_seed, axis=1)), "seeds per task"
+def summarise_table(scores: np.ndarray) -> tuple[float, float, float]:
+    """IQM of a (seeds, tasks) table and its stratified bootstrap interval."""
+    low, high = stratified_bootstrap_ci(scores)
+    return iqm(scores), low, high
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
@@ -117,7 +110,7 @@ def expand_runs(paths: list[Path]) -> list[Path]:
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     _, config, _ = load_run(run_dir)  # a clear error if it is not a run
     records = MetricsLog(run_dir / "metrics.jsonl").read()
-    done = max((r.get("iteration", 0) for r in records), default=0)
+    done = max((r["iteration"] for r in records), default=0)
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(config, DqnConfig)
@@ -139,9 +132,9 @@ def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: in
     metric, valued = headline
     last = {r.get("seed", 0): r[metric] for r in valued}  # the latest value per seed
     values = np.array(list(last.values()))
-    value, low, high = summarise_strata([values])
+    value, low, high = summarise_table(values[:, None])  # one "task": the seeds resampled
     label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
-    return [ReportRow(str(run_dir), "train", "training", label, len(last), len(values), value, low, high, resampled="seeds")]
+    return [ReportRow(str(run_dir), "train", "training", label, len(last), len(values), value, low, high)]
 
 
 def read_evaluation(run_dir: Path) -> dict:
@@ -159,9 +152,19 @@ def read_evaluation(run_dir: Path) -> dict:
 
 
 def _is_result(result) -> bool:
-    """Whether `result` has what report and plot read of one split's evaluation."""
-    return (isinstance(result, dict) and isinstance(result.get("methods"), dict) and isinstance(result.get("score"), str)
-            and isinstance(result.get("steps"), int))
+    """Whether `result` has what report and plot read of one split's evaluation: among them, where
+    it keeps per-task scores, one (steps + 1, tasks) table of numbers (or nulls) for every column."""
+    if not (isinstance(result, dict) and isinstance(result.get("methods"), dict) and isinstance(result.get("score"), str)
+            and isinstance(result.get("steps"), int)):
+        return False
+    per_task = result.get("per_task")
+    if per_task is None:
+        return True  # written before per-task scores were kept
+    try:
+        shapes = {np.array(scores, dtype=np.float64).shape for scores in per_task.values()}
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return len(shapes) <= 1 and all(len(shape) == 2 and shape[0] == result["steps"] + 1 for shape in shapes)
 
 
 def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> list[ReportRow]:
@@ -179,12 +182,11 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
             metrics = [(metric + stale, select) for metric, select in metrics]
         for method, by_seed in scores_by_method(per_task).items():
             for metric, select in metrics:
-                values = [select(scores) for scores in by_seed]
-                n, diverged = sum(map(len, values)), sum(map(diverged_count, values))
-                strata, resampled = eval_strata(values)
+                values = np.stack([select(scores) for scores in by_seed])  # (seeds, tasks)
+                n, diverged = values.size, diverged_count(values)
                 # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
-                value, low, high = summarise_strata(strata) if not diverged else (math.nan,) * 3
-                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, value, low, high, diverged, resampled))
+                value, low, high = summarise_table(values) if not diverged else (math.nan,) * 3
+                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, value, low, high, diverged))
     return rows
 
 

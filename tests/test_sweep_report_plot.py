@@ -180,15 +180,18 @@ def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
     assert iqm(np.arange(1.0, 9.0)) == 4.5  # the middle four of 1..8: 3, 4, 5, 6
     assert iqm([10.0, 0.0, 1.0, 2.0]) == 1.5  # sorted 0, 1, 2, 10: the middle two
     assert iqm([0.0, 1.0, 2.0, 10.0, 11.0, 12.0, 13.0, 100.0]) == 8.75  # 2, 10, 11, 12; the median is 10.5
-    # Two strata of constants: every stratified resample keeps four of each, so the pooled IQM is 50
-    # in all of them; resampling the pool as one would mix them in other proportions.
-    assert stratified_bootstrap_ci([np.zeros(4), np.full(4, 100.0)]) == (50.0, 50.0)
-    assert stratified_bootstrap_ci([np.full(5, 3.0), np.full(7, 3.0)]) == (3.0, 3.0)
-    low, high = stratified_bootstrap_ci([np.arange(40.0), np.arange(40.0) + 100.0])
-    assert low < iqm(np.concatenate([np.arange(40.0), np.arange(40.0) + 100.0])) < high
-    # Each stratum keeps its size in every resample, so the pooled IQM of two far-apart seeds stays
-    # between them: its interval cannot reach either seed's own values.
-    assert 39.0 < low and high < 100.0
+    # A table of one task and two seeds, 0 and 100: a resample draws two seeds, whose IQM (two values,
+    # none trimmed) is 0, 50 or 100 with chances 1/4, 1/2, 1/4, so the 95% interval is 0 to 100.
+    assert stratified_bootstrap_ci(np.array([[0.0], [100.0]])) == (0.0, 100.0)
+    assert stratified_bootstrap_ci(np.full((3, 5), 3.0)) == (3.0, 3.0)
+    # Seeds alike, tasks apart: resampling the seeds within a task changes nothing, the tasks' draw
+    # does, so a copy of a seed leaves the interval as it was (the tasks are drawn first, alike).
+    one_seed = np.array([[1.0, 2.0, 3.0, 4.0]])
+    low, high = stratified_bootstrap_ci(one_seed)
+    assert low < 2.5 < high and stratified_bootstrap_ci(np.repeat(one_seed, 2, axis=0)) == (low, high)
+    # Tasks alike, seeds apart: the seeds drawn within each task mix the two in any proportion.
+    low, high = stratified_bootstrap_ci(np.array([[0.0] * 4, [100.0] * 4]))
+    assert low < 25.0 and high > 75.0
 
 
 def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool, planned: int | None = None) -> Path:
@@ -233,32 +236,23 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     # Beside it, a run that has logged nothing yet is named as left out, not dropped without a word.
     (fake_run(tmp_path / "empty", seeds=1, iterations=3, evaluated=False) / "metrics.jsonl").unlink()
     code, out, err = cli("report", str(tmp_path), "-o", str(tmp_path / "out" / "rep"))
-    assert code == 0 and f"{tmp_path / 'empty'} has no metrics yet (no chunk logged, no evaluation): left out" in err, err
+    assert code == 0 and f"{tmp_path / 'empty'} has nothing to report yet (no value of its headline metric logged, no evaluation): left out" in err, err
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
 
 
-def test_report_resamples_seeds_within_each_task_as_rliable_and_a_lone_seeds_tasks(tmp_path):
+def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
-    # Every seed is scored on the same four tasks. Identical seeds: however the seeds are resampled
-    # within a task, every resample is the same scores, so the interval is the IQM itself (2.5).
+    # Every seed is scored on the same four tasks: each method's scores after 1 step form a
+    # (seeds, tasks) table, and its interval is that table's stratified bootstrap.
     same = [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]
-    # Seeds apart by 100 on every task: resampling seeds within each task mixes them in any proportion,
-    # so the interval reaches from near one seed's scores to near the other's.
     apart = [[0.0] * 4, [0.0] * 4], [[0.0] * 4, [100.0] * 4]
     write_eval(run, {"same (seed 0)": same, "same (seed 1)": same, "apart (seed 0)": apart[0], "apart (seed 1)": apart[1],
-                     "baseline": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]})
-    rows = {r.method: r for r in run_rows(run, step=None) if r.split == "test"}
-    assert (rows["same"].iqm, rows["same"].low, rows["same"].high, rows["same"].resampled) == (2.5, 2.5, 2.5, "seeds per task")
-    assert rows["apart"].iqm == 50.0 and rows["apart"].low < 25.0 and rows["apart"].high > 75.0
-    # One seed: its tasks resampled, so the interval spans the tasks' spread.
-    assert rows["baseline"].resampled == "tasks" and rows["baseline"].low < 2.5 < rows["baseline"].high
-    # The same matrix through rliable's own stratification, written out: the interval of `apart`.
-    rng = np.random.default_rng(0)
-    scores = np.array([[0.0] * 4, [100.0] * 4])  # (seeds, tasks)
-    picks = rng.integers(0, 2, (2000, 2, 4))  # per resample, per task, two seeds drawn with replacement
-    estimates = iqm(np.take_along_axis(scores[None], picks, axis=1).reshape(2000, -1), axis=1)
-    assert abs(np.percentile(estimates, 2.5) - rows["apart"].low) <= 12.5 and abs(np.percentile(estimates, 97.5) - rows["apart"].high) <= 12.5
+                     "one seed": same})
+    rows = {r.method: (r.iqm, r.low, r.high) for r in run_rows(run, step=None) if r.split == "test"}
+    assert rows["same"] == (2.5, *stratified_bootstrap_ci(np.array([same[1], same[1]])))
+    assert rows["apart"] == (50.0, *stratified_bootstrap_ci(np.array([[0.0] * 4, [100.0] * 4])))
+    assert rows["one seed"] == rows["same"]  # a copy of a seed adds nothing
 
 
 def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign_metrics_line(tmp_path, cli):
@@ -268,7 +262,10 @@ def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign
     assert [(r.split, r.iqm) for r in run_rows(run, step=None)] == [("train", 30.0)]  # iteration 3's, the last metarl wrote
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "p.png"))
     assert code == 0, err
-    for written in ({"test": {"methods": 5}}, {"test": {"methods": {}, "steps": 1}}, ["test"]):
+    result = {"methods": {}, "score": "return", "steps": 1}
+    ragged = {"m (seed 0)": [[1.0, 2.0], [3.0, 4.0]], "m (seed 1)": [[1.0], [2.0]]}  # seeds on different tasks
+    for written in ({"test": {"methods": 5}}, {"test": {"methods": {}, "steps": 1}}, ["test"],
+                    {"test": {**result, "per_task": ragged}}, {"test": {**result, "per_task": {"m": [[1.0, 2.0]]}}}):
         (run / "eval.json").write_text(json.dumps(written))
         for args in (["report", str(run), "-o", str(tmp_path / "rep")], ["plot", str(run), "-o", str(tmp_path / "p.png")]):
             code, _, err = cli(*args)

@@ -228,8 +228,7 @@ def _is_metrics_line(record) -> bool:
     def number(x):
         return isinstance(x, (int, float)) and not isinstance(x, bool)
 
-    return isinstance(record, dict) and isinstance(record.get("iteration"), int) and number(record["iteration"]) \
-        and all(x is None or number(x) for x in record.values())
+    return isinstance(record, dict) and type(record.get("iteration")) is int and all(x is None or number(x) for x in record.values())
 
 
 def command_line() -> list[str]:
