@@ -8,8 +8,9 @@ every core; a single MAML-RL run splits its meta-batch over them the same way (`
 pool instead (`backend.start_for_training`). Accelerators are unaffected.
 
 It also turns XLA's concurrency-optimised scheduler for the CPU off (unless XLA_FLAGS names that
-flag): with it, jaxlib 0.10.2 on a 2-core CPU ran some programs into a deadlock, every thread idle and
-the result never ready. The adaptation curve of `metarl eval RUN --tasks 200` on a run with 2 lanes
+flag, or jaxlib is later than 0.10: XLA stops at a flag it does not know, and of the jaxlibs metarl
+installs the oldest, 0.4.30, and 0.10.2 were checked to know this one): with it, jaxlib 0.10.2 on a
+2-core CPU ran some programs into a deadlock, every thread idle and the result never ready. The adaptation curve of `metarl eval RUN --tasks 200` on a run with 2 lanes
 and a horizon of 20 hung so (200 to 400 tasks hung, 100 to 180 did not; Eigen's products on one
 thread did not help); with the scheduler off 200 to 1,000 tasks took 3.5 to 4.1 s. Training ran as
 fast, alternating runs on the Intel Xeon: a MAML-RL meta-iteration on the cartpole-family defaults
@@ -18,6 +19,7 @@ fast, alternating runs on the Intel Xeon: a MAML-RL meta-iteration on the cartpo
 3,875 against 3,810 and 4,104.
 """
 
+import importlib.metadata
 import os
 import re
 
@@ -29,11 +31,19 @@ DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
 
 
+def _jaxlib_knows_the_scheduler_flag() -> bool:
+    try:
+        major, minor = (int(part) for part in importlib.metadata.version("jaxlib").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) <= (0, 10)
+
+
 def _without_the_concurrent_scheduler() -> None:
-    """Add `SCHEDULER_FLAG`=false to XLA_FLAGS unless they name it (see the module's docstring); a
-    device count set here stays recognisably metarl's (`SET_HERE`)."""
+    """Add `SCHEDULER_FLAG`=false to XLA_FLAGS unless they name it or jaxlib may not know it (see the
+    module's docstring); a device count set here stays recognisably metarl's (`SET_HERE`)."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if SCHEDULER_FLAG in flags:
+    if SCHEDULER_FLAG in flags or not _jaxlib_knows_the_scheduler_flag():
         return
     os.environ["XLA_FLAGS"] = f"{flags} {SCHEDULER_FLAG}=false".strip()
     if os.environ.get(SET_HERE) == flags:

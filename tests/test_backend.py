@@ -87,7 +87,10 @@ def test_a_narrow_run_starts_with_one_device_on_one_thread_and_every_core_free()
 def test_an_evaluation_that_deadlocked_xla_s_concurrent_cpu_scheduler_finishes(tmp_path, cli):
     # With XLA's concurrency-optimised CPU scheduler (jaxlib 0.10.2), `metarl eval --tasks 200` of a
     # run this small never finished on 2 cores: every thread idle, the result never ready.
-    assert f"{SCHEDULER_FLAG}=false" in os.environ["XLA_FLAGS"]  # set on importing metarl_cli, for its processes too
+    fresh = {name: value for name, value in os.environ.items() if name not in ("XLA_FLAGS", SET_HERE)}  # as from a shell
+    flags = subprocess.run([sys.executable, "-c", "import os, metarl_cli; print(os.environ['XLA_FLAGS'])"], env=fresh,
+                           capture_output=True, text=True, timeout=60).stdout
+    assert f"{SCHEDULER_FLAG}=false" in flags and f"{SCHEDULER_FLAG}=false" in os.environ["XLA_FLAGS"]  # and for its children
     run = tmp_path / "run"
     code, _, err = cli("train", "maml", "--env", "cartpole-family", *set_args("iterations=1", "meta_batch=2", "lanes=2", "horizon=20"),
                        "-o", str(run), "-q")
