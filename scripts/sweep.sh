@@ -39,17 +39,18 @@ esac
 
 split_items() {  # $1: text; fills `items` with its comma-separated items, commas inside [...] kept
   local text=$1 item="" depth=0 c i
-  items=()
+  items=() balanced=1
   for ((i = 0; i < ${#text}; i++)); do
     c=${text:i:1}
     case "$c" in
       '[') depth=$((depth + 1)) ;;
-      ']') depth=$((depth - 1)) ;;
+      ']') depth=$((depth - 1)); [ "$depth" -ge 0 ] || balanced=0 ;;
       ,) if [ "$depth" = 0 ]; then items+=("$item") item=""; continue; fi ;;
     esac
     item+=$c
   done
   items+=("$item")
+  [ "$depth" = 0 ] || balanced=0
 }
 
 # The grid: start from one empty point, multiply by each axis in turn.
@@ -63,8 +64,10 @@ for axis in "${axes[@]}"; do
   esac
   swept_keys+="$key "
   split_items "$values"
+  [ "$balanced" = 1 ] || { echo "error: unbalanced brackets in '$axis'" >&2; exit 2; }
   vals=("${items[@]}")
   for ((i = 0; i < ${#vals[@]}; i++)); do
+    [ -n "${vals[i]}" ] || { echo "error: an empty value in '$axis'" >&2; exit 2; }
     for ((j = 0; j < i; j++)); do
       [ "${vals[i]}" != "${vals[j]}" ] || { echo "error: '$key' lists the value '${vals[i]}' twice" >&2; exit 2; }
     done

@@ -33,8 +33,9 @@ case " $* " in *" --dry-run "*)
 [ -n "${HOLD:-}" ] && trap 'echo "interrupted: the latest checkpoint is iteration 1" >&2; kill "${pid:-}" 2>/dev/null; exit 130' INT
 echo "$@" >> "$CALLS"
 [ -n "${FAIL:-}" ] && { echo "error: $FAIL" >&2; exit 2; }
+args=("$@")
 while [ $# -gt 0 ]; do [ "$1" = "-o" ] && dir=$2; shift; done
-mkdir -p "$dir" && echo '{"tool": "metarl"}' > "$dir/manifest.json"
+mkdir -p "$dir" && echo '{"tool": "metarl"}' > "$dir/manifest.json" && printf '%s\n' "${args[@]}" > "$dir/args"
 if [ -n "${HOLD:-}" ]; then sleep 60 & pid=$!; touch "$dir/training"; wait "$pid"; fi
 """
 
@@ -85,6 +86,9 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
 @pytest.mark.parametrize("axis, jobs, message", [
     ("inner_lr", "3", "expected KEY=V1,V2"),
     ("inner_lr=0.1,0.2,0.1", "3", "'inner_lr' lists the value '0.1' twice"),
+    ("hidden=[32,32 inner_lr=0.1,0.2", "3", "unbalanced brackets in 'hidden=[32,32'"),
+    ("hidden=32],[64]", "3", "unbalanced brackets in 'hidden=32],[64]'"),
+    ("inner_lr=0.1,", "3", "an empty value in 'inner_lr=0.1,'"),
     ("inner_lr=0.1,0.2", "0", "JOBS must be a whole number"),
     ("inner_lr=0.1,0.2", "two", "JOBS must be a whole number"),
     ("-- --seeds 2", "3", "give at least one KEY=V1,V2,... to sweep"),
@@ -108,7 +112,9 @@ def test_list_values_are_swept_whole(tmp_path):
     assert done.returncode == 0, done.stderr
     points = {f"hidden={h},inner_lr={lr}" for h in ("[32,32]", "[64, 64]") for lr in ("0.1", "0.2")}
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
-    assert f"train maml --env cartpole-family --set hidden=[64, 64] --set inner_lr=0.2 -o {tmp_path / 'sweep' / 'hidden=[64, 64],inner_lr=0.2'} -q" in calls
+    point = tmp_path / "sweep" / "hidden=[64, 64],inner_lr=0.2"
+    assert f"train maml --env cartpole-family --set hidden=[64, 64] --set inner_lr=0.2 -o {point} -q" in calls
+    assert "hidden=[64, 64]" in (point / "args").read_text().splitlines()  # one argument, not split at its space
     assert done.checked == ["train maml --env cartpole-family --set hidden=[32,32] --set inner_lr=0.1 --dry-run -q",
                             "train maml --env cartpole-family --set hidden=[64, 64] --set inner_lr=0.2 --dry-run -q"]
 
