@@ -370,8 +370,9 @@ def envs():
     table = Table(title="task families (train and test draw from the train range, metamaze's test from cells train never draws; ood from the held-out ranges)",
                   box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
-    # The parameter column as wide as the longest name (a family's description wraps within it), and
-    # one space between columns, so that on an 80-column terminal no interval is broken.
+    # The parameter column as wide as the longest name (a family's description wraps within it), one
+    # space of padding beside the box's one-space divider and no outer edge, so that on an 80-column
+    # terminal no interval is broken.
     table.add_column("parameter", width=max(len(r.name) for fam in families for r in fam.ranges))
     for col in ("default", "train / test", "ood"):
         table.add_column(col)

@@ -192,9 +192,9 @@ class PackedStateHandler(ocp.AsyncCheckpointHandler):
     thread, and Orbax runs a synchronous handler's save on a thread of its own, started for every
     save. Writing in place needs the step's directories made before `async_save`, which Orbax does
     with its own asynchronous checkpointing off, as `Checkpoints` has it (with it on, they are made
-    on a background thread and the write can find none). Measured on the 2-core CPU (Intel Xeon), saves alternating in one process: 7.4 to 7.6 ms of
-    CPU a save through `Checkpoints` against 8.3 to 8.7 ms as a synchronous handler (Orbax's manager
-    alone: 7.1 to 7.2 against 7.7 to 8.0 ms)."""
+    on a background thread and the write can find none). Measured on the 2-core CPU (Intel Xeon),
+    saves alternating in one process: 7.4 to 7.6 ms of CPU a save through `Checkpoints` against 8.3
+    to 8.7 ms as a synchronous handler (Orbax's manager alone: 7.1 to 7.2 against 7.7 to 8.0 ms)."""
 
     FILE = "state.npz"
 
