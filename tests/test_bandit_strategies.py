@@ -57,6 +57,8 @@ def test_two_pulls_on_a_sure_and_a_dead_arm(strategy):
     rewards = total_rewards(strategy, TWO_ARMS, 2, jax.random.PRNGKey(0), param)
     assert rewards.shape == (COPIES,)
     assert_mean(rewards, expected)
+    if strategy == "ucb1":  # each arm once, in either order: no copy differs
+        np.testing.assert_array_equal(rewards, 1.0)
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "gittins"])
@@ -66,6 +68,23 @@ def test_ten_pulls_on_a_sure_and_a_dead_arm(strategy):
     # n - 1/2. Gittins: the index grows with successes and falls with failures at any horizon, so
     # (1, 0) beats (0, 0) and (0, 0) beats (0, 1): the same choices, n - 1/2.
     assert_mean(total_rewards(strategy, TWO_ARMS, 10, jax.random.PRNGKey(1)), 9.5)
+
+
+def test_ucb1_s_index_and_constant_decide_its_pulls():
+    # Four pulls on (0, 1): the first two try each arm once (an untried arm's index is infinite), the
+    # third goes to arm 1 whatever c (index 1 + sqrt(c ln 2) against sqrt(c ln 2)). Before the fourth
+    # arm 1 has paid twice in two pulls, arm 0 nothing in one: indices 1 + sqrt(c ln 3 / 2) and
+    # sqrt(c ln 3), so arm 0 is pulled again exactly where c > 1 / (ln 3 (1 - 1/sqrt 2)^2) = 10.6.
+    # Every copy then earns exactly 3 (c = 2) or exactly 2 (c = 20); a random arm would earn 2 on average.
+    for c, total in ((2.0, 3.0), (20.0, 2.0)):
+        rewards = np.asarray(total_rewards("ucb1", TWO_ARMS, 4, jax.random.PRNGKey(5), c))
+        np.testing.assert_array_equal(rewards, total)
+
+
+def test_epsilon_sets_how_often_epsilon_greedy_explores():
+    # Two pulls on (0, 1): epsilon = 0 plays greedy's 1.5, epsilon = 1 a random arm's 1.
+    for epsilon, expected in ((0.0, 1.5), (1.0, 1.0)):
+        assert_mean(total_rewards("epsilon-greedy", TWO_ARMS, 2, jax.random.PRNGKey(6), epsilon), expected)
 
 
 def test_tune_picks_from_the_grid():

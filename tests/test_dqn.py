@@ -300,8 +300,9 @@ def test_final_returns_weigh_the_last_tenth_by_episodes():
 
 
 def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
-    """Its TD targets cut at terminal states only (an episode cut at 5 steps bootstraps); eval's query
-    rollout acts greedily, however much the support rollouts explore."""
+    """Its TD targets cut at terminal states only (an episode cut at 5 steps bootstraps; where every
+    step terminates, a target is its reward alone); eval's query rollout acts greedily, however much
+    the support rollouts explore."""
     from metarl_cli.families import get_family
     from metarl_cli.rl.q_learner import q_model
     from metarl_cli.rl.q_learning import family_q_network
@@ -317,5 +318,8 @@ def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
     assert truncated.any()
     bootstrapped = traj.rewards + 0.9 * values(params, traj.next_obs).max(-1)
     np.testing.assert_allclose(np.asarray(batch.targets)[truncated], np.asarray(bootstrapped)[truncated], rtol=1e-5)
+    falling = model.learner.support(params, task.replace(theta_threshold_radians=0.0), jax.random.PRNGKey(2))
+    assert np.asarray(falling.traj.terminated).all()  # any tilt at all ends the episode
+    np.testing.assert_array_equal(falling.targets, falling.traj.rewards)
     query = model.eval_learner.query(params, task, jax.random.PRNGKey(3)).traj
     np.testing.assert_array_equal(query.actions, values(params, query.obs).argmax(-1))

@@ -52,17 +52,23 @@ def test_splits_are_disjoint(name):
 
 
 def test_task_description_is_scaled_to_train_range():
+    """Each column spans [-1, 1] over the train range, in its parameter's order."""
     fam = get_family("cartpole-family")
-    d = fam.describe(fam.sample(jax.random.PRNGKey(1), 300, "train"))
+    tasks = fam.sample(jax.random.PRNGKey(1), 300, "train")
+    d = np.asarray(fam.describe(tasks))
     assert d.shape == (300, 3)
-    assert float(jnp.min(d)) >= -1.0 and float(jnp.max(d)) <= 1.0
+    assert d.min() >= -1.0 and d.max() <= 1.0
+    assert np.all(d.min(axis=0) < -0.95) and np.all(d.max(axis=0) > 0.95)  # 300 uniform draws reach both ends
+    for column, r in zip(d.T, fam.ranges):
+        by_value = column[np.argsort(np.asarray(fam.value(tasks, r.name)))]
+        assert np.all(np.diff(by_value) >= 0), r.name
 
 
 def test_a_range_of_one_value_samples_and_describes_it():
     fam = get_family("sinusoid", {"train": {"amplitude": [2, 2]}})
     tasks = fam.sample(jax.random.PRNGKey(1), 50, "train")
     assert np.all(np.asarray(fam.value(tasks, "amplitude")) == 2.0)
-    assert np.all(np.isfinite(np.asarray(fam.describe(tasks))))
+    np.testing.assert_array_equal(fam.describe(tasks)[:, [r.name for r in fam.ranges].index("amplitude")], 0.0)
     # An ood split of two single values draws both, as often as each other (to sampling noise).
     fam = get_family("cartpole-family", {"ood": {"force_mag": [[1, 1], [20, 20]]}})
     force = np.asarray(fam.sample(jax.random.PRNGKey(2), 400, "ood").force_mag)

@@ -68,7 +68,10 @@ def test_an_error_in_one_training_stops_the_other_after_its_save(tmp_path):
     with pytest.raises(DivergedError, match="non-finite at iteration 30"):
         train_all([long_run, diverging], show_progress=False)
     with Checkpoints(long_run.run_dir, 2) as checkpoints:
-        assert (checkpoints.step() or 0) < config.iterations
+        step = checkpoints.step()
+        assert step is not None and 0 < step < config.iterations  # it had saved, and it stopped
+        assert int(checkpoints.restore(long_run.algo.init(None))["iteration"]) == step
+    assert [path.name for path in (long_run.run_dir / "checkpoints").iterdir() if "tmp" in path.name] == []
 
 
 @needs_two_devices

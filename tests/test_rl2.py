@@ -139,19 +139,25 @@ def test_advantages_stop_at_the_end_of_a_trial():
 
 
 def test_entropy_anneal_keeps_the_first_update_and_lowers_the_bonus_after_it():
-    def two_updates(anneal):
+    """Over a run of 2 iterations the bonus falls linearly from 0.5 to 0: the first update is a
+    constant 0.5's, the second a constant 0.25's from the same state."""
+    def step_of(coef, anneal):
         sets = ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8", "iterations=2",
-                "entropy_coef=0.5", f"entropy_anneal={str(anneal).lower()}"]
+                f"entropy_coef={coef}", f"entropy_anneal={str(anneal).lower()}"]
         config = resolve_config("rl2", "bandit", None, sets)
         algo = make_algorithm("rl2", config, family_for(config))
-        step = jax.jit(algo.step)
-        first, _ = step(algo.init(jax.random.PRNGKey(0)))
-        return first["params"], step(first)[0]["params"]
+        return algo.init, jax.jit(algo.step)
 
-    (constant_1, constant_2), (annealed_1, annealed_2) = two_updates(False), two_updates(True)
-    for a, b in zip(jax.tree.leaves(constant_1), jax.tree.leaves(annealed_1)):
+    init, annealed = step_of(0.5, True)
+    first = annealed(init(jax.random.PRNGKey(0)))[0]
+    _, constant = step_of(0.5, False)
+    for a, b in zip(jax.tree.leaves(constant(init(jax.random.PRNGKey(0)))[0]["params"]), jax.tree.leaves(first["params"])):
         np.testing.assert_array_equal(a, b)  # iteration 0: the full coefficient
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(constant_2), jax.tree.leaves(annealed_2)))
+    _, half = step_of(0.25, False)
+    second, at_half, at_full = (step(first)[0]["params"] for step in (annealed, half, constant))
+    for a, b in zip(jax.tree.leaves(second), jax.tree.leaves(at_half)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert any(not np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(jax.tree.leaves(second), jax.tree.leaves(at_full)))
 
 
 def test_second_phase_switches_the_step_and_bonus_as_a_resume_with_them_would():
