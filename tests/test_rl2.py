@@ -348,3 +348,14 @@ def test_a_trial_ends_with_its_last_episode_and_its_later_steps_count_for_nothin
     assert not valid.all() and valid[0].all()
     assert np.all(np.asarray(batch.episode)[valid] < 2) and np.all(np.asarray(batch.rewards)[~valid] == 0)
     assert np.all(np.diff(valid.astype(int), axis=0) <= 0)  # once a trial has ended it stays ended
+
+
+def test_trial_steps_count_the_steps_inside_the_trials():
+    """On CartPole (a reward of 1 a step) the steps used are the trials' total return, fewer than the
+    iteration's env steps, which count the masked steps after each trial's last episode too."""
+    sets = ["hidden=8", "meta_batch=4", "minibatches=2", "epochs=1", "episodes=2", "iterations=1"]
+    config = resolve_config("rl2", "cartpole-family", None, sets)
+    algo = make_algorithm("rl2", config, family_for(config))
+    _, metrics = jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0)))
+    assert float(metrics["trial_steps"]) == float(metrics["return"]) * config.meta_batch
+    assert 0 < float(metrics["trial_steps"]) < algo.env_steps_per_iteration

@@ -66,7 +66,10 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
             params, opt_state, metrics = ppo_update(state["params"], state["opt_state"], optimizer, agent.unroll, batch,
                                                     k_update, ppo_settings(state["iteration"]))
             per_episode = episode_returns(batch, episodes).mean(axis=0)
-            metrics = {**metrics, "return": per_episode.sum(), "first_episode": per_episode[0], "last_episode": per_episode[-1]}
+            # The iteration's env_steps are every lane's episodes * horizon simulated steps; on a family whose
+            # episodes end early, those after a trial's last episode are masked out: these are the ones used.
+            metrics = {**metrics, "return": per_episode.sum(), "first_episode": per_episode[0], "last_episode": per_episode[-1],
+                       "trial_steps": jnp.sum(batch.valid)}
             return {"params": params, "opt_state": opt_state, "key": key, "iteration": state["iteration"] + 1}, metrics
 
         return step
