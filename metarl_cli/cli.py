@@ -74,7 +74,7 @@ def train(
     from metarl_cli.algos import make_algorithm
     from metarl_cli.backend import start_for_training
     from metarl_cli.config import config_toml, write_config
-    from metarl_cli.devices import local_devices_text
+    from metarl_cli.devices import local_devices_text, uneven_split_note
     from metarl_cli.evaluate import baselines_of
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
@@ -105,6 +105,9 @@ def train(
     algorithm = make_algorithm(algo, cfg, family)
     for warning in cfg.warnings():
         _say(f"warning: {warning}")
+    uneven_seeds = uneven_split_note(cfg.seeds, "the seeds", "seeds")
+    for note in (*algorithm.notes, *([uneven_seeds] if uneven_seeds else [])):
+        _say(f"note: {note}")
     try:  # the baselines `metarl eval` trains for this run: one too long to train is refused there, said here first
         baselines_of(algorithm, algo, cfg, family)
     except UserError as e:

@@ -36,6 +36,17 @@ def even_mesh(count: int, axis: str) -> Mesh | None:
     return Mesh(np.array(devices[:used]), (axis,)) if used > 1 else None
 
 
+def uneven_split_note(count: int, what: str, key: str) -> str | None:
+    """What `metarl train` says where `count` items it would split over the local devices (`what`,
+    set by config `key`) leave devices idle because they do not split evenly; None where they do not."""
+    devices = len(jax.local_devices())
+    used = shares(count, devices)
+    if used >= min(count, devices):
+        return None
+    return (f"{what} ({key} = {count}) do not split evenly over the {devices} devices: they run on {used} "
+            f"(a multiple of {devices} uses every device)")
+
+
 def split_tasks(fn, mesh: Mesh | None):
     """`fn(params, tasks, keys)`, whose outputs are means over the tasks, run on each device of `mesh`
     for its share of the tasks (and keys) and averaged across them; `fn` itself without a mesh."""

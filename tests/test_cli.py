@@ -561,3 +561,22 @@ def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_pa
     for key in ("outer_lr=0.1", "hidden=[8]"):  # neither the length nor retunable: a resume refuses it
         with pytest.raises(UserError, match="--resume only accepts"):
             resumed_config(config, None, None, [key])
+
+
+def test_a_batch_that_leaves_devices_idle_is_noted_before_training(cli, tmp_path, monkeypatch):
+    """A MAML-RL meta-batch (or seeds) that the local devices cannot share evenly runs on fewer of
+    them: `metarl train` says so; a batch they share says nothing."""
+    import jax
+
+    from metarl_cli.devices import uneven_split_note
+
+    devices = len(jax.local_devices())
+    assert uneven_split_note(3 * devices, "the seeds", "seeds") is None and uneven_split_note(1, "the seeds", "seeds") is None
+    if devices == 1:
+        return  # one device: nothing can be left idle
+    monkeypatch.chdir(tmp_path)
+    idle = f"do not split evenly over the {devices} devices: they run on 1 (a multiple of {devices} uses every device)"
+    code, _, err = cli("train", "maml", "--env", "cartpole-family", "--set", f"meta_batch={devices + 1}", "--dry-run")
+    assert code == 0 and f"note: the meta-batch's tasks (meta_batch = {devices + 1}) {idle}" in err.replace("\n", " "), err
+    code, _, err = cli("train", "maml", "--env", "cartpole-family", "--set", f"meta_batch={2 * devices}", "--dry-run")
+    assert code == 0 and "note:" not in err, err

@@ -54,6 +54,7 @@ class Algorithm(NamedTuple):
     # several seeds on a device run one after another; vmapping them would only widen every pass.
     vmap_seeds: bool = True
     devices: int = 1  # local devices one seed's step runs on (MAML-RL splits its meta-batch over them)
+    notes: tuple[str, ...] = ()  # what `metarl train` says before training about how the run was built
 
     @property
     def phases(self) -> list[Phase]:

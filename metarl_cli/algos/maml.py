@@ -19,7 +19,7 @@ import optax
 
 from metarl_cli.algos.base import Algorithm
 from metarl_cli.config import MamlConfig, MamlDqnConfig
-from metarl_cli.devices import even_mesh, replicate, split_tasks
+from metarl_cli.devices import even_mesh, replicate, split_tasks, uneven_split_note
 from metarl_cli.families import RegressionFamily, TaskDistribution
 from metarl_cli.meta import Model, adaptation_curve, meta_batch_loss
 from metarl_cli.regression import regression_model
@@ -56,7 +56,9 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     # another. Small tasks are not split: at meta-batch 24 the sinusoid ran at 2,200-2,500 it/s whole
     # and 1,250-1,650 split, the cross-device mean costing more than the halved step.
     large_tasks = model.learner.tasks_per_pass > 0
-    task_mesh = even_mesh(config.meta_batch, "tasks") if large_tasks and config.seeds == 1 else None
+    splits_tasks = large_tasks and config.seeds == 1
+    task_mesh = even_mesh(config.meta_batch, "tasks") if splits_tasks else None
+    uneven = uneven_split_note(config.meta_batch, "the meta-batch's tasks", "meta_batch") if splits_tasks else None
 
     def init_params(key):
         return with_inner_rates(model.init(key), config)
@@ -116,4 +118,5 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
         maximize=model.maximize,
         vmap_seeds=not large_tasks,
         devices=1 if task_mesh is None else task_mesh.size,
+        notes=(uneven,) if uneven else (),
     )
