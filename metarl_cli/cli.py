@@ -28,6 +28,17 @@ app = typer.Typer(
 out = stdout_console()  # tables go to stdout; progress bars and messages to stderr
 
 
+def _final_returns_line(last) -> str:
+    """The end-of-training line of an algorithm that logs its training episodes (`final_returns`)."""
+    window = f"the last {last.window:,} env steps ({last.window / last.total:.0%} of {last.total:,})"
+    ended = {seed: ret for seed, ret in last.per_seed.items() if ret is not None}
+    if not ended:
+        return f"no training episode ended in {window}"
+    per_seed = ", ".join(f"seed {seed}: {'no episode ended' if ret is None else f'{ret:.1f}'}" for seed, ret in last.per_seed.items())
+    over = "seeds" if len(ended) == len(last.per_seed) else f"the {len(ended)} of {len(last.per_seed)} seeds with episodes"
+    return f"mean return of the training episodes in {window}: {per_seed}; mean over {over} {sum(ended.values()) / len(ended):.1f}"
+
+
 def _say(text: str) -> None:
     """One message on stderr as written: no rich markup (a path may hold brackets), one line."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -156,11 +167,8 @@ def train(
     if summary.env_steps_per_second:
         rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
     last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())
-    if last and last.per_seed:
-        per_seed = ", ".join(f"seed {seed}: {ret:.1f}" for seed, ret in last.per_seed.items())
-        console.print(f"mean return of the training episodes in the last {last.window:,} env steps ({last.window / last.total:.0%} of "
-                      f"{last.total:,}): {per_seed}; mean over seeds {sum(last.per_seed.values()) / len(last.per_seed):.1f}",
-                      highlight=False)
+    if last:
+        console.print(_final_returns_line(last), highlight=False)
     console.print(
         f"done: {summary.iterations_done} iteration{'s' if summary.iterations_done != 1 else ''} in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
@@ -337,7 +345,7 @@ def report(
                           highlight=False)
         rows += found
     if not rows:
-        raise UserError("nothing to report: the runs have no metrics yet")
+        raise UserError("nothing to report: no run has a value of its headline metric logged, or an evaluation")
     title = "interquartile mean [95% stratified bootstrap CI] over seeds and held-out tasks"
     table = _report_table(rows, title, with_run=True)
     if _natural_width(table) <= out.width:

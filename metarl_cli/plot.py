@@ -92,7 +92,8 @@ def draw_runs(runs: list[Path]):
             learning[learning_axes(algos[run], curve[0])][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
     if not learning and not evaluations:
-        raise UserError("nothing to plot: the runs have no metrics yet")
+        raise UserError("nothing to plot: no run has a value of its headline metric logged "
+                        "(a DQN chunk in which no episode ended has none), or an evaluation")
     kinds = shown_results(evaluations)
     panels = len(learning) + len(kinds)
     columns = min(2, panels)

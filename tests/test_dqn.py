@@ -297,6 +297,21 @@ def test_final_returns_weigh_the_last_tenth_by_episodes():
     assert final_returns(records) == ({0: 25.0, 1: 7.0}, 10, 100)
     # Past 75: the chunks ending at 80 and later, a window from 0 (no chunk ends by 75) to 100.
     assert final_returns(records, fraction=0.25) == ({0: (5 + 10 + 60 + 40) / 10, 1: 7.0}, 100, 100)
+    # A seed none of whose episodes ended in the window is named, without a return.
+    assert final_returns(records, fraction=0.01) == ({0: 40.0, 1: None}, 5, 100)
+
+
+def test_the_end_of_training_line_names_seeds_without_an_episode():
+    from metarl_cli.cli import _final_returns_line
+    from metarl_cli.training.final_returns import FinalReturns
+
+    window = "the last 100 env steps (10% of 1,000)"
+    assert _final_returns_line(FinalReturns({0: 20.0, 1: 30.0}, 100, 1000)) == (
+        f"mean return of the training episodes in {window}: seed 0: 20.0, seed 1: 30.0; mean over seeds 25.0")
+    assert _final_returns_line(FinalReturns({0: 20.0, 1: None}, 100, 1000)) == (
+        f"mean return of the training episodes in {window}: seed 0: 20.0, seed 1: no episode ended; "
+        "mean over the 1 of 2 seeds with episodes 20.0")
+    assert _final_returns_line(FinalReturns({0: None}, 100, 1000)) == f"no training episode ended in {window}"
 
 
 def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():

@@ -24,3 +24,18 @@ def test_the_bar_keeps_its_count_and_times_whole_at_any_width(width, beside):
     first = text.splitlines()[0]
     assert ("2000/3000" in first and STATS in first) == beside  # else the stats have a line of their own
     assert max(map(len, text.splitlines())) <= width
+
+
+def test_a_metric_without_a_value_this_chunk_shows_a_dash():
+    """A DQN chunk in which no episode ended has no mean return: a dash, not "nan"."""
+    import numpy as np
+
+    from metarl_cli.algos.base import Algorithm
+    from metarl_cli.training.runner import _stats_line
+
+    algo = Algorithm(init=None, step=None, adaptation_curve=None, init_params=None, env_steps_per_iteration=10,
+                     score_name="return", progress_metrics=("return", "loss"))
+    line = _stats_line(algo, {"return": np.array([np.nan, np.nan]), "loss": np.array([41.25, 41.35])}, 100.0, 20_000.0)
+    assert line == f"return {'-':>8}  loss     41.3       20k steps/s"
+    seeds_apart = _stats_line(algo, {"return": np.array([np.nan, 30.0]), "loss": np.array([1.0, 1.0])}, 100.0, 20_000.0)
+    assert seeds_apart.startswith("return       30  loss        1")  # the seeds that have one

@@ -246,6 +246,8 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert code == 0 and left_out in " ".join(err.split()), err  # the line wrapped where the terminal is narrow
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
+    code, _, err = cli("report", str(tmp_path / "empty"))
+    assert code == 2 and "nothing to report: no run has a value of its headline metric logged, or an evaluation" in " ".join(err.split())
 
 
 def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):

@@ -3,12 +3,11 @@ return of the episodes that ended in the last fraction of env steps, weighted by
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import NamedTuple
 
 
 class FinalReturns(NamedTuple):
-    per_seed: dict[int, float]  # seed -> mean return of the episodes in the window
+    per_seed: dict[int, float | None]  # seed -> mean return of the episodes in the window (None: none ended in it)
     window: int  # env steps the window spans: the last fraction of the run, widened to whole chunks
     total: int  # env steps of the run
 
@@ -23,11 +22,11 @@ def final_returns(records: list[dict], fraction: float = 0.1) -> FinalReturns | 
     total = max(r["env_steps"] for r in logged)
     cutoff = (1.0 - fraction) * total
     start = max((r["env_steps"] for r in logged if r["env_steps"] <= cutoff), default=0)
-    sums: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    sums: dict[int, list[float]] = {seed: [0.0, 0.0] for seed in sorted({r.get("seed", 0) for r in logged})}
     for r in logged:
         if r["env_steps"] > cutoff and r["episodes"] and r["return"] is not None:
             seed_sums = sums[r.get("seed", 0)]
             seed_sums[0] += r["return"] * r["episodes"]
             seed_sums[1] += r["episodes"]
-    per_seed = {seed: ret / n for seed, (ret, n) in sorted(sums.items()) if n}
+    per_seed = {seed: ret / n if n else None for seed, (ret, n) in sums.items()}
     return FinalReturns(per_seed, total - start, total)

@@ -357,8 +357,13 @@ def _seed_mean(values) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
+def _shown(value: float) -> str:
+    return f"{value:8.3g}" if np.isfinite(value) else f"{'-':>8}"
+
+
 def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, env_steps: float) -> str:
     """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds)."""
-    shown = "  ".join(f"{name.removesuffix('_' + algo.score_name)} {_seed_mean(summary[name]):8.3g}" for name in algo.shown_metrics)
+    # A metric without a value this chunk (a DQN chunk in which no episode ended) shows a dash.
+    shown = "  ".join(f"{name.removesuffix('_' + algo.score_name)} {_shown(_seed_mean(summary[name]))}" for name in algo.shown_metrics)
     speed = f"{env_steps / 1e3:7.0f}k steps/s" if env_steps else f"{iterations_per_second:7.0f} it/s"
     return f"{shown}  {speed}"
