@@ -201,9 +201,12 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
         if done:
             checkpoints.restore(state_template(algo, config), step=done)
     refuse_shorter(run_dir, done, config)
-    if saved_algo.schedule_before(done) != algo.schedule_before(done):
-        raise UserError(f"{run_dir} has run {done} iterations, and this change would alter how they ran; "
-                        f"a later phase may begin, or change its batch, at iteration {done} or after")
+    saved_schedule = saved_algo.schedule_before(done)
+    if saved_schedule != algo.schedule_before(done):
+        begun = [start for start, _ in saved_schedule if start > 0]
+        why = (f"its later phase began at iteration {begun[0]}, and a phase that has begun cannot be moved, dropped or "
+               "given another batch" if begun else f"a later phase may begin at iteration {done} or after")
+        raise UserError(f"{run_dir} has run {done} iterations, and this change would alter how they ran: {why}")
     return done
 
 
