@@ -3,16 +3,19 @@
 Prints, from one run on this machine:
   - compile time of the experiment's meta-step;
   - MAML-RL env steps/s in steady-state training (every simulated step is used by the learner);
-  - random-policy gymnax throughput for the same family, lanes and horizon, on one device and split
-    over the local devices as training is, and the ratio to the faster;
+  - random-policy gymnax throughput for the same family, tasks, lanes and horizon, rolled out as
+    training rolls out a task's lanes, on one device and split over the local devices as training
+    is, and the ratio to the faster;
   - shared/peers/torch_maml_cartpole.py's env steps/s when a Python with torch is given
-    (--peer-python or $PEER_PYTHON), and our ratio to it;
+    (--peer-python or $PEER_PYTHON), run for as many meta-iterations as ours, and our ratio to it;
+    only where the experiment is the peer's (cartpole-family, 20 tasks x 20 lanes x 200 steps, one
+    inner step, second order): the peer runs no other;
   - the cost of checkpointing every meta-iteration (every `checkpoint_every`, where --set gives it):
     alternating blocks of meta-iterations with and without those saves, in one process, the median
     over rounds of their time ratio; and the env steps/s of the blocks without saves.
 
 Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--set first_order=true]
-                                      [--peer-python PATH] [--peer-iterations 3] [--checkpoint-rounds 16]
+                                      [--peer-python PATH] [--peer-iterations N] [--checkpoint-rounds 16]
 """
 
 from __future__ import annotations
@@ -39,21 +42,33 @@ from scratch import scratch_run
 
 
 
-def raw_throughput(family, lanes_total: int, horizon: int, mesh, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
-    """Random-policy env steps/s with the same rollout machinery, lanes and horizon: on one device,
-    and with the lanes split over the devices of `mesh` (training's split of its tasks; None: not
-    split), each the best of several rounds (the raw rollout is short and noisy). Its random draws
-    are hashed as training's are (metarl_cli/threefry.py, registered by importing metarl_cli.algos):
-    a random policy's step is mostly hashing, so JAX's own CPU lowering would show a lower rate."""
+def random_actions(space, key, lanes: int) -> jax.Array:
+    """Uniform actions of a gymnax Discrete or Box `space` for `lanes` lanes in one draw (the space's
+    own `sample` draws one action from a key of its own, which would hash a key per lane)."""
+    shape = (lanes, *space.shape)
+    if hasattr(space, "n"):
+        return jax.random.randint(key, shape, 0, space.n, space.dtype)
+    return jax.random.uniform(key, shape, minval=space.low, maxval=space.high).astype(space.dtype)
+
+
+def raw_throughput(family, config, mesh, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
+    """Random-policy env steps/s of the experiment's batch (`meta_batch` tasks of `lanes` lanes for the
+    family's horizon), each task's lanes rolled out as training rolls them out (one draw of actions a
+    step for all of them): on one device, and with the tasks split over the devices of `mesh`
+    (training's split; None: not split), each the best of several rounds (the raw rollout is short
+    and noisy). Its random draws are hashed as training's are (metarl_cli/threefry.py, registered by
+    importing metarl_cli.algos): a random policy's step is mostly hashing, so JAX's own CPU lowering
+    would show a lower rate."""
     space = family.env.action_space(family.base_params)
+    horizon, lanes, n_tasks = family.horizon, config.lanes, config.meta_batch
 
     def random_policy(params, obs, key):
-        return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
+        return random_actions(space, key, obs.shape[0])
 
-    tasks = family.sample(jax.random.PRNGKey(0), lanes_total, "train")
+    tasks = family.sample(jax.random.PRNGKey(0), n_tasks, "train")
 
     def one_device(_, tasks, keys):
-        traj = jax.vmap(lambda t, k: rollout(family.env, random_policy, None, t, k, 1, horizon))(tasks, keys)
+        traj = jax.vmap(lambda t, k: rollout(family.env, random_policy, None, t, k, lanes, horizon))(tasks, keys)
         return traj.rewards.mean()
 
     layouts = {"one device": one_device}
@@ -61,16 +76,22 @@ def raw_throughput(family, lanes_total: int, horizon: int, mesh, repeats: int = 
         layouts[f"split over {mesh.size} devices"] = split_tasks(one_device, mesh)
     rates = {}
     for name, fn in layouts.items():
-        run = jax.jit(lambda key, fn=fn: fn(None, tasks, jax.random.split(key, lanes_total)))
+        run = jax.jit(lambda key, fn=fn: fn(None, tasks, jax.random.split(key, n_tasks)))
         run(jax.random.PRNGKey(0)).block_until_ready()
         best = 0.0
         for round_ in range(rounds):
             t0 = time.perf_counter()
             for i in range(repeats):
                 run(jax.random.PRNGKey(round_ * repeats + i + 1)).block_until_ready()
-            best = max(best, repeats * lanes_total * horizon / (time.perf_counter() - t0))
+            best = max(best, repeats * n_tasks * lanes * horizon / (time.perf_counter() - t0))
         rates[name] = best
     return rates
+
+
+def peer_comparable(config, horizon: int) -> bool:
+    """Whether the experiment is the one shared/peers/torch_maml_cartpole.py runs."""
+    return (config.env, config.meta_batch, config.lanes, horizon, config.inner_steps, config.first_order) == (
+        "cartpole-family", 20, 20, 200, 1, False)
 
 
 def training(config) -> tuple[float, float, str]:
@@ -124,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="cartpole-family")
     parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--peer-iterations", type=int, default=3)
+    parser.add_argument("--peer-iterations", type=int, help="the peer's meta-iterations (default: --iterations)")
     parser.add_argument("--checkpoint-rounds", type=int, default=16, help="rounds of the checkpoint overhead's alternating blocks")
     parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
@@ -140,10 +161,10 @@ def main() -> None:
     compile_s, ours, devices = training(config)
     rounds = args.checkpoint_rounds
     overhead = checkpoint_overhead(config, family, rounds)
-    raw_rates = raw_throughput(family, config.meta_batch * config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
+    raw_rates = raw_throughput(family, config, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
     every = "every meta-iteration" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} meta-iterations"
-    print(f"compile time of the meta-step:         {compile_s:8.1f} s")
+    print(f"compile time of the meta-step:         {compile_s:8.1f} s   (target < 30 s)")
     print(f"MAML-RL training (checkpoints {every}): {ours:,.0f} env steps/s (trained on {devices})")
     for layout, rate in raw_rates.items():
         print(f"raw random-policy gymnax, same batch:  {rate:12,.0f} env steps/s  ({layout})")
@@ -152,7 +173,10 @@ def main() -> None:
           f"rounds {100 * overhead.lowest:.1f} to {100 * overhead.highest:.1f} %)")
     print(f"MAML-RL without checkpoints (the overhead's blocks without saves): {overhead.unsaved_rate:,.0f} env steps/s, "
           f"{overhead.unsaved_rate / raw:.3f} of raw")
-    peer = peer_rate(args.peer_python, "torch_maml_cartpole.py", args.peer_iterations, "env steps/s", env={"H": "200"})
+    if not peer_comparable(config, horizon):
+        print("torch peer: not run (it runs cartpole-family, 20 tasks x 20 lanes x 200 steps, one inner step, second order only)")
+        return
+    peer = peer_rate(args.peer_python, "torch_maml_cartpole.py", args.peer_iterations or args.iterations, "env steps/s", env={"H": "200"})
     if peer:
         print(f"torch peer (torch_maml_cartpole.py):   {peer:12,.0f} env steps/s")
         print(f"ratio ours / peer:                     {ours / peer:12.1f}   (target >= 100)")

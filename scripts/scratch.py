@@ -11,6 +11,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
+
 from metarl_cli.algos import make_algorithm
 from metarl_cli.backend import start_for_training
 from metarl_cli.devices import local_devices_text
@@ -31,6 +33,7 @@ def scratch_run(algo_name: str, config) -> ScratchRun:
 
 
 def _train(algo_name: str, config) -> ScratchRun:
+    jax.config.update("jax_enable_compilation_cache", False)  # its compile time is a compile's, never a cache load
     start_for_training(algo_name, config)
     algo = make_algorithm(algo_name, config, family_for(config))
     with tempfile.TemporaryDirectory() as tmp:

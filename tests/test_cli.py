@@ -568,14 +568,15 @@ def test_a_batch_that_leaves_devices_idle_is_noted_before_training(cli, tmp_path
     them: `metarl train` says so; a batch they share says nothing."""
     import jax
 
-    from metarl_cli.devices import uneven_split_note
+    from metarl_cli.devices import shares, uneven_split_note
 
     devices = len(jax.local_devices())
     assert uneven_split_note(3 * devices, "the seeds", "seeds") is None and uneven_split_note(1, "the seeds", "seeds") is None
-    if devices == 1:
-        return  # one device: nothing can be left idle
+    if devices == 1 or jax.default_backend() != "cpu":
+        return  # one device: nothing can be left idle; an accelerator does not split a meta-batch
     monkeypatch.chdir(tmp_path)
-    idle = f"do not split evenly over the {devices} devices: they run on 1 (a multiple of {devices} uses every device)"
+    used = shares(devices + 1, devices)
+    idle = f"do not split evenly over the {devices} devices: they run on {used} (a multiple of {devices} uses every device)"
     code, _, err = cli("train", "maml", "--env", "cartpole-family", "--set", f"meta_batch={devices + 1}", "--dry-run")
     assert code == 0 and f"note: the meta-batch's tasks (meta_batch = {devices + 1}) {idle}" in err.replace("\n", " "), err
     code, _, err = cli("train", "maml", "--env", "cartpole-family", "--set", f"meta_batch={2 * devices}", "--dry-run")

@@ -70,10 +70,11 @@ def test_meta_gradient_is_the_same_however_the_meta_batch_is_split(inner_steps, 
 def test_seeds_run_one_after_another_as_they_would_vmapped():
     """On a CPU MAML-RL maps its seeds (each pass already sized to the cache); that is a schedule too:
     the seeds, each in two passes of one task, end where vmapped seeds do, and differ from each other.
-    Four seeds: two to a device on two cores, so a device runs seeds one after another."""
+    Two seeds to a device, so that each device runs seeds one after another."""
     from metarl_cli.training.runner import compile_chunks, initial_state, seed_mesh, seeded_step
 
-    config = MamlRLConfig(env="cartpole-family", lanes=32, horizon=256, hidden=(16, 16), meta_batch=2, seeds=4)
+    config = MamlRLConfig(env="cartpole-family", lanes=32, horizon=256, hidden=(16, 16), meta_batch=2,
+                          seeds=2 * len(jax.local_devices()))
     algo = make_algorithm("maml", config, get_family(config.env))
     mesh = seed_mesh(config.seeds)
     ends = [compile_chunks(seeded_step(algo.step, config, vmap), mesh)(initial_state(algo, config), 2)[0]

@@ -248,6 +248,8 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
     code, _, err = cli("report", str(tmp_path / "empty"))
     assert code == 2 and "nothing to report: no run has a value of its headline metric logged, or an evaluation" in " ".join(err.split())
+    code, _, err = cli("plot", str(tmp_path / "empty"), "-o", str(tmp_path / "empty.png"))
+    assert code == 2 and "nothing to plot: no run has a value of its headline metric logged" in " ".join(err.split())
 
 
 def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
