@@ -51,16 +51,15 @@ def random_actions(space, key, lanes: int) -> jax.Array:
     return jax.random.uniform(key, shape, minval=space.low, maxval=space.high).astype(space.dtype)
 
 
-def raw_throughput(family, config, mesh, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
-    """Random-policy env steps/s of the experiment's batch (`meta_batch` tasks of `lanes` lanes for the
-    family's horizon), each task's lanes rolled out as training rolls them out (one draw of actions a
-    step for all of them): on one device, and with the tasks split over the devices of `mesh`
+def raw_throughput(family, n_tasks: int, lanes: int, horizon: int, mesh, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
+    """Random-policy env steps/s of `n_tasks` tasks of `lanes` lanes for `horizon` steps (MAML-RL's
+    batch), each task's lanes rolled out as training rolls them out (one draw of actions a step for
+    all of them): on one device, and with the tasks split over the devices of `mesh`
     (training's split; None: not split), each the best of several rounds (the raw rollout is short
     and noisy). Its random draws are hashed as training's are (metarl_cli/threefry.py, registered by
     importing metarl_cli.algos): a random policy's step is mostly hashing, so JAX's own CPU lowering
     would show a lower rate."""
     space = family.env.action_space(family.base_params)
-    horizon, lanes, n_tasks = family.horizon, config.lanes, config.meta_batch
 
     def random_policy(params, obs, key):
         return random_actions(space, key, obs.shape[0])
@@ -161,7 +160,7 @@ def main() -> None:
     compile_s, ours, devices = training(config)
     rounds = args.checkpoint_rounds
     overhead = checkpoint_overhead(config, family, rounds)
-    raw_rates = raw_throughput(family, config, even_mesh(config.meta_batch, "tasks"))
+    raw_rates = raw_throughput(family, config.meta_batch, config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
     every = "every meta-iteration" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} meta-iterations"
     print(f"compile time of the meta-step:         {compile_s:8.1f} s   (target < 30 s)")

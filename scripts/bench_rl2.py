@@ -32,8 +32,9 @@ def main() -> None:
           f"{config.meta_batch} trials x {trial_steps} steps per iteration, {config.cell.upper()} {config.hidden}, "
           f"{config.epochs} epochs x {config.minibatches} minibatches")
     summary, devices = scratch_run("rl2", config)
-    # One RL^2 run is not split over the devices, so neither is the raw rollout it is set beside.
-    raw = raw_throughput(family, config.meta_batch, trial_steps, mesh=None)["one device"]
+    # One RL^2 run is not split over the devices, so neither is the raw rollout it is set beside: a
+    # task a trial, each rolled out alone for the trial's steps.
+    raw = raw_throughput(family, config.meta_batch, 1, trial_steps, mesh=None)["one device"]
     print(f"compile time of the training step:   {summary.compile_seconds:8.1f} s")
     print(f"RL^2 training:                       {summary.env_steps_per_second:12,.0f} agent steps/s (trained on {devices})")
     print(f"raw random-policy gymnax, same batch: {raw:12,.0f} env steps/s")
