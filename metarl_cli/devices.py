@@ -31,20 +31,25 @@ def shares(count: int, devices: int) -> int:
 def even_mesh(count: int, axis: str) -> Mesh | None:
     """The most local devices that share `count` items evenly, as a mesh with one axis; None where
     that is one device."""
-    devices = jax.local_devices()
-    used = shares(count, len(devices))
+    devices, used = _sharing(count)
     return Mesh(np.array(devices[:used]), (axis,)) if used > 1 else None
 
 
 def uneven_split_note(count: int, what: str, key: str) -> str | None:
     """What `metarl train` says where `count` items it would split over the local devices (`what`,
-    set by config `key`) leave devices idle because they do not split evenly; None where they do not."""
-    devices = len(jax.local_devices())
-    used = shares(count, devices)
-    if used >= min(count, devices):
+    set by config `key`) leave devices idle because they do not split evenly (`even_mesh`); None
+    where they do not."""
+    devices, used = _sharing(count)
+    if used >= min(count, len(devices)):
         return None
-    return (f"{what} ({key} = {count}) do not split evenly over the {devices} devices: they run on {used} "
-            f"(a multiple of {devices} uses every device)")
+    return (f"{what} ({key} = {count}) do not split evenly over the {len(devices)} devices: they run on {used} "
+            f"(a multiple of {len(devices)} uses every device)")
+
+
+def _sharing(count: int):
+    """(the local devices, how many of them share `count` items evenly)."""
+    devices = jax.local_devices()
+    return devices, shares(count, len(devices))
 
 
 def split_tasks(fn, mesh: Mesh | None):
