@@ -139,3 +139,24 @@ def test_linear_baseline_stays_finite_where_observations_hold_an_angle_cos_and_s
         assert np.all(np.isfinite(fitted)), seed
         # A fit, not just a finite number: far closer to the returns than their mean is.
         assert np.abs(fitted - returns).mean() < 0.1 * np.abs(returns - returns.mean()).mean(), seed
+
+
+def test_a_sampled_batch_is_a_constant_of_the_policy_parameters():
+    """The support batch's advantages, baseline and 1/std scale carry no gradient to the parameters
+    that drew it, even where its actions are a reparameterisable function of them (a Gaussian
+    policy): the score-function terms of the meta-gradient come from the DiCE/LVC surrogate alone."""
+    from metarl_cli.rl.learner import rl_model
+
+    family = get_family("point-nav")
+    model = rl_model(family, [8], lanes=4, horizon=10, gamma=0.99, normalize=True, estimator="lvc")
+    params = model.init(jax.random.PRNGKey(0))
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train"))
+
+    def batch_statistics(p):
+        batch = model.learner.support(p, task, jax.random.PRNGKey(2))
+        return batch.scale + jnp.sum(batch.advantages) + jnp.sum(batch.baseline)
+
+    value, grads = jax.value_and_grad(batch_statistics)(params)
+    assert np.isfinite(value)
+    for leaf in jax.tree.leaves(grads):
+        np.testing.assert_array_equal(leaf, 0.0)
