@@ -89,8 +89,8 @@ def train(
     from metarl_cli.evaluate import baselines_of
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
-    from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, first_free,
-                                            load_run, prepare_new, record_resume, write_manifest)
+    from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, eval_command,
+                                            first_free, load_run, prepare_new, record_resume, write_manifest)
     from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, train as run_training
 
     if resume and overwrite:
@@ -172,7 +172,7 @@ def train(
     console.print(
         f"done: {summary.iterations_done} iteration{'s' if summary.iterations_done != 1 else ''} in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
-        f"Next: metarl eval {shlex.quote(str(run_dir))}"
+        f"Next: {eval_command(run_dir)}"
     )
     advice = summary.checkpoint_advice()
     if advice:
@@ -190,6 +190,7 @@ def eval_(
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
     from metarl_cli.evaluate import evaluate
+    from metarl_cli.training.rundir import eval_command
     from metarl_cli.training.runner import DivergedError, Interrupted
 
     try:
@@ -197,10 +198,10 @@ def eval_(
     except DivergedError as e:
         _diverged(e)
     except Interrupted:
-        _exit_interrupted(f"interrupted while training the run's baselines; the next `metarl eval {shlex.quote(str(run_dir))}` "
+        _exit_interrupted(f"interrupted while training the run's baselines; the next `{eval_command(run_dir)}` "
                           "resumes their training (from their latest checkpoints, where they have one)")
     except KeyboardInterrupt:
-        _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `metarl eval {shlex.quote(str(run_dir))}` "
+        _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{eval_command(run_dir)}` "
                           "starts it again (keeping the run's baselines that finished training)")
     for table in (trial_tables if result.trial else eval_tables)(run_dir, result):
         out.print(table)

@@ -20,7 +20,6 @@ import csv
 import json
 import math
 import re
-import shlex
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
@@ -33,7 +32,7 @@ from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.stats import diverged_count
 from metarl_cli.training.checkpoint import Checkpoints
-from metarl_cli.training.rundir import MetricsLog, load_run, unwritable
+from metarl_cli.training.rundir import MetricsLog, eval_command, load_run, unwritable
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 TRAINING_METRICS = ("post_return", "post_mse", "return")  # the first one a run logs is its headline
@@ -145,9 +144,9 @@ def read_evaluation(run_dir: Path) -> dict:
     try:
         evaluation = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; `metarl eval {shlex.quote(str(run_dir))}` writes it again") from None
+        raise UserError(f"{path} is not valid JSON; `{eval_command(run_dir)}` writes it again") from None
     if not (isinstance(evaluation, dict) and all(_is_result(r) for r in evaluation.values())):
-        raise UserError(f"{path} is not an evaluation written by metarl; `metarl eval {shlex.quote(str(run_dir))}` writes it again")
+        raise UserError(f"{path} is not an evaluation written by metarl; `{eval_command(run_dir)}` writes it again")
     return evaluation
 
 

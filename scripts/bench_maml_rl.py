@@ -169,7 +169,10 @@ def main() -> None:
     every = "every meta-iteration" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} meta-iterations"
     # The targets are for the default experiment, the peer's, with a checkpoint every meta-iteration.
     default = peer_comparable(config, horizon) and config.checkpoint_every == 1
-    aim = (lambda target: f"   (target {target})") if default else (lambda target: "")
+
+    def aim(target: str) -> str:
+        return f"   (target {target})" if default else ""
+
     print(f"compile time of the meta-step:         {compile_s:8.1f} s{aim('< 30 s')}")
     print(f"MAML-RL training (checkpoints {every}): {ours:,.0f} env steps/s (trained on {devices})")
     for layout, rate in raw_rates.items():

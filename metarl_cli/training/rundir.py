@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -233,3 +234,8 @@ def _is_metrics_line(record) -> bool:
 
 def command_line() -> list[str]:
     return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+def eval_command(run_dir: Path) -> str:
+    """`metarl eval RUN_DIR` as a shell reads it (the path quoted where it must be), for messages."""
+    return f"metarl eval {shlex.quote(str(run_dir))}"
