@@ -7,7 +7,8 @@ estimators rliable recommends (Agarwal et al. 2021), computed as rliable's with 
 every seed is scored on the same held-out tasks, a (seeds, tasks) table; a resample draws the tasks
 with replacement, then, within each task drawn (a stratum), the seeds. The held-out tasks are a
 random draw from the family, so the interval counts their spread as well as the seeds'; with one
-seed it resamples the tasks alone. An RL^2
+seed it resamples the tasks alone. (Written here because rliable, as pip installs it today, does not
+import beside pandas 3; scripts/compare_rliable.py prints the two side by side where it does.) An RL^2
 evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
 in each episode of the trial (where it has several), then its headline, the trial's total return.
 A training row does the same for the last logged value of the run's headline metric, one value per
