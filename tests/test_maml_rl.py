@@ -141,6 +141,42 @@ def test_linear_baseline_stays_finite_where_observations_hold_an_angle_cos_and_s
         assert np.abs(fitted - returns).mean() < 0.1 * np.abs(returns - returns.mean()).mean(), seed
 
 
+def test_the_normalised_loss_is_the_surrogate_over_the_advantages_std():
+    """MAML-RL's loss, as training computes it: minus the LVC surrogate, whose gradient is the
+    policy gradient with the batch's advantages, times 1/std of the advantages where `normalize` is
+    on, so that its value and its gradient are the plain loss's times that constant."""
+    from metarl_cli.nets import make_policy
+    from metarl_cli.rl.learner import rl_model
+
+    family = get_family("point-nav")
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train"))
+    plain, normalised = (rl_model(family, [8], lanes=4, horizon=10, gamma=0.99, normalize=n, estimator="lvc")
+                         for n in (False, True))
+    params = plain.init(jax.random.PRNGKey(0))
+    batches = [model.learner.support(params, task, jax.random.PRNGKey(2)) for model in (plain, normalised)]
+    advantages = np.asarray(batches[0].advantages, np.float64)
+    np.testing.assert_array_equal(batches[1].advantages, batches[0].advantages)
+    scale = 1.0 / advantages.std()
+    assert float(batches[0].scale) == 1.0 and abs(scale - 1.0) > 0.1, scale
+    np.testing.assert_allclose(float(batches[1].scale), scale, rtol=1e-5)
+
+    losses = [float(model.learner.loss(params, batch)) for model, batch in zip((plain, normalised), batches)]
+    np.testing.assert_allclose(losses[1], scale * losses[0], rtol=1e-5)
+    # The surrogate's gradient, written out: minus the lanes' mean of sum_t A_t grad log pi_t, over T.
+    policy = make_policy(family.obs_dim, family.action_dim, family.discrete, [8])
+    traj = batches[0].traj
+
+    def reinforce(p):
+        return -jnp.mean(jnp.sum(batches[0].advantages * policy.log_prob(p, traj.obs, traj.actions), axis=0)) / traj.obs.shape[0]
+
+    expected = jax.grad(reinforce)(params)
+    grads = [jax.grad(model.learner.loss)(params, batch) for model, batch in zip((plain, normalised), batches)]
+    for want, g_plain, g_normalised in zip(*map(jax.tree.leaves, (expected, *grads))):
+        assert np.abs(want).max() > 0
+        np.testing.assert_allclose(g_plain, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+        np.testing.assert_allclose(g_normalised, scale * want, rtol=1e-4, atol=1e-6 * scale * np.abs(want).max())
+
+
 def test_a_sampled_batch_is_a_constant_of_the_policy_parameters():
     """The support batch's advantages, baseline and 1/std scale carry no gradient to the parameters
     that drew it, even where its actions are a reparameterisable function of them (a Gaussian
