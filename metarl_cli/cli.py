@@ -313,7 +313,7 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     for col in ("run", "split", "method", "metric")[0 if with_run else 1:]:
         table.add_column(col, overflow="fold")
-    for col in ("seeds", "n", "IQM", "95% CI"):
+    for col in ("seeds", "n", "estimate", "95% CI"):
         table.add_column(col, justify="right", overflow="fold")
     for i, row in enumerate(rows):
         first_of_run = i == 0 or rows[i - 1].run != row.run
@@ -322,7 +322,7 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
         if row.diverged:
             summary = [_diverged_cell(row.diverged, row.n), "n/a"]
         else:
-            summary = [f"{row.iqm:.3g}", f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
+            summary = [f"{row.estimate:.3g} ({row.estimator})", f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
         cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), *summary]
         table.add_row(*([row.run if first_of_run else ""] if with_run else []), *cells)
     return table
@@ -334,7 +334,7 @@ def report(
     step: Optional[int] = typer.Option(None, "--step", "-k", metavar="K", help="Adaptation steps whose score is reported (default: the last evaluated); RL^2 runs report each episode of the trial and its total instead."),
     out_prefix: Path = typer.Option(Path("report"), "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
 ):
-    """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split."""
+    """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split (a training row: the mean over seeds, Student-t interval)."""
     from metarl_cli.report import expand_runs, report_paths, run_rows, write_report
 
     report_paths(out_prefix)  # refuse a bad --out before the work
@@ -342,12 +342,13 @@ def report(
     for run in expand_runs(runs):
         found = run_rows(run, step)
         if not found:  # e.g. a sweep's point that failed before its first chunk
-            console.print(f"{run} has nothing to report yet (no value of its headline metric logged, no evaluation): left out",
+            console.print(f"{run} has nothing to report yet (no iteration at which every seed logged its headline metric, no evaluation): left out",
                           highlight=False)
         rows += found
     if not rows:
-        raise UserError("nothing to report: no run has a value of its headline metric logged, or an evaluation")
-    title = "interquartile mean [95% stratified bootstrap CI] over seeds and held-out tasks"
+        raise UserError("nothing to report: no run has an iteration at which every seed logged its headline metric, or an evaluation")
+    title = ("IQM [95% stratified bootstrap CI] over seeds and held-out tasks; "
+             "a training row: the mean [95% Student-t CI] over seeds")
     table = _report_table(rows, title, with_run=True)
     if _natural_width(table) <= out.width:
         out.print(table)

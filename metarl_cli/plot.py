@@ -2,11 +2,13 @@
 
 Learning curves: each run's headline training metric (post-adaptation return, post-adaptation MSE,
 a DQN's episode return, an RL^2 trial's return) against its iteration, the mean over seeds with a
-band for its 95% confidence interval across seeds (a point with an error bar where a run has logged
-one chunk); a panel for each kind of curve, so that runs share axes only where their x and y mean
-the same. Then, for evaluated runs, the score after 0..K adaptation steps on held-out tasks, one line
-per method and baseline (a method's seeds averaged on each task), with 95% intervals over tasks; a
-panel for each kind of score (query MSE, return), and one for RL^2's return per episode of a trial.
+band for its Student-t 95% confidence interval across seeds, at the iterations at which every seed
+logged it (a point with an error bar where a run has logged one chunk); a panel for each kind of
+curve, so that runs share axes only where their x and y mean the same. Then, for evaluated runs, the
+score after 0..K adaptation steps on held-out tasks, one line per method and baseline (a method's
+seeds averaged on each task), with 95% intervals over tasks and a gap, named in the legend, at a k
+where some task diverged; a panel for each kind of score (query MSE, return), and one for RL^2's
+return per episode of a trial.
 Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
 end of its path that tells it from the others.
 Reads only metrics.jsonl and eval.json, so it works on a run that is still training.
@@ -26,7 +28,9 @@ from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.report import check_writable, headline_values, read_evaluation, scores_by_method, writing  # noqa: E402
+from metarl_cli.report import (  # noqa: E402
+    check_writable, complete_iterations, headline_values, read_evaluation, scores_by_method, writing,
+)
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -44,21 +48,16 @@ def learning_axes(algo: str, metric: str) -> tuple[str, str]:
     return X_LABELS.get(algo, "meta-iteration"), RL2_Y_LABEL if algo == "rl2" else Y_LABELS[metric]
 
 
-def learning_curve(run_dir: Path):
-    """(metric, iterations, mean over seeds, CI half-width over seeds, seeds), or None before the
-    first chunk with a value (a DQN chunk in which no episode ended has none)."""
-    records = MetricsLog(run_dir / "metrics.jsonl").read()
-    headline = headline_values(records)
-    if headline is None:
+def learning_curve(run_dir: Path, seeds: int):
+    """(metric, iterations, mean over seeds, CI half-width over seeds, seeds) at the iterations at
+    which every one of the run's `seeds` seeds logged a value (`report.complete_iterations`: a DQN
+    chunk in which a seed's episodes did not end has none for it), or None where there is none."""
+    headline = headline_values(MetricsLog(run_dir / "metrics.jsonl").read())
+    complete = complete_iterations(headline[1], headline[0], seeds) if headline else {}
+    if not complete:
         return None
-    metric, valued = headline
-    by_iteration: dict[int, list[float]] = defaultdict(list)
-    for r in valued:
-        by_iteration[r["iteration"]].append(r[metric])
-    iterations = np.array(sorted(by_iteration))
-    stats = [mean_ci95(by_iteration[i]) for i in iterations]
-    seeds = max(len(v) for v in by_iteration.values())
-    return metric, iterations, np.array([m for m, _ in stats]), np.array([h for _, h in stats]), seeds
+    stats = np.array([mean_ci95(values) for values in complete.values()])
+    return headline[0], np.array(list(complete)), stats[:, 0], stats[:, 1], seeds
 
 
 def check_output(output: Path) -> None:
@@ -85,14 +84,14 @@ def draw_runs(runs: list[Path]):
     """The figure of `runs`: a panel of learning curves for each kind of curve (an x and a y: the
     algorithm's iteration, its headline metric), then a panel of adaptation curves for each kind of
     evaluation; two panels a row."""
-    algos = {run: load_run(run)[0] for run in runs}
     learning: dict[tuple[str, str], dict[Path, tuple]] = defaultdict(dict)
     for run in runs:
-        if curve := learning_curve(run):
-            learning[learning_axes(algos[run], curve[0])][run] = curve
+        algo, config, _ = load_run(run)
+        if curve := learning_curve(run, config.seeds):
+            learning[learning_axes(algo, curve[0])][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
     if not learning and not evaluations:
-        raise UserError("nothing to plot: no run has a value of its headline metric logged "
+        raise UserError("nothing to plot: no run has an iteration at which every seed logged its headline metric "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
     kinds = shown_results(evaluations)
     panels = len(learning) + len(kinds)
@@ -125,24 +124,24 @@ def run_names(runs: list[Path]) -> dict[Path, str]:
 
 
 def adaptation_series(result: dict) -> list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Each method's (name, seeds, k, mean, 95% CI half-width) at the k where no task diverged: over the
-    held-out tasks, of each task's score averaged over the method's seeds, so that a method is one
-    line however many seeds it was evaluated with. An eval.json from before per-task scores were
-    kept gives its columns (a seed each) as written."""
+    """Each method's (name, seeds, k, mean, 95% CI half-width) for k = 0..K: over the held-out tasks,
+    of each task's score averaged over the method's seeds, so that a method is one line however many
+    seeds it was evaluated with; NaN (a gap in its line) at a k where some task diverged, as eval and
+    report give no mean there. An eval.json from before per-task scores were kept gives its columns
+    (a seed each) as written."""
     per_task = result.get("per_task")
     if not per_task:
         series = []
         for method, rows in result["methods"].items():
-            shown = [r for r in rows if r["mean"] is not None]
-            series.append((method, 1, np.array([r["after_steps"] for r in shown]),
-                           np.array([r["mean"] for r in shown]), np.array([r["ci95"] for r in shown])))
+            mean, half = (np.array([np.nan if r[key] is None else r[key] for r in rows]) for key in ("mean", "ci95"))
+            series.append((method, 1, np.array([r["after_steps"] for r in rows]), mean, half))
         return series
     series = []
     for method, by_seed in scores_by_method(per_task).items():
         per_task_mean = np.mean(by_seed, axis=0)  # (steps + 1, tasks)
-        ks = np.flatnonzero(np.all(np.isfinite(per_task_mean), axis=1))
-        stats = np.array([mean_ci95(per_task_mean[k]) for k in ks]).reshape(-1, 2)
-        series.append((method, len(by_seed), ks, stats[:, 0], stats[:, 1]))
+        finite = np.all(np.isfinite(per_task_mean), axis=1)
+        stats = np.array([mean_ci95(scores) if ok else (np.nan, np.nan) for scores, ok in zip(per_task_mean, finite)])
+        series.append((method, len(by_seed), np.arange(len(per_task_mean)), stats[:, 0], stats[:, 1]))
     return series
 
 
@@ -186,6 +185,9 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
         shift = DODGE * ((i + 0.5) / len(series) - 0.5)
         label = f"{method} ({seeds} seeds, {split})" if seeds > 1 else f"{method} ({split})"
         label = f"{names[run]}: {label}" if names else label
+        if gaps := x[np.isnan(mean)].astype(int).tolist():
+            where = "in episode" if trial else "at k ="
+            label += f"; not drawn {where} {', '.join(map(str, gaps))}: diverged on some task"
         ax.errorbar(x + shift, mean, yerr=half, marker="o", capsize=3, label=label)
     y_label = "query MSE" if score == "mse" else "return per episode"
     if trial:

@@ -11,8 +11,9 @@ seed it resamples the tasks alone. (Written here because rliable, as pip install
 import beside pandas 3; scripts/compare_rliable.py prints the two side by side where it does.) An RL^2
 evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
 in each episode of the trial (where it has several), then its headline, the trial's total return.
-A training row does the same for the last logged value of the run's headline metric, one value per
-seed. A directory that is not a run but holds runs (a sweep) stands for all of them.
+A training row gives the run's headline metric at the last iteration every seed logged it, one
+value per seed, as their mean with a Student-t interval: a bootstrap over so few values would be too
+narrow. A directory that is not a run but holds runs (a sweep) stands for all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import csv
 import json
 import math
 import re
+from collections import defaultdict
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
@@ -31,7 +33,7 @@ from scipy import stats as _stats
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
-from metarl_cli.stats import diverged_count
+from metarl_cli.stats import diverged_count, mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.rundir import MetricsLog, eval_command, load_run, unwritable
 
@@ -47,6 +49,17 @@ def headline_values(records: list[dict]) -> tuple[str, list[dict]] | None:
     return (metric, valued) if valued else None
 
 
+def complete_iterations(valued: list[dict], metric: str, seeds: int) -> dict[int, np.ndarray]:
+    """The iterations, in order, at which each of a run's `seeds` seeds logged a value of `metric`
+    (in `valued`, from `headline_values`), with those values: a DQN chunk in which one seed's
+    episodes did not end has no value for that seed, and a mean over the others would be another
+    quantity."""
+    by_iteration: dict[int, dict[int, float]] = defaultdict(dict)
+    for r in valued:
+        by_iteration[r["iteration"]][r.get("seed", 0)] = r[metric]
+    return {i: np.array([v[s] for s in sorted(v)]) for i, v in sorted(by_iteration.items()) if len(v) == seeds}
+
+
 class ReportRow(NamedTuple):
     run: str
     split: str  # "train" for the training row
@@ -54,10 +67,11 @@ class ReportRow(NamedTuple):
     metric: str
     seeds: int
     n: int  # values pooled
-    iqm: float  # NaN where some diverged
+    estimator: str  # "IQM" (stratified bootstrap interval), or "mean" (Student-t interval): a training row's
+    estimate: float  # NaN where some diverged
     low: float
     high: float
-    diverged: int = 0  # of the n values, those not finite (a task whose adaptation diverged): then no IQM
+    diverged: int = 0  # of the n values, those not finite (a task whose adaptation diverged): then no estimate
 
 
 # A row's metric: its label, and what picks its per-task values from one seed's (steps + 1, tasks) scores.
@@ -114,7 +128,8 @@ def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(config, DqnConfig)
-    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
+    return [*_training_rows(run_dir, records, config.seeds, done, config.iterations),
+            *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -123,18 +138,24 @@ def _latest_checkpoint(run_dir: Path) -> int:
         return checkpoints.step() or 0
 
 
-def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
-    """The last logged value of the headline metric, per seed: "final" once the run has done its
-    `iterations`, else labelled with the iteration it has reached (unfinished, or still training)."""
+def _training_rows(run_dir: Path, records: list[dict], seeds: int, done: int, iterations: int) -> list[ReportRow]:
+    """The headline metric at the last iteration at which every seed logged a value of it, as the
+    mean over the seeds with its Student-t interval (as `metarl plot` draws the curve's end): a
+    percentile bootstrap over a handful of values would be too narrow (over two seeds it is their
+    range whatever their spread, which holds the true mean half the time). "final" where that is the
+    run's last iteration, else labelled with its iteration (unfinished, or a seed without a value since)."""
     headline = headline_values(records)
-    if headline is None:
+    complete = complete_iterations(headline[1], headline[0], seeds) if headline else {}
+    if not complete:
         return []
-    metric, valued = headline
-    last = {r.get("seed", 0): r[metric] for r in valued}  # the latest value per seed
-    values = np.array(list(last.values()))
-    value, low, high = summarise_table(values[:, None])  # one "task": the seeds resampled
-    label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
-    return [ReportRow(str(run_dir), "train", "training", label, len(last), len(values), value, low, high)]
+    metric = headline[0]
+    at, values = list(complete.items())[-1]
+    mean, half = mean_ci95(values)
+    if at < done:
+        label = f"{metric} at iteration {at} of {iterations} (the last with a value for every seed)"
+    else:
+        label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
+    return [ReportRow(str(run_dir), "train", "training", label, seeds, len(values), "mean", mean, mean - half, mean + half)]
 
 
 def read_evaluation(run_dir: Path) -> dict:
@@ -186,7 +207,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
                 n, diverged = values.size, diverged_count(values)
                 # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
                 value, low, high = summarise_table(values) if not diverged else (math.nan,) * 3
-                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, value, low, high, diverged))
+                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, "IQM", value, low, high, diverged))
     return rows
 
 

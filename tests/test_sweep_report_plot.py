@@ -198,6 +198,11 @@ def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
     # Tasks alike, seeds apart: the seeds drawn within each task mix the two in any proportion.
     low, high = stratified_bootstrap_ci(np.array([[0.0] * 4, [100.0] * 4]))
     assert low < 25.0 and high > 75.0
+    # Seeds 0, 10 and 20 on each of 50 tasks: drawn within each task, a resample pools 150 draws and
+    # its IQM stays near 10; whole seeds drawn for every task at once would give all zeros in one
+    # resample of 27 (more than 2.5%), and a low end of 0.
+    low, high = stratified_bootstrap_ci(np.repeat(np.array([[0.0], [10.0], [20.0]]), 50, axis=1))
+    assert 7.0 < low <= 10.0 <= high < 13.0
 
 
 def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool, planned: int | None = None) -> Path:
@@ -218,7 +223,8 @@ def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = F
     """RUN/eval.json as `metarl eval` writes it for the `test` split, from each column's per-task
     scores after 0..K steps (for a trial, in episodes 1..K + 1), of the latest checkpoint at `iteration`."""
     steps = len(next(iter(per_task.values()))) - 1
-    methods = {name: [{"after_steps": j, "mean": float(np.mean(by[j])), "ci95": 0.5, "diverged": 0} for j in range(steps + 1)]
+    methods = {name: [{"after_steps": j, "mean": float(np.mean(np.asarray(by[j], dtype=np.float64))), "ci95": 0.5, "diverged": 0}
+                      for j in range(steps + 1)]
                for name, by in per_task.items()}
     result = {"steps": steps, "score": score, "methods": methods, "per_task": per_task, "trial": trial, "adapts": adapts}
     if iteration is not None:
@@ -230,10 +236,12 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
     rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
     training = rows[("train", "training")]
-    assert (training.seeds, training.iqm, training.metric) == (2, 30.5, "final post_return")  # last values 30 and 31
+    assert (training.seeds, training.estimate, training.metric) == (2, 30.5, "final post_return")  # last values 30 and 31
+    # Their mean and its Student-t interval: t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2).
+    assert training.estimator == "mean" and (training.low, training.high) == pytest.approx((24.1469, 36.8531), abs=1e-4)
     evaluated = rows[("test", "meta-learned")]
     # Pooled after 1 step: 1, 2, 3, 4 and 2, 3, 4, 5 -> sorted middle four 2, 3, 3, 4.
-    assert (evaluated.seeds, evaluated.n, evaluated.iqm) == (2, 8, 3.0)
+    assert (evaluated.seeds, evaluated.n, evaluated.estimator, evaluated.estimate) == (2, 8, "IQM", 3.0)
     # The sweep directory and the run inside it, named together: the run counts once.
     code, out, err = cli("report", str(tmp_path), str(run), "-o", str(tmp_path / "out" / "rep"))
     assert code == 0, err
@@ -242,14 +250,14 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     # Beside it, a run that has logged nothing yet is named as left out, not dropped without a word.
     (fake_run(tmp_path / "empty", seeds=1, iterations=3, evaluated=False) / "metrics.jsonl").unlink()
     code, out, err = cli("report", str(tmp_path), "-o", str(tmp_path / "out" / "rep"))
-    left_out = f"{tmp_path / 'empty'} has nothing to report yet (no value of its headline metric logged, no evaluation): left out"
+    left_out = f"{tmp_path / 'empty'} has nothing to report yet (no iteration at which every seed logged its headline metric, no evaluation): left out"
     assert code == 0 and left_out in " ".join(err.split()), err  # the line wrapped where the terminal is narrow
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3
-    assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["iqm"] == 3.0
+    assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["estimate"] == 3.0
     code, _, err = cli("report", str(tmp_path / "empty"))
-    assert code == 2 and "nothing to report: no run has a value of its headline metric logged, or an evaluation" in " ".join(err.split())
+    assert code == 2 and "nothing to report: no run has an iteration at which every seed logged its headline metric, or an evaluation" in " ".join(err.split())
     code, _, err = cli("plot", str(tmp_path / "empty"), "-o", str(tmp_path / "empty.png"))
-    assert code == 2 and "nothing to plot: no run has a value of its headline metric logged" in " ".join(err.split())
+    assert code == 2 and "nothing to plot: no run has an iteration at which every seed logged its headline metric" in " ".join(err.split())
 
 
 def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
@@ -260,7 +268,7 @@ def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
     apart = [[0.0] * 4, [0.0] * 4], [[0.0] * 4, [100.0] * 4]
     write_eval(run, {"same (seed 0)": same, "same (seed 1)": same, "apart (seed 0)": apart[0], "apart (seed 1)": apart[1],
                      "one seed": same})
-    rows = {r.method: (r.iqm, r.low, r.high) for r in run_rows(run, step=None) if r.split == "test"}
+    rows = {r.method: (r.estimate, r.low, r.high) for r in run_rows(run, step=None) if r.split == "test"}
     assert rows["same"] == (2.5, *stratified_bootstrap_ci(np.array([same[1], same[1]])))
     assert rows["apart"] == (50.0, *stratified_bootstrap_ci(np.array([[0.0] * 4, [100.0] * 4])))
     assert rows["one seed"] == rows["same"]  # a copy of a seed adds nothing
@@ -270,7 +278,7 @@ def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
     with open(run / "metrics.jsonl", "a") as f:  # valid JSON, but not lines metarl writes
         f.write('5\n{"post_return": 1.0}\n{"iteration": 4, "post_return": "x"}\n{"iteration": true, "post_return": 2.0}\n')
-    assert [(r.split, r.iqm) for r in run_rows(run, step=None)] == [("train", 30.0)]  # iteration 3's, the last metarl wrote
+    assert [(r.split, r.estimate) for r in run_rows(run, step=None)] == [("train", 30.0)]  # iteration 3's, the last metarl wrote
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "p.png"))
     assert code == 0, err
     result = {"methods": {}, "score": "return", "steps": 1}
@@ -289,7 +297,7 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
     plain = fake_run(tmp_path / "dqn", seeds=1, iterations=3, evaluated=False)
     write_eval(plain, {"trained": [[3.0, 4.0]]}, adapts=False)  # DQN: scored after 0 steps only
     rows = [r for run in (adapting, plain) for r in run_rows(run, step=1) if r.split == "test"]
-    assert [(r.method, r.metric, r.iqm) for r in rows] == [("meta-learned", "return after 1 step", 5.5),
+    assert [(r.method, r.metric, r.estimate) for r in rows] == [("meta-learned", "return after 1 step", 5.5),
                                                            ("trained", "return after 0 steps", 3.5)]
     with pytest.raises(UserError, match=r"--step 2 is outside 0..1 for the 'test' evaluation of .*maml-dqn"):
         run_rows(adapting, step=2)
@@ -299,7 +307,7 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
     evaluation = json.loads((plain / "eval.json").read_text())
     del evaluation["test"]["adapts"]
     (plain / "eval.json").write_text(json.dumps(evaluation))
-    assert [(r.metric, r.iqm) for r in run_rows(plain, step=1) if r.split == "test"] == [("return after 0 steps", 3.5)]
+    assert [(r.metric, r.estimate) for r in run_rows(plain, step=1) if r.split == "test"] == [("return after 0 steps", 3.5)]
 
 
 def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_not(tmp_path, cli):
@@ -307,17 +315,17 @@ def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_
     write_eval(run, {"meta-learned": [[1.0, 2.0, 3.0, 4.0]] * 2, "random init": [[1.0, 2.0, 3.0, 4.0], [1.0, float("nan"), 3.0, 4.0]]})
     rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
     finite = rows[("test", "meta-learned")]
-    assert (finite.n, finite.iqm, finite.diverged) == (4, 2.5, 0)
+    assert (finite.n, finite.estimate, finite.diverged) == (4, 2.5, 0)
     diverged = rows[("test", "random init")]
-    assert (diverged.n, diverged.diverged) == (4, 1) and np.isnan(diverged.iqm)  # not the IQM of 1, 3 and 4
+    assert (diverged.n, diverged.diverged) == (4, 1) and np.isnan(diverged.estimate)  # not the IQM of 1, 3 and 4
     before = {r.method: r for r in run_rows(run, step=0) if r.split == "test"}["random init"]
-    assert (before.iqm, before.diverged) == (2.5, 0)  # every task finite before adapting
+    assert (before.estimate, before.diverged) == (2.5, 0)  # every task finite before adapting
     code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
     assert code == 0, err
     assert "diverged on 1/4" in out
     saved = {row["method"]: row for row in json.loads((tmp_path / "rep.json").read_text())}
-    assert saved["random init"]["iqm"] is None and saved["random init"]["diverged"] == 1  # JSON has no NaN
-    assert saved["meta-learned"]["iqm"] == 2.5
+    assert saved["random init"]["estimate"] is None and saved["random init"]["diverged"] == 1  # JSON has no NaN
+    assert saved["meta-learned"]["estimate"] == 2.5
 
 
 @pytest.mark.parametrize("width", [80, 60])
@@ -363,8 +371,42 @@ def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
     from metarl_cli.plot import learning_curve
 
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
-    metric, iterations, mean, _, seeds = learning_curve(run)
+    metric, iterations, mean, half, seeds = learning_curve(run, 2)
     assert (metric, list(iterations), list(mean), seeds) == ("post_return", [1, 2, 3], [10.5, 20.5, 30.5], 2)
+    np.testing.assert_allclose(half, 6.3531, atol=1e-4)  # t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2)
+
+
+def test_a_seed_without_a_value_is_not_averaged_over_the_others(tmp_path):
+    """A DQN chunk in which one seed's episodes did not end logs no return for it: report and plot
+    keep to the iterations at which every seed has one."""
+    from metarl_cli.plot import learning_curve
+
+    run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False, planned=4)  # post_return 10 i + seed
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"iteration": 4, "seed": 0, "post_return": 99.0}) + "\n")
+        f.write(json.dumps({"iteration": 4, "seed": 1, "post_return": None}) + "\n")
+    [training] = run_rows(run, step=None)
+    assert (training.metric, training.estimate) == ("post_return at iteration 3 of 4 (the last with a value for every seed)", 30.5)
+    assert list(learning_curve(run, 2)[1]) == [1, 2, 3]
+
+
+def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
+    from metarl_cli.plot import adaptation_series
+
+    run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
+    write_eval(run, {"meta-learned": [[0.0, 2.0, 4.0], [1.0, 3.0, 8.0], [2.0, 2.0, 2.0]],
+                     "random init": [[0.0, 2.0, 4.0], [1.0, None, 8.0], [3.0, 3.0, 6.0]]})
+    (_, _, ks, mean, half), (_, _, _, random_mean, _) = adaptation_series(json.loads((run / "eval.json").read_text())["test"])
+    assert list(ks) == [0, 1, 2] and list(mean) == [2.0, 4.0, 2.0]
+    # Over the three tasks, t(0.975, 2 df) = 4.3027 times sd 2 and sqrt(13) over sqrt(3); no spread at k = 2.
+    np.testing.assert_allclose(half, [4.9683, 8.9567, 0.0], atol=1e-4)
+    assert random_mean[0] == 2.0 and np.isnan(random_mean[1]) and random_mean[2] == 4.0
+    fig = draw_runs([run])
+    try:
+        legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
+    finally:
+        plt.close(fig)
+    assert legend == ["meta-learned (test)", "random init (test); not drawn at k = 1: diverged on some task"]
 
 
 @pytest.mark.parametrize("evaluated", [True, False], ids=["finished", "still-training"])
@@ -380,7 +422,7 @@ def test_report_labels_an_rl2_trial_by_episode_and_trial_total(tmp_path):
     # Two seeds, two tasks each, two episodes a trial: episode 1 pools 1, 2, 3, 4; episode 2 pools
     # 5, 6, 7, 8; the trial totals pool 6, 8, 10, 12.
     write_eval(run, {"trained (seed 0)": [[1.0, 2.0], [5.0, 6.0]], "trained (seed 1)": [[3.0, 4.0], [7.0, 8.0]]}, trial=True)
-    rows = [(r.method, r.metric, r.seeds, r.n, r.iqm) for r in run_rows(run, step=None) if r.split == "test"]
+    rows = [(r.method, r.metric, r.seeds, r.n, r.estimate) for r in run_rows(run, step=None) if r.split == "test"]
     assert rows == [("trained", "return in episode 1 of 2", 2, 4, 2.5), ("trained", "return in episode 2 of 2", 2, 4, 6.5),
                     ("trained", "trial total return", 2, 4, 9.0)]
     assert run_rows(run, step=5) == run_rows(run, step=None)  # a trial has no adaptation steps to pick
