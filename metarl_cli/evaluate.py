@@ -34,7 +34,7 @@ import numpy as np
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
-from metarl_cli.config import DqnConfig, MamlDqnConfig, check_count, write_config
+from metarl_cli.config import DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.published import Published, published_for
@@ -198,10 +198,13 @@ def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Basel
 
 def _baseline_config(config, **changes):
     """The run's config with no inner loop and inner steps + 1 batches a task: as much data as RL
-    meta-training drew, and at least as much as regression's (its inner steps reuse the K support
-    points: more for the baseline where inner_steps > 1). Checkpointed every tenth of its training:
-    a Ctrl-C loses at most that much."""
+    meta-training drew, and at least as much as regression's, whose tasks give K support and Q query
+    points (its inner steps reuse the K: more for the baseline where inner_steps > 1). A baseline
+    trains on query batches alone, so where Q is not K each holds (K + Q) / 2 points, rounded up.
+    Checkpointed every tenth of its training: a Ctrl-C loses at most that much."""
     iterations = config.iterations * (config.inner_steps + 1)
+    if isinstance(config, MamlRegressionConfig) and config.query_points not in (0, config.shots):
+        changes.setdefault("query_points", -(-(config.shots + config.query_points) // 2))
     return dataclasses.replace(
         config,
         seeds=1,

@@ -128,3 +128,24 @@ def test_the_baselines_step_size_is_tuned_on_train_split_validation_tasks_never_
     algo = SimpleNamespace(maximize=True, adaptation_curve=lambda params, tasks, key, steps, scale: np.full((len(tasks), steps + 1), -(scale - 2.0) ** 2))
     assert evaluate.tuned_lr_scale(algo, None, None, 4, 2) == 2.0
     assert drawn == [(evaluate.VALIDATION_KEY, "train")] and evaluate.VALIDATION_KEY != evaluate.EVAL_KEY
+
+
+@pytest.mark.parametrize("shots, query_points", [(5, 0), (10, 10), (10, 2), (5, 20)])
+def test_the_regression_baselines_see_at_least_the_points_meta_training_drew(shots, query_points):
+    """Meta-training draws K support and Q query points a task (Q = K where query_points is 0); a
+    baseline, no inner loop and two batches a task, draws query batches alone: (K + Q) / 2 points
+    each (rounded up) where Q is not K, so that it sees as many points as meta-training, or one
+    more a batch, not 2Q. The default keeps its config as it was (a cached baseline stays valid)."""
+    from metarl_cli.evaluate import baselines_of
+    from metarl_cli.families import family_for
+
+    config = resolve_config("maml", "sinusoid", None, [f"shots={shots}", f"query_points={query_points}", "iterations=100"])
+    family = family_for(config)
+    baselines = baselines_of(make_algorithm("maml", config, family), "maml", config, family)
+    assert [b.name for b in baselines] == ["pretrained", "oracle"]
+    drawn = config.iterations * config.meta_batch * (shots + (query_points or shots))
+    for baseline in baselines:
+        b = baseline.config
+        seen = b.iterations * b.meta_batch * (b.query_points or b.shots)
+        assert b.inner_steps == 0 and drawn <= seen <= drawn + b.iterations * b.meta_batch, (baseline.name, seen, drawn)
+        assert b.query_points == (query_points if query_points in (0, shots) else -(-(shots + query_points) // 2))
