@@ -330,7 +330,7 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
 
 @app.command()
 def report(
-    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories, or directories of runs (a sweep)."),
+    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories, or directories holding runs at any depth (a sweep; runs/)."),
     step: Optional[int] = typer.Option(None, "--step", "-k", metavar="K", help="Adaptation steps whose score is reported (default: the last evaluated); RL^2 runs report each episode of the trial and its total instead."),
     out_prefix: Path = typer.Option(Path("report"), "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
 ):
@@ -362,7 +362,7 @@ def report(
 
 @app.command()
 def plot(
-    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories (finished or still training), or directories of runs."),
+    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories (finished or still training), or directories holding runs at any depth."),
     output: Path = typer.Option(..., "--output", "-o", metavar="FILE.png", help="The PNG to write."),
 ):
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""

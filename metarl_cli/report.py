@@ -13,7 +13,8 @@ evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, ea
 in each episode of the trial (where it has several), then its headline, the trial's total return.
 A training row gives the run's headline metric at the last iteration every seed logged it, one
 value per seed, as their mean with a Student-t interval: a bootstrap over so few values would be too
-narrow. A directory that is not a run but holds runs (a sweep) stands for all of them.
+narrow. A directory that is not a run but holds runs, at any depth (a sweep; runs/ with a sweep
+inside), stands for all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from collections import defaultdict
 from contextlib import contextmanager
@@ -104,13 +106,14 @@ def summarise_table(scores: np.ndarray) -> tuple[float, float, float]:
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run directories, with a directory of runs (a sweep) replaced by the runs inside it, sorted; a
-    run named twice (or also inside a named sweep) counts once."""
+    """Run directories, with a directory of runs replaced by the runs at any depth below it (`runs/`
+    holding single runs and a sweep's directory of them), sorted; a run named twice (or also inside
+    a named directory) counts once."""
     runs = []
     for path in paths:
         if (path / "manifest.json").is_file():
             runs.append(path)
-        elif path.is_dir() and (inner := sorted(p.parent for p in path.glob("*/manifest.json"))):
+        elif path.is_dir() and (inner := runs_below(path)):
             runs.extend(inner)
         else:
             raise UserError(f"{path} is neither a metarl run directory nor a directory of runs"
@@ -119,6 +122,17 @@ def expand_runs(paths: list[Path]) -> list[Path]:
     for run in runs:
         unique.setdefault(run.resolve(), run)
     return list(unique.values())
+
+
+def runs_below(directory: Path) -> list[Path]:
+    """The run directories below `directory`, sorted; not the baselines kept inside a run."""
+    runs = []
+    for parent, children, files in os.walk(directory):
+        if "manifest.json" in files and Path(parent) != directory:
+            runs.append(Path(parent))
+            children.clear()  # a run's own subdirectories (its baselines) are not runs of the sweep
+        children.sort()
+    return sorted(runs)
 
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:

@@ -232,6 +232,17 @@ def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = F
     (run / "eval.json").write_text(json.dumps({"test": result}))
 
 
+def test_a_directory_stands_for_the_runs_at_any_depth_below_it_but_not_a_runs_baselines(tmp_path):
+    from metarl_cli.report import expand_runs
+
+    single = fake_run(tmp_path / "runs" / "maml-1", seeds=1, iterations=1, evaluated=False)
+    points = [fake_run(tmp_path / "runs" / "sweep-maml" / f"inner_lr={lr}", seeds=1, iterations=1, evaluated=False)
+              for lr in ("0.1", "0.05")]
+    fake_run(single / "baselines" / "pretrained", seeds=1, iterations=1, evaluated=False)  # inside a run: not one of them
+    assert expand_runs([tmp_path / "runs"]) == [single, points[1], points[0]]
+    assert expand_runs([tmp_path / "runs" / "sweep-maml", points[0]]) == [points[1], points[0]]
+
+
 def test_report_pools_seeds_and_tasks(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
     rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
