@@ -15,10 +15,11 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from metarl_cli.config import ALGORITHMS, parse_override, resolve_config, resumed_config
+from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
 from metarl_cli.errors import UserError
 from metarl_cli.training.progress import console, stdout_console
 
+DEFAULT_ENVS = ", ".join(f"{default_env(algo)} for {algo}" for algo in ALGORITHMS)  # where --env is left out
 app = typer.Typer(
     help="Meta-reinforcement learning experiments in JAX: train, evaluate on held-out tasks, report and plot across runs, list task families.",
     no_args_is_help=True,
@@ -65,7 +66,7 @@ def _diverged(error: Exception) -> None:
 @app.command()
 def train(
     algo: str = typer.Argument(..., metavar="ALGO", help=f"Algorithm: {', '.join(ALGORITHMS)}."),
-    env: Optional[str] = typer.Option(None, "--env", "-e", metavar="FAMILY", help="Task family (see `metarl envs`)."),
+    env: Optional[str] = typer.Option(None, "--env", "-e", metavar="FAMILY", help=f"Task family (see `metarl envs`); default {DEFAULT_ENVS}."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", metavar="FILE", help="TOML file of config values."),
     set_: List[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override one config key: key=value (repeatable)."),
     seeds: Optional[int] = typer.Option(
@@ -383,12 +384,12 @@ def envs():
     table = Table(title="task families (train and test draw from the train range, metamaze's test from cells train never draws; ood from the held-out ranges)",
                   box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
-    # The parameter column as wide as the longest name (a family's description wraps within it), one
-    # space of padding beside the box's one-space divider and no outer edge, so that on an 80-column
-    # terminal no interval is broken.
-    table.add_column("parameter", width=max(len(r.name) for fam in families for r in fam.ranges))
+    # The parameter column at least as wide as the longest name, a family's description wrapping
+    # within it where the terminal is narrow; the numbers never wrap. One space of padding beside the
+    # box's one-space divider and no outer edge: on an 80-column terminal no interval is broken.
+    table.add_column("parameter", min_width=max(len(r.name) for fam in families for r in fam.ranges))
     for col in ("default", "train / test", "ood"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, Family) and fam.draw_text:
             table.add_row(name, fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none")

@@ -518,6 +518,11 @@ def _same_settings(a: Any, b: Any) -> bool:
     return isinstance(a, str) and isinstance(b, str) and a.removesuffix("-family") == b.removesuffix("-family")
 
 
+def default_env(algo: str) -> str:
+    """The family a run of `algo` trains on where neither --env, --set env nor a file names one."""
+    return next(iter(CONFIGS[algo].values())).env
+
+
 def resolve_config(algo: str, env: str | None, config_file: Path | None, overrides: list[str]):
     """The config of a new run: the layers in the module docstring applied, validated, its length checked."""
     if algo not in CONFIGS:
@@ -533,7 +538,7 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
         option = f"--env {env}" if env is not None else f"--set env={sets['env']}"  # the file's other keys suit its family
         raise UserError(f"{option} and env = {user['env']!r} in {config_file} disagree; give the family once")
     given = [e for e in (env, sets.get("env"), user.get("env")) if e is not None]  # an empty name is refused, not defaulted
-    chosen_env = given[0] if given else next(iter(CONFIGS[algo].values())).env
+    chosen_env = given[0] if given else default_env(algo)
     if not isinstance(chosen_env, str):
         raise UserError(f"config key 'env' expects a family name, got {chosen_env!r}")
     from metarl_cli.families import FAMILY_NAMES

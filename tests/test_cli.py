@@ -529,7 +529,7 @@ def test_the_maml_papers_point_nav_numbers_stand_only_beside_its_protocol(sets, 
     assert bool(published_for(config, "test", 3)) == shown
 
 
-def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal(cli, monkeypatch):
+def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_and_descriptions_whole_where_wider(cli, monkeypatch):
     from rich.console import Console
 
     from metarl_cli import cli as cli_module
@@ -547,6 +547,10 @@ def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal(cl
             for a, b in [r.train, *r.ood]:
                 assert f"[{a:g}, {b:g}]" in out  # each interval on one line, none broken after its comma
     assert "[5, 15]" in out and "∪ [15, 20]" in out  # cartpole-family's force_mag: train, and ood's second interval
+    # Wider, a family's description of what it draws takes a line of its own rather than wrapping.
+    monkeypatch.setattr(cli_module, "out", Console(width=160))
+    code, out, err = cli("envs")
+    assert code == 0 and "arm probabilities p ~ U[0, 1]^10" in out, err
 
 
 def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_path):
