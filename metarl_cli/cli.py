@@ -343,11 +343,11 @@ def report(
     for run in expand_runs(runs):
         found = run_rows(run, step)
         if not found:  # e.g. a sweep's point that failed before its first chunk
-            console.print(f"{run} has nothing to report yet (no iteration at which every seed logged its headline metric, no evaluation): left out",
+            console.print(f"{run} has nothing to report yet (no value of its headline metric logged by every seed, no evaluation): left out",
                           highlight=False)
         rows += found
     if not rows:
-        raise UserError("nothing to report: no run has an iteration at which every seed logged its headline metric, or an evaluation")
+        raise UserError("nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation")
     title = ("IQM [95% stratified bootstrap CI] over seeds and held-out tasks; "
              "a training row: the mean [95% Student-t CI] over seeds")
     table = _report_table(rows, title, with_run=True)
@@ -375,21 +375,20 @@ def plot(
     console.print(f"wrote {output}")
 
 
-@app.command()
-def envs():
-    """List task families with their randomised parameters and per-split ranges."""
-    from metarl_cli.families import FAMILY_NAMES, Family, RegressionFamily, get_family
+def _envs_table(families, numbers_whole: bool) -> Table:
+    """The families' parameters and ranges; with `numbers_whole`, the parameter column at least as wide
+    as the longest name and the number columns unwrapped, else the parameter column exactly that wide."""
+    from metarl_cli.families import FAMILY_NAMES, Family
 
-    families = [get_family(name) for name in FAMILY_NAMES]
     table = Table(title="task families (train and test draw from the train range, metamaze's test from cells train never draws; ood from the held-out ranges)",
                   box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
-    # The parameter column at least as wide as the longest name, a family's description wrapping
-    # within it where the terminal is narrow; the numbers never wrap. One space of padding beside the
-    # box's one-space divider and no outer edge: on an 80-column terminal no interval is broken.
-    table.add_column("parameter", min_width=max(len(r.name) for fam in families for r in fam.ranges))
+    # One space of padding beside the box's one-space divider and no outer edge: on an 80-column
+    # terminal no interval is broken.
+    longest = max(len(r.name) for fam in families for r in fam.ranges)
+    table.add_column("parameter", min_width=longest) if numbers_whole else table.add_column("parameter", width=longest)
     for col in ("default", "train / test", "ood"):
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, no_wrap=numbers_whole)
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, Family) and fam.draw_text:
             table.add_row(name, fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none")
@@ -399,6 +398,21 @@ def envs():
             ood = "\n∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"  # an interval a line
             table.add_row(name if i == 0 else "", r.name, f"{r.default:g}", f"[{r.train[0]:g}, {r.train[1]:g}]", ood)
         table.add_section()
+    return table
+
+
+@app.command()
+def envs():
+    """List task families with their randomised parameters and per-split ranges."""
+    from metarl_cli.families import FAMILY_NAMES, RegressionFamily, get_family
+
+    families = [get_family(name) for name in FAMILY_NAMES]
+    # The numbers never wrap where the terminal is as wide as the table with its parameter column
+    # at the longest name (80 columns do): a family's description wraps within that column instead.
+    # On a narrower terminal the numbers wrap too, rather than run off its edge.
+    table = _envs_table(families, numbers_whole=True)
+    if _natural_width(_envs_table(families, numbers_whole=False)) > out.width:
+        table = _envs_table(families, numbers_whole=False)
     out.print(table)
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, RegressionFamily):

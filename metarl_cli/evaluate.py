@@ -204,7 +204,7 @@ def _baseline_config(config, **changes):
     Checkpointed every tenth of its training: a Ctrl-C loses at most that much."""
     iterations = config.iterations * (config.inner_steps + 1)
     if isinstance(config, MamlRegressionConfig) and config.query_points not in (0, config.shots):
-        changes.setdefault("query_points", -(-(config.shots + config.query_points) // 2))
+        changes["query_points"] = -(-(config.shots + config.query_points) // 2)
     return dataclasses.replace(
         config,
         seeds=1,

@@ -2,8 +2,9 @@
 
 Learning curves: each run's headline training metric (post-adaptation return, post-adaptation MSE,
 a DQN's episode return, an RL^2 trial's return) against its iteration, the mean over seeds with a
-band for its Student-t 95% confidence interval across seeds, at the iterations at which every seed
-logged it (a point with an error bar where a run has logged one chunk); a panel for each kind of
+band for its Student-t 95% confidence interval across seeds, from the first iteration at which every
+seed has logged it, a seed that logs none in a chunk (DQN) keeping its latest value (a point with an
+error bar where a run has logged one chunk); a panel for each kind of
 curve, so that runs share axes only where their x and y mean the same. Then, for evaluated runs, the
 score after 0..K adaptation steps on held-out tasks, one line per method and baseline (a method's
 seeds averaged on each task), with 95% intervals over tasks and a gap, named in the legend, at a k
@@ -29,7 +30,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
 from metarl_cli.report import (  # noqa: E402
-    check_writable, complete_iterations, headline_values, read_evaluation, scores_by_method, writing,
+    check_writable, read_evaluation, scores_by_method, seed_curves, writing,
 )
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
@@ -48,16 +49,14 @@ def learning_axes(algo: str, metric: str) -> tuple[str, str]:
     return X_LABELS.get(algo, "meta-iteration"), RL2_Y_LABEL if algo == "rl2" else Y_LABELS[metric]
 
 
-def learning_curve(run_dir: Path, seeds: int):
-    """(metric, iterations, mean over seeds, CI half-width over seeds, seeds) at the iterations at
-    which every one of the run's `seeds` seeds logged a value (`report.complete_iterations`: a DQN
-    chunk in which a seed's episodes did not end has none for it), or None where there is none."""
-    headline = headline_values(MetricsLog(run_dir / "metrics.jsonl").read())
-    complete = complete_iterations(headline[1], headline[0], seeds) if headline else {}
-    if not complete:
+def learning_curve(run_dir: Path):
+    """(metric, iterations, mean over seeds, CI half-width over seeds, seeds) from the first iteration
+    at which every seed has logged a value (`report.seed_curves`), or None before it."""
+    curves = seed_curves(MetricsLog(run_dir / "metrics.jsonl").read())
+    if curves is None:
         return None
-    stats = np.array([mean_ci95(values) for values in complete.values()])
-    return headline[0], np.array(list(complete)), stats[:, 0], stats[:, 1], seeds
+    stats = np.array([mean_ci95(values) for values in curves.values])
+    return curves.metric, curves.iterations, stats[:, 0], stats[:, 1], curves.values.shape[1]
 
 
 def check_output(output: Path) -> None:
@@ -86,12 +85,12 @@ def draw_runs(runs: list[Path]):
     evaluation; two panels a row."""
     learning: dict[tuple[str, str], dict[Path, tuple]] = defaultdict(dict)
     for run in runs:
-        algo, config, _ = load_run(run)
-        if curve := learning_curve(run, config.seeds):
+        algo = load_run(run)[0]  # a clear error where it is not a run
+        if curve := learning_curve(run):
             learning[learning_axes(algo, curve[0])][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
     if not learning and not evaluations:
-        raise UserError("nothing to plot: no run has an iteration at which every seed logged its headline metric "
+        raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
     kinds = shown_results(evaluations)
     panels = len(learning) + len(kinds)

@@ -11,9 +11,9 @@ seed it resamples the tasks alone. (Written here because rliable, as pip install
 import beside pandas 3; scripts/compare_rliable.py prints the two side by side where it does.) An RL^2
 evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
 in each episode of the trial (where it has several), then its headline, the trial's total return.
-A training row gives the run's headline metric at the last iteration every seed logged it, one
-value per seed, as their mean with a Student-t interval: a bootstrap over so few values would be too
-narrow. A directory that is not a run but holds runs, at any depth (a sweep; runs/ with a sweep
+A training row gives the run's headline training metric, one value per seed (its last, or for DQN
+its mean return over the last tenth of the env steps), as their mean with a Student-t interval: a
+bootstrap over so few values would be too narrow. A directory that is not a run but holds runs, at any depth (a sweep; runs/ with a sweep
 inside), stands for all of them.
 """
 
@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-from collections import defaultdict
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
@@ -37,7 +36,8 @@ from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.stats import diverged_count, mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
-from metarl_cli.training.rundir import MetricsLog, eval_command, load_run, unwritable
+from metarl_cli.training.final_returns import final_returns
+from metarl_cli.training.rundir import MetricsLog, eval_command, is_run, load_run, unwritable
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 TRAINING_METRICS = ("post_return", "post_mse", "return")  # the first one a run logs is its headline
@@ -51,15 +51,32 @@ def headline_values(records: list[dict]) -> tuple[str, list[dict]] | None:
     return (metric, valued) if valued else None
 
 
-def complete_iterations(valued: list[dict], metric: str, seeds: int) -> dict[int, np.ndarray]:
-    """The iterations, in order, at which each of a run's `seeds` seeds logged a value of `metric`
-    (in `valued`, from `headline_values`), with those values: a DQN chunk in which one seed's
-    episodes did not end has no value for that seed, and a mean over the others would be another
-    quantity."""
-    by_iteration: dict[int, dict[int, float]] = defaultdict(dict)
+class SeedCurves(NamedTuple):
+    metric: str  # the run's headline training metric
+    iterations: np.ndarray  # (n,) the logged iterations from the first at which every seed has a value
+    values: np.ndarray  # (n, seeds) each seed's latest value at or before each iteration
+
+
+def seed_curves(records: list[dict]) -> SeedCurves | None:
+    """The headline metric of each seed against the iteration (None before every seed has logged a
+    value of it). A seed that logs no value in a chunk (DQN, where none of its episodes ended) keeps
+    its latest value there, so that the mean at each iteration is over every seed."""
+    headline = headline_values(records)
+    if headline is None:
+        return None
+    metric, valued = headline
+    seeds = sorted({r.get("seed", 0) for r in records if metric in r})
+    iterations = sorted({r["iteration"] for r in valued})
+    row, column = {it: i for i, it in enumerate(iterations)}, {seed: j for j, seed in enumerate(seeds)}
+    table = np.full((len(iterations), len(seeds)), np.nan)
     for r in valued:
-        by_iteration[r["iteration"]][r.get("seed", 0)] = r[metric]
-    return {i: np.array([v[s] for s in sorted(v)]) for i, v in sorted(by_iteration.items()) if len(v) == seeds}
+        table[row[r["iteration"]], column[r.get("seed", 0)]] = r[metric]
+    for i in range(1, len(iterations)):  # carry each seed's latest value forward
+        table[i] = np.where(np.isnan(table[i]), table[i - 1], table[i])
+    complete = ~np.isnan(table).any(axis=1)
+    if not complete.any():
+        return None
+    return SeedCurves(metric, np.array(iterations)[complete], table[complete])
 
 
 class ReportRow(NamedTuple):
@@ -100,8 +117,8 @@ def stratified_bootstrap_ci(scores: np.ndarray, reps: int = 2000, level: float =
 
 
 def summarise_table(scores: np.ndarray) -> tuple[float, float, float]:
-    """IQM of a (seeds, tasks) table and its stratified bootstrap interval."""
-    low, high = stratified_bootstrap_ci(scores)
+    """IQM of a (seeds, tasks) table and its stratified bootstrap interval (none, NaN, for one value)."""
+    low, high = stratified_bootstrap_ci(scores) if scores.size > 1 else (math.nan, math.nan)
     return iqm(scores), low, high
 
 
@@ -125,14 +142,20 @@ def expand_runs(paths: list[Path]) -> list[Path]:
 
 
 def runs_below(directory: Path) -> list[Path]:
-    """The run directories below `directory`, sorted; not the baselines kept inside a run."""
-    runs = []
-    for parent, children, files in os.walk(directory):
-        if "manifest.json" in files and Path(parent) != directory:
-            runs.append(Path(parent))
+    """The metarl runs below `directory` (through links too, each directory once), in path order; not
+    the baselines kept inside a run, nor a directory whose manifest.json another tool wrote."""
+    runs, seen = [], set()
+    for parent, children, files in os.walk(directory, followlinks=True):
+        here = Path(parent)
+        if here.resolve() in seen:  # a link back up, or a second link to one directory
+            children.clear()
+            continue
+        seen.add(here.resolve())
+        if "manifest.json" in files and here != directory and is_run(here):
+            runs.append(here)
             children.clear()  # a run's own subdirectories (its baselines) are not runs of the sweep
         children.sort()
-    return sorted(runs)
+    return runs
 
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
@@ -142,8 +165,7 @@ def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(config, DqnConfig)
-    return [*_training_rows(run_dir, records, config.seeds, done, config.iterations),
-            *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
+    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -152,23 +174,30 @@ def _latest_checkpoint(run_dir: Path) -> int:
         return checkpoints.step() or 0
 
 
-def _training_rows(run_dir: Path, records: list[dict], seeds: int, done: int, iterations: int) -> list[ReportRow]:
-    """The headline metric at the last iteration at which every seed logged a value of it, as the
-    mean over the seeds with its Student-t interval (as `metarl plot` draws the curve's end): a
-    percentile bootstrap over a handful of values would be too narrow (over two seeds it is their
-    range whatever their spread, which holds the true mean half the time). "final" where that is the
-    run's last iteration, else labelled with its iteration (unfinished, or a seed without a value since)."""
-    headline = headline_values(records)
-    complete = complete_iterations(headline[1], headline[0], seeds) if headline else {}
-    if not complete:
-        return []
-    metric = headline[0]
-    at, values = list(complete.items())[-1]
-    mean, half = mean_ci95(values)
-    if at < done:
-        label = f"{metric} at iteration {at} of {iterations} (the last with a value for every seed)"
+def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
+    """The run's headline training metric, one value per seed, as their mean with its Student-t
+    interval (as `metarl plot` draws the curve's end): a percentile bootstrap over a handful of
+    values would be too narrow (over two seeds it is their range whatever their spread, which holds
+    the true mean half the time). A run that logs its training episodes (DQN) gives each seed's mean
+    return over the last tenth of its env steps, as `metarl train` ends with; another, each seed's
+    last value. "final" once the run has done its `iterations`, else the iteration it has reached."""
+    at = "final " if done >= iterations else ""
+    where = "" if at else f" at iteration {done} of {iterations} (unfinished)"
+    episodes = final_returns(records)
+    if episodes is not None:
+        values = [v for v in episodes.per_seed.values() if v is not None]
+        if not values:
+            return []
+        none = [str(seed) for seed, v in episodes.per_seed.items() if v is None]
+        detail = f"; none of seed {', '.join(none)}'s ended there" if none else ""
+        label = f"{at}return{where} (episodes of the last {episodes.window:,} env steps{detail})"
+        seeds = len(episodes.per_seed)
     else:
-        label = f"final {metric}" if done >= iterations else f"{metric} at iteration {done} of {iterations} (unfinished)"
+        curves = seed_curves(records)
+        if curves is None:
+            return []
+        values, label, seeds = curves.values[-1], f"{at}{curves.metric}{where}", curves.values.shape[1]
+    mean, half = mean_ci95(values)
     return [ReportRow(str(run_dir), "train", "training", label, seeds, len(values), "mean", mean, mean - half, mean + half)]
 
 

@@ -551,6 +551,11 @@ def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_an
     monkeypatch.setattr(cli_module, "out", Console(width=160))
     code, out, err = cli("envs")
     assert code == 0 and "arm probabilities p ~ U[0, 1]^10" in out, err
+    # Narrower, the intervals wrap after their commas rather than run off the edge.
+    monkeypatch.setattr(cli_module, "out", Console(width=70))
+    code, out, err = cli("envs")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 70, err
+    assert "[0.0001," in out.split() and "0.0005]" in out.split() and "…" not in out
 
 
 def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_path):
@@ -585,3 +590,13 @@ def test_a_batch_that_leaves_devices_idle_is_noted_before_training(cli, tmp_path
     assert code == 0 and f"note: the meta-batch's tasks (meta_batch = {devices + 1}) {idle}" in err.replace("\n", " "), err
     code, _, err = cli("train", "maml", "--env", "cartpole-family", "--set", f"meta_batch={2 * devices}", "--dry-run")
     assert code == 0 and "note:" not in err, err
+
+
+def test_help_names_the_commands_the_algorithms_and_the_family_each_trains_on_by_default(cli):
+    code, out, err = cli("--help")
+    assert code == 0, err
+    assert {"train", "eval", "report", "plot", "envs"} <= set(out.split())
+    code, out, err = cli("train", "--help")
+    text = " ".join(out.replace("│", " ").split())  # the panel's borders and wrapping aside
+    assert code == 0 and "Algorithm: maml, dqn, maml-dqn, rl2." in text, err
+    assert ("default cartpole-family for maml, cartpole for dqn, cartpole-family for maml-dqn, bandit for rl2" in text)

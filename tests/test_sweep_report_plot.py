@@ -261,14 +261,14 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     # Beside it, a run that has logged nothing yet is named as left out, not dropped without a word.
     (fake_run(tmp_path / "empty", seeds=1, iterations=3, evaluated=False) / "metrics.jsonl").unlink()
     code, out, err = cli("report", str(tmp_path), "-o", str(tmp_path / "out" / "rep"))
-    left_out = f"{tmp_path / 'empty'} has nothing to report yet (no iteration at which every seed logged its headline metric, no evaluation): left out"
+    left_out = f"{tmp_path / 'empty'} has nothing to report yet (no value of its headline metric logged by every seed, no evaluation): left out"
     assert code == 0 and left_out in " ".join(err.split()), err  # the line wrapped where the terminal is narrow
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["estimate"] == 3.0
     code, _, err = cli("report", str(tmp_path / "empty"))
-    assert code == 2 and "nothing to report: no run has an iteration at which every seed logged its headline metric, or an evaluation" in " ".join(err.split())
+    assert code == 2 and "nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation" in " ".join(err.split())
     code, _, err = cli("plot", str(tmp_path / "empty"), "-o", str(tmp_path / "empty.png"))
-    assert code == 2 and "nothing to plot: no run has an iteration at which every seed logged its headline metric" in " ".join(err.split())
+    assert code == 2 and "nothing to plot: no run has a value of its headline metric logged by every seed" in " ".join(err.split())
 
 
 def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
@@ -382,23 +382,34 @@ def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
     from metarl_cli.plot import learning_curve
 
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
-    metric, iterations, mean, half, seeds = learning_curve(run, 2)
+    metric, iterations, mean, half, seeds = learning_curve(run)
     assert (metric, list(iterations), list(mean), seeds) == ("post_return", [1, 2, 3], [10.5, 20.5, 30.5], 2)
     np.testing.assert_allclose(half, 6.3531, atol=1e-4)  # t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2)
 
 
-def test_a_seed_without_a_value_is_not_averaged_over_the_others(tmp_path):
-    """A DQN chunk in which one seed's episodes did not end logs no return for it: report and plot
-    keep to the iterations at which every seed has one."""
+def test_a_dqn_run_reports_its_end_of_training_returns_and_plots_each_seeds_latest(tmp_path):
+    """DQN logs a chunk's episode returns, none for a seed none of whose episodes ended in it: the
+    report gives each seed's return over the last tenth of the env steps (as `metarl train` ends
+    with), leaving out and naming a seed with no episode there; the plot's mean at each iteration
+    keeps such a seed's latest value rather than averaging over the others."""
     from metarl_cli.plot import learning_curve
 
-    run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False, planned=4)  # post_return 10 i + seed
-    with open(run / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"iteration": 4, "seed": 0, "post_return": 99.0}) + "\n")
-        f.write(json.dumps({"iteration": 4, "seed": 1, "post_return": None}) + "\n")
+    run = tmp_path / "dqn"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "dqn"}))
+    write_config(DqnConfig(env="cartpole", seeds=2, total_steps=1000, learning_starts=128), "dqn", run / "config.toml")
+    returns = {0: [10.0, 20.0, 30.0, 40.0], 1: [12.0, 22.0, None, None]}
+    lines = [{"iteration": 25 * (i + 1), "seed": seed, "env_steps": 250 * (i + 1), "return": r, "episodes": 0 if r is None else 2}
+             for i in range(4) for seed, rs in returns.items() for r in [rs[i]]]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     [training] = run_rows(run, step=None)
-    assert (training.metric, training.estimate) == ("post_return at iteration 3 of 4 (the last with a value for every seed)", 30.5)
-    assert list(learning_curve(run, 2)[1]) == [1, 2, 3]
+    assert training.metric == "final return (episodes of the last 250 env steps; none of seed 1's ended there)"
+    assert (training.seeds, training.n, training.estimate) == (2, 1, 40.0)
+    metric, iterations, mean, _, seeds = learning_curve(run)
+    assert (metric, list(iterations), list(mean), seeds) == ("return", [25, 50, 75, 100], [11.0, 21.0, 26.0, 31.0], 2)
+    # Where the second seed has yet to log a value, no mean: the curve starts once both have one.
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines[:1] + lines[2:]))
+    assert list(learning_curve(run)[1]) == [50, 75, 100]
 
 
 def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
@@ -418,6 +429,20 @@ def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
     finally:
         plt.close(fig)
     assert legend == ["meta-learned (test)", "random init (test); not drawn at k = 1: diverged on some task"]
+    # An eval.json from before per-task scores were kept: a step whose mean it left null is a gap too.
+    legacy = {"steps": 2, "score": "return", "methods": {"random init": [
+        {"after_steps": k, "mean": mean, "ci95": None if mean is None else 0.5, "diverged": int(mean is None)}
+        for k, mean in enumerate([1.0, None, 3.0])]}}
+    [(_, _, ks, mean, half)] = adaptation_series(legacy)
+    assert list(ks) == [0, 1, 2] and np.isnan(mean[1]) and np.isnan(half[1]) and (mean[0], mean[2]) == (1.0, 3.0)
+    # In an RL^2 trial the gap is an episode of the trial.
+    write_eval(run, {"trained": [[1.0, 2.0], [3.0, None]]}, trial=True)
+    fig = draw_runs([run])
+    try:
+        legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
+    finally:
+        plt.close(fig)
+    assert legend == ["trained (test); not drawn in episode 2: diverged on some task"]
 
 
 @pytest.mark.parametrize("evaluated", [True, False], ids=["finished", "still-training"])
@@ -519,3 +544,27 @@ def test_plot_marks_a_learning_curve_of_one_chunk(tmp_path, seeds):
     finally:
         plt.close(fig)
     assert "o" in markers
+
+
+def test_runs_are_found_through_links_once_and_a_foreign_manifest_is_not_a_run(tmp_path, cli):
+    from metarl_cli.report import expand_runs
+
+    runs = [fake_run(tmp_path / "elsewhere" / name, seeds=1, iterations=1, evaluated=False) for name in ("a", "b")]
+    compare = tmp_path / "compare"
+    compare.mkdir()
+    for run in runs:
+        (compare / run.name).symlink_to(run, target_is_directory=True)
+    (compare / "loop").symlink_to(compare, target_is_directory=True)  # visited once, not forever
+    (compare / "site" / "public").mkdir(parents=True)
+    (compare / "site" / "public" / "manifest.json").write_text('{"name": "a web app"}')  # another tool's
+    assert expand_runs([compare]) == [compare / "a", compare / "b"]
+    code, out, err = cli("report", str(compare), "-o", str(tmp_path / "rep"))
+    assert code == 0 and len((tmp_path / "rep.csv").read_text().splitlines()) == 3, err  # header and the two runs
+
+
+def test_a_single_value_has_no_interval(tmp_path):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=2, evaluated=False)
+    write_eval(run, {"meta-learned": [[1.0], [2.0]]})  # one task, one seed
+    rows = run_rows(run, step=None)
+    assert [(r.split, r.n, r.estimate) for r in rows] == [("train", 1, 20.0), ("test", 1, 2.0)]
+    assert all(np.isnan(r.low) and np.isnan(r.high) and r.diverged == 0 for r in rows)

@@ -170,6 +170,16 @@ def _git_commit() -> str | None:
         return None
 
 
+def is_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a manifest.json that metarl wrote (its config may still be damaged:
+    `load_run` says so)."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("tool") == "metarl"
+
+
 def load_run(run_dir: Path) -> tuple[str, Any, dict]:
     """(algo, config, manifest) of an existing run, or a UserError saying why it is not one."""
     if not run_dir.is_dir():
