@@ -338,3 +338,91 @@ def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
     np.testing.assert_array_equal(falling.targets, falling.traj.rewards)
     query = model.eval_learner.query(params, task, jax.random.PRNGKey(3)).traj
     np.testing.assert_array_equal(query.actions, values(params, query.obs).argmax(-1))
+
+
+def test_epsilon_decays_linearly_over_its_share_of_the_env_steps_then_holds():
+    from metarl_cli.rl.q_learning import linear_epsilon
+
+    np.testing.assert_allclose([linear_epsilon(jnp.asarray(s), 1.0, 0.05, 100.0) for s in (0, 50, 100, 400)],
+                               [1.0, 0.525, 0.05, 0.05], rtol=1e-6)
+
+
+def test_the_td_error_is_squared_or_huber_as_asked():
+    from metarl_cli.rl.q_learning import td_regression
+
+    q = make_q_network(2, 2, [4])
+    params = q.init(jax.random.PRNGKey(0))
+    obs, action = jnp.zeros((3, 2)), jnp.array([0, 1, 0])
+    chosen = jnp.take_along_axis(q.values(params, obs), action[:, None], axis=1)[:, 0]
+    targets = chosen + jnp.array([0.5, -3.0, 4.0])  # one error inside Huber's quadratic part, two beyond it
+    squared, _ = td_regression(q, params, obs, action, targets, huber=False)
+    huber, _ = td_regression(q, params, obs, action, targets, huber=True)
+    np.testing.assert_allclose(squared, (0.25 + 9.0 + 16.0) / 3, rtol=1e-5)
+    np.testing.assert_allclose(huber, (0.125 + 2.5 + 3.5) / 3, rtol=1e-5)  # 0.5 e^2 within 1, |e| - 0.5 beyond
+
+
+def test_maml_dqn_targets_carry_no_gradient_to_the_parameters_that_computed_them():
+    """A batch's TD targets act as a target network's: the meta-gradient flows through the inner
+    regression steps, not into the targets (with it, the meta-gradient's size fell 15-fold)."""
+    from metarl_cli.families import get_family
+    from metarl_cli.rl.q_learner import q_model
+
+    family = get_family("cartpole-family")
+    model = q_model(family, [8], lanes=2, horizon=6, gamma=0.9, epsilon=0.5)
+    params = model.init(jax.random.PRNGKey(0))
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train"))
+    grads = jax.grad(lambda p: jnp.sum(model.learner.support(p, task, jax.random.PRNGKey(2)).targets))(params)
+    for leaf in jax.tree.leaves(grads):
+        np.testing.assert_array_equal(leaf, 0.0)
+
+
+def test_an_episode_return_restarts_at_a_time_limit_epsilon_follows_env_steps_and_the_key_advances():
+    """Episodes cut at 3 steps (CartPole does not fall in 3): each ends with a return of exactly 3,
+    not the running sum of the episodes before it; each iteration's epsilon is the schedule's at its
+    env step; the run's key moves on, so no iteration reuses another's draws."""
+    from metarl_cli.rl.q_learning import linear_epsilon
+
+    config = tiny_config("num_envs=1")  # two env steps an iteration
+    algo = make_algorithm("dqn", config, dataclasses.replace(family_for(config), horizon=3))
+    state = algo.init(jax.random.PRNGKey(0))
+    run = compile_chunks(algo.step)
+    keys, epsilons = [np.asarray(state["key"])], []
+    for _ in range(15):  # 210 env steps, past the decay's 80
+        state, metrics = run(state, 7)
+        ended = np.asarray(metrics["episodes"]) > 0
+        assert ended.any()
+        np.testing.assert_array_equal(np.asarray(metrics["return_sum"])[ended], 3.0 * np.asarray(metrics["episodes"])[ended])
+        keys.append(np.asarray(state["key"]))
+        epsilons += list(np.asarray(metrics["epsilon"]))
+    decay = config.exploration_fraction * config.total_steps
+    # An iteration logs the epsilon of its last env step: 2 i + 1.
+    expected = [linear_epsilon(jnp.asarray(2.0 * i + 1), config.epsilon_start, config.epsilon_end, decay) for i in range(105)]
+    np.testing.assert_allclose(epsilons, expected, rtol=1e-6)
+    assert len({k.tobytes() for k in keys}) == len(keys)
+
+
+class SplitRecorder:
+    """A family whose task draws record the split each asks for."""
+
+    def __init__(self, family):
+        self.family, self.splits = family, []
+
+    def __getattr__(self, name):
+        return getattr(self.family, name)
+
+    def sample(self, key, n, split):
+        self.splits.append(split)
+        return self.family.sample(key, n, split)
+
+
+@pytest.mark.parametrize("algo_name, env, sets", [("dqn", "cartpole-family", TINY_DQN),
+                                                   ("rl2", "bandit", ["meta_batch=4", "hidden=8"])])
+def test_training_draws_its_tasks_from_the_train_split_only(algo_name, env, sets):
+    """Test and ood tasks are for eval alone: every draw in training asks for train tasks (traced,
+    not run)."""
+    config = resolve_config(algo_name, env, None, sets)
+    family = SplitRecorder(family_for(config))
+    algo = make_algorithm(algo_name, config, family)
+    state = jax.eval_shape(algo.init, jax.random.PRNGKey(0))
+    jax.eval_shape(algo.step, state)
+    assert family.splits and set(family.splits) == {"train"}, family.splits

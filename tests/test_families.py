@@ -162,3 +162,76 @@ def test_first_episode_return_sums_each_lane_up_to_its_first_episode_end():
     dones = jnp.array([[False, False], [True, False], [False, True], [False, False]])
     traj = Trajectory(jnp.zeros((4, 2, 1)), jnp.zeros((4, 2), jnp.int32), jnp.ones((4, 2)), dones, jnp.zeros((4, 2), jnp.int32))
     assert float(first_episode_return(traj)) == 2.5  # lane 0: steps 0-1, lane 1: steps 0-2
+
+
+def test_tabular_mdp_next_state_follows_the_current_states_row_of_the_transition_matrix():
+    """From two different states with the same action, the next states' frequencies over many keys
+    match P(. | s, a) for each state (to 5 binomial standard errors), and the two rows differ."""
+    from metarl_cli.families.tabular_mdp import STATES, MdpState
+
+    fam = get_family("tabular-mdp")
+    task = jax.tree.map(lambda x: x[0], fam.sample(jax.random.PRNGKey(8), 1, "train"))
+    states, action, n = jnp.array([3, 7]), 2, 20_000
+
+    @jax.jit
+    def next_state_counts(keys):
+        def step(s, key):
+            return fam.env.step_env(key, MdpState(state=s, time=0), action, task)[1].state
+
+        nxt = jax.vmap(lambda s: jax.vmap(lambda k: step(s, k))(keys))(states)
+        return jax.vmap(lambda row: jnp.bincount(row, length=STATES))(nxt)
+
+    freq = np.asarray(next_state_counts(jax.random.split(jax.random.PRNGKey(9), n))) / n
+    rows = np.asarray(task.transitions)[np.asarray(states), action]
+    assert np.abs(rows[0] - rows[1]).max() > 0.1  # two distinct distributions to tell apart
+    tolerance = 5 * np.sqrt(rows * (1 - rows) / n) + 1e-3
+    for s, f, p, tol in zip(np.asarray(states), freq, rows, tolerance):
+        assert np.all(np.abs(f - p) < tol), f"state {s}: frequencies {f} vs P(. | s, a) {p}"
+
+
+def test_discrete_pendulum_actions_are_evenly_spaced_torques_from_minus_to_plus_max_torque():
+    """Action i of n steps exactly as gymnax's continuous Pendulum does with torque
+    -max_torque + 2 * max_torque * i / (n - 1); the middle action is no torque."""
+    from gymnax.environments.classic_control import Pendulum
+    from gymnax.environments.classic_control.pendulum import EnvState
+
+    fam = get_family("pendulum-family")
+    task = jax.tree.map(lambda x: x[0], fam.sample(jax.random.PRNGKey(10), 1, "train"))
+    n = fam.env.num_actions
+    assert n >= 3 and n % 2 == 1
+    state = EnvState(theta=jnp.float32(0.7), theta_dot=jnp.float32(-0.3), last_u=jnp.float32(0.0), time=0)
+    key = jax.random.PRNGKey(0)
+    torques = np.linspace(-1.0, 1.0, n) * float(task.max_torque)
+    dthdot = []
+    for action, torque in enumerate(torques):
+        obs, new, reward, _, _ = fam.env.step_env(key, state, action, task)
+        ref_obs, ref, ref_reward, _, _ = Pendulum().step_env(key, state, jnp.float32(torque), task)
+        np.testing.assert_allclose(obs, ref_obs, rtol=1e-5, atol=1e-6, err_msg=f"action {action}")
+        np.testing.assert_allclose(reward, ref_reward, rtol=1e-5, atol=1e-6, err_msg=f"action {action}")
+        np.testing.assert_allclose(new.last_u, torque, rtol=1e-5, atol=1e-6, err_msg=f"action {action}")
+        dthdot.append(float(new.theta_dot))
+    # relative to no torque, the extreme actions push the pendulum equally hard in opposite directions
+    middle = dthdot[n // 2]
+    np.testing.assert_allclose(dthdot[0] - middle, -(dthdot[-1] - middle), rtol=1e-4)
+    assert dthdot[0] < middle < dthdot[-1]
+
+
+def test_point_nav_terminates_only_within_the_goal_radius_on_both_axes():
+    """The episode ends when the point lands within goal_radius of the goal per axis, on x and on y
+    together: near on one axis only is not the goal."""
+    from metarl_cli.families.point_nav import PointNavState
+
+    env = get_family("point-nav").env
+    params = env.default_params.replace(goal_x=0.3, goal_y=-0.2)
+    r = params.goal_radius
+    still = jnp.zeros(2)
+    key = jax.random.PRNGKey(0)
+
+    def terminated(pos):  # (the step's verdict on landing at pos, is_terminated's on being there)
+        state = PointNavState(pos=jnp.array(pos, jnp.float32), time=0)
+        return bool(env.step(key, state, still, params)[3]), bool(env.is_terminated(state, params))
+
+    assert terminated([0.3 + r / 2, -0.2 - r / 2]) == (True, True)
+    assert terminated([0.3 + r / 2, -0.2 + 0.4]) == (False, False)  # x near, y far
+    assert terminated([0.3 - 0.4, -0.2 + r / 2]) == (False, False)  # y near, x far
+    assert terminated([0.3 + 2 * r, -0.2 + 2 * r]) == (False, False)

@@ -149,3 +149,37 @@ def test_the_regression_baselines_see_at_least_the_points_meta_training_drew(sho
         seen = b.iterations * b.meta_batch * (b.query_points or b.shots)
         assert b.inner_steps == 0 and drawn <= seen <= drawn + b.iterations * b.meta_batch, (baseline.name, seen, drawn)
         assert b.query_points == (query_points if query_points in (0, shots) else -(-(shots + query_points) // 2))
+
+
+def test_the_scores_before_and_after_adapting_are_of_the_parameters_before_and_after_the_inner_steps():
+    """What training logs as pre_mse and post_mse (and ranks checkpoints by): the support MSE of the
+    initial parameters, and the query MSE of the parameters after the inner SGD steps, taken here by
+    hand."""
+    with enable_x64():
+        model, theta, task, _ = setup()
+        learner, key = model.learner, jax.random.PRNGKey(2)
+        support, query = learner.support(theta, task, key), learner.query(theta, task, key)  # the task's own points
+        adapted = theta
+        for _ in range(2):
+            adapted = jax.tree.map(lambda p, g: p - ALPHA * g, adapted, jax.grad(learner.loss)(adapted, support))
+        _, (pre, post) = one_task_meta_loss(learner, theta, task, key, 2, ALPHA, first_order=False)
+        np.testing.assert_allclose(pre, learner.score(theta, support), rtol=1e-9)
+        np.testing.assert_allclose(post, learner.score(adapted, query), rtol=1e-9)
+        assert abs(float(post) - float(learner.score(theta, query))) > 1e-3 * float(post)  # adapting changed it
+
+
+def test_an_adaptation_curve_takes_each_step_at_its_own_rate():
+    """Eval's step j at inner_lr x scales[j] (later_lr_scale, a tuned baseline step): a step at rate 0
+    leaves the score as it was, a step at half the rate matches one taken by hand."""
+    from metarl_cli.meta import adaptation_curve
+
+    with enable_x64():
+        model, theta, task, _ = setup()
+        learner, key = model.learner, jax.random.PRNGKey(2)
+        support, query = learner.support(theta, task, key), learner.query(theta, task, key)
+        curve = np.asarray(adaptation_curve(learner, theta, task, key, ALPHA, jnp.array([1.0, 0.0, 0.5])))
+        assert curve[1] != curve[0] and curve[2] == curve[1]
+        adapted = theta
+        for rate in (ALPHA, 0.5 * ALPHA):
+            adapted = jax.tree.map(lambda p, g: p - rate * g, adapted, jax.grad(learner.loss)(adapted, support))
+        np.testing.assert_allclose(curve[3], learner.score(adapted, query), rtol=1e-9)

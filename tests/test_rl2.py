@@ -336,6 +336,10 @@ def test_ppo_clips_the_ratio_where_the_advantage_gains_and_its_bonus_rewards_ent
     _, metrics = loss(logits, 0.01)
     assert metrics["entropy"] > 1.0  # uniform over three actions: log 3
     np.testing.assert_allclose(jax.grad(lambda coef: loss(logits, coef)[0])(0.01), -metrics["entropy"], rtol=1e-6)
+    # The advantages are centred and scaled first: 3 and 1, or 5 and -5, act as 1 and -1 do.
+    policy_loss = lambda a: ppo_loss(logits, unroll, batch, a, zeros, settings)[1]["policy_loss"]  # noqa: E731
+    for same in (advantages + 2.0, 5.0 * advantages):
+        np.testing.assert_allclose(policy_loss(same), policy_loss(advantages), rtol=1e-6)
 
 
 def test_a_trial_ends_with_its_last_episode_and_its_later_steps_count_for_nothing():

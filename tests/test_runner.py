@@ -293,3 +293,59 @@ def test_pack_and_unpack_give_back_every_leaf_with_its_dtype():
     for name in tree:
         assert back[name].dtype == tree[name].dtype, name
         np.testing.assert_array_equal(back[name], tree[name])
+
+
+def counting_algorithm() -> Algorithm:
+    """Adds 1 to params a step; the loss and scores are the iteration reached, so each metrics line says which it is."""
+
+    def step(state):
+        it = state["iteration"] + 1
+        value = it.astype(jnp.float32)
+        return {"params": state["params"] + 1.0, "iteration": it}, {"loss": value, "pre_return": -value, "post_return": value}
+
+    return toy_algorithm(step)
+
+
+def test_chunks_shorter_than_checkpoint_every_save_only_at_its_multiples_and_the_last_iteration(tmp_path):
+    """Chunks of one, a save every 3 of 7 iterations: saves at 3, 6 and the last (7), not after every chunk."""
+    config = MamlRLConfig(iterations=7, chunk=1, checkpoint_every=3, keep_checkpoints=10)
+    saved = []
+    original_save = Checkpoints.save
+
+    def recording_save(self, step, state, score):
+        saved.append(step)
+        return original_save(self, step, state, score)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checkpoints, "save", recording_save)
+        summary = train(counting_algorithm(), config, tmp_path, resume=False, show_progress=False)
+    assert saved == [3, 6, 7]
+    assert summary.checkpoints_saved == 3
+    with Checkpoints(tmp_path, 10) as ckpt:
+        assert ckpt.manager.all_steps() == [3, 6, 7]
+
+
+def test_a_resume_from_before_the_last_metrics_line_leaves_one_line_per_iteration_and_seed(tmp_path):
+    """A run killed after logging iterations past its latest checkpoint (its last save deleted here)
+    resumes from that checkpoint: the lines after it are dropped and written again, once, per seed."""
+    import shutil
+
+    algo, config = counting_algorithm(), MamlRLConfig(iterations=9, checkpoint_every=3, keep_checkpoints=5, seeds=2)
+    train(algo, config, tmp_path, resume=False, show_progress=False)
+    metrics = tmp_path / "metrics.jsonl"
+    before = [json.loads(line) for line in metrics.read_text().splitlines()]
+    shutil.rmtree(tmp_path / "checkpoints" / "9")  # the latest checkpoint is now iteration 6's; the log goes to 9
+    with Checkpoints(tmp_path, 5) as ckpt:
+        assert ckpt.step() == 6
+    train(algo, config, tmp_path, resume=True, show_progress=False)
+    after = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert sorted((r["iteration"], r["seed"]) for r in after) == [(i, s) for i in range(1, 10) for s in (0, 1)]
+    assert after == before  # the lines for 7 to 9 written again are the same run's
+
+
+def test_the_env_steps_rate_counts_every_seeds_steps(tmp_path):
+    """Two seeds of one env step an iteration: env steps/s is twice iterations/s."""
+    config = MamlRLConfig(iterations=4, chunk=2, seeds=2)
+    summary = train(counting_algorithm(), config, tmp_path, resume=False, show_progress=False)
+    assert summary.iterations_done == 4 and summary.iterations_per_second > 0
+    assert summary.env_steps_per_second == pytest.approx(2 * summary.iterations_per_second)
