@@ -386,7 +386,7 @@ def _envs_table(families, numbers_whole: bool) -> Table:
     # One space of padding beside the box's one-space divider and no outer edge: on an 80-column
     # terminal no interval is broken.
     longest = max(len(r.name) for fam in families for r in fam.ranges)
-    table.add_column("parameter", min_width=longest) if numbers_whole else table.add_column("parameter", width=longest)
+    table.add_column("parameter", min_width=longest if numbers_whole else None, width=None if numbers_whole else longest)
     for col in ("default", "train / test", "ood"):
         table.add_column(col, no_wrap=numbers_whole)
     for name, fam in zip(FAMILY_NAMES, families):

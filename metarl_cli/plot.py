@@ -4,12 +4,11 @@ Learning curves: each run's headline training metric (post-adaptation return, po
 a DQN's episode return, an RL^2 trial's return) against its iteration, the mean over seeds with a
 band for its Student-t 95% confidence interval across seeds, from the first iteration at which every
 seed has logged it, a seed that logs none in a chunk (DQN) keeping its latest value (a point with an
-error bar where a run has logged one chunk); a panel for each kind of
-curve, so that runs share axes only where their x and y mean the same. Then, for evaluated runs, the
-score after 0..K adaptation steps on held-out tasks, one line per method and baseline (a method's
-seeds averaged on each task), with 95% intervals over tasks and a gap, named in the legend, at a k
-where some task diverged; a panel for each kind of score (query MSE, return), and one for RL^2's
-return per episode of a trial.
+error bar where a run has logged one chunk); a panel for each kind of curve, so that runs share axes
+only where their x and y mean the same. Then, for evaluated runs, the score after 0..K adaptation
+steps on held-out tasks, one line per method and baseline (a method's seeds averaged on each task),
+with 95% intervals over tasks and a gap, named in the legend, at a k where some task diverged; a
+panel for each kind of score (query MSE, return), and one for RL^2's return per episode of a trial.
 Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
 end of its path that tells it from the others.
 Reads only metrics.jsonl and eval.json, so it works on a run that is still training.

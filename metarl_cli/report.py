@@ -13,8 +13,8 @@ evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, ea
 in each episode of the trial (where it has several), then its headline, the trial's total return.
 A training row gives the run's headline training metric, one value per seed (its last, or for DQN
 its mean return over the last tenth of the env steps), as their mean with a Student-t interval: a
-bootstrap over so few values would be too narrow. A directory that is not a run but holds runs, at any depth (a sweep; runs/ with a sweep
-inside), stands for all of them.
+bootstrap over so few values would be too narrow. A directory that is not a run but holds runs, at
+any depth (a sweep; runs/ with a sweep inside), stands for all of them.
 """
 
 from __future__ import annotations
