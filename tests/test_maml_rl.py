@@ -196,3 +196,34 @@ def test_a_sampled_batch_is_a_constant_of_the_policy_parameters():
     assert np.isfinite(value)
     for leaf in jax.tree.leaves(grads):
         np.testing.assert_array_equal(leaf, 0.0)
+
+
+def test_the_linear_baseline_fits_any_return_made_of_rllabs_features_exactly():
+    """Its features are rllab's: the observation, its square, time, time squared and cubed (time in
+    the episode, over 100), and a constant; a return made of them is fitted but for the ridge's small pull."""
+    from metarl_cli.rl.baseline import linear_baseline
+    from metarl_cli.rl.rollout import Trajectory
+
+    steps, lanes = 30, 8
+    obs = jax.random.uniform(jax.random.PRNGKey(0), (steps, lanes, 2), minval=-2.0, maxval=2.0)
+    time = jnp.broadcast_to((jnp.arange(steps) % 15)[:, None], (steps, lanes))  # an episode restarts at 15
+    traj = Trajectory(obs, jnp.zeros((steps, lanes), jnp.int32), jnp.zeros((steps, lanes)), time == 14, time)
+    t = time / 100.0
+    returns = 0.5 * obs[..., 0] ** 2 - 0.3 * obs[..., 1] + 40.0 * t**3 - 2.0 * t + 1.0
+    np.testing.assert_allclose(linear_baseline(traj, returns), returns, atol=0.02)  # (the ridge aside)
+
+
+def test_an_adaptation_whose_parameters_are_not_all_finite_scores_nan():
+    """A categorical policy with one non-finite layer still acts (NaN logits pick the first action)
+    and would earn an ordinary-looking return: eval scores it NaN, counted as diverged."""
+    from metarl_cli.meta import adaptation_curve
+    from metarl_cli.rl.learner import rl_model
+
+    family = get_family("cartpole-family")
+    model = rl_model(family, [8], lanes=2, horizon=10, gamma=0.99, normalize=True, estimator="lvc")
+    params = model.init(jax.random.PRNGKey(0))
+    leaves, treedef = jax.tree.flatten(params)
+    broken = jax.tree.unflatten(treedef, [leaves[0] * jnp.nan, *leaves[1:]])
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train"))
+    curves = [np.asarray(adaptation_curve(model.learner, p, task, jax.random.PRNGKey(2), 0.1, jnp.zeros(1))) for p in (params, broken)]
+    assert np.isfinite(curves[0]).all() and np.isnan(curves[1]).all()

@@ -364,3 +364,17 @@ def test_trial_steps_count_the_steps_inside_the_trials():
     _, metrics = jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0)))
     assert float(metrics["trial_steps"]) == float(metrics["return"]) * config.meta_batch
     assert 0 < float(metrics["trial_steps"]) < algo.env_steps_per_iteration
+
+
+def test_the_value_head_predicts_in_units_of_value_scale():
+    """Two agents alike but for value_scale: the same parameters give the same logits and values
+    in proportion to it, so that its head's outputs stay of order one however long the horizon."""
+    from metarl_cli.rl.recurrent import make_recurrent_agent
+
+    one, ten = (make_recurrent_agent(3, 2, 8, "gru", value_scale=scale) for scale in (1.0, 10.0))
+    params = one.init(jax.random.PRNGKey(0))
+    inputs = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 3 + 2 + 2))
+    (logits_1, values_1), (logits_10, values_10) = one.unroll(params, inputs), ten.unroll(params, inputs)
+    np.testing.assert_allclose(logits_10, logits_1, rtol=1e-6)
+    np.testing.assert_allclose(values_10, 10.0 * values_1, rtol=1e-5)
+    assert np.abs(values_1).max() > 1e-3
