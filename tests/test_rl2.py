@@ -378,3 +378,23 @@ def test_the_value_head_predicts_in_units_of_value_scale():
     np.testing.assert_allclose(logits_10, logits_1, rtol=1e-6)
     np.testing.assert_allclose(values_10, 10.0 * values_1, rtol=1e-5)
     assert np.abs(values_1).max() > 1e-3
+
+
+def test_the_lstm_cell_is_the_standard_one():
+    """From a nonzero memory (c, h): gates i, f, g, o from the embedded input and h, then
+    c' = sigmoid(f) c + sigmoid(i) tanh(g) and h' = sigmoid(o) tanh(c'), computed here by hand."""
+    from metarl_cli.rl.recurrent import make_recurrent_agent
+
+    agent = make_recurrent_agent(3, 2, 4, "lstm")
+    params = agent.init(jax.random.PRNGKey(0))
+    p = params["params"]
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    c, h = (jax.random.normal(k, (5, 4)) for k in keys[:2])
+    inputs = jax.random.normal(keys[2], (5, 3 + 2 + 2))
+    dense = lambda layer, x: x @ p[layer]["kernel"] + p[layer]["bias"]  # noqa: E731
+    gates = dense("input_gates", jax.nn.relu(dense("embed", inputs))) + dense("hidden_gates", h)
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    c_next = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    (c_out, h_out), _, _ = agent.step(params, (c, h), inputs)
+    np.testing.assert_allclose(c_out, c_next, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_out, jax.nn.sigmoid(o) * jnp.tanh(c_next), rtol=1e-5, atol=1e-6)
