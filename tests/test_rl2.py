@@ -398,3 +398,16 @@ def test_the_lstm_cell_is_the_standard_one():
     (c_out, h_out), _, _ = agent.step(params, (c, h), inputs)
     np.testing.assert_allclose(c_out, c_next, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h_out, jax.nn.sigmoid(o) * jnp.tanh(c_next), rtol=1e-5, atol=1e-6)
+
+
+def test_each_iteration_moves_the_run_key_on():
+    """So that no two iterations draw the same tasks and trials."""
+    config = resolve_config("rl2", "bandit", None, ["arms=3", "pulls=5", "meta_batch=8", "minibatches=2", "hidden=8",
+                                                    "entropy_anneal=false", "iterations=3"])
+    algo = make_algorithm("rl2", config, family_for(config))
+    state = algo.init(jax.random.PRNGKey(0))
+    step, keys = jax.jit(algo.step), [np.asarray(state["key"])]
+    for _ in range(2):
+        state = step(state)[0]
+        keys.append(np.asarray(state["key"]))
+    assert len({key.tobytes() for key in keys}) == 3
