@@ -363,7 +363,7 @@ def test_the_td_error_is_squared_or_huber_as_asked():
 
 def test_maml_dqn_targets_carry_no_gradient_to_the_parameters_that_computed_them():
     """A batch's TD targets act as a target network's: the meta-gradient flows through the inner
-    regression steps, not into the targets (with it, the meta-gradient's size fell 15-fold)."""
+    regression steps, not into the targets."""
     from metarl_cli.families import get_family
     from metarl_cli.rl.q_learner import q_model
 

@@ -170,20 +170,8 @@ def _git_commit() -> str | None:
         return None
 
 
-def is_run(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a manifest.json that metarl wrote (its config may still be damaged:
-    `load_run` says so)."""
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("tool") == "metarl"
-
-
-def load_run(run_dir: Path) -> tuple[str, Any, dict]:
-    """(algo, config, manifest) of an existing run, or a UserError saying why it is not one."""
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a directory" if run_dir.exists() else f"run directory not found: {run_dir}")
+def read_manifest(run_dir: Path) -> dict:
+    """The manifest metarl wrote in `run_dir`, or a UserError saying why there is none."""
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.is_file():
         raise UserError(f"{run_dir} is not a metarl run directory (no manifest.json)")
@@ -193,6 +181,24 @@ def load_run(run_dir: Path) -> tuple[str, Any, dict]:
         raise UserError(f"{manifest_path} is not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("tool") != "metarl":
         raise UserError(f"{run_dir} was not written by metarl")
+    return manifest
+
+
+def is_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a manifest.json that metarl wrote (its config may still be damaged:
+    `load_run` says so)."""
+    try:
+        read_manifest(run_dir)
+    except (UserError, OSError):
+        return False
+    return True
+
+
+def load_run(run_dir: Path) -> tuple[str, Any, dict]:
+    """(algo, config, manifest) of an existing run, or a UserError saying why it is not one."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory" if run_dir.exists() else f"run directory not found: {run_dir}")
+    manifest = read_manifest(run_dir)
     values = read_toml(run_dir / "config.toml")
     algo = values.get("algo", manifest.get("algo"))
     if algo not in CONFIGS:
