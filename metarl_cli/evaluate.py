@@ -77,6 +77,17 @@ class EvalResult:
     adapts: bool = True  # False: scored after 0 steps only, as the algorithm does not adapt (DQN)
 
 
+def budget_warning(run_dir: Path, checkpoint: str, step: int, done: int, iterations: int) -> str | None:
+    """The warning for a comparison that favours the baselines, which train on the budget of all the
+    run's `iterations`: where the scored checkpoint (`step`) is an earlier iteration, because the run
+    has done only `done` or because the chosen checkpoint is an earlier best."""
+    if step >= iterations:
+        return None
+    scored = f"has done {done} of its" if done < iterations else f"is scored at its {checkpoint} checkpoint, iteration {step} of"
+    return (f"warning: {run_dir} {scored} {iterations} iterations; its baselines train on the budget of all {iterations}, "
+            "so the comparison favours them")
+
+
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
@@ -108,9 +119,8 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         done = checkpoints.step()
 
     baselines = baselines_of(algo, algo_name, config, family)
-    if done < config.iterations and baselines:
-        console.print(f"warning: {run_dir} has done {done} of its {config.iterations} iterations; its baselines train on "
-                      f"the budget of all {config.iterations}, so the comparison favours them", highlight=False)
+    if baselines and (warning := budget_warning(run_dir, checkpoint, step, done, config.iterations)):
+        console.print(warning, highlight=False)
     held_out = draw_tasks(family, EVAL_KEY, tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
     label = "meta-learned" if algo.adapts else "trained"
