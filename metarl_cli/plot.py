@@ -2,13 +2,15 @@
 
 Learning curves: each run's headline training metric (post-adaptation return, post-adaptation MSE,
 a DQN's episode return, an RL^2 trial's return) against its iteration, the mean over seeds with a
-band for its Student-t 95% confidence interval across seeds, from the first iteration at which every
-seed has logged it, a seed that logs none in a chunk (DQN) keeping its latest value (a point with an
+band for its Student-t 95% confidence interval across seeds (cut, where it runs past them, at the
+lowest and highest values the seeds logged), from the first iteration at which every seed has
+logged it, a seed that logs none in a chunk (DQN) keeping its latest value (a point with an
 error bar where a run has logged one chunk); a panel for each kind of curve, so that runs share axes
 only where their x and y mean the same. Then, for evaluated runs, the score after 0..K adaptation
 steps on held-out tasks, one line per method and baseline (a method's seeds averaged on each task),
 with 95% intervals over tasks and a gap, named in the legend, at a k where some task diverged; a
 panel for each kind of score (query MSE, return), and one for RL^2's return per episode of a trial.
+MSEs are drawn on a log scale, so that one diverging step leaves the other lines readable.
 Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
 end of its path that tells it from the others.
 Reads only metrics.jsonl and eval.json, so it works on a run that is still training.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -48,14 +51,25 @@ def learning_axes(algo: str, metric: str) -> tuple[str, str]:
     return X_LABELS.get(algo, "meta-iteration"), RL2_Y_LABEL if algo == "rl2" else Y_LABELS[metric]
 
 
-def learning_curve(run_dir: Path):
-    """(metric, iterations, mean over seeds, CI half-width over seeds, seeds) from the first iteration
-    at which every seed has logged a value (`report.seed_curves`), or None before it."""
+class LearningCurve(NamedTuple):
+    metric: str
+    iterations: np.ndarray
+    mean: np.ndarray  # over seeds
+    half: np.ndarray  # the 95% CI's half-width across seeds
+    seeds: int
+    low: float  # the lowest and highest value any seed logged (the band is cut at them)
+    high: float
+
+
+def learning_curve(run_dir: Path) -> LearningCurve | None:
+    """A run's learning curve from the first iteration at which every seed has logged a value
+    (`report.seed_curves`), or None before it."""
     curves = seed_curves(MetricsLog(run_dir / "metrics.jsonl").read())
     if curves is None:
         return None
     stats = np.array([mean_ci95(values) for values in curves.values])
-    return curves.metric, curves.iterations, stats[:, 0], stats[:, 1], curves.values.shape[1]
+    return LearningCurve(curves.metric, curves.iterations, stats[:, 0], stats[:, 1], curves.values.shape[1],
+                         float(curves.values.min()), float(curves.values.max()))
 
 
 def check_output(output: Path) -> None:
@@ -86,7 +100,7 @@ def draw_runs(runs: list[Path]):
     for run in runs:
         algo = load_run(run)[0]  # a clear error where it is not a run
         if curve := learning_curve(run):
-            learning[learning_axes(algo, curve[0])][run] = curve
+            learning[learning_axes(algo, curve.metric)][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
     if not learning and not evaluations:
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
@@ -154,22 +168,50 @@ def shown_results(evaluations: dict[Path, dict]) -> dict[tuple[str, bool], dict[
     return dict(sorted(kinds.items()))
 
 
-def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, tuple], names: dict[Path, str] | None) -> None:
+def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, LearningCurve], names: dict[Path, str] | None) -> None:
+    """One kind's learning curves. An MSE is drawn on a log scale; a band that runs past every value
+    the seeds logged (a t interval over two seeds is wide) is cut there, and the title says so."""
     x_label, y_label = labels
-    for run, (_, x, mean, half, seeds) in curves.items():
-        label = f"{seeds} seed{'s' if seeds > 1 else ''}"
+    log = next(iter(curves.values())).metric.endswith("mse")  # a panel's curves share their metric
+    if log:
+        ax.set_yscale("log")
+    for run, curve in curves.items():
+        label = f"{curve.seeds} seed{'s' if curve.seeds > 1 else ''}"
         label = f"{names[run]} ({label})" if names else label
+        x, mean, half = curve.iterations, curve.mean, curve.half if curve.seeds > 1 else None
         if len(x) == 1:  # one chunk logged: a line or a band would be invisible
-            ax.errorbar(x, mean, yerr=half if seeds > 1 else None, marker="o", capsize=3, label=label)
+            ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, label=label)
             continue
         (line,) = ax.plot(x, mean, label=label)
-        if seeds > 1:
+        if half is not None:
             ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0)
-    ax.set_title(f"learning curves: {y_label}\n(mean over seeds, band: 95% CI across seeds)")
+    banded = [c for c in curves.values() if c.seeds > 1]
+    if not banded:
+        what = "one seed: no band" if len(curves) == 1 else "one seed each: no band"
+    elif _cut_bands(ax, list(curves.values()), log):
+        what = "mean over seeds, band: 95% CI across seeds, cut at the seeds' lowest and highest values"
+    else:
+        what = "mean over seeds, band: 95% CI across seeds"
+    ax.set_title(f"learning curves: {y_label}{' (log scale)' if log else ''}\n({what})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     _finish(ax)
+
+
+def _cut_bands(ax, curves: list[LearningCurve], log: bool) -> bool:
+    """Where some band runs past the values every seed logged, set the y-axis to those values (and a
+    margin) and return True."""
+    low, high = min(c.low for c in curves), max(c.high for c in curves)
+    bands = [(c.mean - c.half, c.mean + c.half) for c in curves if c.seeds > 1]
+    if min(b[0].min() for b in bands) >= low and max(b[1].max() for b in bands) <= high:
+        return False
+    scale = np.log10 if log else (lambda v: v)
+    bottom, top = scale(max(low, np.finfo(float).tiny) if log else low), scale(high)
+    margin = 0.05 * (top - bottom) or 0.05 * max(abs(top), 1.0)
+    unscale = (lambda v: 10.0**v) if log else (lambda v: v)
+    ax.set_ylim(unscale(bottom - margin), unscale(top + margin))
+    return True
 
 
 def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str] | None) -> None:
@@ -188,11 +230,14 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
             label += f"; not drawn {where} {', '.join(map(str, gaps))}: diverged on some task"
         ax.errorbar(x + shift, mean, yerr=half, marker="o", capsize=3, label=label)
     y_label = "query MSE" if score == "mse" else "return per episode"
+    if score == "mse":  # one diverging step's MSE would flatten every other line on a linear axis
+        ax.set_yscale("log")
     if trial:
         ax.set_title(f"RL^2 trials on held-out tasks: {y_label} in each episode\n(95% CI over tasks)")
         ax.set_xlabel("episode of the trial (memory carried across episodes)")
     else:
-        ax.set_title(f"adaptation on held-out tasks: {y_label} after k steps\n(95% CI over tasks)")
+        scale = " (log scale)" if score == "mse" else ""
+        ax.set_title(f"adaptation on held-out tasks: {y_label} after k steps{scale}\n(95% CI over tasks)")
         ax.set_xlabel("adaptation steps k")
     ax.set_xticks(sorted(ticks))
     ax.set_ylabel(y_label)

@@ -382,7 +382,7 @@ def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
     from metarl_cli.plot import learning_curve
 
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
-    metric, iterations, mean, half, seeds = learning_curve(run)
+    metric, iterations, mean, half, seeds, _, _ = learning_curve(run)
     assert (metric, list(iterations), list(mean), seeds) == ("post_return", [1, 2, 3], [10.5, 20.5, 30.5], 2)
     np.testing.assert_allclose(half, 6.3531, atol=1e-4)  # t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2)
 
@@ -405,7 +405,7 @@ def test_a_dqn_run_reports_its_end_of_training_returns_and_plots_each_seeds_late
     [training] = run_rows(run, step=None)
     assert training.metric == "final return (episodes of the last 250 env steps; none of seed 1's ended there)"
     assert (training.seeds, training.n, training.estimate) == (2, 1, 40.0)
-    metric, iterations, mean, _, seeds = learning_curve(run)
+    metric, iterations, mean, _, seeds, _, _ = learning_curve(run)
     assert (metric, list(iterations), list(mean), seeds) == ("return", [25, 50, 75, 100], [11.0, 21.0, 26.0, 31.0], 2)
     # Where the second seed has yet to log a value, no mean: the curve starts once both have one.
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines[:1] + lines[2:]))
@@ -488,6 +488,7 @@ def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
     try:
         adaptation = {(ax.get_xlabel(), ax.get_ylabel()): [text.get_text() for text in ax.get_legend().get_texts()]
                       for ax in fig.axes[1:]}
+        scales = {ax.get_ylabel(): ax.get_yscale() for ax in fig.axes[1:]}
     finally:
         plt.close(fig)
     assert adaptation == {
@@ -495,6 +496,7 @@ def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
         ("adaptation steps k", "return per episode"): ["dqn: trained (test)"],
         ("episode of the trial (memory carried across episodes)", "return per episode"): ["rl2: trained (test)"],
     }
+    assert scales == {"query MSE": "log", "return per episode": "linear"}  # a diverging MSE would flatten the rest
 
 
 def test_plot_draws_a_method_once_however_many_seeds_and_tells_runs_of_one_name_apart(tmp_path):
@@ -568,3 +570,19 @@ def test_a_single_value_has_no_interval(tmp_path):
     rows = run_rows(run, step=None)
     assert [(r.split, r.n, r.estimate) for r in rows] == [("train", 1, 20.0), ("test", 1, 2.0)]
     assert all(np.isnan(r.low) and np.isnan(r.high) and r.diverged == 0 for r in rows)
+
+
+@pytest.mark.parametrize("seeds, title, limits", [(1, "(one seed: no band)", None),
+                                                  (2, "band: 95% CI across seeds, cut at the seeds' lowest and highest values", (8.95, 32.05))])
+def test_a_learning_band_wider_than_every_seeds_values_is_cut_there(tmp_path, seeds, title, limits):
+    # Seeds log 10 i + s for i = 1..3: over two seeds the t band at the ends (10.5 and 30.5 +- 6.35) runs
+    # past 10 and 31, so the axis shows 10..31 with a margin of 5% of the span.
+    fig = draw_runs([fake_run(tmp_path / "run", seeds=seeds, iterations=3, evaluated=False)])
+    try:
+        ax = fig.axes[0]
+        shown_title, shown_limits = " ".join(ax.get_title().split()), ax.get_ylim()
+    finally:
+        plt.close(fig)
+    assert title in shown_title, shown_title
+    if limits:
+        np.testing.assert_allclose(shown_limits, limits)
