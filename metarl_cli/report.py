@@ -233,7 +233,8 @@ def _is_result(result) -> bool:
 
 def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> list[ReportRow]:
     """A row per method and metric of each evaluated split; an evaluation of the latest checkpoint
-    made before the run saved a later one (at iteration `latest`) says at which iteration it was made.
+    made before the run saved a later one (at iteration `latest`) says at which iteration it was made,
+    and one of the best checkpoint says so and which iteration that was.
     `adapts`: whether the run adapts by steps, where its eval.json does not say."""
     rows = []
     for split, result in sorted(read_evaluation(run_dir).items()):
@@ -242,8 +243,12 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
             continue  # written before per-task scores were kept; `metarl eval` again to include it
         metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step, result.get("adapts", adapts))]
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
-            stale = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
-            metrics = [(metric + stale, select) for metric, select in metrics]
+            note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
+        elif result.get("checkpoint") == "best":
+            note = f" (best checkpoint, iteration {result.get('iteration', '?')})"
+        else:
+            note = ""
+        metrics = [(metric + note, select) for metric, select in metrics]
         for method, by_seed in scores_by_method(per_task).items():
             for metric, select in metrics:
                 values = np.stack([select(scores) for scores in by_seed])  # (seeds, tasks)

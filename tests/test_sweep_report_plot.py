@@ -219,16 +219,16 @@ def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool, planned: 
 
 
 def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = False, iteration: int | None = None,
-               adapts: bool = True) -> None:
+               adapts: bool = True, checkpoint: str = "latest") -> None:
     """RUN/eval.json as `metarl eval` writes it for the `test` split, from each column's per-task
-    scores after 0..K steps (for a trial, in episodes 1..K + 1), of the latest checkpoint at `iteration`."""
+    scores after 0..K steps (for a trial, in episodes 1..K + 1), of the `checkpoint` at `iteration`."""
     steps = len(next(iter(per_task.values()))) - 1
     methods = {name: [{"after_steps": j, "mean": float(np.mean(np.asarray(by[j], dtype=np.float64))), "ci95": 0.5, "diverged": 0}
                       for j in range(steps + 1)]
                for name, by in per_task.items()}
     result = {"steps": steps, "score": score, "methods": methods, "per_task": per_task, "trial": trial, "adapts": adapts}
     if iteration is not None:
-        result.update(checkpoint="latest", iteration=iteration)
+        result.update(checkpoint=checkpoint, iteration=iteration)
     (run / "eval.json").write_text(json.dumps({"test": result}))
 
 
@@ -355,12 +355,13 @@ def test_report_cuts_no_name_on_a_narrow_terminal(tmp_path, cli, monkeypatch, wi
     assert str(run) in "".join(out.split())  # the name whole, folded over lines where longer than one
 
 
-@pytest.mark.parametrize("evaluated_at, note", [(3, " (evaluated at iteration 3; the run is at 5)"), (5, "")])
-def test_report_says_when_an_evaluation_is_older_than_the_run(tmp_path, evaluated_at, note):
+@pytest.mark.parametrize("checkpoint, evaluated_at, note", [("latest", 3, " (evaluated at iteration 3; the run is at 5)"),
+                                                             ("latest", 5, ""), ("best", 3, " (best checkpoint, iteration 3)")])
+def test_report_says_when_an_evaluation_is_older_than_the_run_or_of_its_best(tmp_path, checkpoint, evaluated_at, note):
     run = fake_run(tmp_path / "run", seeds=1, iterations=5, evaluated=False)  # resumed for 2 more after its eval at 3
     with Checkpoints(run, 2) as checkpoints:
         checkpoints.save(5, {"params": np.zeros(2)}, 0.0)
-    write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=evaluated_at)
+    write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=evaluated_at, checkpoint=checkpoint)
     evaluated = [row for row in run_rows(run, step=None) if row.split == "test"]
     assert [row.metric for row in evaluated] == [f"return after 1 step{note}"]
 
