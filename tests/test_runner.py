@@ -283,6 +283,7 @@ def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training()
     cpu = dataclasses.replace(gpu, seconds=15.4, compile_seconds=6.6, checkpoint_seconds=0.3)
     assert cpu.checkpoint_advice() is None
     assert dataclasses.replace(gpu, checkpoints_saved=9).checkpoint_advice() is None
+    assert "`--set checkpoint_every=64`" in gpu.checkpoint_advice(chunk=32)  # saves are taken at a chunk's end
 
 
 def test_pack_and_unpack_give_back_every_leaf_with_its_dtype():
