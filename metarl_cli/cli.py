@@ -35,6 +35,9 @@ def _final_returns_line(last) -> str:
     ended = {seed: ret for seed, ret in last.per_seed.items() if ret is not None}
     if not ended:
         return f"no training episode ended in {window}"
+    if len(last.per_seed) == 1:
+        (seed, ret), = ended.items()
+        return f"mean return of the training episodes in {window}: {ret:.1f} (seed {seed})"
     per_seed = ", ".join(f"seed {seed}: {'no episode ended' if ret is None else f'{ret:.1f}'}" for seed, ret in last.per_seed.items())
     over = "seeds" if len(ended) == len(last.per_seed) else f"the {len(ended)} of {len(last.per_seed)} seeds with episodes"
     return f"mean return of the training episodes in {window}: {per_seed}; mean over {over} {sum(ended.values()) / len(ended):.1f}"

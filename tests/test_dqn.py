@@ -312,6 +312,7 @@ def test_the_end_of_training_line_names_seeds_without_an_episode():
         f"mean return of the training episodes in {window}: seed 0: 20.0, seed 1: no episode ended; "
         "mean over the 1 of 2 seeds with episodes 20.0")
     assert _final_returns_line(FinalReturns({0: None}, 100, 1000)) == f"no training episode ended in {window}"
+    assert _final_returns_line(FinalReturns({3: 20.0}, 100, 1000)) == f"mean return of the training episodes in {window}: 20.0 (seed 3)"
 
 
 def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
