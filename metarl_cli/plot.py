@@ -185,11 +185,10 @@ def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, LearningCurve
         (line,) = ax.plot(x, mean, label=label)
         if half is not None:
             ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0)
-    banded = [c for c in curves.values() if c.seeds > 1]
-    if not banded:
+    if all(c.seeds == 1 for c in curves.values()):
         what = "one seed: no band" if len(curves) == 1 else "one seed each: no band"
     elif _cut_bands(ax, list(curves.values()), log):
-        what = "mean over seeds, band: 95% CI across seeds, cut at the seeds' lowest and highest values"
+        what = "mean over seeds, band: 95% CI across seeds, cut at the seeds' range"
     else:
         what = "mean over seeds, band: 95% CI across seeds"
     ax.set_title(f"learning curves: {y_label}{' (log scale)' if log else ''}\n({what})")
@@ -206,11 +205,11 @@ def _cut_bands(ax, curves: list[LearningCurve], log: bool) -> bool:
     bands = [(c.mean - c.half, c.mean + c.half) for c in curves if c.seeds > 1]
     if min(b[0].min() for b in bands) >= low and max(b[1].max() for b in bands) <= high:
         return False
-    scale = np.log10 if log else (lambda v: v)
-    bottom, top = scale(max(low, np.finfo(float).tiny) if log else low), scale(high)
-    margin = 0.05 * (top - bottom) or 0.05 * max(abs(top), 1.0)
-    unscale = (lambda v: 10.0**v) if log else (lambda v: v)
-    ax.set_ylim(unscale(bottom - margin), unscale(top + margin))
+    if log:  # the margin is a share of the decades shown
+        low, high = np.log10(max(low, np.finfo(float).tiny)), np.log10(high)
+    margin = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
+    limits = np.array([low - margin, high + margin])
+    ax.set_ylim(*(10.0**limits if log else limits))
     return True
 
 

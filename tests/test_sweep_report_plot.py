@@ -574,7 +574,7 @@ def test_a_single_value_has_no_interval(tmp_path):
 
 
 @pytest.mark.parametrize("seeds, title, limits", [(1, "(one seed: no band)", None),
-                                                  (2, "band: 95% CI across seeds, cut at the seeds' lowest and highest values", (8.95, 32.05))])
+                                                  (2, "band: 95% CI across seeds, cut at the seeds' range", (8.95, 32.05))])
 def test_a_learning_band_wider_than_every_seeds_values_is_cut_there(tmp_path, seeds, title, limits):
     # Seeds log 10 i + s for i = 1..3: over two seeds the t band at the ends (10.5 and 30.5 +- 6.35) runs
     # past 10 and 31, so the axis shows 10..31 with a margin of 5% of the span.
