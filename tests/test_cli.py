@@ -319,6 +319,10 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
     (run / "manifest.json").write_text('{"tool": "metarl"}')
     code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "-q")
     assert code != 0 and "already exists; pass --resume to continue it or --overwrite" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(empty), "--dry-run", "-q")
+    assert code == 0 and f"would write {empty}" in " ".join(err.split()), err  # an empty directory is no run to protect
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
@@ -328,12 +332,13 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
     assert (mine / "notes.txt").read_text() == "mine"
     # --overwrite replaces the run's own files and keeps the user's beside them.
     (run / "metrics.jsonl").write_text('{"iteration": 99}\n')
+    (run / "eval.json").write_text("{}")  # the replaced run's evaluation goes with it
     (run / "analysis").mkdir()
     (run / "analysis" / "notes.txt").write_text("mine")
     code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "--overwrite", "-q")
     assert code == 0, err
     assert [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
-    assert (run / "analysis" / "notes.txt").read_text() == "mine"
+    assert (run / "analysis" / "notes.txt").read_text() == "mine" and not (run / "eval.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -352,6 +357,13 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["eval", "MISSING"], "run directory not found"),
         (["eval", "FOREIGN"], "not a metarl run directory"),
         (["eval", "FOREIGN", "--tasks", "0"], "--tasks must be at least 2"),
+        (["eval", "FOREIGN", "--tasks", "1"], "--tasks must be at least 2"),
+        (["train", "maml", "--set", "eval_tasks=1"], "eval_tasks must be >= 2"),
+        (["train", "maml", "--set", "ranges.train.masspole=[0, 0.2]"], "must be positive"),
+        (["train", "maml", "--set", "ranges.ood.length=[[0.1, 0.5]]"], "ood range [0.1, 0.5] for 'length' overlaps its train range [0.25, 0.75]"),
+        (["train", "maml", "--set", "seed=2147483645"], "seed + seeds must be below 2147483646, got 2147483646"),
+        (["train", "dqn", "--set", "learning_starts=64"], "learning_starts (64) must be at least batch_size (128)"),
+        (["train", "dqn", "--set", "target_update_every=505"], "target_update_every (505) must be a multiple of train_every (10)"),
         (["train", "maml", "--set", "env=5"], "config key 'env' expects a family name"),
         (["train", "maml", "--env", ""], "unknown env ''; valid: "),
         (["train", "dqn", "--set", "env="], "unknown env ''; valid: "),

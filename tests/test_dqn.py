@@ -339,6 +339,10 @@ def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
     np.testing.assert_array_equal(falling.targets, falling.traj.rewards)
     query = model.eval_learner.query(params, task, jax.random.PRNGKey(3)).traj
     np.testing.assert_array_equal(query.actions, values(params, query.obs).argmax(-1))
+    # The inner and outer loss: the TD error squared (not Huber'd), here with errors far past 1.
+    far = batch._replace(targets=batch.targets + 10.0)
+    chosen = jnp.take_along_axis(values(params, traj.obs), traj.actions[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(model.learner.loss(params, far), np.mean((far.targets - chosen) ** 2), rtol=1e-5)
 
 
 def test_epsilon_decays_linearly_over_its_share_of_the_env_steps_then_holds():

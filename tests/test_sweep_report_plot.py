@@ -413,6 +413,17 @@ def test_a_dqn_run_reports_its_end_of_training_returns_and_plots_each_seeds_late
     assert list(learning_curve(run)[1]) == [50, 75, 100]
 
 
+def test_seed_curves_carry_each_seeds_latest_value_into_every_later_iteration_it_skips():
+    from metarl_cli.report import seed_curves
+
+    logged = {0: [1.0, 2.0, 3.0], 1: [5.0, None, 7.0]}  # seed 1 logs nothing at the second iteration
+    records = [{"iteration": i + 1, "seed": seed, "return": v} for i in range(3) for seed, vs in logged.items()
+               if (v := vs[i]) is not None]
+    curves = seed_curves(records)
+    assert (curves.metric, curves.iterations.tolist(), curves.values.tolist()) == (
+        "return", [1, 2, 3], [[1.0, 5.0], [2.0, 5.0], [3.0, 7.0]])
+
+
 def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
     from metarl_cli.plot import adaptation_series
 
