@@ -202,8 +202,10 @@ if [ "$interrupted" = 1 ]; then
   echo "sweep interrupted: the same command again skips the finished points and resumes the others"
   exit 130
 fi
+count="${#points[@]} point"
+[ "${#points[@]}" = 1 ] || count+=s
 if [ "$failed" -gt 0 ]; then
-  echo "sweep of ${#points[@]} points in $sweep_dir: $failed failed (above); the same command again retries them"
+  echo "sweep of $count in $sweep_dir: $failed failed (above); the same command again retries them"
   exit 1
 fi
-echo "sweep of ${#points[@]} points in $sweep_dir"
+echo "sweep of $count in $sweep_dir"

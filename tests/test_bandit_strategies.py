@@ -75,8 +75,9 @@ def test_ucb1_s_index_and_constant_decide_its_pulls():
     # third goes to arm 1 whatever c (index 1 + sqrt(c ln 2) against sqrt(c ln 2)). Before the fourth
     # arm 1 has paid twice in two pulls, arm 0 nothing in one: indices 1 + sqrt(c ln 3 / 2) and
     # sqrt(c ln 3), so arm 0 is pulled again exactly where c > 1 / (ln 3 (1 - 1/sqrt 2)^2) = 10.6.
-    # Every copy then earns exactly 3 (c = 2) or exactly 2 (c = 20); a random arm would earn 2 on average.
-    for c, total in ((2.0, 3.0), (20.0, 2.0)):
+    # Every copy then earns exactly 3 (c = 2, and c = 9.5, which would pass the threshold of 8.4 of
+    # a clock one pull ahead, ln 4) or exactly 2 (c = 20); a random arm would earn 2 on average.
+    for c, total in ((2.0, 3.0), (9.5, 3.0), (20.0, 2.0)):
         rewards = np.asarray(total_rewards("ucb1", TWO_ARMS, 4, jax.random.PRNGKey(5), c))
         np.testing.assert_array_equal(rewards, total)
 

@@ -152,11 +152,13 @@ def test_a_sweep_directory_holds_one_algorithm_on_one_family(tmp_path):
     assert done.returncode == 2 and "holds a sweep of maml cartpole-family" in done.stderr and not calls
 
 
-def test_a_failed_point_says_why(tmp_path):
-    done, _ = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", FAIL="unknown env 'nope'")
+@pytest.mark.parametrize("values, points", [("0.1", "1 point"), ("0.1,0.2", "2 points")])
+def test_a_failed_point_says_why(tmp_path, values, points):
+    done, _ = sweep(tmp_path, "maml", "cartpole-family", f"inner_lr={values}", FAIL="unknown env 'nope'")
+    failed = values.count(",") + 1
     assert done.returncode == 1
-    assert done.stdout.count("FAILED") == 2 and "error: unknown env 'nope'" in done.stdout
-    assert f"sweep of 2 points in {tmp_path / 'sweep'}: 2 failed (above)" in done.stdout
+    assert done.stdout.count("FAILED") == failed and "error: unknown env 'nope'" in done.stdout
+    assert f"sweep of {points} in {tmp_path / 'sweep'}: {failed} failed (above)" in done.stdout
 
 
 def test_ctrl_c_stops_the_sweep_once_its_running_points_have_saved(tmp_path):
