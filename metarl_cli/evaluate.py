@@ -83,9 +83,12 @@ def budget_warning(run_dir: Path, checkpoint: str, step: int, done: int, iterati
     has done only `done` or because the chosen checkpoint is an earlier best."""
     if step >= iterations:
         return None
-    scored = f"has done {done} of its" if done < iterations else f"is scored at its {checkpoint} checkpoint, iteration {step} of"
-    return (f"warning: {run_dir} {scored} {iterations} iterations; its baselines train on the budget of all {iterations}, "
-            "so the comparison favours them")
+    at = f"its {checkpoint} checkpoint, iteration {step}"
+    if done < iterations:
+        state = f"has done {done} of its {iterations} iterations" + (f" and is scored at {at}" if step < done else "")
+    else:
+        state = f"is scored at {at} of its {iterations} iterations"
+    return f"warning: {run_dir} {state}; its baselines train on the budget of all {iterations}, so the comparison favours them"
 
 
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:

@@ -3,7 +3,7 @@
 Learning curves: each run's headline training metric (post-adaptation return, post-adaptation MSE,
 a DQN's episode return, an RL^2 trial's return) against its iteration, the mean over seeds with a
 band for its Student-t 95% confidence interval across seeds (cut, where it runs past them, at the
-lowest and highest values the seeds logged), from the first iteration at which every seed has
+lowest and highest values the panel's seeds logged), from the first iteration at which every seed has
 logged it, a seed that logs none in a chunk (DQN) keeping its latest value (a point with an
 error bar where a run has logged one chunk); a panel for each kind of curve, so that runs share axes
 only where their x and y mean the same. Then, for evaluated runs, the score after 0..K adaptation
@@ -57,8 +57,7 @@ class LearningCurve(NamedTuple):
     mean: np.ndarray  # over seeds
     half: np.ndarray  # the 95% CI's half-width across seeds
     seeds: int
-    low: float  # the lowest and highest value any seed logged (the band is cut at them)
-    high: float
+    values: np.ndarray  # (iterations, seeds): what each seed logged, its latest value where it logged none
 
 
 def learning_curve(run_dir: Path) -> LearningCurve | None:
@@ -68,8 +67,7 @@ def learning_curve(run_dir: Path) -> LearningCurve | None:
     if curves is None:
         return None
     stats = np.array([mean_ci95(values) for values in curves.values])
-    return LearningCurve(curves.metric, curves.iterations, stats[:, 0], stats[:, 1], curves.values.shape[1],
-                         float(curves.values.min()), float(curves.values.max()))
+    return LearningCurve(curves.metric, curves.iterations, stats[:, 0], stats[:, 1], curves.values.shape[1], curves.values)
 
 
 def check_output(output: Path) -> None:
@@ -96,7 +94,7 @@ def draw_runs(runs: list[Path]):
     """The figure of `runs`: a panel of learning curves for each kind of curve (an x and a y: the
     algorithm's iteration, its headline metric), then a panel of adaptation curves for each kind of
     evaluation; two panels a row."""
-    learning: dict[tuple[str, str], dict[Path, tuple]] = defaultdict(dict)
+    learning: dict[tuple[str, str], dict[Path, LearningCurve]] = defaultdict(dict)
     for run in runs:
         algo = load_run(run)[0]  # a clear error where it is not a run
         if curve := learning_curve(run):
@@ -199,14 +197,20 @@ def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, LearningCurve
 
 
 def _cut_bands(ax, curves: list[LearningCurve], log: bool) -> bool:
-    """Where some band runs past the values every seed logged, set the y-axis to those values (and a
-    margin) and return True."""
-    low, high = min(c.low for c in curves), max(c.high for c in curves)
-    bands = [(c.mean - c.half, c.mean + c.half) for c in curves if c.seeds > 1]
-    if min(b[0].min() for b in bands) >= low and max(b[1].max() for b in bands) <= high:
+    """Where some band runs past the values the panel's seeds logged (every run's, on a log axis the
+    positive ones), set the y-axis to those values and a margin, and return True. Nothing is cut
+    where a value or a band's end is not finite (a hand-written metrics line)."""
+    values = np.concatenate([c.values.ravel() for c in curves])
+    values = values[values > 0] if log else values
+    ends = np.concatenate([np.concatenate([c.mean - c.half, c.mean + c.half]) for c in curves if c.seeds > 1])
+    if not values.size or not (np.isfinite(values).all() and np.isfinite(ends).all()):
+        return False
+    low, high = values.min(), values.max()
+    rounding = 1e-9 * max(high - low, abs(high), 1.0)  # seeds that agree leave a band of rounding error
+    if ends.min() >= low - rounding and ends.max() <= high + rounding:
         return False
     if log:  # the margin is a share of the decades shown
-        low, high = np.log10(max(low, np.finfo(float).tiny)), np.log10(high)
+        low, high = np.log10(low), np.log10(high)
     margin = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
     limits = np.array([low - margin, high + margin])
     ax.set_ylim(*(10.0**limits if log else limits))

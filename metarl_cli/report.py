@@ -245,7 +245,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
         elif result.get("checkpoint") == "best":
-            note = f" (best checkpoint, iteration {result.get('iteration', '?')})"
+            note = f" (best checkpoint, iteration {result['iteration']})" if "iteration" in result else " (best checkpoint)"
         else:
             note = ""
         metrics = [(metric + note, select) for metric, select in metrics]

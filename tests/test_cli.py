@@ -614,10 +614,12 @@ def test_help_names_the_commands_the_algorithms_and_the_family_each_trains_on_by
     assert ("default cartpole-family for maml, cartpole for dqn, cartpole-family for maml-dqn, bandit for rl2" in text)
 
 
-@pytest.mark.parametrize("step, done, said", [(10, 10, None), (3, 3, "has done 3 of its 10 iterations"),
-                                              (4, 10, "is scored at its best checkpoint, iteration 4 of 10 iterations")])
-def test_eval_warns_where_the_scored_checkpoint_has_less_training_than_its_baselines(tmp_path, step, done, said):
+@pytest.mark.parametrize("checkpoint, step, done, said", [
+    ("latest", 10, 10, None), ("best", 10, 10, None), ("latest", 3, 3, "has done 3 of its 10 iterations;"),
+    ("best", 4, 10, "is scored at its best checkpoint, iteration 4 of its 10 iterations;"),
+    ("best", 2, 6, "has done 6 of its 10 iterations and is scored at its best checkpoint, iteration 2;")])
+def test_eval_warns_where_the_scored_checkpoint_has_less_training_than_its_baselines(tmp_path, checkpoint, step, done, said):
     from metarl_cli.evaluate import budget_warning
 
-    warning = budget_warning(tmp_path, "best" if done == 10 else "latest", step, done, 10)
+    warning = budget_warning(tmp_path, checkpoint, step, done, 10)
     assert (warning is None) if said is None else (said in warning and "favours them" in warning), warning

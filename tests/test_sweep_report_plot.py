@@ -385,7 +385,7 @@ def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
     from metarl_cli.plot import learning_curve
 
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
-    metric, iterations, mean, half, seeds, _, _ = learning_curve(run)
+    metric, iterations, mean, half, seeds, _ = learning_curve(run)
     assert (metric, list(iterations), list(mean), seeds) == ("post_return", [1, 2, 3], [10.5, 20.5, 30.5], 2)
     np.testing.assert_allclose(half, 6.3531, atol=1e-4)  # t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2)
 
@@ -408,7 +408,7 @@ def test_a_dqn_run_reports_its_end_of_training_returns_and_plots_each_seeds_late
     [training] = run_rows(run, step=None)
     assert training.metric == "final return (episodes of the last 250 env steps; none of seed 1's ended there)"
     assert (training.seeds, training.n, training.estimate) == (2, 1, 40.0)
-    metric, iterations, mean, _, seeds, _, _ = learning_curve(run)
+    metric, iterations, mean, _, seeds, _ = learning_curve(run)
     assert (metric, list(iterations), list(mean), seeds) == ("return", [25, 50, 75, 100], [11.0, 21.0, 26.0, 31.0], 2)
     # Where the second seed has yet to log a value, no mean: the curve starts once both have one.
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines[:1] + lines[2:]))
@@ -586,17 +586,34 @@ def test_a_single_value_has_no_interval(tmp_path):
     assert all(np.isnan(r.low) and np.isnan(r.high) and r.diverged == 0 for r in rows)
 
 
-@pytest.mark.parametrize("seeds, title, limits", [(1, "(one seed: no band)", None),
-                                                  (2, "band: 95% CI across seeds, cut at the seeds' range", (8.95, 32.05))])
-def test_a_learning_band_wider_than_every_seeds_values_is_cut_there(tmp_path, seeds, title, limits):
-    # Seeds log 10 i + s for i = 1..3: over two seeds the t band at the ends (10.5 and 30.5 +- 6.35) runs
-    # past 10 and 31, so the axis shows 10..31 with a margin of 5% of the span.
-    fig = draw_runs([fake_run(tmp_path / "run", seeds=seeds, iterations=3, evaluated=False)])
+def logged_run(path: Path, metric: str, by_seed: list[list[float]]) -> Path:
+    """A MAML run whose seeds logged `metric` at iterations 1, 2, ...: by_seed[s][i] for seed s."""
+    run = fake_run(path, seeds=len(by_seed), iterations=1, evaluated=False)
+    lines = [{"iteration": i + 1, "seed": seed, metric: v} for seed, vs in enumerate(by_seed) for i, v in enumerate(vs)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+@pytest.mark.parametrize("metric, by_seed, title, scale, limits", [
+    ("post_return", [[10.0, 20.0, 30.0]], "(one seed: no band)", "linear", None),
+    # Over two seeds the t band at the ends (10.5 and 30.5 +- 6.35) runs past 10 and 31: the axis
+    # shows 10..31 and a margin of 5% of the span.
+    ("post_return", [[10.0, 20.0, 30.0], [11.0, 21.0, 31.0]], "across seeds, cut at the seeds' range)", "linear", (8.95, 32.05)),
+    # Seeds that agree: a band of rounding error at most, not a cut.
+    ("post_return", [[40.0, 46.8]] * 3, "(mean over seeds, band: 95% CI across seeds)", "linear", None),
+    # An MSE: a log axis, cut at the positive values' decades (0.01..2) and 5% of them as margins.
+    ("post_mse", [[1.0, 0.1, 0.01], [2.0, 0.2, 0.02]], "cut at the seeds' range)", "log", (10**-2.11505, 10**0.41605)),
+    # A hand-written Infinity: drawn as before, nothing cut.
+    ("post_return", [[10.0, float("inf")], [11.0, 12.0]], "(mean over seeds, band: 95% CI across seeds)", "linear", None),
+])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the Infinity's spread
+def test_a_learning_band_wider_than_the_seeds_values_is_cut_there(tmp_path, metric, by_seed, title, scale, limits):
+    fig = draw_runs([logged_run(tmp_path / "run", metric, by_seed)])
     try:
         ax = fig.axes[0]
-        shown_title, shown_limits = " ".join(ax.get_title().split()), ax.get_ylim()
+        shown = (" ".join(ax.get_title().split()), ax.get_yscale(), ax.get_ylim())
     finally:
         plt.close(fig)
-    assert title in shown_title, shown_title
+    assert title in shown[0] and shown[1] == scale, shown
     if limits:
-        np.testing.assert_allclose(shown_limits, limits)
+        np.testing.assert_allclose(shown[2], limits, rtol=1e-4)
