@@ -413,10 +413,8 @@ def envs():
     # The numbers never wrap where the terminal is as wide as the table with its parameter column
     # at the longest name (80 columns do): a family's description wraps within that column instead.
     # On a narrower terminal the numbers wrap too, rather than run off its edge.
-    table = _envs_table(families, numbers_whole=True)
-    if _natural_width(_envs_table(families, numbers_whole=False)) > out.width:
-        table = _envs_table(families, numbers_whole=False)
-    out.print(table)
+    narrow = _envs_table(families, numbers_whole=False)
+    out.print(narrow if _natural_width(narrow) > out.width else _envs_table(families, numbers_whole=True))
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, RegressionFamily):
             shape = f"regression, x in [{fam.x_range[0]:g}, {fam.x_range[1]:g}]"

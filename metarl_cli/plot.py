@@ -66,8 +66,8 @@ def learning_curve(run_dir: Path) -> LearningCurve | None:
     curves = seed_curves(MetricsLog(run_dir / "metrics.jsonl").read())
     if curves is None:
         return None
-    stats = np.array([mean_ci95(values) for values in curves.values])
-    return LearningCurve(curves.metric, curves.iterations, stats[:, 0], stats[:, 1], curves.values.shape[1], curves.values)
+    mean, half = mean_ci95(curves.values, axis=1)
+    return LearningCurve(curves.metric, curves.iterations, mean, half, curves.values.shape[1], curves.values)
 
 
 def check_output(output: Path) -> None:
@@ -150,8 +150,8 @@ def adaptation_series(result: dict) -> list[tuple[str, int, np.ndarray, np.ndarr
     for method, by_seed in scores_by_method(per_task).items():
         per_task_mean = np.mean(by_seed, axis=0)  # (steps + 1, tasks)
         finite = np.all(np.isfinite(per_task_mean), axis=1)
-        stats = np.array([mean_ci95(scores) if ok else (np.nan, np.nan) for scores, ok in zip(per_task_mean, finite)])
-        series.append((method, len(by_seed), np.arange(len(per_task_mean)), stats[:, 0], stats[:, 1]))
+        mean, half = mean_ci95(np.where(finite[:, None], per_task_mean, 0.0), axis=1)
+        series.append((method, len(by_seed), np.arange(len(per_task_mean)), np.where(finite, mean, np.nan), np.where(finite, half, np.nan)))
     return series
 
 

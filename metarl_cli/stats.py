@@ -28,12 +28,14 @@ def diverged_count(values) -> int:
     return int(np.sum(~np.isfinite(np.asarray(values, dtype=np.float64))))
 
 
-def mean_ci95(values) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student-t confidence interval over the first axis."""
+def mean_ci95(values, axis: int = 0):
+    """Mean and the half-width of its 95% Student-t confidence interval along `axis` (NaN for one
+    value): floats for a 1-D `values`, else arrays, one entry per slice."""
     x = np.asarray(values, dtype=np.float64)
-    n = x.shape[0]
-    mean = float(x.mean())
+    n = x.shape[axis]
+    mean = x.mean(axis=axis)
     if n < 2:
-        return mean, float("nan")
-    half = _stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n)
-    return mean, float(half)
+        half = np.full_like(mean, np.nan)
+    else:
+        half = _stats.t.ppf(0.975, n - 1) * x.std(axis=axis, ddof=1) / np.sqrt(n)
+    return (float(mean), float(half)) if mean.ndim == 0 else (mean, half)
