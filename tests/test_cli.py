@@ -362,7 +362,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--set", "ranges.train.masspole=[0, 0.2]"], "must be positive"),
         (["train", "maml", "--set", "ranges.ood.length=[[0.1, 0.5]]"], "ood range [0.1, 0.5] for 'length' overlaps its train range [0.25, 0.75]"),
         (["train", "maml", "--set", "seed=2147483645"], "seed + seeds must be below 2147483646, got 2147483646"),
-        (["train", "dqn", "--set", "learning_starts=64"], "learning_starts (64) must be at least batch_size (128)"),
+        (["train", "dqn", "--set", "learning_starts=127"], "learning_starts (127) must be at least batch_size (128)"),
         (["train", "dqn", "--set", "target_update_every=505"], "target_update_every (505) must be a multiple of train_every (10)"),
         (["train", "maml", "--set", "env=5"], "config key 'env' expects a family name"),
         (["train", "maml", "--env", ""], "unknown env ''; valid: "),
@@ -563,6 +563,9 @@ def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_an
     monkeypatch.setattr(cli_module, "out", Console(width=160))
     code, out, err = cli("envs")
     assert code == 0 and "arm probabilities p ~ U[0, 1]^10" in out, err
+    for name in FAMILY_NAMES:
+        draw_text = getattr(get_family(name), "draw_text", None)
+        assert not draw_text or draw_text in out, draw_text
     # Narrower, the intervals wrap after their commas rather than run off the edge.
     monkeypatch.setattr(cli_module, "out", Console(width=70))
     code, out, err = cli("envs")
@@ -618,7 +621,7 @@ def test_help_names_the_commands_the_algorithms_and_the_family_each_trains_on_by
     ("latest", 10, 10, None), ("best", 10, 10, None), ("latest", 3, 3, "has done 3 of its 10 iterations;"),
     ("best", 4, 10, "is scored at its best checkpoint, iteration 4 of its 10 iterations;"),
     ("best", 2, 6, "has done 6 of its 10 iterations and is scored at its best checkpoint, iteration 2;")])
-def test_eval_warns_where_the_scored_checkpoint_has_less_training_than_its_baselines(tmp_path, checkpoint, step, done, said):
+def test_budget_warning_where_the_scored_checkpoint_has_less_training_than_its_baselines(tmp_path, checkpoint, step, done, said):
     from metarl_cli.evaluate import budget_warning
 
     warning = budget_warning(tmp_path, checkpoint, step, done, 10)

@@ -399,9 +399,9 @@ def test_an_episode_return_restarts_at_a_time_limit_epsilon_follows_env_steps_an
         np.testing.assert_array_equal(np.asarray(metrics["return_sum"])[ended], 3.0 * np.asarray(metrics["episodes"])[ended])
         keys.append(np.asarray(state["key"]))
         epsilons += list(np.asarray(metrics["epsilon"]))
-    decay = config.exploration_fraction * config.total_steps
+    assert config.exploration_fraction * config.total_steps == 80.0  # the decay's span, in env steps
     # An iteration logs the epsilon of its last env step: 2 i + 1.
-    expected = [linear_epsilon(jnp.asarray(2.0 * i + 1), config.epsilon_start, config.epsilon_end, decay) for i in range(105)]
+    expected = [linear_epsilon(jnp.asarray(2.0 * i + 1), config.epsilon_start, config.epsilon_end, 80.0) for i in range(105)]
     np.testing.assert_allclose(epsilons, expected, rtol=1e-6)
     assert len({k.tobytes() for k in keys}) == len(keys)
 

@@ -232,6 +232,7 @@ def test_point_nav_terminates_only_within_the_goal_radius_on_both_axes():
         return bool(env.step(key, state, still, params)[3]), bool(env.is_terminated(state, params))
 
     assert terminated([0.3 + r / 2, -0.2 - r / 2]) == (True, True)
+    assert terminated([0.3 + 0.9 * r, -0.2 - 0.9 * r]) == (True, True)  # within r on each axis, 1.27 r away
     assert terminated([0.3 + r / 2, -0.2 + 0.4]) == (False, False)  # x near, y far
     assert terminated([0.3 - 0.4, -0.2 + r / 2]) == (False, False)  # y near, x far
     assert terminated([0.3 + 2 * r, -0.2 + 2 * r]) == (False, False)

@@ -201,7 +201,7 @@ def test_a_sampled_batch_is_a_constant_of_the_policy_parameters():
 def test_the_linear_baseline_fits_any_return_made_of_rllabs_features_exactly():
     """Its features are rllab's: the observation, its square, time, time squared and cubed (time in
     the episode, over 100), and a constant; a return made of them is fitted but for the ridge's small pull."""
-    from metarl_cli.rl.baseline import linear_baseline
+    from metarl_cli.rl.baseline import features, linear_baseline
     from metarl_cli.rl.rollout import Trajectory
 
     steps, lanes = 30, 8
@@ -211,6 +211,10 @@ def test_the_linear_baseline_fits_any_return_made_of_rllabs_features_exactly():
     t = time / 100.0
     returns = 0.5 * obs[..., 0] ** 2 - 0.3 * obs[..., 1] + 40.0 * t**3 - 2.0 * t + 1.0
     np.testing.assert_allclose(linear_baseline(traj, returns), returns, atol=0.02)  # (the ridge aside)
+    # The time terms are too small in a fit to tell apart: each feature checked as written.
+    t = t[..., None]
+    expected = jnp.concatenate([obs, obs**2, t, t**2, t**3, jnp.ones_like(t)], axis=-1)
+    np.testing.assert_allclose(features(traj), expected, rtol=1e-6)
 
 
 def test_an_adaptation_whose_parameters_are_not_all_finite_scores_nan():

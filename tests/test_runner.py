@@ -338,7 +338,9 @@ def test_a_resume_from_before_the_last_metrics_line_leaves_one_line_per_iteratio
     shutil.rmtree(tmp_path / "checkpoints" / "9")  # the latest checkpoint is now iteration 6's; the log goes to 9
     with Checkpoints(tmp_path, 5) as ckpt:
         assert ckpt.step() == 6
-    train(algo, config, tmp_path, resume=True, show_progress=False)
+    assert train(algo, config, tmp_path, resume=True, show_progress=False).iterations_done == 3  # 7 to 9 again
+    with Checkpoints(tmp_path, 5) as ckpt:
+        assert ckpt.step() == 9
     after = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert sorted((r["iteration"], r["seed"]) for r in after) == [(i, s) for i in range(1, 10) for s in (0, 1)]
     assert after == before  # the lines for 7 to 9 written again are the same run's
