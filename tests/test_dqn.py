@@ -92,8 +92,9 @@ def test_replay_stores_the_final_observation_at_episode_ends_and_the_target_foll
         else:
             np.testing.assert_array_equal(data.next_obs[t], data.obs[t + 1])
     before = state["params"]
-    for _ in range(2):  # to 21 env steps: learning from the 17th
-        state, _ = run(state, 7)
+    for _ in range(2):  # to 21 env steps: learning from the 17th, the first past learning_starts (16)
+        state, metrics = run(state, 7)
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(metrics["loss"])) + 15, [17, 18, 19, 20, 21])
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state["params"])))
     for online, target in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(state["target_params"])):
         np.testing.assert_array_equal(online, target)

@@ -141,7 +141,7 @@ def test_a_signal_the_process_ignores_stays_ignored():
 @pytest.mark.parametrize("use_ocdbt", [True, False])
 def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
     """Runs saved by Orbax's standard handler (earlier runs: OCDBT, Orbax's default, then without it)
-    restore as before."""
+    restore as before; such a step holds no score, so it ranks below any scored step for "best"."""
     state = {"params": jnp.arange(5.0), "iteration": jnp.asarray(7, jnp.int32)}
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
     handler = ocp.StandardCheckpointHandler(use_ocdbt=use_ocdbt)
@@ -149,8 +149,11 @@ def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
         manager.save(7, args=ocp.args.StandardSave(pack(state)))
     with Checkpoints(tmp_path, keep=2) as checkpoints:
         restored = checkpoints.restore({"params": jnp.zeros(5), "iteration": jnp.zeros((), jnp.int32)})
-    np.testing.assert_array_equal(restored["params"], np.arange(5.0))
-    assert int(restored["iteration"]) == 7
+        np.testing.assert_array_equal(restored["params"], np.arange(5.0))
+        assert int(restored["iteration"]) == 7
+        assert checkpoints.step("best") == 7
+        checkpoints.save(8, {"params": jnp.ones(5), "iteration": jnp.asarray(8, jnp.int32)}, score=-1e30)
+        assert (checkpoints.step("best"), checkpoints.step()) == (8, 8)
 
 
 def test_runs_that_scored_checkpoints_as_orbax_metrics_keep_their_best(tmp_path):
