@@ -29,9 +29,14 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
 
     (run / "eval.json").write_text("[1, 2]\n")  # JSON, but not an eval's: the first eval replaces it
     for split in ("test", "ood"):
+        if split == "ood":  # as if interrupted before its last save: scored at iteration 2, its baselines on all 3
+            (run / "checkpoints" / "3").rename(tmp_path / "3")
         code, out, err = cli("eval", str(run), "--split", split, "-q")
         assert code == 0, err
         assert "meta-learned" in out and "random init" in out and "pretrained" in out
+        unfinished = f"warning: {run} has done 2 of its 3 iterations; its baselines train on the budget of all 3"
+        assert (unfinished in " ".join(err.split())) == (split == "ood"), err
+    (tmp_path / "3").rename(run / "checkpoints" / "3")
     result = json.loads((run / "eval.json").read_text())
     assert set(result) == {"test", "ood"}
     rows = result["ood"]["methods"]["meta-learned"]
