@@ -1,12 +1,12 @@
 """The training bar: its count and times are never cut; its stats sit beside them where they fit
-and on a line of their own below where they do not."""
+and on a line of their own below where they do not. Output into a pipe takes COLUMNS where set."""
 
 import io
 
 import pytest
 from rich.console import Console, Group
 
-from metarl_cli.training.progress import TrainingProgress
+from metarl_cli.training.progress import TrainingProgress, _console
 
 STATS = "return     50.2  entropy      2.3  value_loss  0.00242    15k steps/s"
 
@@ -39,3 +39,13 @@ def test_a_metric_without_a_value_this_chunk_shows_a_dash():
     assert line == f"return {'-':>8}  loss     41.3       20k steps/s"
     seeds_apart = _stats_line(algo, {"return": np.array([np.nan, 30.0]), "loss": np.array([1.0, 1.0])}, 100.0, 20_000.0)
     assert seeds_apart.startswith("return       30  loss        1")  # the seeds that have one
+
+
+@pytest.mark.parametrize("columns, width", [(None, 1000), ("60", 60), ("wide", 1000)])
+def test_output_into_a_pipe_takes_the_width_columns_sets_and_its_natural_width_without(capsys, monkeypatch, columns, width):
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS"):
+        monkeypatch.delenv(forcing, raising=False)
+    if columns is not None:
+        monkeypatch.setenv("COLUMNS", columns)
+    console = _console(stderr=False, width=1000)  # stdout captured: not a terminal
+    assert not console.is_terminal and console.width == width

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column
@@ -10,9 +12,10 @@ from rich.text import Text
 
 def _console(stderr: bool, width: int) -> Console:
     """A console that, when not writing to a terminal, does not squeeze lines into 80 columns but
-    into `width`."""
+    into `width`, unless the COLUMNS environment variable sets a width (`COLUMNS=100 metarl envs | less`)."""
     plain = Console(stderr=stderr)
-    return plain if plain.is_terminal else Console(stderr=stderr, width=width)
+    columns_given = os.environ.get("COLUMNS", "").isdigit()
+    return plain if plain.is_terminal or columns_given else Console(stderr=stderr, width=width)
 
 
 console = _console(stderr=True, width=160)  # progress bars and messages
