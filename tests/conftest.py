@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny MAML config that compiles fast, a helper that runs the CLI in-process, a
 check that two runs ended in the same state, a wait on a child process, and MAML's meta-loss for a
-single task; and a compilation cache for the session."""
+single task; and a compilation cache for the session, whose tables take no COLUMNS from the shell."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def pytest_configure(config):
     and compiling is most of the suite's time on a small CPU. Set before pytest-xdist starts its
     worker processes, the cache is theirs too; the process that made it removes it at the end."""
     global _SESSION_CACHE
+    os.environ.pop("COLUMNS", None)  # tables into the captured output at their natural width, whatever the shell exports
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         _SESSION_CACHE = tempfile.mkdtemp(prefix="metarl-test-xla-")
         os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
