@@ -235,9 +235,14 @@ def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
     return f"{summary.mean:.{digits}{form}} ± {summary.ci95:.{digits}{form}}"
 
 
+def _widths(table: Table) -> Measurement:
+    """The fewest columns `table` can take and the most it takes (unsqueezed), whatever the terminal's
+    width (rich clamps a measurement to it otherwise)."""
+    return Measurement.get(out, out.options.update_width(10_000), table)
+
+
 def _natural_width(table: Table) -> int:
-    """The columns `table` takes unsqueezed (rich measures against the terminal's width otherwise)."""
-    return Measurement.get(out, out.options.update_width(10_000), table).maximum
+    return _widths(table).maximum
 
 
 def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: list[str], cells: list[list[str]],
@@ -313,23 +318,47 @@ def trial_tables(run_dir: Path, result) -> list[Table]:
 
 def _report_table(rows, title: str, with_run: bool) -> Table:
     """The report's rows as a table: a run's name on its first row only, a rule between runs. Cells
-    wrap, rather than lose their ends, where the terminal is narrower than the table."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
-    for col in ("run", "split", "method", "metric")[0 if with_run else 1:]:
-        table.add_column(col, overflow="fold")
-    for col in ("seeds", "n", "estimate", "95% CI"):
-        table.add_column(col, justify="right", overflow="fold")
+    wrap, rather than lose their ends, where the terminal is narrower than the table: between words
+    where every column can take its longest word, else anywhere."""
+    labels = ["run", "split", "method", "metric"][0 if with_run else 1:] + ["seeds", "n", "estimate", "95% CI"]
+    body = []
     for i, row in enumerate(rows):
         first_of_run = i == 0 or rows[i - 1].run != row.run
-        if first_of_run and i:
-            table.add_section()
         if row.diverged:
             summary = [_diverged_cell(row.diverged, row.n), "n/a"]
         else:
             summary = [f"{row.estimate:.3g} ({row.estimator})", f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
         cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), *summary]
-        table.add_row(*([row.run if first_of_run else ""] if with_run else []), *cells)
-    return table
+        body.append((first_of_run and i > 0, ([row.run if first_of_run else ""] if with_run else []) + cells))
+    texts = [[label] + [cells[j] for _, cells in body] for j, label in enumerate(labels)]
+    longest = [max(len(text) for text in column) for column in texts]
+    words = [max(len(word) for text in column for word in text.split() or [""]) for column in texts]
+
+    def build(widths: list[int] | None = None) -> Table:
+        narrow = widths is not None
+        table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0 if narrow else 1), show_edge=not narrow)
+        for j, label in enumerate(labels):
+            table.add_column(label, justify="left" if j < len(labels) - 4 else "right", overflow="fold", width=widths[j] if narrow else None)
+        for new_run, cells in body:
+            if new_run:
+                table.add_section()
+            table.add_row(*cells)
+        return table
+
+    table = build()
+    if _natural_width(table) <= out.width:
+        return table
+    # Narrower: one space between columns, each column as wide as its longest word, then whole the
+    # columns that need least room for it, the room left to the next; where even the words do not
+    # fit, rich's widths, cut anywhere.
+    room = out.width - (_natural_width(build([1] * len(labels))) - len(labels)) - sum(words)
+    if room < 0:
+        return build([None] * len(labels))
+    widths = list(words)
+    for j in sorted(range(len(labels)), key=lambda j: longest[j] - words[j]):
+        widths[j] += min(room, longest[j] - words[j])
+        room -= widths[j] - words[j]
+    return build(widths)
 
 
 @app.command()
@@ -390,8 +419,8 @@ def _envs_table(families, numbers_whole: bool) -> Table:
     # terminal no interval is broken.
     longest = max(len(r.name) for fam in families for r in fam.ranges)
     table.add_column("parameter", min_width=longest if numbers_whole else None, width=None if numbers_whole else longest)
-    for col in ("default", "train / test", "ood"):
-        table.add_column(col, no_wrap=numbers_whole)
+    for col in ("default", "train / test", "ood"):  # too narrow for a number: it folds, never cut
+        table.add_column(col, no_wrap=numbers_whole, overflow="fold")
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, Family) and fam.draw_text:
             table.add_row(name, fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none")

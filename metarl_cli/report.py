@@ -40,7 +40,8 @@ from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.rundir import MetricsLog, eval_command, is_run, load_run, unwritable
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
-TRAINING_METRICS = ("post_return", "post_mse", "return")  # the first one a run logs is its headline
+# The training metrics a run can headline, with their labels in tables and plots; the first one a run logs is its headline.
+TRAINING_METRICS = {"post_return": "return after adaptation", "post_mse": "query MSE after adaptation", "return": "episode return (training)"}
 
 
 def headline_values(records: list[dict]) -> tuple[str, list[dict]] | None:
@@ -196,7 +197,7 @@ def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: in
         curves = seed_curves(records)
         if curves is None:
             return []
-        values, label, seeds = curves.values[-1], f"{at}{curves.metric}{where}", curves.values.shape[1]
+        values, label, seeds = curves.values[-1], f"{at}{TRAINING_METRICS[curves.metric]}{where}", curves.values.shape[1]
     mean, half = mean_ci95(values)
     return [ReportRow(str(run_dir), "train", "training", label, seeds, len(values), "mean", mean, mean - half, mean + half)]
 

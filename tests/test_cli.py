@@ -576,6 +576,9 @@ def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_an
     code, out, err = cli("envs")
     assert code == 0 and max(len(line) for line in out.splitlines()) <= 70, err
     assert "[0.0001," in out.split() and "0.0005]" in out.split() and "…" not in out
+    monkeypatch.setattr(cli_module, "out", Console(width=60))  # narrower than the numbers: they fold, never cut
+    code, out, err = cli("envs")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 60 and "…" not in out, err
 
 
 def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_path):
