@@ -280,9 +280,9 @@ def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, confi
     if not baseline.adapts:
         return Candidate(baseline.label, baseline.algo, params, 0.0)
     params = with_inner_rates(params, config)
-    if not config.tune_baseline_lr:
+    if not config.tune_baseline_lr or steps == 0:  # no step to tune it for
         return Candidate(baseline.label, algo, params, 1.0)
-    scale = tuned_lr_scale(algo, params, family, config.eval_tasks, max(steps, 1))
+    scale = tuned_lr_scale(algo, params, family, config.eval_tasks, steps)
     return Candidate(with_detail(baseline.label, f"step {scale * config.inner_lr:g}"), algo, params, scale)
 
 

@@ -67,9 +67,11 @@ PUBLISHED = (
 
 
 def published_for(config, split: str, steps: int) -> list[Published]:
-    """The rows whose protocol the config follows, their step values cut to `steps`."""
-    return [
+    """The rows whose protocol the config follows, their step values cut to `steps`; a row with no
+    value left (the paper's first is after more steps) is left out."""
+    rows = [
         row._replace(values={k: v for k, v in row.values.items() if k == "total" or k <= steps})
         for row in PUBLISHED
         if row.env == config.env and row.split == split and all(getattr(config, k, None) == v for k, v in row.protocol.items())
     ]
+    return [row for row in rows if row.values]

@@ -106,6 +106,8 @@ def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path)
     assert ours[1]["mean"] < ours[0]["mean"] and ours[1]["mean"] + ours[1]["ci95"] < scratch[1]["mean"] - scratch[1]["ci95"]
     assert oracle[0]["mean"] < ours[0]["mean"] and oracle[0]["mean"] == oracle[2]["mean"]  # the oracle does not adapt
     assert oracle[0]["mean"] < 0.25 * ours[2]["mean"]  # it reads the task: far below what two steps reach
+    code, out, err = cli("eval", str(run), "--steps", "0", "-q")  # no step to tune the pretrained network's for
+    assert code == 0 and "pretrained (multi-task)" in out and "step 0" not in out, err
 
 
 def test_resume_equals_uninterrupted_run(cli, tmp_path):
@@ -544,6 +546,15 @@ def test_the_maml_papers_point_nav_numbers_stand_only_beside_its_protocol(sets, 
 
     config = resolve_config("maml", "point-nav", None, sets)
     assert bool(published_for(config, "test", 3)) == shown
+
+
+def test_a_published_row_with_no_value_at_the_steps_evaluated_is_left_out():
+    from metarl_cli.config import resolve_config
+    from metarl_cli.published import published_for
+
+    config = resolve_config("maml", "sinusoid", None, [])  # the paper's values after 1, 5 and 10 steps
+    assert published_for(config, "test", 0) == []
+    assert [sorted(row.values) for row in published_for(config, "test", 5)] == [[1, 5], [1, 5]]
 
 
 def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_and_descriptions_whole_where_wider(cli, monkeypatch):
