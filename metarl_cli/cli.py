@@ -137,7 +137,7 @@ def train(
     length_key = type(cfg).LENGTH_KEY
     finished = f"{run_dir} had already run its {length_key} = {getattr(cfg, length_key)}; --set {length_key}=N extends it"
     if dry_run:
-        typer.echo(config_toml(cfg, algo), nl=False)
+        typer.echo(config_toml(cfg, algo) + _ranges_comment(family), nl=False)
         if resume:
             plan = f"resume {run_dir} from iteration {done} of {cfg.iterations}" if done < cfg.iterations else f"do nothing: {finished}"
         elif named:
@@ -181,6 +181,17 @@ def train(
     advice = summary.checkpoint_advice(cfg.chunk)
     if advice:
         console.print(advice, highlight=False)
+
+
+def _ranges_comment(family) -> str:
+    """The task ranges a run draws from, as TOML comments: the family's, with the config's [ranges] applied."""
+    ranges = getattr(family, "ranges", ())
+    lines = [f"# {r.name}: train and test {_interval(r.train)}, ood {' ∪ '.join(map(_interval, r.ood)) or 'as train'}" for r in ranges]
+    return "".join(f"{line}\n" for line in ["# the task ranges in effect (the family's, [ranges] applied):", *lines] if ranges)
+
+
+def _interval(bounds) -> str:
+    return f"[{bounds[0]:g}, {bounds[1]:g}]"
 
 
 @app.command("eval")
@@ -427,8 +438,8 @@ def _envs_table(families, numbers_whole: bool) -> Table:
         elif fam.one_task:
             table.add_row(name, "(none: one task)", "", "", "")
         for i, r in enumerate(fam.ranges):
-            ood = "\n∪ ".join(f"[{a:g}, {b:g}]" for a, b in r.ood) or "as train"  # an interval a line
-            table.add_row(name if i == 0 else "", r.name, f"{r.default:g}", f"[{r.train[0]:g}, {r.train[1]:g}]", ood)
+            ood = "\n∪ ".join(map(_interval, r.ood)) or "as train"  # an interval a line
+            table.add_row(name if i == 0 else "", r.name, f"{r.default:g}", _interval(r.train), ood)
         table.add_section()
     return table
 
