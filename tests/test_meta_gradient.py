@@ -171,7 +171,8 @@ def test_lvc_matches_dice_to_first_order_but_not_second(theta):
 
 def test_per_parameter_rates_equal_a_scalar_rate_and_get_exact_gradients(theta):
     """A pytree of rates (Meta-SGD's) all equal to alpha gives MAML's meta-gradient, and the
-    gradient with respect to the rates sums to d/d alpha of the exact meta-objective."""
+    gradient with respect to the rates sums to d/d alpha of the exact meta-objective, as the
+    gradient with respect to one scalar rate does."""
     with enable_x64():
         rates = jnp.full_like(theta, ALPHA)
 
@@ -187,6 +188,7 @@ def test_per_parameter_rates_equal_a_scalar_rate_and_get_exact_gradients(theta):
         eps = 1e-6
         fd = (target(ALPHA + eps) - target(ALPHA - eps)) / (2 * eps)
         np.testing.assert_allclose(jnp.sum(d_rates), fd, rtol=1e-6)
+        np.testing.assert_allclose(jax.grad(objective, argnums=1)(theta, jnp.float64(ALPHA)), fd, rtol=1e-6)  # one scalar rate
 
 
 def test_two_inner_steps_chain_exactly(theta):
@@ -220,7 +222,22 @@ def test_the_score_after_k_steps_is_the_same_however_many_steps_follow():
     curve = lambda steps: adaptation_curve(learner, jnp.float32(3.0), None, jax.random.PRNGKey(0), 0.25, jnp.ones(steps))  # noqa: E731
     short, long = np.asarray(curve(1)), np.asarray(curve(3))
     np.testing.assert_array_equal(short, long[:2])
-    assert len(set(long.tolist())) == 4  # each score its own draw
+    drawn = learner._replace(score=lambda params, batch: batch)  # the score is the query batch itself
+    queries = adaptation_curve(drawn, jnp.float32(3.0), None, jax.random.PRNGKey(0), 0.25, jnp.ones(3))
+    assert len(set(np.asarray(queries).tolist())) == 4  # each score its own draw
+
+
+def test_each_inner_step_of_a_meta_batch_draws_its_own_support_batch():
+    """keys[i] splits into task i's query key and a key that splits into one key per inner step.
+    With loss p * b, a step at rate 1 moves p by -b, so the adapted parameters are minus the sum
+    of the support batches drawn."""
+    draw = lambda params, task, key: jax.random.normal(key)  # noqa: E731
+    learner = Learner(draw, draw, lambda params, batch: params * batch, lambda params, batch: params)
+    key = jax.random.PRNGKey(3)
+    _, (_, adapted) = one_task_meta_loss(learner, jnp.float32(0.0), None, key, 2, 1.0, True)
+    b0, b1 = (jax.random.normal(k) for k in jax.random.split(jax.random.split(key)[0], 2))
+    assert b0 != b1
+    np.testing.assert_allclose(adapted, -(b0 + b1), rtol=1e-6)
 
 
 def test_dice_and_reward_to_go_restart_with_each_episode_of_a_window():
