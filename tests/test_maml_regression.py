@@ -183,3 +183,22 @@ def test_an_adaptation_curve_takes_each_step_at_its_own_rate():
         for rate in (ALPHA, 0.5 * ALPHA):
             adapted = jax.tree.map(lambda p, g: p - rate * g, adapted, jax.grad(learner.loss)(adapted, support))
         np.testing.assert_allclose(curve[3], learner.score(adapted, query), rtol=1e-9)
+
+
+def test_eval_takes_the_first_step_at_inner_lr_and_the_later_ones_at_later_lr_scale_times_it():
+    config = resolve_config("maml", "sinusoid", None, ["hidden=[8]", "later_lr_scale=0"])
+    family = get_family("sinusoid")
+    algo = make_algorithm("maml", config, family)
+    tasks = family.sample(jax.random.PRNGKey(1), 2, "test")
+    curve = np.asarray(algo.adaptation_curve(algo.init_params(jax.random.PRNGKey(0)), tasks, jax.random.PRNGKey(2), 2))
+    assert np.all(curve[:, 1] != curve[:, 0]) and np.all(curve[:, 2] == curve[:, 1])
+
+
+@pytest.mark.parametrize("query_points, drawn", [(20, 20), (0, 5)])
+def test_a_task_draws_shots_support_points_and_query_points_query_points_and_eval_its_own_number(query_points, drawn):
+    family = get_family("sinusoid")
+    model = regression_model(family, (8,), shots=5, query_points=query_points, eval_query_points=50, task_input=False)
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train"))
+    key = jax.random.PRNGKey(2)
+    sizes = [len(learn(None, task, key)[1]) for learn in (model.learner.support, model.learner.query, model.eval_learner.query)]
+    assert sizes == [5, drawn, 50]

@@ -1,4 +1,5 @@
-"""MAML-RL behaviour: one inner policy-gradient step improves the policy on its own task; how the
+"""MAML-RL behaviour: one inner policy-gradient step improves the policy on its own task; a
+meta-iteration's env steps are counted whole; how the
 meta-batch and the seeds are scheduled over passes and devices does not change the result; a pass
 holds as many tasks as fit a core's L2 cache."""
 
@@ -9,7 +10,7 @@ import pytest
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import MamlRLConfig
-from metarl_cli.families import get_family
+from metarl_cli.families import family_for, get_family
 
 
 def test_adapted_policy_improves_on_its_task():
@@ -21,6 +22,15 @@ def test_adapted_policy_improves_on_its_task():
     scores = np.asarray(algo.adaptation_curve(params, tasks, jax.random.PRNGKey(2), 2))
     gain = scores[:, 2] - scores[:, 0]
     assert gain.mean() > 3 * gain.std(ddof=1) / np.sqrt(len(gain)), scores
+
+
+@pytest.mark.parametrize("inner_steps", [0, 1, 2])
+def test_a_meta_iteration_counts_the_env_steps_of_every_support_and_query_rollout(inner_steps):
+    """inner_steps support rollouts and one query rollout a task, of lanes x horizon steps each
+    (with no inner step, the pretrained baseline's plain multi-task training, the query alone)."""
+    config = MamlRLConfig(env="cartpole-family", meta_batch=3, lanes=4, horizon=20, inner_steps=inner_steps, hidden=(8,))
+    algo = make_algorithm("maml", config, family_for(config))
+    assert algo.env_steps_per_iteration == 3 * (inner_steps + 1) * 4 * 20
 
 
 # (inner steps, first order, Meta-SGD rates): the default's second order over two steps, the
