@@ -241,3 +241,22 @@ def test_an_adaptation_whose_parameters_are_not_all_finite_scores_nan():
     task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train"))
     curves = [np.asarray(adaptation_curve(model.learner, p, task, jax.random.PRNGKey(2), 0.1, jnp.zeros(1))) for p in (params, broken)]
     assert np.isfinite(curves[0]).all() and np.isnan(curves[1]).all()
+
+
+def test_the_gaussian_policy_samples_and_scores_with_its_standard_deviation():
+    """point-nav's policy: actions ~ N(mean(obs), exp(log_std)^2), log_prob the normal log-density."""
+    from scipy.stats import norm
+
+    from metarl_cli.nets import make_policy
+
+    policy = make_policy(obs_dim=2, action_dim=2, discrete=False, hidden=(8,))
+    initial = policy.init(jax.random.PRNGKey(0))["params"]
+    with_log_std = lambda log_std: {"params": {**initial, "log_std": log_std}}  # noqa: E731
+    params = with_log_std(jnp.log(jnp.array([2.0, 0.3])))
+    obs = jnp.array([0.3, -0.7])
+    actions = jax.vmap(lambda k: policy.sample(params, obs, k))(jax.random.split(jax.random.PRNGKey(1), 20_000))
+    mean = policy.sample(with_log_std(jnp.full(2, -30.0)), obs, jax.random.PRNGKey(2))  # a standard deviation of 1e-13
+    np.testing.assert_allclose(actions.std(axis=0), [2.0, 0.3], rtol=0.03)
+    np.testing.assert_allclose(actions.mean(axis=0), mean, atol=0.05)
+    scored = policy.log_prob(params, jnp.broadcast_to(obs, (5, 2)), actions[:5])
+    np.testing.assert_allclose(scored, norm.logpdf(actions[:5], mean, [2.0, 0.3]).sum(-1), rtol=1e-5)
