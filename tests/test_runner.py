@@ -21,7 +21,7 @@ import pytest
 from metarl_cli.algos import Algorithm, Phase
 from metarl_cli.config import MamlRLConfig
 from metarl_cli.errors import UserError
-from metarl_cli.training.checkpoint import Checkpoints, PackedSave, PackedStateHandler, pack
+from metarl_cli.training.checkpoint import CHOICES, Checkpoints, PackedSave, PackedStateHandler, pack
 from metarl_cli.training.runner import DivergedError, Interrupted, TrainSummary, stop_signals_set, train
 
 
@@ -193,6 +193,33 @@ def test_a_reader_beside_a_run_still_training_reads_the_steps_its_saves_leave(tm
         assert empty.restore_chosen({"params": jnp.zeros(())}) == (None, None)
 
 
+def test_a_reader_chooses_again_only_where_its_step_vanished_and_at_most_choices_times(tmp_path):
+    """A damaged step that is still there is reported at once; a step deleted before it is read is
+    chosen again, `CHOICES` times in all, then reported."""
+    template = {"params": jnp.zeros(())}
+    with Checkpoints(tmp_path, keep=2) as checkpoints:
+        checkpoints.save(1, {"params": jnp.asarray(1.0)}, score=0.0)
+        checkpoints.wait()
+        (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(b"")
+        reloads = []
+        checkpoints.manager.reload = lambda: reloads.append(1)
+        with pytest.raises(UserError, match="damaged or incomplete"):
+            checkpoints.restore_chosen(template)
+        assert reloads == []
+        tried = []
+
+        def vanished(target, which="latest", step=None):
+            tried.append(step)
+            if len(tried) > CHOICES:
+                raise RuntimeError("chose again past CHOICES")
+            raise UserError(f"step {step} is gone")
+
+        checkpoints.restore, checkpoints.step = vanished, lambda which="latest": 7  # no directory 7
+        with pytest.raises(UserError, match="step 7 is gone"):
+            checkpoints.restore_chosen(template)
+        assert tried == [7] * CHOICES and len(reloads) == CHOICES - 1
+
+
 def test_an_empty_checkpoint_file_is_reported_in_one_line(tmp_path):
     with Checkpoints(tmp_path, keep=2) as checkpoints:
         checkpoints.save(1, {"params": jnp.asarray(1.0)}, score=0.0)
@@ -292,7 +319,8 @@ def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training()
 def test_pack_and_unpack_give_back_every_leaf_with_its_dtype():
     from metarl_cli.training.checkpoint import unpack
 
-    tree = {"a": np.arange(4, dtype=np.float32), "b": np.full((2, 2), 7.0, np.float32), "n": np.array([3, 1], np.int32)}
+    tree = {"a": np.arange(4, dtype=np.float32), "b": np.full((2, 2), 7.0, np.float32), "c": np.array([5.0, 6.0], np.float32),
+            "n": np.array([3, 1], np.int32)}
     back = unpack(pack(tree), tree)
     for name in tree:
         assert back[name].dtype == tree[name].dtype, name
