@@ -62,6 +62,31 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_an_iteration_whose_score_is_not_finite_never_ranks_best_and_logs_null(tmp_path):
+    """A score of NaN beside a finite loss (an RL^2 or DQN chunk in which no episode ended) is no
+    score: the best checkpoint is the best finite one, and metrics.jsonl stays strict JSON."""
+    def step(state):
+        it = state["iteration"] + 1
+        score = jnp.where(it == 4, jnp.nan, jnp.where(it <= 3, it, 0).astype(jnp.float32))
+        return {"params": state["params"] + 1.0, "iteration": it}, {"loss": jnp.float32(1.0), "pre_return": score, "post_return": score}
+
+    train(toy_algorithm(step), MamlRLConfig(iterations=6, keep_checkpoints=1), tmp_path, resume=False, show_progress=False)
+    with Checkpoints(tmp_path, 1) as ckpt:
+        assert (ckpt.step("best"), ckpt.step()) == (3, 6)
+
+    def strict(constant):
+        raise ValueError(f"{constant} in metrics.jsonl")
+
+    lines = [json.loads(line, parse_constant=strict) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["post_return"] for line in lines] == [1.0, 2.0, 3.0, None, 0.0, 0.0]
+
+
+def test_the_mean_over_seeds_leaves_out_a_seed_without_a_value():
+    from metarl_cli.training.runner import _seed_mean
+
+    assert _seed_mean([1.0, np.nan]) == 1.0 and np.isnan(_seed_mean([np.nan, np.nan]))
+
+
 def test_a_divergence_crosses_to_the_process_waiting_on_the_training(tmp_path):
     """The benchmarks train in a process of their own (scripts/scratch.py): the error must unpickle there."""
     with pytest.raises(DivergedError) as raised:
