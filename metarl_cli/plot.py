@@ -155,7 +155,7 @@ def adaptation_series(result: dict) -> list[tuple[str, int, np.ndarray, np.ndarr
 
 
 def shown_results(evaluations: dict[Path, dict]) -> dict[tuple[str, bool], dict[Path, tuple[str, dict]]]:
-    """Each evaluated run's (split, result) on its `test` split, or its first split evaluated, grouped
+    """Each evaluated run's (split, result) on its `test` split, or else its first split by name, grouped
     by kind, (score, whether it is an RL^2 trial): a kind is a panel, with its own axes."""
     kinds: dict[tuple[str, bool], dict[Path, tuple[str, dict]]] = defaultdict(dict)
     for run, evaluation in evaluations.items():

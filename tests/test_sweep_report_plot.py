@@ -492,6 +492,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, c
     assert f"{tmp_path / 'taken'} is not a directory" in err
 
 
+def test_plot_shows_the_test_split_or_else_the_first_by_name():
+    from metarl_cli.plot import shown_results
+
+    result = {"score": "return"}
+    runs = {Path("a"): {"train": result, "ood": result}, Path("b"): {"ood": result, "test": result}}
+    assert {run: split for run, (split, _) in shown_results(runs)[("return", False)].items()} == {Path("a"): "ood", Path("b"): "test"}
+
+
 def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
     runs = [fake_run(tmp_path / name, seeds=1, iterations=3, evaluated=False) for name in ("sinusoid", "dqn", "rl2")]
     write_eval(runs[0], {"meta-learned": [[1.0, 2.0], [0.5, 0.7]]}, score="mse")
