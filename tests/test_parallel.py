@@ -25,6 +25,17 @@ from test_runner import diverging_algorithm
 needs_two_devices = pytest.mark.skipif(len(jax.local_devices()) < 2, reason="one device: trainings run one after another")
 
 
+@needs_two_devices
+@pytest.mark.parametrize("devices, seeds, alone", [(1, 1, True), (2, 1, False), (1, 2, False)])
+def test_a_job_runs_side_by_side_only_where_neither_its_step_nor_its_seeds_spread_over_devices(devices, seeds, alone):
+    from types import SimpleNamespace
+
+    from metarl_cli.training.parallel import on_one_device
+
+    job = TrainJob(SimpleNamespace(devices=devices), SimpleNamespace(seeds=seeds), None, False)
+    assert on_one_device(job) == alone
+
+
 def sinusoid_jobs(tmp_path, iterations: int) -> list[TrainJob]:
     """A pretrained-like and an oracle-like sinusoid training, small."""
     config = resolve_config("maml", "sinusoid", None, [f"iterations={iterations}", "chunk=100", "hidden=[8]", "meta_batch=4"])
