@@ -202,3 +202,15 @@ def test_a_task_draws_shots_support_points_and_query_points_query_points_and_eva
     key = jax.random.PRNGKey(2)
     sizes = [len(learn(None, task, key)[1]) for learn in (model.learner.support, model.learner.query, model.eval_learner.query)]
     assert sizes == [5, drawn, 50]
+
+
+def test_each_meta_iteration_moves_the_run_key_on():
+    """New tasks and batches every iteration: the state's key is split, not reused."""
+    config = resolve_config("maml", "sinusoid", None, ["hidden=[8]", "meta_batch=2"])
+    algo = make_algorithm("maml", config, get_family("sinusoid"))
+    state, step = algo.init(jax.random.PRNGKey(0)), jax.jit(algo.step)
+    keys = [state["key"]]
+    for _ in range(2):
+        state, _ = step(state)
+        keys.append(state["key"])
+    assert len({tuple(np.asarray(k).ravel().tolist()) for k in keys}) == 3
