@@ -53,6 +53,15 @@ split_items() {  # $1: text; fills `items` with its comma-separated items, comma
   [ "$depth" = 0 ] || balanced=0
 }
 
+same_value() {  # $1, $2: two spellings of one number (0.1 and 0.10, 1e-3 and 0.001) or of one list ([64,64] and [64, 64])
+  local a=$1 b=$2 x y
+  if [ "${a:0:1}" = "[" ] && [ "${b:0:1}" = "[" ]; then
+    [ "${a// /}" = "${b// /}" ]
+  else
+    x=$(LC_ALL=C printf '%.17g' "$a" 2>/dev/null) && y=$(LC_ALL=C printf '%.17g' "$b" 2>/dev/null) && [ "$x" = "$y" ]
+  fi
+}
+
 # The grid: start from one empty point, multiply by each axis in turn.
 points=("")
 swept_keys=" "
@@ -70,6 +79,7 @@ for axis in "${axes[@]}"; do
     [ -n "${vals[i]}" ] || { echo "error: an empty value in '$axis'" >&2; exit 2; }
     for ((j = 0; j < i; j++)); do
       [ "${vals[i]}" != "${vals[j]}" ] || { echo "error: '$key' lists the value '${vals[i]}' twice" >&2; exit 2; }
+      ! same_value "${vals[i]}" "${vals[j]}" || { echo "error: '$key' lists one value twice, as '${vals[j]}' and '${vals[i]}'" >&2; exit 2; }
     done
   done
   next=()

@@ -86,6 +86,8 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
 @pytest.mark.parametrize("axis, jobs, message", [
     ("inner_lr", "3", "expected KEY=V1,V2"),
     ("inner_lr=0.1,0.2,0.1", "3", "'inner_lr' lists the value '0.1' twice"),
+    ("inner_lr=0.1,0.2,0.10", "3", "'inner_lr' lists one value twice, as '0.1' and '0.10'"),
+    ("outer_lr=1e-3,0.001", "3", "'outer_lr' lists one value twice, as '1e-3' and '0.001'"),
     ("hidden=[32,32 inner_lr=0.1,0.2", "3", "unbalanced brackets in 'hidden=[32,32'"),
     ("hidden=32],[64]", "3", "unbalanced brackets in 'hidden=32],[64]'"),
     ("inner_lr=0.1,", "3", "an empty value in 'inner_lr=0.1,'"),
@@ -117,6 +119,9 @@ def test_list_values_are_swept_whole(tmp_path):
     assert "hidden=[64, 64]" in (point / "args").read_text().splitlines()  # one argument, not split at its space
     assert done.checked == ["train maml --env cartpole-family --set hidden=[32,32] --set inner_lr=0.1 --dry-run -q",
                             "train maml --env cartpole-family --set hidden=[64, 64] --set inner_lr=0.2 --dry-run -q"]
+    (tmp_path / "again").mkdir()
+    done, calls = sweep(tmp_path / "again", "maml", "cartpole-family", "hidden=[64,64],[64, 64]")
+    assert done.returncode == 2 and "'hidden' lists one value twice, as '[64,64]' and '[64, 64]'" in done.stderr and not calls
 
 
 def test_a_sweep_directory_keeps_the_arguments_its_points_were_started_with(tmp_path):
