@@ -30,7 +30,8 @@ import pytest
 
 from metarl_cli.errors import UserError
 from metarl_cli.families import get_family
-from metarl_cli.rl.mdp_strategies import strategy_returns
+from metarl_cli.rl import mdp_strategies
+from metarl_cli.rl.mdp_strategies import EPSILONS, _action_values, strategy_returns
 
 COPIES = 20_000
 MEANS = np.array([2.0, -1.0, 0.5, -2.0, 1.0])
@@ -63,6 +64,8 @@ def _two_step_tasks(next_state: int = 0):
 @pytest.mark.parametrize("strategy, kwargs, expected", [
     ("greedy", {}, MEANS.mean() + _second_step(0.0)),
     ("epsilon-greedy", {"epsilon": 0.5}, MEANS.mean() + 0.5 * _second_step(0.0) + 0.5 * MEANS.mean()),
+    ("epsilon-greedy", {"epsilon": 0.0}, MEANS.mean() + _second_step(0.0)),
+    ("epsilon-greedy", {"epsilon": 0.1}, MEANS.mean() + 0.9 * _second_step(0.0) + 0.1 * MEANS.mean()),
     ("posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
     ("state-blind posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
 ])
@@ -91,3 +94,41 @@ def test_state_blind_strategy_pools_each_action_over_states():
         returns = np.asarray(strategy_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(2), prior_mean=1.0))
         stderr = returns.std() / math.sqrt(COPIES)
         assert abs(returns.mean() - value) < 4 * stderr, (strategy, returns.mean(), value, stderr)
+
+
+def test_each_episodes_return_sums_its_own_steps():
+    """Two episodes of two steps: every action pays 2 on average in state 0, where each episode
+    starts, and -1 in state 1, where every transition leads, so each episode pays 2 - 1 = 1 (its
+    first and second steps, not the trial's first and third)."""
+    family, tasks = _two_step_tasks(next_state=1)
+    tasks = tasks.replace(mean_reward=tasks.mean_reward.at[:, 0].set(2.0).at[:, 1].set(-1.0))
+    returns = np.asarray(strategy_returns("greedy", family.env, tasks, 2, 2, jax.random.PRNGKey(3)))
+    assert returns.shape == (COPIES, 2)
+    stderr = returns.std(axis=0) / math.sqrt(COPIES)
+    assert np.all(np.abs(returns.mean(axis=0) - 1.0) < 4 * stderr), (returns.mean(axis=0), stderr)
+
+
+def test_posterior_greedy_values_each_action_at_its_posterior_mean():
+    """Prior N(1, 4), unit reward noise: an action taken n times for a reward sum s has posterior
+    mean (4 s + 1) / (4 n + 1); an untried one the prior mean 1. State-blind pools both states."""
+    counts = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 2.0]])
+    sums = jnp.array([[5.0, 0.0, 0.0], [0.0, 3.0, 1.0]])
+    posterior = lambda n, s: (4.0 * s + 1.0) / (4.0 * n + 1.0)  # noqa: E731
+    expected = {"posterior greedy": [1.0, posterior(1, 3.0), posterior(2, 1.0)],
+                "state-blind posterior greedy": [posterior(1, 5.0), posterior(1, 3.0), posterior(2, 1.0)],
+                "greedy": [0.0, 3.0, 0.5]}
+    for strategy, values in expected.items():
+        np.testing.assert_allclose(_action_values(strategy, counts, sums, 1, 1.0, 4.0), values, rtol=1e-6, err_msg=strategy)
+
+
+def test_epsilon_is_tuned_to_the_grid_value_with_the_highest_validation_return(monkeypatch):
+    played = []
+
+    def returns_peaking_at_0_1(strategy, env, tasks, episodes, horizon, key, epsilon):
+        played.append((strategy, epsilon, tuple(np.asarray(key))))
+        return jnp.full((3, episodes), -((epsilon - 0.1) ** 2))
+
+    monkeypatch.setattr(mdp_strategies, "strategy_returns", returns_peaking_at_0_1)
+    assert mdp_strategies.tune_epsilon(None, None, 2, 4, jax.random.PRNGKey(0)) == 0.1
+    assert [eps for _, eps, _ in played] == list(EPSILONS)
+    assert {strategy for strategy, _, _ in played} == {"epsilon-greedy"} and len({key for _, _, key in played}) == 1

@@ -357,13 +357,16 @@ def test_a_trial_ends_with_its_last_episode_and_its_later_steps_count_for_nothin
 
 def test_trial_steps_count_the_steps_inside_the_trials():
     """On CartPole (a reward of 1 a step) the steps used are the trials' total return, fewer than the
-    iteration's env steps, which count the masked steps after each trial's last episode too."""
+    iteration's env steps, which count the masked steps after each trial's last episode too. With two
+    episodes a trial, the logged first and last episodes' returns are the two that make up the return."""
     sets = ["hidden=8", "meta_batch=4", "minibatches=2", "epochs=1", "episodes=2", "iterations=1"]
     config = resolve_config("rl2", "cartpole-family", None, sets)
     algo = make_algorithm("rl2", config, family_for(config))
     _, metrics = jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0)))
     assert float(metrics["trial_steps"]) == float(metrics["return"]) * config.meta_batch
     assert 0 < float(metrics["trial_steps"]) < algo.env_steps_per_iteration
+    np.testing.assert_allclose(metrics["first_episode"] + metrics["last_episode"], metrics["return"], rtol=1e-5)
+    assert float(metrics["first_episode"]) != float(metrics["last_episode"])
 
 
 def test_the_value_head_predicts_in_units_of_value_scale():
@@ -398,6 +401,25 @@ def test_the_lstm_cell_is_the_standard_one():
     (c_out, h_out), _, _ = agent.step(params, (c, h), inputs)
     np.testing.assert_allclose(c_out, c_next, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h_out, jax.nn.sigmoid(o) * jnp.tanh(c_next), rtol=1e-5, atol=1e-6)
+
+
+def test_the_gru_cell_is_the_standard_one():
+    """From a nonzero memory h: reset r, update z and candidate n from the embedded input and h, the
+    reset gate scaling the hidden side's projection (bias included, as in cuDNN and PyTorch):
+    n = tanh(x_n + r (W_hn h + b_hn)) and h' = (1 - z) n + z h, computed here by hand."""
+    agent = make_recurrent_agent(3, 2, 4, "gru")
+    params = agent.init(jax.random.PRNGKey(0))
+    p = params["params"]
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    h = jax.random.normal(keys[0], (5, 4))
+    inputs = jax.random.normal(keys[1], (5, 3 + 2 + 2))
+    dense = lambda layer, x: x @ p[layer]["kernel"] + p[layer]["bias"]  # noqa: E731
+    x_r, x_z, x_n = jnp.split(dense("input_gates", jax.nn.relu(dense("embed", inputs))), 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(dense("hidden_gates", h), 3, axis=-1)
+    r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + r * h_n)
+    h_out, _, _ = agent.step(params, h, inputs)
+    np.testing.assert_allclose(h_out, (1.0 - z) * n + z * h, rtol=1e-5, atol=1e-6)
 
 
 def test_each_iteration_moves_the_run_key_on():
