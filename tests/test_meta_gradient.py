@@ -16,7 +16,7 @@ from jax import enable_x64
 
 from metarl_cli.meta import Learner, adaptation_curve, inner_step
 from metarl_cli.rl.baseline import discounted_advantages, reward_to_go
-from metarl_cli.rl.dice import dice_objective
+from metarl_cli.rl.dice import dice_objective, lvc_objective
 from metarl_cli.rl.rollout import Trajectory
 from conftest import one_task_meta_loss
 
@@ -155,7 +155,6 @@ def test_normalised_advantages_are_a_constant_step_scale(theta):
 
 def test_lvc_matches_dice_to_first_order_but_not_second(theta):
     """LVC keeps DiCE's gradient and changes only the curvature (by design)."""
-    from metarl_cli.rl.dice import lvc_objective
 
     def lvc_loss(t, batch):
         traj, weights = batch
@@ -242,7 +241,8 @@ def test_each_inner_step_of_a_meta_batch_draws_its_own_support_batch():
 
 def test_dice_and_reward_to_go_restart_with_each_episode_of_a_window():
     """A window of two 2-step episodes, zero baseline: each step's score weighs the discounted rewards
-    from it to its own episode's end, the discount counted from that episode's start."""
+    from it to its own episode's end, the discount counted from that episode's start; with a
+    baseline, DiCE's and LVC's weights (their first derivatives) are the same."""
     g = 0.9
     rewards = jnp.array([[1.0], [2.0], [3.0], [4.0]])
     dones = jnp.array([[False], [True], [False], [True]])
@@ -250,3 +250,9 @@ def test_dice_and_reward_to_go_restart_with_each_episode_of_a_window():
     score_weights = jax.grad(lambda log_probs: dice_objective(log_probs, traj, jnp.zeros((4, 1)), g))(jnp.zeros((4, 1)))
     np.testing.assert_allclose(score_weights[:, 0], np.array([1 + g * 2, g * 2, 3 + g * 4, g * 4]) / 4, rtol=1e-6)
     np.testing.assert_allclose(reward_to_go(rewards, dones, g)[:, 0], [1 + g * 2, 2, 3 + g * 4, 4], rtol=1e-6)
+    # A baseline b_t lowers step t's weight by its discounted value, in DiCE as in LVC's advantages.
+    baseline = jnp.array([[0.5], [-1.0], [2.0], [0.25]])
+    dice_weights = jax.grad(lambda log_probs: dice_objective(log_probs, traj, baseline, g))(jnp.zeros((4, 1)))
+    np.testing.assert_allclose(dice_weights, score_weights - g ** traj.episode_time * baseline / 4, rtol=1e-6)
+    advantages = discounted_advantages(traj, reward_to_go(rewards, dones, g), baseline, g)
+    np.testing.assert_allclose(jax.grad(lambda log_probs: lvc_objective(log_probs, advantages))(jnp.zeros((4, 1))), dice_weights, rtol=1e-6)
