@@ -260,3 +260,43 @@ def test_the_gaussian_policy_samples_and_scores_with_its_standard_deviation():
     np.testing.assert_allclose(actions.mean(axis=0), mean, atol=0.05)
     scored = policy.log_prob(params, jnp.broadcast_to(obs, (5, 2)), actions[:5])
     np.testing.assert_allclose(scored, norm.logpdf(actions[:5], mean, [2.0, 0.3]).sum(-1), rtol=1e-5)
+
+
+def test_a_policy_gradient_batch_holds_each_episodes_returns_its_baseline_and_its_advantages():
+    """Episodes cut at 5 steps in a window of 12: the episode clock and the discounted reward-to-go
+    restart after every episode end (a truncation too), the baseline is the linear fit to those
+    returns, each advantage is gamma^(time in episode) (return - baseline); the loss is minus the
+    chosen estimator's surrogate."""
+    import dataclasses
+
+    from metarl_cli.nets import make_policy
+    from metarl_cli.rl.baseline import linear_baseline
+    from metarl_cli.rl.dice import dice_objective, lvc_objective
+    from metarl_cli.rl.learner import rl_model
+
+    gamma, family = 0.9, dataclasses.replace(get_family("cartpole-family"), horizon=5)
+    models = {estimator: rl_model(family, [8], lanes=3, horizon=12, gamma=gamma, normalize=False, estimator=estimator)
+              for estimator in ("dice", "lvc")}
+    task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(1), 1, "train"))
+    params = models["lvc"].init(jax.random.PRNGKey(0))
+    batch = models["lvc"].learner.support(params, task, jax.random.PRNGKey(2))
+    traj = batch.traj
+    dones, rewards = np.asarray(traj.dones), np.asarray(traj.rewards, np.float64)
+    assert (dones & ~np.asarray(traj.terminated)).any()  # time limits inside the window
+    time, returns = np.zeros(dones.shape), np.zeros(dones.shape)
+    for t in range(1, len(dones)):
+        time[t] = np.where(dones[t - 1], 0, time[t - 1] + 1)
+    future = np.zeros(dones.shape[1])
+    for t in reversed(range(len(dones))):
+        returns[t] = future = rewards[t] + gamma * future * (1 - dones[t])
+    np.testing.assert_array_equal(traj.episode_time, time)
+    np.testing.assert_allclose(batch.baseline, linear_baseline(traj, jnp.asarray(returns, jnp.float32)), rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(batch.baseline)).min() > 0.1
+    np.testing.assert_allclose(batch.advantages, gamma**time * (returns - np.asarray(batch.baseline)), rtol=1e-5, atol=1e-5)
+
+    policy = make_policy(family.obs_dim, family.action_dim, family.discrete, [8])
+    log_probs = policy.log_prob(params, traj.obs, traj.actions)
+    surrogates = {"dice": dice_objective(log_probs, traj, batch.baseline, gamma), "lvc": lvc_objective(log_probs, batch.advantages)}
+    assert abs(float(surrogates["dice"]) - float(surrogates["lvc"])) > 0.1
+    for estimator, surrogate in surrogates.items():
+        np.testing.assert_allclose(models[estimator].learner.loss(params, batch), -surrogate, rtol=1e-5, err_msg=estimator)
