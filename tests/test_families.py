@@ -143,6 +143,27 @@ def test_ood_draws_each_interval_of_a_union_by_its_length():
     assert abs(np.mean(values < 1.0) - 0.2) < 0.02
 
 
+SUNBLAZE_UNIT = (1.0, (0.75, 1.25), [(0.5, 0.75), (1.25, 1.5)])
+SUNBLAZE = {  # shared/PROTOCOLS.md (Packer et al. 2018): parameter -> (default D, train R, held-out E)
+    "cartpole-family": {"force_mag": (10.0, (5.0, 15.0), [(1.0, 5.0), (15.0, 20.0)]),
+                        "length": (0.5, (0.25, 0.75), [(0.05, 0.25), (0.75, 1.0)]),
+                        "masspole": (0.1, (0.05, 0.5), [(0.01, 0.05), (0.5, 1.0)])},
+    "mountaincar-family": {"force": (0.001, (0.0005, 0.005), [(0.0001, 0.0005), (0.005, 0.01)]),
+                           "gravity": (0.0025, (0.001, 0.005), [(0.0005, 0.001), (0.005, 0.01)])},
+    "acrobot-family": {"link_length_1": SUNBLAZE_UNIT, "link_mass_1": SUNBLAZE_UNIT, "link_moi": SUNBLAZE_UNIT},
+    "pendulum-family": {"l": SUNBLAZE_UNIT, "m": SUNBLAZE_UNIT},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUNBLAZE))
+def test_physics_families_have_the_sunblaze_defaults_and_ranges(name):
+    ranges = {r.name: (r.default, tuple(r.train), [tuple(i) for i in r.ood]) for r in get_family(name).ranges}
+    assert ranges.keys() == SUNBLAZE[name].keys()
+    for parameter, (default, train, ood) in SUNBLAZE[name].items():
+        assert ranges[parameter][0] == pytest.approx(default) and ranges[parameter][1] == pytest.approx(train), parameter
+        assert len(ranges[parameter][2]) == len(ood) and all(a == pytest.approx(b) for a, b in zip(ranges[parameter][2], ood)), parameter
+
+
 def test_rollout_counts_time_within_each_episode_and_keeps_each_final_observation():
     family = get_family("cartpole-family")
     task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(0), 1, "train"))
@@ -198,7 +219,7 @@ def test_discrete_pendulum_actions_are_evenly_spaced_torques_from_minus_to_plus_
     fam = get_family("pendulum-family")
     task = jax.tree.map(lambda x: x[0], fam.sample(jax.random.PRNGKey(10), 1, "train"))
     n = fam.env.num_actions
-    assert n >= 3 and n % 2 == 1
+    assert n == 5  # as its summary, `metarl envs` and the README say
     state = EnvState(theta=jnp.float32(0.7), theta_dot=jnp.float32(-0.3), last_u=jnp.float32(0.0), time=0)
     key = jax.random.PRNGKey(0)
     torques = np.linspace(-1.0, 1.0, n) * float(task.max_torque)
