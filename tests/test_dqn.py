@@ -319,7 +319,7 @@ def test_the_end_of_training_line_names_seeds_without_an_episode():
 def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
     """Its TD targets cut at terminal states only (an episode cut at 5 steps bootstraps; where every
     step terminates, a target is its reward alone); eval's query rollout acts greedily, however much
-    the support rollouts explore."""
+    the support rollouts explore, and its support rollouts explore as training's do."""
     from metarl_cli.families import get_family
     from metarl_cli.rl.q_learner import q_model
     from metarl_cli.rl.q_learning import family_q_network
@@ -340,6 +340,9 @@ def test_maml_dqn_bootstraps_its_truncated_steps_and_is_scored_greedily():
     np.testing.assert_array_equal(falling.targets, falling.traj.rewards)
     query = model.eval_learner.query(params, task, jax.random.PRNGKey(3)).traj
     np.testing.assert_array_equal(query.actions, values(params, query.obs).argmax(-1))
+    explored = model.eval_learner.support(params, task, jax.random.PRNGKey(2)).traj  # eval's support explores as training's
+    np.testing.assert_array_equal(explored.actions, traj.actions)
+    assert np.any(np.asarray(explored.actions) != np.asarray(values(params, explored.obs).argmax(-1)))
     # The inner and outer loss: the TD error squared (not Huber'd), here with errors far past 1.
     far = batch._replace(targets=batch.targets + 10.0)
     chosen = jnp.take_along_axis(values(params, traj.obs), traj.actions[..., None], axis=-1)[..., 0]
