@@ -209,8 +209,9 @@ def test_a_sampled_batch_is_a_constant_of_the_policy_parameters():
 
 
 def test_the_linear_baseline_fits_any_return_made_of_rllabs_features_exactly():
-    """Its features are rllab's: the observation, its square, time, time squared and cubed (time in
-    the episode, over 100), and a constant; a return made of them is fitted but for the ridge's small pull."""
+    """Its features are rllab's: the observation (clipped to [-10, 10]), its square, time, time squared
+    and cubed (time in the episode, over 100), and a constant; a return made of them is fitted but
+    for the ridge's small pull."""
     from metarl_cli.rl.baseline import features, linear_baseline
     from metarl_cli.rl.rollout import Trajectory
 
@@ -225,6 +226,10 @@ def test_the_linear_baseline_fits_any_return_made_of_rllabs_features_exactly():
     t = t[..., None]
     expected = jnp.concatenate([obs, obs**2, t, t**2, t**3, jnp.ones_like(t)], axis=-1)
     np.testing.assert_allclose(features(traj), expected, rtol=1e-6)
+    far = traj._replace(obs=obs * 20.0)  # observations clipped to [-10, 10] first, as rllab clips them
+    clipped = jnp.clip(obs * 20.0, -10.0, 10.0)
+    assert np.abs(obs * 20.0).max() > 20.0
+    np.testing.assert_allclose(features(far)[..., :4], jnp.concatenate([clipped, clipped**2], axis=-1), rtol=1e-6)
 
 
 def test_an_adaptation_whose_parameters_are_not_all_finite_scores_nan():
