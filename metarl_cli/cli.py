@@ -11,9 +11,11 @@ from typing import List, NoReturn, Optional
 
 import typer
 from rich import box
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
 from metarl_cli.errors import UserError
@@ -191,7 +193,7 @@ def _ranges_comment(family) -> str:
 
 
 def _interval(bounds) -> str:
-    return f"[{bounds[0]:g}, {bounds[1]:g}]"
+    return f"[{bounds[0]:.10g}, {bounds[1]:.10g}]"
 
 
 @app.command("eval")
@@ -246,14 +248,9 @@ def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
     return f"{summary.mean:.{digits}{form}} ± {summary.ci95:.{digits}{form}}"
 
 
-def _widths(table: Table) -> Measurement:
-    """The fewest columns `table` can take and the most it takes (unsqueezed), whatever the terminal's
-    width (rich clamps a measurement to it otherwise)."""
-    return Measurement.get(out, out.options.update_width(10_000), table)
-
-
 def _natural_width(table: Table) -> int:
-    return _widths(table).maximum
+    """The columns `table` takes unsqueezed (rich measures against the terminal's width otherwise)."""
+    return Measurement.get(out, out.options.update_width(10_000), table).maximum
 
 
 def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: list[str], cells: list[list[str]],
@@ -327,10 +324,10 @@ def trial_tables(run_dir: Path, result) -> list[Table]:
     return _grid_tables(lambda: _result_table(run_dir, result, what), "method", methods, columns, cells, paper_width)
 
 
-def _report_table(rows, title: str, with_run: bool) -> Table:
-    """The report's rows as a table: a run's name on its first row only, a rule between runs. Cells
-    wrap, rather than lose their ends, where the terminal is narrower than the table: between words
-    where every column can take its longest word, else anywhere."""
+def _report_table(rows, title: str, with_run: bool, squeeze: bool = True) -> Table:
+    """The report's rows as a table: a run's name on its first row only, a rule between runs. With
+    `squeeze`, cells wrap, rather than lose their ends, where the terminal is narrower than the
+    table: between words where every column can take its longest word, else anywhere."""
     labels = ["run", "split", "method", "metric"][0 if with_run else 1:] + ["seeds", "n", "estimate", "95% CI"]
     body = []
     for i, row in enumerate(rows):
@@ -341,9 +338,9 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
             summary = [f"{row.estimate:.3g} ({row.estimator})", f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
         cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), *summary]
         body.append((first_of_run and i > 0, ([row.run if first_of_run else ""] if with_run else []) + cells))
-    texts = [[label] + [cells[j] for _, cells in body] for j, label in enumerate(labels)]
-    longest = [max(len(text) for text in column) for column in texts]
-    words = [max(len(word) for text in column for word in text.split() or [""]) for column in texts]
+    texts = [[Text.from_markup(text).plain for text in [label] + [cells[j] for _, cells in body]] for j, label in enumerate(labels)]
+    longest = [max(cell_len(text) for text in column) for column in texts]
+    words = [max(cell_len(word) for text in column for word in text.split() or [""]) for column in texts]
 
     def build(widths: list[int] | None = None) -> Table:
         narrow = widths is not None
@@ -357,7 +354,7 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
         return table
 
     table = build()
-    if _natural_width(table) <= out.width:
+    if not squeeze or _natural_width(table) <= out.width:
         return table
     # Narrower: one space between columns, each column as wide as its longest word, then whole the
     # columns that need least room for it, the room left to the next; where even the words do not
@@ -393,10 +390,10 @@ def report(
         raise UserError("nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation")
     title = ("IQM [95% stratified bootstrap CI] over seeds and held-out tasks; "
              "a training row: the mean [95% Student-t CI] over seeds")
-    table = _report_table(rows, title, with_run=True)
+    table = _report_table(rows, title, with_run=True, squeeze=False)
     if _natural_width(table) <= out.width:
         out.print(table)
-    else:  # a narrow terminal: a table per run, its name as the title (never cut), the rows kept whole
+    else:  # a narrow terminal: a table per run, its name as the title (never cut), its cells wrapped where still too wide
         out.print(f"[italic]{title}[/]")
         for run, run_rows_ in itertools.groupby(rows, key=lambda row: row.run):
             out.print(_report_table(list(run_rows_), run, with_run=False))
@@ -430,7 +427,7 @@ def _envs_table(families, numbers_whole: bool) -> Table:
     # terminal no interval is broken.
     longest = max(len(r.name) for fam in families for r in fam.ranges)
     table.add_column("parameter", min_width=longest if numbers_whole else None, width=None if numbers_whole else longest)
-    for col in ("default", "train / test", "ood"):  # too narrow for a number: it folds, never cut
+    for col in ("default", "train / test", "ood"):  # too narrow for a number: it folds (down to about 45 columns)
         table.add_column(col, no_wrap=numbers_whole, overflow="fold")
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, Family) and fam.draw_text:

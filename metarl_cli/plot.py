@@ -32,14 +32,13 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
 from metarl_cli.report import (  # noqa: E402
-    TRAINING_METRICS, check_writable, read_evaluation, scores_by_method, seed_curves, writing,
+    check_writable, metric_label, read_evaluation, scores_by_method, seed_curves, writing,
 )
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
 # Each learning panel holds the runs whose curves share an x and a y: (x label, y label) by algorithm and metric.
 X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once learning starts)", "rl2": "iteration (one PPO update on a batch of trials)"}
-RL2_Y_LABEL = "trial return (training)"
 # Line styles then colours: forty series before a style repeats (matplotlib's default repeats after ten).
 SERIES_STYLES = cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=plt.get_cmap("tab10").colors)
 DODGE = 0.3  # the width, in adaptation steps, over which one panel's series spread so their intervals stay apart
@@ -47,7 +46,7 @@ DODGE = 0.3  # the width, in adaptation steps, over which one panel's series spr
 
 def learning_axes(algo: str, metric: str) -> tuple[str, str]:
     """(x label, y label) of an algorithm's learning curve of `metric`: its panel."""
-    return X_LABELS.get(algo, "meta-iteration"), RL2_Y_LABEL if algo == "rl2" else TRAINING_METRICS[metric]
+    return X_LABELS.get(algo, "meta-iteration"), metric_label(algo, metric)
 
 
 class LearningCurve(NamedTuple):

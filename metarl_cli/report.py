@@ -44,6 +44,11 @@ SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 TRAINING_METRICS = {"post_return": "return after adaptation", "post_mse": "query MSE after adaptation", "return": "episode return (training)"}
 
 
+def metric_label(algo: str, metric: str) -> str:
+    """How tables and plots name a run's headline training metric (an RL^2 run's return is its trial's)."""
+    return "trial return (training)" if algo == "rl2" else TRAINING_METRICS[metric]
+
+
 def headline_values(records: list[dict]) -> tuple[str, list[dict]] | None:
     """The run's headline training metric (the first of `TRAINING_METRICS` its latest metrics line
     holds) and the metrics lines with a value of it; None where there is no such line."""
@@ -160,13 +165,13 @@ def runs_below(directory: Path) -> list[Path]:
 
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
-    _, config, _ = load_run(run_dir)  # a clear error if it is not a run
+    algo, config, _ = load_run(run_dir)  # a clear error if it is not a run
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     done = max((r["iteration"] for r in records), default=0)
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(config, DqnConfig)
-    return [*_training_rows(run_dir, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
+    return [*_training_rows(run_dir, algo, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -175,7 +180,7 @@ def _latest_checkpoint(run_dir: Path) -> int:
         return checkpoints.step() or 0
 
 
-def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
+def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
     """The run's headline training metric, one value per seed, as their mean with its Student-t
     interval (as `metarl plot` draws the curve's end): a percentile bootstrap over a handful of
     values would be too narrow (over two seeds it is their range whatever their spread, which holds
@@ -197,7 +202,7 @@ def _training_rows(run_dir: Path, records: list[dict], done: int, iterations: in
         curves = seed_curves(records)
         if curves is None:
             return []
-        values, label, seeds = curves.values[-1], f"{at}{TRAINING_METRICS[curves.metric]}{where}", curves.values.shape[1]
+        values, label, seeds = curves.values[-1], f"{at}{metric_label(algo, curves.metric)}{where}", curves.values.shape[1]
     mean, half = mean_ci95(values)
     return [ReportRow(str(run_dir), "train", "training", label, seeds, len(values), "mean", mean, mean - half, mean + half)]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from metarl_cli.config import DqnConfig, MamlRLConfig, write_config
+from metarl_cli.config import DqnConfig, MamlRLConfig, Rl2Config, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.plot import draw_runs
 from metarl_cli.report import iqm, report_paths, run_rows, stratified_bootstrap_ci
@@ -346,19 +346,35 @@ def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_
     assert saved["meta-learned"]["estimate"] == 2.5
 
 
-@pytest.mark.parametrize("width", [80, 60])
+@pytest.mark.parametrize("width", [80, 60, 56])
 def test_report_cuts_no_name_nor_word_on_a_narrow_terminal(tmp_path, cli, monkeypatch, width):
     from rich.console import Console
 
     from metarl_cli import cli as cli_module
 
     run = fake_run(tmp_path / "sweep" / "inner_lr=0.1,meta_batch=20,outer_lr=0.001", seeds=2, iterations=3, evaluated=True)
+    write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]], "pretrained (multi-task, step 0.05)": [[0.0] * 4, [1.0, 2.0, np.nan, 4.0]]})
     monkeypatch.setattr(cli_module, "out", Console(width=width))  # as a terminal of that many columns would be
     code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
     assert code == 0, err
     assert "…" not in out and max(len(line) for line in out.splitlines()) <= width  # cells wrap where too narrow
-    assert all(word in out.split() for word in ("meta-learned", "adaptation", "estimate", "(mean)"))  # between words
+    words = ("meta-learned", "adaptation", "estimate", "(mean)", "(multi-task,", "diverged", "1/4")
+    assert all(word in out.split() for word in words)  # between words, a diverged cell measured as shown
     assert str(run) in "".join(out.split())  # the name whole, folded over lines where longer than one
+
+
+def test_report_on_a_terminal_too_narrow_for_one_table_prints_a_table_per_run(tmp_path, cli, monkeypatch):
+    from rich.console import Console
+
+    from metarl_cli import cli as cli_module
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        fake_run(Path(name), seeds=2, iterations=3, evaluated=True)
+    for width, per_run in ((200, False), (90, True)):
+        monkeypatch.setattr(cli_module, "out", Console(width=width))
+        code, out, err = cli("report", "a", "b", "-o", "rep")
+        assert code == 0 and ("run" not in out.split()) == per_run, (width, out)  # per run: its name the title, no run column
 
 
 @pytest.mark.parametrize("checkpoint, evaluated_at, note", [("latest", 3, " (evaluated at iteration 3; the run is at 5)"),
@@ -480,6 +496,11 @@ def test_report_labels_an_rl2_trial_by_episode_and_trial_total(tmp_path):
     assert rows == [("trained", "return in episode 1 of 2", 2, 4, 2.5), ("trained", "return in episode 2 of 2", 2, 4, 6.5),
                     ("trained", "trial total return", 2, 4, 9.0)]
     assert run_rows(run, step=5) == run_rows(run, step=None)  # a trial has no adaptation steps to pick
+    # As an RL^2 run's: its training return is the trial's, as plot names it.
+    (run / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "rl2"}))
+    write_config(Rl2Config(seeds=2, iterations=1), "rl2", run / "config.toml")
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"iteration": 1, "seed": s, "return": 10.0 + s}) + "\n" for s in (0, 1)))
+    assert [r.metric for r in run_rows(run, step=None) if r.split == "train"] == ["final trial return (training)"]
 
 
 @pytest.mark.parametrize("given, written", [("rep-lr0.1", "rep-lr0.1"), ("rep.csv", "rep"), ("rep.json", "rep")])
