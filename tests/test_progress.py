@@ -41,7 +41,7 @@ def test_a_metric_without_a_value_this_chunk_shows_a_dash():
     assert seeds_apart.startswith("return       30  loss        1")  # the seeds that have one
 
 
-@pytest.mark.parametrize("columns, width", [(None, 1000), ("60", 60), ("wide", 1000)])
+@pytest.mark.parametrize("columns, width", [(None, 1000), ("60", 60), ("wide", 1000), ("0", 1000)])
 def test_output_into_a_pipe_takes_the_width_columns_sets_and_its_natural_width_without(capsys, monkeypatch, columns, width):
     for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS"):
         monkeypatch.delenv(forcing, raising=False)

@@ -14,7 +14,8 @@ def _console(stderr: bool, width: int) -> Console:
     """A console that, when not writing to a terminal, does not squeeze lines into 80 columns but
     into `width`, unless the COLUMNS environment variable sets a width (`COLUMNS=100 metarl envs | less`)."""
     plain = Console(stderr=stderr)
-    columns_given = os.environ.get("COLUMNS", "").isdigit()
+    columns = os.environ.get("COLUMNS", "")
+    columns_given = columns.isdigit() and int(columns) > 0  # (rich prints nothing at all into 0 columns)
     return plain if plain.is_terminal or columns_given else Console(stderr=stderr, width=width)
 
 
