@@ -56,6 +56,7 @@ split_items() {  # $1: text; fills `items` with its comma-separated items, comma
 same_value() {  # $1, $2: two spellings of one number (0.1 and 0.10, 1e-3 and 0.001) or of one list ([64,64] and [64, 64])
   local a=$1 b=$2 x y
   if [ "${a:0:1}" = "[" ] && [ "${b:0:1}" = "[" ]; then
+    case "$a$b" in *\"* | *\'*) return 1 ;; esac  # spaces inside a quoted string matter
     [ "${a// /}" = "${b// /}" ]
   else
     x=$(LC_ALL=C printf '%.17g' "$a" 2>/dev/null) && y=$(LC_ALL=C printf '%.17g' "$b" 2>/dev/null) && [ "$x" = "$y" ]
