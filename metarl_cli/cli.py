@@ -324,10 +324,11 @@ def trial_tables(run_dir: Path, result) -> list[Table]:
     return _grid_tables(lambda: _result_table(run_dir, result, what), "method", methods, columns, cells, paper_width)
 
 
-def _report_table(rows, title: str, with_run: bool, squeeze: bool = True) -> Table:
-    """The report's rows as a table: a run's name on its first row only, a rule between runs. With
-    `squeeze`, cells wrap, rather than lose their ends, where the terminal is narrower than the
-    table: between words where every column can take its longest word, else anywhere."""
+def _report_table(rows, title: str, with_run: bool) -> Table:
+    """The report's rows as a table: a run's name on its first row only, a rule between runs. One
+    run's table, `with_run` False, is squeezed where the terminal is narrower than it: its cells
+    wrap rather than lose their ends, between words where every column can take its longest word,
+    else anywhere. (A table `with_run` that is too wide is printed as a table per run instead.)"""
     labels = ["run", "split", "method", "metric"][0 if with_run else 1:] + ["seeds", "n", "estimate", "95% CI"]
     body = []
     for i, row in enumerate(rows):
@@ -354,7 +355,7 @@ def _report_table(rows, title: str, with_run: bool, squeeze: bool = True) -> Tab
         return table
 
     table = build()
-    if not squeeze or _natural_width(table) <= out.width:
+    if with_run or _natural_width(table) <= out.width:
         return table
     # Narrower: one space between columns, each column as wide as its longest word, then whole the
     # columns that need least room for it, the room left to the next; where even the words do not
@@ -390,7 +391,7 @@ def report(
         raise UserError("nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation")
     title = ("IQM [95% stratified bootstrap CI] over seeds and held-out tasks; "
              "a training row: the mean [95% Student-t CI] over seeds")
-    table = _report_table(rows, title, with_run=True, squeeze=False)
+    table = _report_table(rows, title, with_run=True)
     if _natural_width(table) <= out.width:
         out.print(table)
     else:  # a narrow terminal: a table per run, its name as the title (never cut), its cells wrapped where still too wide
