@@ -188,12 +188,16 @@ def train(
 def _ranges_comment(family) -> str:
     """The task ranges a run draws from, as TOML comments: the family's, with the config's [ranges] applied."""
     ranges = getattr(family, "ranges", ())
-    lines = [f"# {r.name}: train and test {_interval(r.train)}, ood {' ∪ '.join(map(_interval, r.ood)) or 'as train'}" for r in ranges]
+
+    def exact(bounds) -> str:  # as set, where `metarl envs` rounds to six digits
+        return _interval(bounds, ".10g")
+
+    lines = [f"# {r.name}: train and test {exact(r.train)}, ood {' ∪ '.join(map(exact, r.ood)) or 'as train'}" for r in ranges]
     return "".join(f"{line}\n" for line in ["# the task ranges in effect (the family's, [ranges] applied):", *lines] if ranges)
 
 
-def _interval(bounds) -> str:
-    return f"[{bounds[0]:.10g}, {bounds[1]:.10g}]"
+def _interval(bounds, spec: str = "g") -> str:
+    return f"[{bounds[0]:{spec}}, {bounds[1]:{spec}}]"
 
 
 @app.command("eval")

@@ -287,12 +287,12 @@ def test_a_dry_run_checks_and_prints_the_config_and_writes_nothing(cli, tmp_path
     assert code == 0 and f"dry run: maml on cartpole-family would write {run}; nothing was trained or written" in err, err
     config = tomllib.loads(out)
     assert config["algo"] == "maml" and config["iterations"] == 7 and config["hidden"] == [16, 16] and not run.exists()
-    code, out, err = cli("train", "maml", "--set", "ranges.train.masspole=[0.1, 0.2]", "-o", str(run), "--dry-run")
-    assert code == 0 and tomllib.loads(out)["ranges"] == {"train": {"masspole": [0.1, 0.2]}}, err
+    code, out, err = cli("train", "maml", "--set", "ranges.train.masspole=[0.1234567, 0.2]", "-o", str(run), "--dry-run")
+    assert code == 0 and tomllib.loads(out)["ranges"] == {"train": {"masspole": [0.1234567, 0.2]}}, err
     assert out.splitlines()[-4:] == ["# the task ranges in effect (the family's, [ranges] applied):",
                                      "# force_mag: train and test [5, 15], ood [1, 5] ∪ [15, 20]",
                                      "# length: train and test [0.25, 0.75], ood [0.05, 0.25] ∪ [0.75, 1]",
-                                     "# masspole: train and test [0.1, 0.2], ood [0.01, 0.05] ∪ [0.5, 1]"]
+                                     "# masspole: train and test [0.1234567, 0.2], ood [0.01, 0.05] ∪ [0.5, 1]"]
     code, _, err = cli("train", "maml", *tiny_sets("inner_lr=-1"), "-o", str(run), "--dry-run")
     assert code == 2 and "inner_lr must be a number >= 0" in err and not run.exists()
     run.mkdir()
