@@ -459,7 +459,7 @@ def envs():
     out.print(narrow if _natural_width(narrow) > out.width else _envs_table(families, numbers_whole=True))
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, RegressionFamily):
-            shape = f"regression, x in [{fam.x_range[0]:g}, {fam.x_range[1]:g}]"
+            shape = f"regression, x in {_interval(fam.x_range)}"
         else:
             shape = f"{fam.horizon}-step episodes, " + (f"{fam.action_dim} discrete actions" if fam.discrete else f"{fam.action_dim}-d continuous actions")
         out.print(f"[bold]{name}[/] ({shape}): {fam.summary}", highlight=False)

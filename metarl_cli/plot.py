@@ -231,13 +231,14 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
             label += f"; not drawn {where} {', '.join(map(str, gaps))}: diverged on some task"
         ax.errorbar(x + shift, mean, yerr=half, marker="o", capsize=3, label=label)
     y_label = "query MSE" if score == "mse" else "return per episode"
-    if score == "mse":  # one diverging step's MSE would flatten every other line on a linear axis
+    log = score == "mse"  # one diverging step's MSE would flatten every other line on a linear axis
+    if log:
         ax.set_yscale("log")
     if trial:
         ax.set_title(f"RL^2 trials on held-out tasks: {y_label} in each episode\n(95% CI over tasks)")
         ax.set_xlabel("episode of the trial (memory carried across episodes)")
     else:
-        scale = " (log scale)" if score == "mse" else ""
+        scale = " (log scale)" if log else ""
         ax.set_title(f"adaptation on held-out tasks: {y_label} after k steps{scale}\n(95% CI over tasks)")
         ax.set_xlabel("adaptation steps k")
     ax.set_xticks(sorted(ticks))
