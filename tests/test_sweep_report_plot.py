@@ -197,6 +197,10 @@ def test_iqm_and_stratified_bootstrap_on_hand_computed_cases():
     # none trimmed) is 0, 50 or 100 with chances 1/4, 1/2, 1/4, so the 95% interval is 0 to 100.
     assert stratified_bootstrap_ci(np.array([[0.0], [100.0]])) == (0.0, 100.0)
     assert stratified_bootstrap_ci(np.full((3, 5), 3.0)) == (3.0, 3.0)
+    # One task, seeds 0, 0 and 100: a resample's three seeds (three values, none trimmed) are all 100
+    # with chance 1/27 (3.7%: more than the 2.5% the 95% interval leaves above it, less than a 90%
+    # interval's 5%, whose top would be 66.7), and hold no 100 with chance 8/27.
+    assert stratified_bootstrap_ci(np.array([[0.0], [0.0], [100.0]])) == (0.0, 100.0)
     # Seeds alike, tasks apart: resampling the seeds within a task changes nothing, the tasks' draw
     # does, so a copy of a seed leaves the interval as it was (the tasks are drawn first, alike).
     one_seed = np.array([[1.0, 2.0, 3.0, 4.0]])
