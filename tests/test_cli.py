@@ -41,7 +41,8 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
     assert set(result) == {"test", "ood"}
     rows = result["ood"]["methods"]["meta-learned"]
     assert [r["after_steps"] for r in rows] == [0, 1]
-    assert result["ood"]["per_task"]["meta-learned"] != result["test"]["per_task"]["meta-learned"]  # each split its own tasks
+    # Each split its own tasks: the same network on the same keys scores them differently.
+    assert result["ood"]["per_task"]["random init"] != result["test"]["per_task"]["random init"]
     assert all(np.isfinite(r["mean"]) and r["ci95"] >= 0 for r in rows)
 
     # A config edited after training, or a damaged checkpoint: one line saying so, not a wrong table.
