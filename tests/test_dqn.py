@@ -14,7 +14,7 @@ from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import family_for
-from metarl_cli.rl.q_learning import make_q_network, td_targets, update_target
+from metarl_cli.rl.q_learning import epsilon_greedy, make_q_network, td_loss, td_regression, td_targets, update_target
 from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
@@ -49,11 +49,35 @@ def test_replay_never_samples_unwritten_slots():
 def test_td_target_bootstraps_on_terminated_only():
     q = make_q_network(2, 3, (4,))
     params = q.init(jax.random.PRNGKey(0))
-    next_obs = jnp.array([[1.0, -2.0], [1.0, -2.0]])
+    next_obs = jnp.array([[1.0, 2.0], [1.0, 2.0]])
     batch = Transition(jnp.zeros((2, 2)), jnp.zeros(2, jnp.int32), jnp.array([1.0, 1.0]), next_obs, jnp.array([True, False]))
     targets = td_targets(q, params, params, batch.reward, batch.next_obs, batch.terminated, 0.9, double=False)
     best_next = jnp.max(q.values(params, next_obs[1]))
+    assert abs(best_next) > 0.1  # a next state worth something, so that bootstrapping shows
     np.testing.assert_allclose(targets, [1.0, 1.0 + 0.9 * best_next], rtol=1e-6)
+
+
+def test_the_td_loss_regresses_the_online_network_onto_the_target_networks_values():
+    """Q_online(s, a) against r + gamma max Q_target(s'), two networks apart; aux: the mean Q_online(s, a)."""
+    q = make_q_network(2, 3, (16,))
+    online, target = q.init(jax.random.PRNGKey(0)), q.init(jax.random.PRNGKey(1))
+    obs, next_obs = jax.random.normal(jax.random.PRNGKey(2), (64, 2)), jax.random.normal(jax.random.PRNGKey(3), (64, 2))
+    batch = Transition(obs, jnp.zeros(64, jnp.int32), jnp.ones(64), next_obs, jnp.zeros(64, bool))
+    loss, q_mean = td_loss(q, online, target, batch, 0.9, double=False, huber=False)
+    chosen = q.values(online, obs)[:, 0]
+    np.testing.assert_allclose(loss, jnp.mean((chosen - (1.0 + 0.9 * q.values(target, next_obs).max(-1))) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(q_mean, jnp.mean(chosen), rtol=1e-5)
+    _, q_mean = td_regression(q, online, obs, batch.action, chosen + 0.5, huber=False)
+    np.testing.assert_allclose(q_mean, jnp.mean(chosen), rtol=1e-5)  # of the network's values, not the targets'
+
+
+def test_epsilon_greedy_explores_every_action_uniformly():
+    """Greedy picks the last action here; a random action is any of the three with chance 1/3."""
+    q_values = jnp.tile(jnp.array([0.0, 0.0, 1.0]), (30_000, 1))
+    actions = np.asarray(epsilon_greedy(q_values, jnp.float32(1.0), jax.random.PRNGKey(0)))
+    np.testing.assert_allclose(np.bincount(actions, minlength=3) / actions.size, [1 / 3] * 3, atol=0.02)
+    actions = np.asarray(epsilon_greedy(q_values, jnp.float32(0.5), jax.random.PRNGKey(1)))
+    assert abs(np.mean(actions == 2) - (0.5 + 0.5 / 3)) < 0.02
 
 
 def test_td_targets_read_the_target_network_and_double_dqn_the_online_argmax():
