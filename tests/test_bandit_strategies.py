@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from metarl_cli.errors import UserError
-from metarl_cli.rl.bandit_strategies import STRATEGIES, TUNED, gittins_index, gittins_table_size, total_rewards, tune
+from metarl_cli.rl.bandit_strategies import STRATEGIES, TUNED, _score, gittins_index, gittins_table_size, total_rewards, tune
 
 COPIES = 20_000
 TWO_ARMS = jnp.tile(jnp.array([[0.0, 1.0]]), (COPIES, 1))
@@ -76,8 +76,9 @@ def test_ucb1_s_index_and_constant_decide_its_pulls():
     # arm 1 has paid twice in two pulls, arm 0 nothing in one: indices 1 + sqrt(c ln 3 / 2) and
     # sqrt(c ln 3), so arm 0 is pulled again exactly where c > 1 / (ln 3 (1 - 1/sqrt 2)^2) = 10.6.
     # Every copy then earns exactly 3 (c = 2, and c = 9.5, which would pass the threshold of 8.4 of
-    # a clock one pull ahead, ln 4) or exactly 2 (c = 20); a random arm would earn 2 on average.
-    for c, total in ((2.0, 3.0), (9.5, 3.0), (20.0, 2.0)):
+    # a clock one pull ahead, ln 4) or exactly 2 (c = 20, and c = 11, short of the 11.7 of an index
+    # without the ln t); a random arm would earn 2 on average.
+    for c, total in ((2.0, 3.0), (9.5, 3.0), (11.0, 2.0), (20.0, 2.0)):
         rewards = np.asarray(total_rewards("ucb1", TWO_ARMS, 4, jax.random.PRNGKey(5), c))
         np.testing.assert_array_equal(rewards, total)
 
@@ -98,9 +99,18 @@ def test_tune_picks_from_the_grid():
         assert tune(strategy, TWO_ARMS, 2, key) is None
 
 
-def test_unknown_strategy_is_refused():
+def test_unknown_strategy_and_a_trial_without_pulls_are_refused():
     with pytest.raises(UserError, match="unknown bandit strategy"):
         total_rewards("softmax", TWO_ARMS, 2, jax.random.PRNGKey(0))
+    with pytest.raises(UserError, match="at least one pull"):
+        total_rewards("greedy", TWO_ARMS, 0, jax.random.PRNGKey(0))
+
+
+def test_greedy_scores_arms_by_their_beta_1_1_posterior_mean():
+    # 2 successes and 3 failures: 3/7 (0.43), below an untried arm's 1/2, so greedy tries the new
+    # arm; under a Beta(1, 2) prior the order would flip (3/8 against 1/3).
+    score = _score("greedy", jnp.array([2, 0]), jnp.array([3, 0]), 5, 10, jax.random.PRNGKey(0), 0.0, jnp.zeros(1))
+    np.testing.assert_allclose(score, [3 / 7, 1 / 2], rtol=1e-6)
 
 
 def test_gittins_beats_greedy_near_the_published_score():
