@@ -34,6 +34,54 @@ def test_drawn_families_keep_their_task_and_splits():
     assert len(train_goals) == 52 and len(test_goals) == 13 and not train_goals & test_goals
 
 
+def test_drawn_tasks_follow_the_papers_distributions():
+    """Bandit arms p ~ U[0, 1] (20,000 draws); an MDP's transition rows flat Dirichlet over 10 states,
+    so each entry Beta(1, 9): mean 0.1, variance 9/1100; the maze's held-out goals every fifth cell."""
+    p = np.asarray(get_family("bandit").sample(jax.random.PRNGKey(0), 2000, "train").probs)
+    assert abs(p.mean() - 0.5) < 0.01 and abs(p.var() - 1 / 12) < 0.005 and abs((p < 0.25).mean() - 0.25) < 0.015
+    rows = np.asarray(get_family("tabular-mdp").sample(jax.random.PRNGKey(1), 400, "train").transitions)
+    assert abs(rows.mean() - 0.1) < 1e-4 and abs(rows.var() - 9 / 1100) < 0.0008
+    test_goals = get_family("metamaze").sample(jax.random.PRNGKey(2), 500, "test").goal_index
+    assert set(np.asarray(test_goals).tolist()) == set(range(0, 65, 5))
+
+
+def test_an_arm_pays_with_its_own_probability_and_the_maze_observes_its_clock_from_minus_one():
+    family = bandit_family(arms=2, pulls=4)
+    task = family.env.default_params.replace(probs=jnp.array([0.0, 1.0]))
+    _, state = family.env.reset(jax.random.PRNGKey(1), task)
+    for i, (arm, paid) in enumerate([(0, 0.0), (1, 1.0), (1, 1.0), (0, 0.0)]):
+        _, state, reward, *_ = family.env.step(jax.random.PRNGKey(10 + i), state, arm, task)
+        assert float(reward) == paid
+    maze = get_family("metamaze")
+    task = jax.tree.map(lambda x: x[0], maze.sample(jax.random.PRNGKey(0), 1, "train"))
+    obs, state = maze.env.reset(jax.random.PRNGKey(1), task)
+    assert float(obs[-1]) == -1.0  # gymnax's normalised time, 2 t / 100 - 1
+    obs, *_ = maze.env.step(jax.random.PRNGKey(2), state, 0, task)
+    np.testing.assert_allclose(obs[-1], -0.98, rtol=1e-6)
+
+
+def test_the_classic_baselines_are_tuned_on_the_validation_tasks_and_scored_on_the_held_out_ones(monkeypatch):
+    import metarl_cli.families.bandit as bandit
+    import metarl_cli.families.tabular_mdp as tabular_mdp
+
+    tuned_on, scored_on = [], []
+    monkeypatch.setattr(bandit, "tune", lambda name, probs, pulls, key: tuned_on.append(probs) or None)
+    monkeypatch.setattr(bandit, "total_rewards", lambda name, probs, *rest: scored_on.append(probs) or jnp.zeros(len(probs)))
+    family = bandit_family(arms=3, pulls=5)
+    tasks, validation = family.sample(jax.random.PRNGKey(0), 4, "test"), family.sample(jax.random.PRNGKey(1), 4, "train")
+    family.classic_strategy_scores(tasks, jax.random.PRNGKey(2), validation, 1)
+    assert len(tuned_on) == 5 and all(probs is validation.probs for probs in tuned_on)  # every strategy but random
+    assert len(scored_on) == 5 and all(probs is tasks.probs for probs in scored_on)
+
+    tuned_on, scored_on = [], []
+    monkeypatch.setattr(tabular_mdp, "tune_epsilon", lambda env, tasks, *rest: tuned_on.append(tasks) or 0.1)
+    monkeypatch.setattr(tabular_mdp, "strategy_returns", lambda name, env, tasks, *rest, **kw: scored_on.append(tasks))
+    family = get_family("tabular-mdp")
+    tasks, validation = family.sample(jax.random.PRNGKey(0), 4, "test"), family.sample(jax.random.PRNGKey(1), 4, "train")
+    family.classic_strategy_scores(tasks, jax.random.PRNGKey(2), validation, 1)
+    assert tuned_on == [validation] and len(scored_on) == 4 and all(t is tasks for t in scored_on)
+
+
 def test_bandit_observes_its_clock_and_restarts_it_with_the_next_episode():
     family = bandit_family(arms=3, pulls=4)
     task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(0), 1, "train"))
