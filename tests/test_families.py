@@ -104,7 +104,9 @@ def test_regression_points_are_the_tasks_own_and_fixed():
     # The learner's support batch ignores the step's key: every inner step sees the same K points.
     from metarl_cli.regression import regression_model
 
-    learner = regression_model(fam, (4,), shots=5, query_points=5, eval_query_points=5, task_input=False).learner
+    model = regression_model(fam, (4,), shots=5, query_points=5, eval_query_points=5, task_input=False)
+    assert model.score_name == "mse" and not model.maximize  # the best checkpoint and a tuned step size minimise it
+    learner = model.learner
     for step_key in (jax.random.PRNGKey(11), jax.random.PRNGKey(12)):
         np.testing.assert_array_equal(learner.support(None, task, step_key)[1], x)
     assert np.all(np.abs(np.asarray(x)) <= 5.0)
@@ -112,6 +114,10 @@ def test_regression_points_are_the_tasks_own_and_fixed():
     assert not set(np.asarray(x).tolist()) & set(np.asarray(query).tolist())
     other, _ = fam.points(jax.tree.map(lambda v: v[1], tasks), SUPPORT, 5)
     assert not np.allclose(x, other)
+    line = get_family("linear")
+    task = jax.tree.map(lambda v: v[0], line.sample(jax.random.PRNGKey(8), 1, "train"))
+    x, y = line.points(task, SUPPORT, 5)
+    np.testing.assert_allclose(y, task["slope"] * x + task["intercept"], rtol=1e-6)
 
 
 def test_range_overrides_are_validated():
