@@ -564,6 +564,23 @@ def test_a_published_row_with_no_value_at_the_steps_evaluated_is_left_out():
     assert [sorted(row.values) for row in published_for(config, "test", 5)] == [[1, 5], [1, 5]]
 
 
+def test_the_rl2_papers_rows_pair_each_number_with_its_method_at_the_papers_protocol_and_split():
+    from metarl_cli.config import resolve_config
+    from metarl_cli.published import published_for
+
+    bandit = resolve_config("rl2", "bandit", None, ["arms=5", "pulls=10"])  # Table 1, n = 10, k = 5
+    rows = {row.label: (row.method, row.values) for row in published_for(bandit, "test", 0)}
+    assert rows == {"Random": ("random policy", {0: 5.0}), "Gittins": ("gittins", {0: 6.6}), "TS": ("thompson", {0: 5.7}),
+                    "UCB1": ("ucb1", {0: 6.7}), "eps-greedy": ("epsilon-greedy", {0: 6.6}), "Greedy": ("greedy", {0: 6.6}),
+                    "RL^2": ("meta-learned", {0: 6.7})}
+    mdp = resolve_config("rl2", "tabular-mdp", None, [])  # Table 2, 10 episodes: trial totals, whatever the steps
+    rows = {row.label: (row.method, row.values) for row in published_for(mdp, "test", 0)}
+    assert len(rows) == 5 and rows["Greedy"] == ("greedy", {"total": 134.8})
+    assert published_for(resolve_config("rl2", "tabular-mdp", None, ["horizon=20"]), "test", 0) == []
+    sinusoid = resolve_config("maml", "sinusoid", None, [])
+    assert len(published_for(sinusoid, "test", 10)) == 2 and published_for(sinusoid, "ood", 10) == []
+
+
 def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_and_descriptions_whole_where_wider(cli, monkeypatch):
     from rich.console import Console
 
