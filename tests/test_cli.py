@@ -628,6 +628,14 @@ def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_pa
     for key in ("outer_lr=0.1", "hidden=[8]"):  # neither the length nor retunable: a resume refuses it
         with pytest.raises(UserError, match="--resume only accepts"):
             resumed_config(config, None, None, [key])
+    with pytest.raises(UserError, match="drop --env and --config"):  # nor a file, which it would not read
+        resumed_config(config, None, path, [])
+    # A family's sibling in the file (the one-task cartpole beside cartpole-family) yields to --set env.
+    path.write_text('env = "cartpole-family"\n')
+    assert resolve_config("maml", None, path, ["env=cartpole"]).env == "cartpole"
+    path.write_text("arms = 5\n")  # from a file as from --set: a key another family's
+    with pytest.raises(UserError, match="config key 'arms' shapes the bandit family only"):
+        resolve_config("rl2", "tabular-mdp", path, [])
 
 
 def test_a_batch_that_leaves_devices_idle_is_noted_before_training(cli, tmp_path, monkeypatch):
