@@ -1,5 +1,6 @@
 """Sweeps, reports and plots: the grid and its skipping, the report's statistics, PNGs of runs."""
 
+import csv
 import json
 import os
 import signal
@@ -282,6 +283,13 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert code == 2 and "nothing to plot: no run has a value of its headline metric logged by every seed" in " ".join(err.split())
 
 
+def test_report_rows_go_by_split_name_whatever_order_the_splits_were_evaluated_in(tmp_path):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=True)
+    evaluation = json.loads((run / "eval.json").read_text())
+    (run / "eval.json").write_text(json.dumps({"test": evaluation["test"], "ood": evaluation["test"]}))  # ood evaluated later
+    assert [r.split for r in run_rows(run, step=None)] == ["train", "ood", "test"]
+
+
 def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
     # Every seed is scored on the same four tasks: each method's scores after 1 step form a
@@ -299,7 +307,8 @@ def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
 def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign_metrics_line(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
     with open(run / "metrics.jsonl", "a") as f:  # valid JSON, but not lines metarl writes
-        f.write('5\n{"post_return": 1.0}\n{"iteration": 4, "post_return": "x"}\n{"iteration": true, "post_return": 2.0}\n')
+        f.write('5\n{"post_return": 1.0}\n{"iteration": 4, "post_return": "x"}\n{"iteration": true, "post_return": 2.0}\n'
+                '{"iteration": 4, "post_return": true}\n')
     assert [(r.split, r.estimate) for r in run_rows(run, step=None)] == [("train", 30.0)]  # iteration 3's, the last metarl wrote
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "p.png"))
     assert code == 0, err
@@ -348,6 +357,9 @@ def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_
     saved = {row["method"]: row for row in json.loads((tmp_path / "rep.json").read_text())}
     assert saved["random init"]["estimate"] is None and saved["random init"]["diverged"] == 1  # JSON has no NaN
     assert saved["meta-learned"]["estimate"] == 2.5
+    with open(tmp_path / "rep.csv", newline="") as f:
+        cells = {row["method"]: row for row in csv.DictReader(f)}
+    assert (cells["random init"]["estimate"], cells["random init"]["low"], cells["random init"]["diverged"]) == ("", "", "1")
 
 
 @pytest.mark.parametrize("width", [80, 60, 56])
@@ -520,6 +532,11 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, c
     assert code == 2 and out == ""  # no table first
     assert err.startswith(f"error: cannot write {tmp_path / 'taken' / name}") and err.count("\n") == 1
     assert f"{tmp_path / 'taken'} is not a directory" in err
+    taken = tmp_path / "out" / (f"{name}.json" if command == "report" else name)
+    taken.mkdir(parents=True)  # a directory where the output (report: its JSON, written second) would be
+    code, out, err = cli(command, str(run), "-o", str(tmp_path / "out" / name))
+    assert code == 2 and out == "" and f"{taken}" in err and "is a directory" in err and err.count("\n") == 1
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [taken.name]  # nothing written first (report: its CSV)
 
 
 def test_plot_shows_the_test_split_or_else_the_first_by_name():
@@ -600,7 +617,7 @@ def test_plot_marks_a_learning_curve_of_one_chunk(tmp_path, seeds):
     assert "o" in markers
 
 
-def test_runs_are_found_through_links_once_and_a_foreign_manifest_is_not_a_run(tmp_path, cli):
+def test_runs_are_found_through_links_once_and_a_foreign_manifest_is_not_a_run(tmp_path, cli, monkeypatch):
     from metarl_cli.report import expand_runs
 
     runs = [fake_run(tmp_path / "elsewhere" / name, seeds=1, iterations=1, evaluated=False) for name in ("a", "b")]
@@ -612,6 +629,8 @@ def test_runs_are_found_through_links_once_and_a_foreign_manifest_is_not_a_run(t
     (compare / "site" / "public").mkdir(parents=True)
     (compare / "site" / "public" / "manifest.json").write_text('{"name": "a web app"}')  # another tool's
     assert expand_runs([compare]) == [compare / "a", compare / "b"]
+    monkeypatch.chdir(tmp_path)  # one run named three ways: relative, absolute and through a link
+    assert expand_runs([Path("elsewhere/a"), runs[0], compare / "a"]) == [Path("elsewhere/a")]
     code, out, err = cli("report", str(compare), "-o", str(tmp_path / "rep"))
     assert code == 0 and len((tmp_path / "rep.csv").read_text().splitlines()) == 3, err  # header and the two runs
 
@@ -622,6 +641,10 @@ def test_a_single_value_has_no_interval(tmp_path):
     rows = run_rows(run, step=None)
     assert [(r.split, r.n, r.estimate) for r in rows] == [("train", 1, 20.0), ("test", 1, 2.0)]
     assert all(np.isnan(r.low) and np.isnan(r.high) and r.diverged == 0 for r in rows)
+    # Two tasks, 0 and 100, have one: a resample's mean is 0, 50 or 100 (chances 1/4, 1/2, 1/4).
+    write_eval(run, {"meta-learned": [[1.0, 1.0], [0.0, 100.0]]})
+    [row] = [r for r in run_rows(run, step=None) if r.split == "test"]
+    assert (row.n, row.estimate, row.low, row.high) == (2, 50.0, 0.0, 100.0)
 
 
 def logged_run(path: Path, metric: str, by_seed: list[list[float]]) -> Path:
