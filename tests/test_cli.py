@@ -372,6 +372,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["eval", "FOREIGN"], "not a metarl run directory"),
         (["eval", "FOREIGN", "--tasks", "0"], "--tasks must be at least 2"),
         (["eval", "FOREIGN", "--tasks", "1"], "--tasks must be at least 2"),
+        (["eval", "FOREIGN", "--steps", "-1"], "--steps must be >= 0, got -1"),
         (["train", "maml", "--set", "eval_tasks=1"], "eval_tasks must be >= 2"),
         (["train", "maml", "--set", "ranges.train.masspole=[0, 0.2]"], "must be positive"),
         (["train", "maml", "--set", "ranges.ood.length=[[0.1, 0.5]]"], "ood range [0.1, 0.5] for 'length' overlaps its train range [0.25, 0.75]"),
@@ -527,7 +528,7 @@ def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
     from metarl_cli.stats import summarise
 
     diverged, fine = summarise([1.0, float("nan")]), summarise([1.0, 2.0])
-    result = EvalResult("test", 2, 0, "latest", 3, "return", {"meta-learned": [diverged]},
+    result = EvalResult("test", 2, 0, "best", 2, "return", {"meta-learned": [diverged]},
                         {"meta-learned": np.array([[1.0], [np.nan]])}, [], (3, 3), trial=True,
                         totals={"meta-learned": diverged, "random": fine})
     _write(tmp_path / "eval.json", result)
@@ -538,6 +539,55 @@ def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
     written = json.loads((tmp_path / "eval.json").read_text(), parse_constant=refuse)["test"]
     assert written["totals"]["meta-learned"] == {"mean": None, "ci95": None, "diverged": 1}
     assert written["totals"]["random"]["mean"] == 1.5
+    assert (written["checkpoint"], written["iteration"]) == ("best", 2)  # what report's notes on the evaluation read
+
+
+def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_tasks(tmp_path, monkeypatch):
+    from metarl_cli import evaluate
+    from metarl_cli.config import MamlRLConfig, write_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "maml"}))
+    write_config(MamlRLConfig(iterations=3), "maml", run / "config.toml")
+    chosen, drawn = [], []
+
+    class Checkpoints:  # a run whose best checkpoint is iteration 2 of the 3 saved
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def restore_chosen(self, template, which="latest"):
+            chosen.append(which)
+            return 2, {"params": None}
+
+        def step(self, which="latest"):
+            return 3
+
+    class Drawn(Exception):
+        pass
+
+    def draw_tasks(family, seed, tasks, split):
+        drawn.append((seed, split))
+        raise Drawn
+
+    monkeypatch.setattr(evaluate, "Checkpoints", Checkpoints)
+    monkeypatch.setattr(evaluate, "draw_tasks", draw_tasks)
+    with pytest.raises(Drawn):
+        evaluate.evaluate(run, "ood", None, None, "best", show_progress=False)
+    # The held-out tasks: the split's, from their own key (a baseline's step is tuned on others).
+    assert chosen == ["best"] and drawn == [(evaluate.EVAL_KEY, "ood")] and evaluate.EVAL_KEY != evaluate.VALIDATION_KEY
+
+
+def test_the_eval_command_a_message_suggests_quotes_a_path_the_shell_would_split():
+    from metarl_cli.training.rundir import eval_command
+
+    assert eval_command(Path("my runs/a")) == "metarl eval 'my runs/a'" and eval_command(Path("runs/a")) == "metarl eval runs/a"
 
 
 def test_a_dqn_run_that_would_never_learn_is_warned_about(cli):
