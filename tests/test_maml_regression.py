@@ -128,6 +128,9 @@ def test_the_baselines_step_size_is_tuned_on_train_split_validation_tasks_never_
     algo = SimpleNamespace(maximize=True, adaptation_curve=lambda params, tasks, key, steps, scale: np.full((len(tasks), steps + 1), -(scale - 2.0) ** 2))
     assert evaluate.tuned_lr_scale(algo, None, None, 4, 2) == 2.0
     assert drawn == [(evaluate.VALIDATION_KEY, "train")] and evaluate.VALIDATION_KEY != evaluate.EVAL_KEY
+    # A step that diverges (NaN scores) is never the choice, though the grid's first.
+    diverging = lambda params, tasks, key, steps, scale: np.full((len(tasks), steps + 1), np.nan if scale == evaluate.LR_GRID[0] else -(scale - 2.0) ** 2)  # noqa: E731
+    assert evaluate.tuned_lr_scale(SimpleNamespace(maximize=True, adaptation_curve=diverging), None, None, 4, 2) == 2.0
 
 
 @pytest.mark.parametrize("shots, query_points, baseline_points", [(5, 0, 0), (10, 10, 10), (10, 2, 6), (5, 20, 13)])

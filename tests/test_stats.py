@@ -14,5 +14,7 @@ def test_mean_ci95_matches_a_hand_computed_t_interval():
 
 def test_a_diverged_task_is_counted_not_averaged_away():
     assert summarise([1.0, 2.0, 3.0]).diverged == 0
+    one = summarise([1.0, float("nan"), 2.0])
+    assert one.diverged == 1 and math.isnan(one.mean)
     summary = summarise([1.0, float("inf"), float("nan"), 2.0])
     assert summary.diverged == 2 and math.isnan(summary.mean) and math.isnan(summary.ci95)
