@@ -727,3 +727,113 @@ def test_budget_warning_where_the_scored_checkpoint_has_less_training_than_its_b
 
     warning = budget_warning(tmp_path, checkpoint, step, done, 10)
     assert (warning is None) if said is None else (said in warning and "favours them" in warning), warning
+
+
+def test_resume_and_overwrite_together_are_refused(cli, tmp_path):
+    """Contradictory flags: refused with exit status 2 before any run directory is read."""
+    code, _, err = cli("train", "maml", "--resume", "--overwrite", "-o", str(tmp_path / "run"))
+    assert code == 2 and "--resume and --overwrite contradict each other; pass one" in err
+
+
+def test_resume_needs_a_run_dir(cli):
+    code, _, err = cli("train", "maml", "--resume")
+    assert code == 2 and "--resume needs --run-dir naming the run to continue" in err and "Traceback" not in err
+
+
+def test_resume_refuses_a_run_of_another_algorithm(cli, tmp_path):
+    """A (hand-made) dqn run resumed as maml: one line naming both, exit status 2."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
+    (run / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\n')
+    code, _, err = cli("train", "maml", "--resume", "-o", str(run))
+    assert code == 2 and f"{run} is a 'dqn' run, not 'maml'" in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_an_eval_cell_with_a_huge_interval_is_written_in_powers_of_ten():
+    """mean 1, CI half-width 2e6: max(|1|, |2e6|) >= 1e6, so both in e-notation: '1.00e+00 ± 2.00e+06'
+    (not '1.00 ± 2000000.00')."""
+    from metarl_cli.cli import _mean_ci
+    from metarl_cli.stats import Summary
+
+    assert _mean_ci(Summary(1.0, 2e6, 0), 10) == "1.00e+00 ± 2.00e+06"
+
+
+def test_an_os_error_exits_with_status_1_naming_the_paths(cli, monkeypatch):
+    """A path that cannot be read or written: exit 1 (a user error is 2), the system's reason and the paths."""
+    from metarl_cli import cli as cli_module
+
+    def fail():
+        raise PermissionError(13, "Permission denied", "/a", None, "/b")  # (errno, strerror, filename, winerror, filename2)
+
+    monkeypatch.setattr(cli_module, "app", fail)
+    code, _, err = cli("envs")
+    assert code == 1 and "error: Permission denied: /a -> /b" in err
+
+
+def test_envs_says_a_drawn_family_without_an_ood_split_has_none(cli, monkeypatch):
+    """bandit draws its arms per task and has splits (train, test): its ood column says 'none'."""
+    from rich.console import Console
+
+    from metarl_cli import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "out", Console(width=200))
+    code, out, err = cli("envs")
+    assert code == 0, err
+    bandit = next(line for line in out.splitlines() if line.split()[:1] == ["bandit"])
+    assert bandit.split()[-4:] == ["drawn", "per", "task", "none"], bandit  # the train / test and ood columns
+    assert "see parameter" not in out
+
+
+
+def test_an_eval_table_has_a_row_for_each_number_of_adaptation_steps_from_zero(tmp_path):
+    """Evaluated after 0, 1 and 2 steps: the k column reads 0, 1, 2 beside the means 1.00, 2.00, 3.00."""
+    from metarl_cli.cli import eval_tables
+    from metarl_cli.evaluate import EvalResult
+    from metarl_cli.stats import Summary
+
+    result = EvalResult("test", 4, 2, "latest", 5, "return", {"meta-learned": [Summary(1.0 + j, 0.5, 0) for j in range(3)]}, {}, [], (5, 5))
+    (table,) = eval_tables(tmp_path, result)
+    assert list(table.columns[0].cells) == ["0", "1", "2"]
+    assert list(table.columns[1].cells) == ["1.00 ± 0.50", "2.00 ± 0.50", "3.00 ± 0.50"]
+
+
+def test_a_finished_runs_eval_table_does_not_call_it_unfinished(tmp_path):
+    """progress (10, 10): the run has done all 10 of its iterations, so the title says nothing of it."""
+    from metarl_cli.cli import eval_tables
+    from metarl_cli.evaluate import EvalResult
+    from metarl_cli.stats import Summary
+
+    result = EvalResult("test", 4, 0, "latest", 10, "return", {"meta-learned": [Summary(1.0, 0.5, 0)]}, {}, [], (10, 10))
+    title = " ".join(eval_tables(tmp_path, result)[0].title.split())
+    assert title.endswith("(mean ± 95% CI; latest checkpoint, iteration 10)") and "unfinished" not in title, title
+
+
+def test_a_trial_table_lists_the_papers_methods_that_were_not_run_after_those_that_were(tmp_path):
+    """Run: meta-learned and random policy; published: RL^2 (pairs with meta-learned, 6.7) and Gittins (not run,
+    6.6). Rows: meta-learned, random policy, then a dim row for gittins alone; the paper column pairs
+    6.7 with meta-learned, nothing with random policy, 6.6 with gittins."""
+    from metarl_cli.cli import trial_tables
+    from metarl_cli.evaluate import EvalResult
+    from metarl_cli.published import DUAN, Published
+    from metarl_cli.stats import Summary
+
+    methods = {"meta-learned": [Summary(6.0, 0.5, 0)], "random policy": [Summary(5.0, 0.5, 0)]}
+    published = [Published("bandit", "test", {}, "RL^2", DUAN, {0: 6.7}, "meta-learned"),
+                 Published("bandit", "test", {}, "Gittins", DUAN, {0: 6.6}, "gittins")]
+    result = EvalResult("test", 100, 0, "latest", 5, "return", methods, {}, published, (5, 5), trial=True,
+                        totals={name: rows[0] for name, rows in methods.items()})
+    (table,) = trial_tables(tmp_path, result)
+    assert list(table.columns[0].cells) == ["meta-learned", "random policy", "[dim]gittins[/]"]
+    assert list(table.columns[-1].cells) == ["[dim]6.7 (RL^2)[/]", "", "[dim]6.6 (Gittins)[/]"]
+
+
+def test_a_report_row_of_two_values_has_an_interval():
+    """n = 2 values pooled: the interval [4, 6] is shown; 'n/a (one value)' is for n = 1 only."""
+    from metarl_cli.cli import _report_table
+    from metarl_cli.report import ReportRow
+
+    rows = [ReportRow("run", "test", "meta-learned", "return", 2, 2, "IQM", 5.0, 4.0, 6.0),
+            ReportRow("run", "ood", "meta-learned", "return", 1, 1, "IQM", 5.0, 5.0, 5.0)]
+    table = _report_table(rows, "title", with_run=True)
+    assert list(table.columns[-1].cells) == ["[4, 6]", "n/a (one value)"]

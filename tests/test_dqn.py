@@ -459,3 +459,56 @@ def test_training_draws_its_tasks_from_the_train_split_only(algo_name, env, sets
     state = jax.eval_shape(algo.init, jax.random.PRNGKey(0))
     jax.eval_shape(algo.step, state)
     assert family.splits and set(family.splits) == {"train"}, family.splits
+
+
+def _dqn(*extra, env="cartpole"):
+    config = resolve_config("dqn", env, None, [*TINY_DQN, *extra])
+    return config, make_algorithm("dqn", config, family_for(config)), family_for(config)
+
+
+def test_dqn_epsilon_follows_the_env_steps_of_all_its_environments():
+    """2 environments, 4 env steps an iteration (2 vector steps), epsilon 1 -> 0.05 over 0.5 * 160 = 80
+    env steps. An iteration logs the epsilon of its last vector step, which starts at env step
+    4 i + 2 (each vector step is 2 env steps): 1 - 0.95 * 2 / 80 = 0.97625, then 1 - 0.95 * 6 / 80 = 0.92875.
+    (Counting vector steps as env steps would give 1 - 0.95 * 1 / 80 = 0.988125.)"""
+    _, algo, _ = _dqn("train_every=4", "target_update_every=20")
+    step = jax.jit(algo.step)
+    state = algo.init(jax.random.PRNGKey(0))
+    logged = []
+    for _ in range(2):
+        state, metrics = step(state)
+        logged.append(float(metrics["epsilon"]))
+    np.testing.assert_allclose(logged, [0.97625, 0.92875], rtol=1e-6)
+
+
+def test_dqn_logs_a_chunks_last_epsilon():
+    """A chunk of two iterations with epsilons 0.9 then 0.5 (one seed): the chunk's epsilon is the last, 0.5."""
+    _, algo, _ = _dqn()
+    chunk = {"episodes": np.array([[1], [1]]), "return_sum": np.array([[3.0], [5.0]]), "loss": np.array([[1.0], [3.0]]),
+             "q_mean": np.array([[0.0], [2.0]]), "epsilon": np.array([[0.9], [0.5]])}
+    summary = algo.summarise(chunk)
+    np.testing.assert_allclose(summary["epsilon"], [0.5])
+    np.testing.assert_allclose(summary["return"], [4.0])  # (3 + 5) / (1 + 1)
+
+
+def test_dqn_is_scored_by_the_greedy_policy():
+    """A Q-network whose every layer is zero but the last bias, (1, 0): Q(s, left) = 1 > Q(s, right) = 0
+    everywhere, so the greedy policy always pushes left. Eval's score is that policy's first-episode
+    return, computed here by a rollout of it on the same keys; always pushing right scores differently."""
+    from metarl_cli.rl.rollout import first_episode_return, rollout
+
+    _, algo, family = _dqn()
+    params = jax.tree.map(jnp.zeros_like, algo.init_params(jax.random.PRNGKey(0)))
+    params["params"]["Dense_1"]["bias"] = jnp.array([1.0, 0.0])
+    tasks = family.sample(jax.random.PRNGKey(1), 4, "test")
+    key = jax.random.PRNGKey(2)
+    scores = algo.adaptation_curve(params, tasks, key, 0)
+    assert scores.shape == (4, 1)
+
+    def always(action):
+        policy = lambda p, obs, k: jnp.full(obs.shape[:-1], action, jnp.int32)  # noqa: E731
+        one = lambda t, k: first_episode_return(rollout(family.env, policy, None, t, k, 1, family.horizon))  # noqa: E731
+        return jax.vmap(one)(tasks, jax.random.split(key, 4))
+
+    np.testing.assert_allclose(scores[:, 0], always(0))
+    assert not np.allclose(always(0), always(1))

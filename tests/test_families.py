@@ -263,3 +263,37 @@ def test_point_nav_terminates_only_within_the_goal_radius_on_both_axes():
     assert terminated([0.3 + r / 2, -0.2 + 0.4]) == (False, False)  # x near, y far
     assert terminated([0.3 - 0.4, -0.2 + r / 2]) == (False, False)  # y near, x far
     assert terminated([0.3 + 2 * r, -0.2 + 2 * r]) == (False, False)
+
+
+def test_a_union_of_intervals_is_sampled_across_the_whole_of_each_interval():
+    """ood = [0.1, 0.5] ∪ [3.0, 4.6] (lengths 0.4 and 1.6). Each draw is lo + u * (its own interval's
+    width): the second interval is filled up to 4.6, so P(value > 3.4) = (4.6 - 3.4) / 2.0 = 0.6, and
+    every value lies in the union. (Scaling every draw by the first interval's width, 0.4, would put
+    no value above 3.4.)"""
+    from metarl_cli.families.base import ParamRange
+
+    shifted = ParamRange("p", 1.0, (1.0, 2.0), ((0.1, 0.5), (3.0, 4.6)))
+    values = np.asarray(shifted.sample(jax.random.PRNGKey(0), 20_000, "ood"))
+    assert np.all(((values >= 0.1) & (values <= 0.5)) | ((values >= 3.0) & (values <= 4.6)))
+    assert abs(np.mean(values > 3.4) - 0.6) < 0.02
+    assert values.max() > 4.55
+
+
+def test_a_train_range_of_several_intervals_is_refused():
+    """[ranges.train] takes one interval: two are refused rather than silently cut to the first."""
+    with pytest.raises(UserError, match="train range for 'force_mag' must be one interval"):
+        get_family("cartpole-family", {"train": {"force_mag": [[6, 8], [10, 14]]}})
+
+
+def test_ranges_for_a_split_other_than_train_and_ood_are_refused():
+    """There is no [ranges.test] (test draws from the train range): it is refused, not read as ood."""
+    with pytest.raises(UserError, match="unknown range split 'test'"):
+        get_family("cartpole-family", {"test": {"force_mag": [[1, 2]]}})
+
+
+@pytest.mark.parametrize("ood, message", [([[20, 16]], "min > max"), ([[-1, 2]], "must be positive"),
+                                          ([[16, float("inf")]], "must be finite")])
+def test_an_ood_range_is_validated_as_a_train_range_is(ood, message):
+    """ood intervals outside cartpole's train force_mag [5, 15] (no overlap), yet malformed: each refused."""
+    with pytest.raises(UserError, match=message):
+        get_family("cartpole-family", {"ood": {"force_mag": ood}})

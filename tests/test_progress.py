@@ -49,3 +49,35 @@ def test_output_into_a_pipe_takes_the_width_columns_sets_and_its_natural_width_w
         monkeypatch.setenv("COLUMNS", columns)
     console = _console(stderr=False, width=1000)  # stdout captured: not a terminal
     assert not console.is_terminal and console.width == width
+
+
+def test_a_disabled_progress_bar_prints_nothing_and_an_enabled_one_is_live(capsys):
+    """`-q` (enabled=False): the bar is disabled and nothing reaches stderr; without it the bar is live."""
+    from metarl_cli.training.progress import training_progress
+
+    assert training_progress(True).disable is False
+    with training_progress(False) as progress:
+        task = progress.add_task("meta-train", total=3, stats="")
+        progress.advance(task)
+    assert progress.disable is True and capsys.readouterr().err == ""
+
+
+STATS = "return     50.2  entropy      2.3  value_loss  0.00242    15k steps/s"
+
+
+def test_the_stats_move_below_the_bar_as_soon_as_the_line_is_one_column_too_narrow():
+    """One line takes the name (10), the count "2000/3000" (2 * 4 + 1 = 9), the stats (69), the bar (40)
+    and the times (26): 154 columns. From 150 to 153 columns (the count's width counted as 5 it would
+    seem to fit) the stats take a line of their own, whole; at 154 they sit beside the bar."""
+    assert len("meta-train") + 9 + len(STATS) + 40 + 26 == 154
+    for width in range(150, 155):
+        out = io.StringIO()
+        console = Console(file=out, width=width)
+        progress = TrainingProgress(console=console, disable=True)
+        progress.add_task("meta-train", total=3000, completed=2000, stats=STATS)
+        console.print(Group(*progress.get_renderables()))
+        lines = out.getvalue().splitlines()
+        if width == 154:
+            assert len(lines) == 1 and "2000/3000" in lines[0] and STATS in lines[0], lines
+        else:
+            assert "2000/3000" in lines[0] and STATS not in lines[0] and lines[1].strip() == STATS, (width, lines)

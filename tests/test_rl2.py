@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from conftest import assert_same_final_state, latest_state, set_args
@@ -481,3 +482,118 @@ def test_each_iteration_moves_the_run_key_on():
         state = step(state)[0]
         keys.append(np.asarray(state["key"]))
     assert len({key.tobytes() for key in keys}) == 3
+
+
+RL2_CARTPOLE = ["episodes=2", "horizon=20", "meta_batch=4", "minibatches=2", "epochs=1", "hidden=8", "iterations=1"]
+
+
+def _rl2(sets, env="cartpole-family"):
+    config = resolve_config("rl2", env, None, sets)
+    return config, make_algorithm("rl2", config, family_for(config)), family_for(config)
+
+
+def test_rl2_values_are_in_units_of_the_discounted_horizon_capped_at_the_trial(monkeypatch):
+    """gamma 0.99, trials of 2 episodes of 20 steps: value_scale = 1 / max(1 - 0.99, 1 / (2 * 20))
+    = 1 / max(0.01, 0.025) = 40 (the whole trial, not one episode's 20)."""
+    from metarl_cli.algos import rl2
+
+    seen = []
+    real = rl2.make_recurrent_agent
+    monkeypatch.setattr(rl2, "make_recurrent_agent", lambda *args, **kw: seen.append(args[4]) or real(*args, **kw))
+    config, _, _ = _rl2(RL2_CARTPOLE)
+    assert config.gamma == 0.99
+    assert seen == [pytest.approx(40.0)]
+
+
+def test_rl2_logs_the_first_and_last_episode_of_a_trial_in_order(monkeypatch):
+    """Every trial's episodes made to return 1 then 2: first_episode 1, last_episode 2, return 3."""
+    from metarl_cli.algos import rl2
+
+    monkeypatch.setattr(rl2, "episode_returns",
+                        lambda batch, episodes: jnp.broadcast_to(jnp.array([1.0, 2.0]), (batch.rewards.shape[1], 2)))
+    _, algo, _ = _rl2(RL2_CARTPOLE)
+    _, metrics = jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0)))
+    assert (float(metrics["first_episode"]), float(metrics["last_episode"]), float(metrics["return"])) == (1.0, 2.0, 3.0)
+
+
+def test_rl2_random_policy_baseline_acts_uniformly(monkeypatch):
+    """The 'random policy' row plays its trials with the logits forced to zero (uniform=True), the same
+    draws as run_trials(uniform=True) on the same tasks and key. (An untrained agent's policy is only
+    nearly uniform, its head initialised at scale 0.01, so its scores rarely differ: the flag is checked.)"""
+    from metarl_cli.algos import rl2
+
+    flags = []
+    monkeypatch.setattr(rl2, "run_trials", lambda *args: flags.append(args[-1]) or run_trials(*args))
+    _, algo, family = _rl2(RL2_CARTPOLE)
+    tasks = family.sample(jax.random.PRNGKey(1), 8, "test")
+    key = jax.random.PRNGKey(2)
+    scores = algo.reference_scores(tasks, key, tasks)["random policy"]
+    assert flags == [True]
+    agent = make_recurrent_agent(family.obs_dim, family.action_dim, 4, "gru")
+    uniform = episode_returns(run_trials(family.env, agent, agent.init(jax.random.PRNGKey(3)), tasks, key, 2, 20, uniform=True), 2)
+    np.testing.assert_allclose(scores, uniform)
+
+
+def _one_step_batch(log_probs, valid=None):
+    zeros = jnp.zeros((1, 2))
+    return TrialBatch(inputs=jnp.zeros((1, 2, 1)), actions=jnp.zeros((1, 2), jnp.int32), log_probs=jnp.full((1, 2), log_probs),
+                      values=zeros, rewards=zeros, valid=jnp.ones((1, 2), bool) if valid is None else valid,
+                      episode=jnp.zeros((1, 2), jnp.int32))
+
+
+def _settings(**kw):
+    return PPOSettings(**{**dict(gamma=1.0, gae_lambda=1.0, clip=0.2, epochs=1, minibatches=1, entropy_coef=0.0, value_coef=0.0,
+                                 value_scale=1.0), **kw})
+
+
+def test_ppo_clips_the_ratio_from_below_where_the_advantage_is_negative():
+    """Uniform logits over 3 actions; the acting policy e^0.5 times as likely, so the ratio is e^-0.5 =
+    0.607 < 1 - clip = 0.8. The lane with advantage -1: min(0.607 * -1, 0.8 * -1) = -0.8, a constant,
+    so no gradient. The lane with +1: min(0.607, 0.8) = 0.607, whose gradient in the chosen action's
+    logit is (1/2) * 0.607 * (1 - 1/3) = 0.20."""
+
+    batch = _one_step_batch(np.log(1 / 3) + 0.5)
+    unroll = lambda params, inputs: (params, jnp.zeros(params.shape[:2]))  # noqa: E731  (the logits are the parameters)
+    advantages = jnp.array([[1.0, -1.0]])
+    grads = jax.grad(lambda p: ppo_loss(p, unroll, batch, advantages, jnp.zeros((1, 2)), _settings())[0])(jnp.zeros((1, 2, 3)))
+    np.testing.assert_array_equal(grads[0, 1], 0.0)
+    np.testing.assert_allclose(-grads[0, 0, 0], 0.5 * np.exp(-0.5) * (2 / 3), rtol=1e-5)
+
+
+def test_ppo_value_loss_is_in_units_of_value_scale_and_weighted_by_value_coef():
+    """Values 2 and 4, returns 0, value_scale 2: value_loss = 0.5 * ((2/2)^2 + (4/2)^2) / 2 = 1.25; zero
+    advantages make the policy loss 0 and the entropy bonus is off, so loss = value_coef 0.5 * 1.25 = 0.625."""
+
+    unroll = lambda params, inputs: (params, jnp.array([[2.0, 4.0]]))  # noqa: E731
+    loss, metrics = ppo_loss(jnp.zeros((1, 2, 3)), unroll, _one_step_batch(np.log(1 / 3)), jnp.zeros((1, 2)), jnp.zeros((1, 2)),
+                             _settings(value_scale=2.0, value_coef=0.5))
+    np.testing.assert_allclose(metrics["value_loss"], 1.25, rtol=1e-6)
+    np.testing.assert_allclose(loss, 0.625, rtol=1e-6)
+
+
+def test_ppo_means_leave_out_the_steps_after_a_trial_ended():
+    """Two lanes, the second's step invalid: value_loss = 0.5 * (2 - 0)^2 over the one valid step = 2 (not
+    (2 + 0) / 2 = 1), and the entropy of the uniform policy over 3 actions is log 3 (not log 3 / 2)."""
+
+    unroll = lambda params, inputs: (params, jnp.array([[2.0, 4.0]]))  # noqa: E731
+    batch = _one_step_batch(np.log(1 / 3), valid=jnp.array([[True, False]]))
+    _, metrics = ppo_loss(jnp.zeros((1, 2, 3)), unroll, batch, jnp.zeros((1, 2)), jnp.zeros((1, 2)), _settings())
+    np.testing.assert_allclose(metrics["value_loss"], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(metrics["entropy"], np.log(3), rtol=1e-6)
+
+
+def test_ppo_update_takes_epochs_times_minibatches_steps():
+    """4 lanes, 3 epochs of 2 minibatches: Adam counts 3 * 2 = 6 updates."""
+    from metarl_cli.rl.ppo import ppo_update
+
+    lanes, steps = 4, 3
+    batch = TrialBatch(inputs=jnp.ones((steps, lanes, 2)), actions=jnp.zeros((steps, lanes), jnp.int32),
+                       log_probs=jnp.full((steps, lanes), np.log(0.5)), values=jnp.zeros((steps, lanes)),
+                       rewards=jnp.arange(steps * lanes, dtype=jnp.float32).reshape(steps, lanes),
+                       valid=jnp.ones((steps, lanes), bool), episode=jnp.zeros((steps, lanes), jnp.int32))
+    unroll = lambda p, inputs: (inputs @ p, jnp.zeros(inputs.shape[:2]))  # noqa: E731
+    optimizer = optax.adam(1e-3)
+    params = jnp.zeros((2, 2))
+    _, opt_state, _ = ppo_update(params, optimizer.init(params), optimizer, unroll, batch, jax.random.PRNGKey(0),
+                                 _settings(epochs=3, minibatches=2, gamma=0.9, gae_lambda=0.9))
+    assert int(opt_state[0].count) == 6
