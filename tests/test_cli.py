@@ -785,7 +785,6 @@ def test_envs_says_a_drawn_family_without_an_ood_split_has_none(cli, monkeypatch
     assert "see parameter" not in out
 
 
-
 def test_an_eval_table_has_a_row_for_each_number_of_adaptation_steps_from_zero(tmp_path):
     """Evaluated after 0, 1 and 2 steps: the k column reads 0, 1, 2 beside the means 1.00, 2.00, 3.00."""
     from metarl_cli.cli import eval_tables
