@@ -427,6 +427,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["eval", "BADMANIFEST"], "manifest.json is not valid JSON"),
         (["report", "BADMANIFEST"], "manifest.json is not valid JSON"),
         (["eval", "EDITED"], "edited/config.toml: config key 'total_steps' expects int"),
+        (["train", "maml", "--resume", "--overwrite", "-o", "MISSING"], "--resume and --overwrite contradict each other; pass one"),
+        (["train", "maml", "--resume"], "--resume needs --run-dir naming the run to continue"),
     ],
 )
 def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, message):
@@ -727,17 +729,6 @@ def test_budget_warning_where_the_scored_checkpoint_has_less_training_than_its_b
 
     warning = budget_warning(tmp_path, checkpoint, step, done, 10)
     assert (warning is None) if said is None else (said in warning and "favours them" in warning), warning
-
-
-def test_resume_and_overwrite_together_are_refused(cli, tmp_path):
-    """Contradictory flags: refused with exit status 2 before any run directory is read."""
-    code, _, err = cli("train", "maml", "--resume", "--overwrite", "-o", str(tmp_path / "run"))
-    assert code == 2 and "--resume and --overwrite contradict each other; pass one" in err
-
-
-def test_resume_needs_a_run_dir(cli):
-    code, _, err = cli("train", "maml", "--resume")
-    assert code == 2 and "--resume needs --run-dir naming the run to continue" in err and "Traceback" not in err
 
 
 def test_resume_refuses_a_run_of_another_algorithm(cli, tmp_path):

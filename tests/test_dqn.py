@@ -461,9 +461,10 @@ def test_training_draws_its_tasks_from_the_train_split_only(algo_name, env, sets
     assert family.splits and set(family.splits) == {"train"}, family.splits
 
 
-def _dqn(*extra, env="cartpole"):
-    config = resolve_config("dqn", env, None, [*TINY_DQN, *extra])
-    return config, make_algorithm("dqn", config, family_for(config)), family_for(config)
+def tiny_dqn(*extra):
+    """The tiny DQN's algorithm and family."""
+    config = tiny_config(*extra)
+    return make_algorithm("dqn", config, family_for(config)), family_for(config)
 
 
 def test_dqn_epsilon_follows_the_env_steps_of_all_its_environments():
@@ -471,7 +472,7 @@ def test_dqn_epsilon_follows_the_env_steps_of_all_its_environments():
     env steps. An iteration logs the epsilon of its last vector step, which starts at env step
     4 i + 2 (each vector step is 2 env steps): 1 - 0.95 * 2 / 80 = 0.97625, then 1 - 0.95 * 6 / 80 = 0.92875.
     (Counting vector steps as env steps would give 1 - 0.95 * 1 / 80 = 0.988125.)"""
-    _, algo, _ = _dqn("train_every=4", "target_update_every=20")
+    algo, _ = tiny_dqn("train_every=4", "target_update_every=20")
     step = jax.jit(algo.step)
     state = algo.init(jax.random.PRNGKey(0))
     logged = []
@@ -483,7 +484,7 @@ def test_dqn_epsilon_follows_the_env_steps_of_all_its_environments():
 
 def test_dqn_logs_a_chunks_last_epsilon():
     """A chunk of two iterations with epsilons 0.9 then 0.5 (one seed): the chunk's epsilon is the last, 0.5."""
-    _, algo, _ = _dqn()
+    algo, _ = tiny_dqn()
     chunk = {"episodes": np.array([[1], [1]]), "return_sum": np.array([[3.0], [5.0]]), "loss": np.array([[1.0], [3.0]]),
              "q_mean": np.array([[0.0], [2.0]]), "epsilon": np.array([[0.9], [0.5]])}
     summary = algo.summarise(chunk)
@@ -497,7 +498,7 @@ def test_dqn_is_scored_by_the_greedy_policy():
     return, computed here by a rollout of it on the same keys; always pushing right scores differently."""
     from metarl_cli.rl.rollout import first_episode_return, rollout
 
-    _, algo, family = _dqn()
+    algo, family = tiny_dqn()
     params = jax.tree.map(jnp.zeros_like, algo.init_params(jax.random.PRNGKey(0)))
     params["params"]["Dense_1"]["bias"] = jnp.array([1.0, 0.0])
     tasks = family.sample(jax.random.PRNGKey(1), 4, "test")

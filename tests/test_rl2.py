@@ -368,14 +368,26 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     assert code == 2 and "drop --steps" in err
 
 
+def one_step_batch(log_probs, valid=None):
+    """One step of two lanes, both acting with log-probability `log_probs` (all valid unless `valid` says)."""
+    zeros = jnp.zeros((1, 2))
+    return TrialBatch(inputs=jnp.zeros((1, 2, 1)), actions=jnp.zeros((1, 2), jnp.int32), log_probs=jnp.full((1, 2), log_probs),
+                      values=zeros, rewards=zeros, valid=jnp.ones((1, 2), bool) if valid is None else valid,
+                      episode=jnp.zeros((1, 2), jnp.int32))
+
+
+def ppo_settings(**kw):
+    """No discount, clip 0.2, one epoch of one minibatch, no entropy bonus or value loss, unless `kw` says."""
+    return PPOSettings(**{**dict(gamma=1.0, gae_lambda=1.0, clip=0.2, epochs=1, minibatches=1, entropy_coef=0.0, value_coef=0.0,
+                                 value_scale=1.0), **kw})
+
+
 def test_ppo_clips_the_ratio_where_the_advantage_gains_and_its_bonus_rewards_entropy():
     """Two lanes, one step, the acting policy half as likely (by e^-0.5) as the current one: the ratio
     1.65 is past 1 + clip, so the lane with a positive advantage has nothing more to gain (no
     gradient) and the one with a negative advantage keeps its full penalty."""
     logits, zeros = jnp.zeros((1, 2, 3)), jnp.zeros((1, 2))
-    batch = TrialBatch(inputs=jnp.zeros((1, 2, 1)), actions=jnp.zeros((1, 2), jnp.int32), log_probs=jnp.full((1, 2), np.log(1 / 3) - 0.5),
-                       values=zeros, rewards=zeros, valid=jnp.ones((1, 2), bool), episode=jnp.zeros((1, 2), jnp.int32))
-    settings = PPOSettings(gamma=1.0, gae_lambda=1.0, clip=0.2, epochs=1, minibatches=1, entropy_coef=0.0, value_coef=0.0, value_scale=1.0)
+    batch, settings = one_step_batch(np.log(1 / 3) - 0.5), ppo_settings()
     unroll = lambda params, inputs: (params, jnp.zeros(params.shape[:2]))  # noqa: E731  (the logits are the parameters)
     advantages = jnp.array([[1.0, -1.0]])  # normalised, as they are: 1 and -1
     loss = lambda p, coef: ppo_loss(p, unroll, batch, advantages, zeros, settings._replace(entropy_coef=coef))  # noqa: E731
@@ -495,11 +507,13 @@ def _rl2(sets, env="cartpole-family"):
 def test_rl2_values_are_in_units_of_the_discounted_horizon_capped_at_the_trial(monkeypatch):
     """gamma 0.99, trials of 2 episodes of 20 steps: value_scale = 1 / max(1 - 0.99, 1 / (2 * 20))
     = 1 / max(0.01, 0.025) = 40 (the whole trial, not one episode's 20)."""
+    import inspect
+
     from metarl_cli.algos import rl2
 
-    seen = []
-    real = rl2.make_recurrent_agent
-    monkeypatch.setattr(rl2, "make_recurrent_agent", lambda *args, **kw: seen.append(args[4]) or real(*args, **kw))
+    seen, real = [], rl2.make_recurrent_agent
+    value_scale = lambda *args, **kw: inspect.signature(real).bind(*args, **kw).arguments["value_scale"]  # noqa: E731
+    monkeypatch.setattr(rl2, "make_recurrent_agent", lambda *args, **kw: seen.append(value_scale(*args, **kw)) or real(*args, **kw))
     config, _, _ = _rl2(RL2_CARTPOLE)
     assert config.gamma == 0.99
     assert seen == [pytest.approx(40.0)]
@@ -534,28 +548,16 @@ def test_rl2_random_policy_baseline_acts_uniformly(monkeypatch):
     np.testing.assert_allclose(scores, uniform)
 
 
-def _one_step_batch(log_probs, valid=None):
-    zeros = jnp.zeros((1, 2))
-    return TrialBatch(inputs=jnp.zeros((1, 2, 1)), actions=jnp.zeros((1, 2), jnp.int32), log_probs=jnp.full((1, 2), log_probs),
-                      values=zeros, rewards=zeros, valid=jnp.ones((1, 2), bool) if valid is None else valid,
-                      episode=jnp.zeros((1, 2), jnp.int32))
-
-
-def _settings(**kw):
-    return PPOSettings(**{**dict(gamma=1.0, gae_lambda=1.0, clip=0.2, epochs=1, minibatches=1, entropy_coef=0.0, value_coef=0.0,
-                                 value_scale=1.0), **kw})
-
-
 def test_ppo_clips_the_ratio_from_below_where_the_advantage_is_negative():
     """Uniform logits over 3 actions; the acting policy e^0.5 times as likely, so the ratio is e^-0.5 =
     0.607 < 1 - clip = 0.8. The lane with advantage -1: min(0.607 * -1, 0.8 * -1) = -0.8, a constant,
     so no gradient. The lane with +1: min(0.607, 0.8) = 0.607, whose gradient in the chosen action's
     logit is (1/2) * 0.607 * (1 - 1/3) = 0.20."""
 
-    batch = _one_step_batch(np.log(1 / 3) + 0.5)
+    batch = one_step_batch(np.log(1 / 3) + 0.5)
     unroll = lambda params, inputs: (params, jnp.zeros(params.shape[:2]))  # noqa: E731  (the logits are the parameters)
     advantages = jnp.array([[1.0, -1.0]])
-    grads = jax.grad(lambda p: ppo_loss(p, unroll, batch, advantages, jnp.zeros((1, 2)), _settings())[0])(jnp.zeros((1, 2, 3)))
+    grads = jax.grad(lambda p: ppo_loss(p, unroll, batch, advantages, jnp.zeros((1, 2)), ppo_settings())[0])(jnp.zeros((1, 2, 3)))
     np.testing.assert_array_equal(grads[0, 1], 0.0)
     np.testing.assert_allclose(-grads[0, 0, 0], 0.5 * np.exp(-0.5) * (2 / 3), rtol=1e-5)
 
@@ -565,8 +567,8 @@ def test_ppo_value_loss_is_in_units_of_value_scale_and_weighted_by_value_coef():
     advantages make the policy loss 0 and the entropy bonus is off, so loss = value_coef 0.5 * 1.25 = 0.625."""
 
     unroll = lambda params, inputs: (params, jnp.array([[2.0, 4.0]]))  # noqa: E731
-    loss, metrics = ppo_loss(jnp.zeros((1, 2, 3)), unroll, _one_step_batch(np.log(1 / 3)), jnp.zeros((1, 2)), jnp.zeros((1, 2)),
-                             _settings(value_scale=2.0, value_coef=0.5))
+    loss, metrics = ppo_loss(jnp.zeros((1, 2, 3)), unroll, one_step_batch(np.log(1 / 3)), jnp.zeros((1, 2)), jnp.zeros((1, 2)),
+                             ppo_settings(value_scale=2.0, value_coef=0.5))
     np.testing.assert_allclose(metrics["value_loss"], 1.25, rtol=1e-6)
     np.testing.assert_allclose(loss, 0.625, rtol=1e-6)
 
@@ -576,8 +578,8 @@ def test_ppo_means_leave_out_the_steps_after_a_trial_ended():
     (2 + 0) / 2 = 1), and the entropy of the uniform policy over 3 actions is log 3 (not log 3 / 2)."""
 
     unroll = lambda params, inputs: (params, jnp.array([[2.0, 4.0]]))  # noqa: E731
-    batch = _one_step_batch(np.log(1 / 3), valid=jnp.array([[True, False]]))
-    _, metrics = ppo_loss(jnp.zeros((1, 2, 3)), unroll, batch, jnp.zeros((1, 2)), jnp.zeros((1, 2)), _settings())
+    batch = one_step_batch(np.log(1 / 3), valid=jnp.array([[True, False]]))
+    _, metrics = ppo_loss(jnp.zeros((1, 2, 3)), unroll, batch, jnp.zeros((1, 2)), jnp.zeros((1, 2)), ppo_settings())
     np.testing.assert_allclose(metrics["value_loss"], 2.0, rtol=1e-6)
     np.testing.assert_allclose(metrics["entropy"], np.log(3), rtol=1e-6)
 
@@ -595,5 +597,5 @@ def test_ppo_update_takes_epochs_times_minibatches_steps():
     optimizer = optax.adam(1e-3)
     params = jnp.zeros((2, 2))
     _, opt_state, _ = ppo_update(params, optimizer.init(params), optimizer, unroll, batch, jax.random.PRNGKey(0),
-                                 _settings(epochs=3, minibatches=2, gamma=0.9, gae_lambda=0.9))
+                                 ppo_settings(epochs=3, minibatches=2, gamma=0.9, gae_lambda=0.9))
     assert int(opt_state[0].count) == 6
