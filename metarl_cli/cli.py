@@ -188,11 +188,9 @@ def train(
 def _ranges_comment(family) -> str:
     """The task ranges a run draws from, as TOML comments: the family's, with the config's [ranges] applied."""
     ranges = getattr(family, "ranges", ())
-
-    def exact(bounds) -> str:  # as set, where `metarl envs` rounds to six digits
-        return _interval(bounds, ".10g")
-
-    lines = [f"# {r.name}: train and test {exact(r.train)}, ood {' ∪ '.join(map(exact, r.ood)) or 'as train'}" for r in ranges]
+    exact = ".10g"  # the bounds as set, where `metarl envs` rounds to six digits
+    lines = [f"# {r.name}: train and test {_interval(r.train, exact)}, ood {' ∪ '.join(_interval(b, exact) for b in r.ood) or 'as train'}"
+             for r in ranges]
     return "".join(f"{line}\n" for line in ["# the task ranges in effect (the family's, [ranges] applied):", *lines] if ranges)
 
 
