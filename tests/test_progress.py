@@ -51,6 +51,25 @@ def test_output_into_a_pipe_takes_the_width_columns_sets_and_its_natural_width_w
     assert not console.is_terminal and console.width == width
 
 
+def test_output_into_a_pipe_ends_no_line_in_spaces(capsys, monkeypatch):
+    """rich pads a table's cells to their column's width; into a file or a pipe the spaces that end a
+    line are dropped, and text printed in pieces arrives whole."""
+    from rich import box
+    from rich.table import Table
+
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS"):
+        monkeypatch.delenv(forcing, raising=False)
+    console = _console(stderr=False, width=1000)
+    table = Table("name", "value", box=box.SIMPLE_HEAD)  # as the eval, report and envs tables
+    table.add_row("a", "1")
+    table.add_row("a much longer name", "2")
+    console.print(table)
+    console.print("printed ", end="")
+    console.print("in pieces")
+    out = capsys.readouterr().out
+    assert "a much longer name" in out and "printed in pieces" in out
+    assert [line for line in out.splitlines() if line.endswith(" ")] == []
+
 def test_a_disabled_progress_bar_prints_nothing_and_an_enabled_one_is_live(capsys):
     """`-q` (enabled=False): the bar is disabled and nothing reaches stderr; without it the bar is live."""
     from metarl_cli.training.progress import training_progress
@@ -61,8 +80,6 @@ def test_a_disabled_progress_bar_prints_nothing_and_an_enabled_one_is_live(capsy
         progress.advance(task)
     assert progress.disable is True and capsys.readouterr().err == ""
 
-
-STATS = "return     50.2  entropy      2.3  value_loss  0.00242    15k steps/s"
 
 
 def test_the_stats_move_below_the_bar_as_soon_as_the_line_is_one_column_too_narrow():

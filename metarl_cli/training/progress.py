@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -10,13 +11,43 @@ from rich.table import Column
 from rich.text import Text
 
 
+class _TrimmedStdout:
+    """sys.stdout (whichever stream it is at the time of writing) with each line's trailing spaces
+    dropped: rich pads a table's cells to their column's width, which in a file or a pipe only gets in
+    the way of diff and grep."""
+
+    def __init__(self):
+        self._pending = ""  # the start of a line not yet ended
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        if lines:
+            sys.stdout.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.write(self._pending)
+        self._pending = ""
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
 def _console(stderr: bool, width: int) -> Console:
     """A console that, when not writing to a terminal, does not squeeze lines into 80 columns but
-    into `width`, unless the COLUMNS environment variable sets a width (`COLUMNS=100 metarl envs | less`)."""
+    into `width`, unless the COLUMNS environment variable sets a width (`COLUMNS=100 metarl envs | less`),
+    and on stdout drops the spaces that end its lines."""
     plain = Console(stderr=stderr)
+    if plain.is_terminal:
+        return plain
     columns = os.environ.get("COLUMNS", "")
     columns_given = columns.isdigit() and int(columns) > 0  # (rich prints nothing at all into 0 columns)
-    return plain if plain.is_terminal or columns_given else Console(stderr=stderr, width=width)
+    return Console(stderr=stderr, file=None if stderr else _TrimmedStdout(), width=None if columns_given else width)
 
 
 console = _console(stderr=True, width=160)  # progress bars and messages
