@@ -710,6 +710,16 @@ def test_a_batch_that_leaves_devices_idle_is_noted_before_training(cli, tmp_path
     assert code == 0 and "note:" not in err, err
 
 
+def test_the_local_devices_are_counted_in_words(monkeypatch):
+    import jax
+
+    one = jax.local_devices()[:1]
+    platform = one[0].platform
+    for devices, text in ((one, f"{platform}, 1 device"), (one * 2, f"{platform}, 2 devices")):
+        monkeypatch.setattr(jax, "local_devices", lambda devices=devices: devices)
+        assert local_devices_text() == text
+
+
 def test_help_names_the_commands_the_algorithms_and_the_family_each_trains_on_by_default(cli):
     code, out, err = cli("--help")
     assert code == 0, err

@@ -274,6 +274,32 @@ def test_point_nav_terminates_only_within_the_goal_radius_on_both_axes():
     assert terminated([0.3 + 2 * r, -0.2 + 2 * r]) == (False, False)
 
 
+def test_point_nav_moves_by_the_clipped_action_scaled_to_max_action_and_pays_minus_the_distance_after_the_move():
+    """From the origin, action (3, -0.5) clips to (1, -0.5) and moves by 0.1 times it, to (0.1, -0.05);
+    the goal (0.3, -0.2) is then (0.2, 0.15) away: reward -0.25 (the Euclidean distance, after the move)."""
+    from metarl_cli.families.point_nav import PointNavState
+
+    env = get_family("point-nav").env
+    params = env.default_params.replace(goal_x=0.3, goal_y=-0.2)
+    state = PointNavState(pos=jnp.zeros(2), time=0)
+    obs, state, reward, _, _ = env.step_env(jax.random.PRNGKey(0), state, jnp.array([3.0, -0.5]), params)
+    np.testing.assert_allclose(obs, [0.1, -0.05], rtol=1e-6)
+    np.testing.assert_allclose(state.pos, [0.1, -0.05], rtol=1e-6)
+    np.testing.assert_allclose(reward, -0.25, rtol=1e-5)
+
+
+def test_point_nav_held_out_goals_fill_the_four_corner_squares():
+    """Each held-out coordinate is drawn from [-1, -0.5) or (0.5, 1]: every corner square of [-1, 1]^2
+    outside the training square gets goals, out to its edge."""
+    fam = get_family("point-nav")
+    goals = fam.sample(jax.random.PRNGKey(0), 4000, "ood")
+    x, y = (np.asarray(fam.value(goals, name)) for name in ("goal_x", "goal_y"))
+    for coordinate in (x, y):
+        assert np.all((np.abs(coordinate) >= 0.5) & (np.abs(coordinate) <= 1.0))
+        assert coordinate.min() < -0.99 and coordinate.max() > 0.99
+    assert {(bool(a), bool(b)) for a, b in zip(x > 0, y > 0)} == {(False, False), (False, True), (True, False), (True, True)}
+
+
 def test_a_union_of_intervals_is_sampled_across_the_whole_of_each_interval():
     """ood = [0.1, 0.5] ∪ [3.0, 4.6] (lengths 0.4 and 1.6). Each draw is lo + u * (its own interval's
     width): the second interval is filled up to 4.6, so P(value > 3.4) = (4.6 - 3.4) / 2.0 = 0.6, and

@@ -152,7 +152,14 @@ def test_multiplicative_inputs_pair_each_action_with_the_state_it_was_taken_in_a
     paired_earned = batch.inputs[..., start + actions * (states + 1):-1].reshape(shape)
     for block in (paired, earned, paired_earned):
         np.testing.assert_array_equal(block[0], 0.0)  # nothing before the trial's first step
+    # The plain inputs: step t sees the action and reward of step t-1 (no reward before the first),
+    # also across the episode boundary.
     action = jax.nn.one_hot(batch.actions[:-1], actions)
+    np.testing.assert_array_equal(batch.inputs[1:, :, states:states + actions], action)
+    seen_reward = batch.inputs[..., states + actions]
+    np.testing.assert_array_equal(seen_reward[0], 0.0)
+    np.testing.assert_allclose(seen_reward[1:], batch.rewards[:-1], rtol=1e-6)
+    assert np.abs(np.asarray(batch.rewards)).max() > 0
     expected = action[..., None] * obs[:-1, ..., None, :]
     # Step t pairs action t-1 with the state it was taken in, also across the episode boundary,
     # where the observation is already the next episode's first state.
@@ -414,6 +421,15 @@ def test_a_trial_ends_with_its_last_episode_and_its_later_steps_count_for_nothin
     assert not valid.all() and valid[0].all()
     assert np.all(np.asarray(batch.episode)[valid] < 2) and np.all(np.asarray(batch.rewards)[~valid] == 0)
     assert np.all(np.diff(valid.astype(int), axis=0) <= 0)  # once a trial has ended it stays ended
+
+
+def test_episode_returns_sum_each_episodes_own_steps_in_order():
+    """One lane, episodes 0, 0, 1, 1 then a step after the trial ended (episode 2 of 2): [1 + 2, 4 + 8]."""
+    episode = jnp.array([[0], [0], [1], [1], [2]])
+    batch = TrialBatch(inputs=jnp.zeros((5, 1, 1)), actions=jnp.zeros((5, 1), jnp.int32), log_probs=jnp.zeros((5, 1)),
+                       values=jnp.zeros((5, 1)), rewards=jnp.array([[1.0], [2.0], [4.0], [8.0], [0.0]]),
+                       valid=episode < 2, episode=episode)
+    np.testing.assert_array_equal(episode_returns(batch, 2), [[3.0, 12.0]])
 
 
 def test_trial_steps_count_the_steps_inside_the_trials():

@@ -607,14 +607,42 @@ def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_sa
     assert [list(line.get_xdata()) for line in dqn_lines] == [[2500, 5000]]
 
 
-@pytest.mark.parametrize("seeds", [1, 3])
-def test_plot_marks_a_learning_curve_of_one_chunk(tmp_path, seeds):
+@pytest.mark.parametrize("seeds, half", [(1, None), (3, 4.3027 / np.sqrt(3))])  # 10, 11, 12: t(0.975, 2 df) sd 1 over sqrt(3)
+def test_plot_marks_a_learning_curve_of_one_chunk(tmp_path, seeds, half):
     fig = draw_runs([fake_run(tmp_path / "run", seeds=seeds, iterations=1, evaluated=False)])
     try:
         markers = [line.get_marker() for line in fig.axes[0].get_lines()]
+        bars = [bar[2][0].get_segments() for bar in fig.axes[0].containers if bar.has_yerr]
     finally:
         plt.close(fig)
     assert "o" in markers
+    if half is None:
+        assert bars == []  # one seed: no interval
+    else:  # the point's bar is its 95% CI across seeds
+        np.testing.assert_allclose(np.asarray(bars[0])[0, :, 1], [11.0 - half, 11.0 + half], atol=1e-3)
+
+
+def test_plot_draws_the_learning_band_and_the_adaptation_bars_as_95_percent_intervals(tmp_path):
+    """The learning band is the mean +- the t interval's half-width across seeds, not the seeds'
+    range; an adaptation point is the mean over tasks of each task's mean over the seeds, its bar
+    the t interval over tasks."""
+    run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
+    # Three seeds on two tasks: after 1 step the tasks average 1 and 4 over the seeds (their medians are 0 and 3).
+    write_eval(run, {"meta-learned (seed 0)": [[0.0, 0.0], [0.0, 3.0]], "meta-learned (seed 1)": [[0.0, 0.0], [0.0, 3.0]],
+                     "meta-learned (seed 2)": [[0.0, 0.0], [3.0, 6.0]]})
+    fig = draw_runs([run])
+    try:
+        [band] = fig.axes[0].collections
+        band_y = band.get_paths()[0].vertices[:, 1]
+        [point] = fig.axes[1].containers
+        means, bars = point[0].get_ydata(), np.asarray(point[2][0].get_segments())[:, :, 1]
+    finally:
+        plt.close(fig)
+    # Means 10.5 .. 30.5, half-width t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2) = 6.3531.
+    np.testing.assert_allclose([band_y.min(), band_y.max()], [10.5 - 6.3531, 30.5 + 6.3531], atol=1e-3)
+    # After 1 step: mean 2.5, half-width 12.7062 times sd 2.1213 over sqrt(2) = 19.0593; no spread before it.
+    np.testing.assert_allclose(means, [0.0, 2.5])
+    np.testing.assert_allclose(bars, [[0.0, 0.0], [2.5 - 19.0593, 2.5 + 19.0593]], atol=1e-3)
 
 
 def test_runs_are_found_through_links_once_and_a_foreign_manifest_is_not_a_run(tmp_path, cli, monkeypatch):
