@@ -310,6 +310,7 @@ def test_a_run_of_one_chunk_has_a_rate_and_its_compilation_is_timed_apart(tmp_pa
     summary = train(toy_algorithm(step), MamlRLConfig(iterations=3, chunk=3), tmp_path, resume=False, show_progress=False)
     assert summary.iterations_done == 3 and 0 < summary.compile_seconds < summary.seconds
     assert summary.iterations_per_second > 0  # the one call's run is training, not compiling
+    assert summary.iterations_per_second > summary.iterations_done / summary.seconds  # its time leaves compiling out
     assert summary.env_steps_per_second == pytest.approx(summary.iterations_per_second)  # one env step an iteration
 
 
@@ -338,6 +339,7 @@ def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training()
     cpu = dataclasses.replace(gpu, seconds=15.4, compile_seconds=6.6, checkpoint_seconds=0.3)
     assert cpu.checkpoint_advice() is None
     assert dataclasses.replace(gpu, checkpoints_saved=9).checkpoint_advice() is None
+    assert dataclasses.replace(gpu, checkpoints_saved=10).checkpoint_advice() is not None  # at least ten saves
     assert "`--set checkpoint_every=64`" in gpu.checkpoint_advice(chunk=32)  # saves are taken at a chunk's end
 
 
@@ -408,3 +410,11 @@ def test_the_env_steps_rate_counts_every_seeds_steps(tmp_path):
     summary = train(counting_algorithm(), config, tmp_path, resume=False, show_progress=False)
     assert summary.iterations_done == 4 and summary.iterations_per_second > 0
     assert summary.env_steps_per_second == pytest.approx(2 * summary.iterations_per_second)
+
+
+def test_a_resume_asked_for_fewer_iterations_than_done_is_refused_by_train_itself(tmp_path):
+    """eval resumes its cached baselines without `check_resume`: `train` refuses to shorten a run too."""
+    algo = counting_algorithm()
+    train(algo, MamlRLConfig(iterations=3), tmp_path, resume=False, show_progress=False)
+    with pytest.raises(UserError, match="already has 3 iterations, more than the 2 this config asks for"):
+        train(algo, MamlRLConfig(iterations=2), tmp_path, resume=True, show_progress=False)
