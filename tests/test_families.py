@@ -186,6 +186,7 @@ def test_rollout_counts_time_within_each_episode_and_keeps_each_final_observatio
     traj = jax.jit(lambda key: rollout(family.env, uniform, None, task, key, 4, 100))(jax.random.PRNGKey(1))
     time, dones, obs, next_obs = (np.asarray(x) for x in (traj.episode_time, traj.dones, traj.obs, traj.next_obs))
     assert dones.any() and np.all(time[0] == 0)
+    assert len(np.unique(obs[0], axis=0)) == 4  # each lane starts from its own reset
     np.testing.assert_array_equal(time[1:], np.where(dones[:-1], 0, time[:-1] + 1))
     continuing = ~dones[:-1]
     np.testing.assert_array_equal(next_obs[:-1][continuing], obs[1:][continuing])

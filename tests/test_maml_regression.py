@@ -217,3 +217,29 @@ def test_each_meta_iteration_moves_the_run_key_on():
         state, _ = step(state)
         keys.append(state["key"])
     assert len({tuple(np.asarray(k).ravel().tolist()) for k in keys}) == 3
+
+
+def test_a_meta_iterations_loss_and_gradient_are_the_means_over_its_tasks():
+    """What training logs and steps on: the mean of the meta-batch's query losses (not their sum,
+    which would grow the logged loss, the step and its clipping with meta_batch), over the tasks
+    and keys the run key draws."""
+    import optax
+
+    from metarl_cli.algos.maml import model_for
+    from metarl_cli.meta import meta_batch_loss
+
+    config = resolve_config("maml", "sinusoid", None, ["hidden=[8]", "meta_batch=2"])  # the previous test's: one compiled step
+    family = get_family("sinusoid")
+    algo, model = make_algorithm("maml", config, family), model_for(config, family)
+    state = algo.init(jax.random.PRNGKey(0))
+    _, metrics = jax.jit(algo.step)(state)
+    _, k_tasks, k_loss = jax.random.split(state["key"], 3)
+    tasks, keys = family.sample(k_tasks, config.meta_batch, "train"), jax.random.split(k_loss, config.meta_batch)
+
+    def mean_loss(params):
+        losses, _ = meta_batch_loss(model.learner, params, tasks, keys, config.inner_steps, config.inner_lr, config.first_order)
+        return jnp.mean(losses)
+
+    loss, grads = jax.jit(jax.value_and_grad(mean_loss))(state["params"])
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(grads), rtol=1e-4)

@@ -14,14 +14,17 @@ from metarl_cli.families import family_for, get_family
 
 
 def test_adapted_policy_improves_on_its_task():
+    """Also: each task of an evaluation draws its episodes with its own key, so the last task, a copy
+    of the first, gives an independent sample of that task's curve, not the same one counted twice."""
     config = MamlRLConfig(env="point-nav", lanes=20, hidden=(32, 32), inner_lr=0.1)
     family = get_family("point-nav")
     algo = make_algorithm("maml", config, family)
     params = algo.init_params(jax.random.PRNGKey(0))
-    tasks = family.sample(jax.random.PRNGKey(1), 64, "test")
+    tasks = jax.tree.map(lambda x: x.at[-1].set(x[0]), family.sample(jax.random.PRNGKey(1), 64, "test"))
     scores = np.asarray(algo.adaptation_curve(params, tasks, jax.random.PRNGKey(2), 2))
     gain = scores[:, 2] - scores[:, 0]
     assert gain.mean() > 3 * gain.std(ddof=1) / np.sqrt(len(gain)), scores
+    assert not np.array_equal(scores[0], scores[-1]), scores[[0, -1]]
 
 
 @pytest.mark.parametrize("inner_steps", [0, 1, 2])
@@ -293,6 +296,20 @@ def test_the_gaussian_policy_samples_and_scores_with_its_standard_deviation():
     np.testing.assert_allclose(actions.mean(axis=0), mean, atol=0.05)
     scored = policy.log_prob(params, jnp.broadcast_to(obs, (5, 2)), actions[:5])
     np.testing.assert_allclose(scored, norm.logpdf(actions[:5], mean, [2.0, 0.3]).sum(-1), rtol=1e-5)
+
+
+def test_the_categorical_policy_scores_with_the_log_probabilities_it_samples_from():
+    """A discrete action space's policy (cartpole's, with three actions here): log_prob is the log of a
+    distribution over the actions (the log-softmax of the logits, not the logits), the one its samples follow."""
+    from metarl_cli.nets import make_policy
+
+    policy = make_policy(obs_dim=4, action_dim=3, discrete=True, hidden=(8,))
+    params = policy.init(jax.random.PRNGKey(0))
+    obs = jnp.array([3.0, -7.0, 12.0, 5.0])
+    log_probs = policy.log_prob(params, jnp.broadcast_to(obs, (3, 4)), jnp.arange(3))
+    np.testing.assert_allclose(float(jnp.exp(log_probs).sum()), 1.0, rtol=1e-5)
+    actions = jax.vmap(lambda k: policy.sample(params, obs, k))(jax.random.split(jax.random.PRNGKey(1), 20_000))
+    np.testing.assert_allclose(np.bincount(np.asarray(actions), minlength=3) / 20_000, np.exp(log_probs), atol=0.015)
 
 
 def test_a_policy_gradient_batch_holds_each_episodes_returns_its_baseline_and_its_advantages():

@@ -239,6 +239,16 @@ def test_each_inner_step_of_a_meta_batch_draws_its_own_support_batch():
     np.testing.assert_allclose(adapted, -(b0 + b1), rtol=1e-6)
 
 
+def test_the_score_before_adapting_is_of_the_support_batch_the_initial_parameters_drew():
+    """What training logs as pre_return (pre_mse): the score of the first support batch, which the initial
+    policy drew, not of a later inner step's, drawn by a policy already adapted. Here a batch is the
+    parameters that drew it and the score is the batch; with loss p, a step at rate 1 moves p by -1."""
+    draw = lambda params, task, key: params  # noqa: E731
+    learner = Learner(draw, draw, lambda params, batch: params, lambda params, batch: batch)
+    _, (pre, post) = one_task_meta_loss(learner, jnp.float32(0.0), None, jax.random.PRNGKey(0), 2, 1.0, True)
+    assert (float(pre), float(post)) == (0.0, -2.0)
+
+
 def test_dice_and_reward_to_go_restart_with_each_episode_of_a_window():
     """A window of two 2-step episodes, zero baseline: each step's score weighs the discounted rewards
     from it to its own episode's end, the discount counted from that episode's start; with a
