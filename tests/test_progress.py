@@ -70,6 +70,7 @@ def test_output_into_a_pipe_ends_no_line_in_spaces(capsys, monkeypatch):
     assert "a much longer name" in out and "printed in pieces" in out
     assert [line for line in out.splitlines() if line.endswith(" ")] == []
 
+
 def test_a_disabled_progress_bar_prints_nothing_and_an_enabled_one_is_live(capsys):
     """`-q` (enabled=False): the bar is disabled and nothing reaches stderr; without it the bar is live."""
     from metarl_cli.training.progress import training_progress
@@ -79,7 +80,6 @@ def test_a_disabled_progress_bar_prints_nothing_and_an_enabled_one_is_live(capsy
         task = progress.add_task("meta-train", total=3, stats="")
         progress.advance(task)
     assert progress.disable is True and capsys.readouterr().err == ""
-
 
 
 def test_the_stats_move_below_the_bar_as_soon_as_the_line_is_one_column_too_narrow():
