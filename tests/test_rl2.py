@@ -375,12 +375,17 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     assert code == 2 and "drop --steps" in err
 
 
-def one_step_batch(log_probs, valid=None):
-    """One step of two lanes, both acting with log-probability `log_probs` (all valid unless `valid` says)."""
-    zeros = jnp.zeros((1, 2))
-    return TrialBatch(inputs=jnp.zeros((1, 2, 1)), actions=jnp.zeros((1, 2), jnp.int32), log_probs=jnp.full((1, 2), log_probs),
-                      values=zeros, rewards=zeros, valid=jnp.ones((1, 2), bool) if valid is None else valid,
-                      episode=jnp.zeros((1, 2), jnp.int32))
+def trial_batch(steps, lanes, **fields):
+    """A TrialBatch of `steps` x `lanes`: zeros, every step valid and in episode 0, unless `fields` say otherwise."""
+    zeros = jnp.zeros((steps, lanes))
+    blank = dict(inputs=jnp.zeros((steps, lanes, 1)), actions=zeros.astype(jnp.int32), log_probs=zeros, values=zeros,
+                 rewards=zeros, valid=jnp.ones((steps, lanes), bool), episode=zeros.astype(jnp.int32))
+    return TrialBatch(**{**blank, **fields})
+
+
+def one_step_batch(log_probs, **fields):
+    """One step of two lanes, both acting with log-probability `log_probs`."""
+    return trial_batch(1, 2, log_probs=jnp.full((1, 2), log_probs), **fields)
 
 
 def ppo_settings(**kw):
@@ -426,9 +431,7 @@ def test_a_trial_ends_with_its_last_episode_and_its_later_steps_count_for_nothin
 def test_episode_returns_sum_each_episodes_own_steps_in_order():
     """One lane, episodes 0, 0, 1, 1 then a step after the trial ended (episode 2 of 2): [1 + 2, 4 + 8]."""
     episode = jnp.array([[0], [0], [1], [1], [2]])
-    batch = TrialBatch(inputs=jnp.zeros((5, 1, 1)), actions=jnp.zeros((5, 1), jnp.int32), log_probs=jnp.zeros((5, 1)),
-                       values=jnp.zeros((5, 1)), rewards=jnp.array([[1.0], [2.0], [4.0], [8.0], [0.0]]),
-                       valid=episode < 2, episode=episode)
+    batch = trial_batch(5, 1, rewards=jnp.array([[1.0], [2.0], [4.0], [8.0], [0.0]]), valid=episode < 2, episode=episode)
     np.testing.assert_array_equal(episode_returns(batch, 2), [[3.0, 12.0]])
 
 
@@ -605,10 +608,8 @@ def test_ppo_update_takes_epochs_times_minibatches_steps():
     from metarl_cli.rl.ppo import ppo_update
 
     lanes, steps = 4, 3
-    batch = TrialBatch(inputs=jnp.ones((steps, lanes, 2)), actions=jnp.zeros((steps, lanes), jnp.int32),
-                       log_probs=jnp.full((steps, lanes), np.log(0.5)), values=jnp.zeros((steps, lanes)),
-                       rewards=jnp.arange(steps * lanes, dtype=jnp.float32).reshape(steps, lanes),
-                       valid=jnp.ones((steps, lanes), bool), episode=jnp.zeros((steps, lanes), jnp.int32))
+    batch = trial_batch(steps, lanes, inputs=jnp.ones((steps, lanes, 2)), log_probs=jnp.full((steps, lanes), np.log(0.5)),
+                        rewards=jnp.arange(steps * lanes, dtype=jnp.float32).reshape(steps, lanes))
     unroll = lambda p, inputs: (inputs @ p, jnp.zeros(inputs.shape[:2]))  # noqa: E731
     optimizer = optax.adam(1e-3)
     params = jnp.zeros((2, 2))

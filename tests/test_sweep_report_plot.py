@@ -627,7 +627,8 @@ def test_plot_draws_the_learning_band_and_the_adaptation_bars_as_95_percent_inte
     range; an adaptation point is the mean over tasks of each task's mean over the seeds, its bar
     the t interval over tasks."""
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
-    # Three seeds on two tasks: after 1 step the tasks average 1 and 4 over the seeds (their medians are 0 and 3).
+    # The panel reads eval.json alone, so its three seeds need not be the run's two. Three seeds on two
+    # tasks: after 1 step the tasks average 1 and 4 over the seeds (their medians are 0 and 3).
     write_eval(run, {"meta-learned (seed 0)": [[0.0, 0.0], [0.0, 3.0]], "meta-learned (seed 1)": [[0.0, 0.0], [0.0, 3.0]],
                      "meta-learned (seed 2)": [[0.0, 0.0], [3.0, 6.0]]})
     fig = draw_runs([run])
