@@ -598,7 +598,7 @@ def test_a_dqn_run_that_would_never_learn_is_warned_about(cli):
     assert "warning" not in cli("train", "dqn", "--dry-run")[2]
 
 
-@pytest.mark.parametrize("sets, shown", [([], True), (["horizon=20"], False), (["lanes=4"], False), (["inner_lr=0.05"], False)])
+@pytest.mark.parametrize("sets, shown", [([], True), (["horizon=0"], True), (["horizon=20"], False), (["lanes=4"], False), (["inner_lr=0.05"], False)])
 def test_the_maml_papers_point_nav_numbers_stand_only_beside_its_protocol(sets, shown):
     from metarl_cli.config import resolve_config
     from metarl_cli.published import published_for
@@ -628,9 +628,11 @@ def test_the_rl2_papers_rows_pair_each_number_with_its_method_at_the_papers_prot
     mdp = resolve_config("rl2", "tabular-mdp", None, [])  # Table 2, 10 episodes: trial totals, whatever the steps
     rows = {row.label: (row.method, row.values) for row in published_for(mdp, "test", 0)}
     assert len(rows) == 5 and rows["Greedy"] == ("greedy", {"total": 134.8})
+    assert len(published_for(resolve_config("rl2", "tabular-mdp", None, ["horizon=10"]), "test", 0)) == 5  # the family's own, spelled out
     assert published_for(resolve_config("rl2", "tabular-mdp", None, ["horizon=20"]), "test", 0) == []
     sinusoid = resolve_config("maml", "sinusoid", None, [])
     assert len(published_for(sinusoid, "test", 10)) == 2 and published_for(sinusoid, "ood", 10) == []
+    assert published_for(resolve_config("maml", "sinusoid", None, ["inner_lr=0.5"]), "test", 10) == []  # not the paper's alpha
 
 
 def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_and_descriptions_whole_where_wider(cli, monkeypatch):
