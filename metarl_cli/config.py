@@ -40,7 +40,7 @@ class RunConfig:
     seed: int = 0
     seeds: int = 1  # independent runs in one compiled program (vmapped or mapped); run i uses seed + i
     chunk: int = 1  # iterations per compiled call; metrics are summarised and checkpoints taken per chunk
-    checkpoint_every: int = 1  # iterations between checkpoints (rounded up to a whole chunk)
+    checkpoint_every: int = 1  # saves at the first chunk end that reaches each multiple of this, and after the last iteration
     keep_checkpoints: int = 3
     ranges: dict = dataclasses.field(default_factory=dict)  # [ranges.train] / [ranges.ood] overrides
 

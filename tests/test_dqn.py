@@ -449,7 +449,9 @@ class SplitRecorder:
 
 
 @pytest.mark.parametrize("algo_name, env, sets", [("dqn", "cartpole-family", TINY_DQN),
-                                                   ("rl2", "bandit", ["meta_batch=4", "hidden=8"])])
+                                                   ("rl2", "bandit", ["meta_batch=4", "hidden=8"]),
+                                                   ("maml", "cartpole-family", ["meta_batch=2", "lanes=2", "horizon=5", "hidden=[8]"]),
+                                                   ("maml-dqn", "cartpole-family", ["meta_batch=2", "lanes=2", "horizon=5", "hidden=[8]"])])
 def test_training_draws_its_tasks_from_the_train_split_only(algo_name, env, sets):
     """Test and ood tasks are for eval alone: every draw in training asks for train tasks (traced,
     not run)."""

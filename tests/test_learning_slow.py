@@ -9,7 +9,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_point_nav_defaults_learn_to_adapt(cli, tmp_path):
-    """The MAML paper's shape: return after one step far above return before adapting."""
+    """The MAML paper's shape: return after one step far above return before adapting, with the
+    defaults cut to 120 of their 200 iterations (enough for that shape, in less time)."""
     run = tmp_path / "pn"
     code, _, err = cli("train", "maml", "--env", "point-nav", "--set", "iterations=120", "-o", str(run), "-q")
     assert code == 0, err
@@ -21,7 +22,8 @@ def test_point_nav_defaults_learn_to_adapt(cli, tmp_path):
 
 
 def test_sinusoid_defaults_reproduce_the_maml_table(cli, tmp_path):
-    """Finn et al. (2017), Table 2, K = 5: MAML 0.67 / 0.35 after 1 / 10 steps, pretrained 2.41 / 2.19.
+    """Finn et al. (2017), Table 2, K = 5: MAML 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps, pretrained
+    2.41 / 2.23 / 2.19.
 
     Ours must be as good or better (its 95% interval reaching the paper's number or below), and the
     pretrained baseline near the paper's.
@@ -35,7 +37,7 @@ def test_sinusoid_defaults_reproduce_the_maml_table(cli, tmp_path):
     methods = json.loads((run / "eval.json").read_text())["test"]["methods"]
     ours = methods["meta-learned"]
     pretrained = next(rows for name, rows in methods.items() if name.startswith("pretrained"))
-    for steps, paper in ((1, 0.67), (10, 0.35)):
+    for steps, paper in ((1, 0.67), (5, 0.38), (10, 0.35)):
         assert ours[steps]["mean"] - ours[steps]["ci95"] <= paper, (steps, ours[steps])
-    for steps, paper in ((1, 2.41), (10, 2.19)):
+    for steps, paper in ((1, 2.41), (5, 2.23), (10, 2.19)):
         assert abs(pretrained[steps]["mean"] - paper) < 0.5, (steps, pretrained[steps])
