@@ -372,11 +372,17 @@ def _report_table(rows, title: str, with_run: bool) -> Table:
     return build(widths)
 
 
+def _say_left_out(run: Path, what: str) -> None:
+    """That `run` is left out of a report or plot, and why (e.g. a sweep's point that failed early)."""
+    console.print(f"{run} has nothing to {what} yet (no value of its headline metric logged by every seed, no evaluation): left out",
+                  highlight=False)
+
+
 @app.command()
 def report(
     runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories, or directories holding runs at any depth (a sweep; runs/)."),
     step: Optional[int] = typer.Option(None, "--step", "-k", metavar="K", help="Adaptation steps whose score is reported (default: the last evaluated); RL^2 runs report each episode of the trial and its total instead."),
-    out_prefix: Path = typer.Option(Path("report"), "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
+    out_prefix: str = typer.Option("report", "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
 ):
     """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split (a training row: the mean over seeds, Student-t interval)."""
     from metarl_cli.report import expand_runs, report_paths, run_rows, write_report
@@ -386,8 +392,7 @@ def report(
     for run in expand_runs(runs):
         found = run_rows(run, step)
         if not found:  # e.g. a sweep's point that failed before its first chunk
-            console.print(f"{run} has nothing to report yet (no value of its headline metric logged by every seed, no evaluation): left out",
-                          highlight=False)
+            _say_left_out(run, "report")
         rows += found
     if not rows:
         raise UserError("nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation")
@@ -407,15 +412,16 @@ def report(
 @app.command()
 def plot(
     runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories (finished or still training), or directories holding runs at any depth."),
-    output: Path = typer.Option(..., "--output", "-o", metavar="FILE.png", help="The PNG to write."),
+    output: str = typer.Option(..., "--output", "-o", metavar="FILE.png", help="The PNG to write."),
 ):
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
     from metarl_cli.plot import check_output, plot_runs
     from metarl_cli.report import expand_runs
 
     check_output(output)  # refuse a bad --output before reading the runs
-    plot_runs(expand_runs(runs), output)
-    console.print(f"wrote {output}")
+    for run in plot_runs(expand_runs(runs), output):
+        _say_left_out(run, "plot")
+    console.print(f"wrote {Path(output)}")
 
 
 def _envs_table(families, numbers_whole: bool) -> Table:

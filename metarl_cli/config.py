@@ -509,7 +509,8 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
         if isinstance(value, dict):
             return value
     expected = getattr(hint, "__name__", str(hint)).replace("tuple", "list of int")
-    raise UserError(f"config key '{name}' expects {expected}, got {value!r}")
+    given = str(value).lower() if isinstance(value, bool) else repr(value)  # as TOML and --set spell it
+    raise UserError(f"config key '{name}' expects {expected}, got {given}")
 
 
 def _same_settings(a: Any, b: Any) -> bool:

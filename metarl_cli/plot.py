@@ -32,7 +32,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
 from metarl_cli.report import (  # noqa: E402
-    check_writable, metric_label, read_evaluation, scores_by_method, seed_curves, writing,
+    check_writable, metric_label, names_a_directory, read_evaluation, scores_by_method, seed_curves, writing,
 )
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
@@ -68,36 +68,43 @@ def learning_curve(run_dir: Path) -> LearningCurve | None:
     return LearningCurve(curves.metric, curves.iterations, mean, half, curves.values.shape[1], curves.values)
 
 
-def check_output(output: Path) -> None:
-    """A UserError unless `output` can name the PNG to write, and it can be written."""
+def check_output(output: str | Path) -> None:
+    """A UserError unless `output` (as given: a final separator names a directory) can name the PNG
+    to write, and it can be written."""
+    if names_a_directory(output):
+        raise UserError(f"--output {output} names a directory; give the PNG file to write")
+    output = Path(output)
     if output.suffix.lower() != ".png":
         raise UserError(f"--output must be a .png file, got {output}")
-    if output.is_dir():
-        raise UserError(f"--output {output} is a directory; give the PNG file to write")
     check_writable(output)
 
 
-def plot_runs(runs: list[Path], output: Path) -> None:
-    """Learning and adaptation curves of `runs` into the PNG `output` (see `check_output`)."""
-    fig = draw_runs(runs)
+def plot_runs(runs: list[Path], output: str | Path) -> list[Path]:
+    """Learning and adaptation curves of `runs` into the PNG `output` (see `check_output`); returns
+    the runs left out, with nothing to draw yet."""
+    output = Path(output)
+    fig, left_out = draw_runs(runs)
     try:
         with writing(output):
             output.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(output, dpi=120)
     finally:
         plt.close(fig)
+    return left_out
 
 
 def draw_runs(runs: list[Path]):
     """The figure of `runs`: a panel of learning curves for each kind of curve (an x and a y: the
     algorithm's iteration, its headline metric), then a panel of adaptation curves for each kind of
-    evaluation; two panels a row."""
+    evaluation; two panels a row. Returns it and the runs with neither (left out)."""
     learning: dict[tuple[str, str], dict[Path, LearningCurve]] = defaultdict(dict)
     for run in runs:
         algo = load_run(run)[0]  # a clear error where it is not a run
         if curve := learning_curve(run):
             learning[learning_axes(algo, curve.metric)][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
+    drawn = {run for curves in learning.values() for run in curves} | set(evaluations)
+    left_out = [run for run in runs if run not in drawn]
     if not learning and not evaluations:
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
@@ -116,7 +123,7 @@ def draw_runs(runs: list[Path]):
         _draw_learning(ax, labels, curves, names)
     for ax, ((score, trial), results) in zip(axes[len(learning):], kinds.items()):
         _draw_adaptation(ax, score, trial, results, names)
-    return fig
+    return fig, left_out
 
 
 def run_names(runs: list[Path]) -> dict[Path, str]:

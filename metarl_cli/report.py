@@ -290,12 +290,20 @@ def _trial_metrics(result: dict) -> list[Metric]:
     return [*per_episode, (f"trial total {score}", lambda scores: scores.sum(axis=0))]
 
 
-def report_paths(prefix: Path) -> tuple[Path, Path]:
+def names_a_directory(given: str | Path) -> bool:
+    """Whether an output path, as given, names a directory: one that exists, `.` or `..`, or any
+    path ending in a separator (which Path would drop)."""
+    text = os.fspath(given)
+    return text.endswith(("/", os.sep)) or Path(text).name in ("", ".", "..") or Path(text).is_dir()
+
+
+def report_paths(prefix: str | Path) -> tuple[Path, Path]:
     """The CSV and JSON files a report with this prefix writes (PREFIX.csv and PREFIX.json, dots in
     its name kept; a .csv or .json suffix given is replaced); a UserError where it names a directory
     or they could not be written."""
-    if prefix.name in ("", ".", "..") or prefix.is_dir():
-        raise UserError(f"--out {prefix} names a directory; give a file prefix such as {prefix / 'report'}")
+    if names_a_directory(prefix):
+        raise UserError(f"--out {prefix} names a directory; give a file prefix such as {Path(prefix) / 'report'}")
+    prefix = Path(prefix)
     stem = prefix.with_suffix("") if prefix.suffix.lower() in (".csv", ".json") else prefix
     paths = stem.with_name(f"{stem.name}.csv"), stem.with_name(f"{stem.name}.json")
     for path in paths:

@@ -366,6 +366,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--set", "inner_lr=-0.1"], "inner_lr must be a number >= 0"),
         (["train", "maml", "--set", "outer_lr=-1e-3"], "outer_lr must be a positive number"),
         (["train", "maml", "--set", "meta_batch=many"], "meta_batch' expects int"),
+        (["train", "maml", "--set", "iterations=true"], "config key 'iterations' expects int, got true"),
         (["train", "maml", "--config", "CONFIG"], "malformed TOML"),
         (["train", "maml", "--config", "MISSING"], "config file not found"),
         (["eval", "MISSING"], "run directory not found"),
@@ -419,7 +420,9 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "rl2", "--env", "bandit", "--set", "episodes=3"], "episodes = 3: a bandit's trial is one episode of its pulls (now 100); set pulls, not episodes"),
         (["train", "dqn", "--set", "ranges.train.force_mag=[6, 14]"], "cartpole has no parameter ranges to set ('force_mag')"),
         (["report", "FOREIGN", "-o", "FOREIGN"], "names a directory; give a file prefix"),
-        (["plot", "FOREIGN", "-o", "PNGDIR"], "is a directory; give the PNG file to write"),
+        (["plot", "FOREIGN", "-o", "PNGDIR"], "names a directory; give the PNG file to write"),
+        (["report", "FOREIGN", "-o", "MISSING/"], "names a directory; give a file prefix such as "),  # not nope.csv beside it
+        (["plot", "FOREIGN", "-o", "MISSING/"], "names a directory; give the PNG file to write"),
         (["train", "dqn", "--set", "buffer_size=5"], "buffer_size (5) must be at least num_envs (10)"),
         (["train", "maml", "--set", "=3"], "--set expects key=value, got '=3'"),
         (["report", "MISSING"], "not found: "),
@@ -453,7 +456,7 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     edited.mkdir()
     (edited / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
     (edited / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\ntotal_steps = "x"\n')
-    subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "FOREIGN": str(foreign), "BINARY": str(binary),
+    subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "MISSING/": f"{tmp_path / 'nope'}/", "FOREIGN": str(foreign), "BINARY": str(binary),
              "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir),
              "POINTNAV": str(point_nav), "DQNCONFIG": str(dqn_config), "BADMANIFEST": str(bad_manifest), "EDITED": str(edited)}
     code, _, err = cli(*(subst.get(a, a) for a in args))

@@ -277,6 +277,8 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert code == 0 and left_out in " ".join(err.split()), err  # the line wrapped where the terminal is narrow
     assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["estimate"] == 3.0
+    code, out, err = cli("plot", str(tmp_path), "-o", str(tmp_path / "out" / "curves.png"))  # plot names it too
+    assert code == 0 and left_out.replace("to report", "to plot") in " ".join(err.split()), err
     code, _, err = cli("report", str(tmp_path / "empty"))
     assert code == 2 and "nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation" in " ".join(err.split())
     code, _, err = cli("plot", str(tmp_path / "empty"), "-o", str(tmp_path / "empty.png"))
@@ -473,7 +475,7 @@ def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
     # Over the three tasks, t(0.975, 2 df) = 4.3027 times sd 2 and sqrt(13) over sqrt(3); no spread at k = 2.
     np.testing.assert_allclose(half, [4.9683, 8.9567, 0.0], atol=1e-4)
     assert random_mean[0] == 2.0 and np.isnan(random_mean[1]) and random_mean[2] == 4.0
-    fig = draw_runs([run])
+    fig, _ = draw_runs([run])
     try:
         legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
     finally:
@@ -487,7 +489,7 @@ def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
     assert list(ks) == [0, 1, 2] and np.isnan(mean[1]) and np.isnan(half[1]) and (mean[0], mean[2]) == (1.0, 3.0)
     # In an RL^2 trial the gap is an episode of the trial.
     write_eval(run, {"trained": [[1.0, 2.0], [3.0, None]]}, trial=True)
-    fig = draw_runs([run])
+    fig, _ = draw_runs([run])
     try:
         legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
     finally:
@@ -535,7 +537,8 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, c
     taken = tmp_path / "out" / (f"{name}.json" if command == "report" else name)
     taken.mkdir(parents=True)  # a directory where the output (report: its JSON, written second) would be
     code, out, err = cli(command, str(run), "-o", str(tmp_path / "out" / name))
-    assert code == 2 and out == "" and f"{taken}" in err and "is a directory" in err and err.count("\n") == 1
+    said = "is a directory" if command == "report" else "names a directory"  # plot's own output; report's second file
+    assert code == 2 and out == "" and f"{taken}" in err and said in err and err.count("\n") == 1
     assert [p.name for p in (tmp_path / "out").iterdir()] == [taken.name]  # nothing written first (report: its CSV)
 
 
@@ -552,7 +555,7 @@ def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
     write_eval(runs[0], {"meta-learned": [[1.0, 2.0], [0.5, 0.7]]}, score="mse")
     write_eval(runs[1], {"trained": [[1.0, 2.0]]})
     write_eval(runs[2], {"trained": [[1.0, 2.0], [3.0, 4.0]]}, trial=True)
-    fig = draw_runs(runs)
+    fig, _ = draw_runs(runs)
     try:
         adaptation = {(ax.get_xlabel(), ax.get_ylabel()): [text.get_text() for text in ax.get_legend().get_texts()]
                       for ax in fig.axes[1:]}
@@ -578,7 +581,7 @@ def test_plot_draws_a_method_once_however_many_seeds_and_tells_runs_of_one_name_
     write_eval(runs[1], {"meta-learned (seed 0)": [[0.0, 0.0], [1.0, 1.0]], "meta-learned (seed 1)": [[0.0, 0.0], [1.0, 1.0]]})
     (method, seeds, ks, mean, _), _ = adaptation_series(json.loads((runs[0] / "eval.json").read_text())["test"])
     assert (method, seeds, list(ks), list(mean)) == ("meta-learned", 2, [0, 1], [0.0, 3.0])
-    fig = draw_runs(runs)
+    fig, _ = draw_runs(runs)
     try:
         legends = [[text.get_text() for text in ax.get_legend().get_texts()] for ax in fig.axes]
     finally:
@@ -595,7 +598,7 @@ def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_sa
     (dqn / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "dqn"}))
     write_config(DqnConfig(), "dqn", dqn / "config.toml")
     (dqn / "metrics.jsonl").write_text("".join(json.dumps({"iteration": 2500 * i, "seed": 0, "return": 20.0 * i}) + "\n" for i in (1, 2)))
-    fig = draw_runs([*maml_runs, dqn])
+    fig, _ = draw_runs([*maml_runs, dqn])
     try:
         panels = {(ax.get_xlabel(), ax.get_ylabel()): ax for ax in fig.axes}
         styles = {(line.get_color(), line.get_linestyle()) for line in panels[("meta-iteration", "return after adaptation")].get_lines()}
@@ -609,7 +612,7 @@ def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_sa
 
 @pytest.mark.parametrize("seeds, half", [(1, None), (3, 4.3027 / np.sqrt(3))])  # 10, 11, 12: t(0.975, 2 df) sd 1 over sqrt(3)
 def test_plot_marks_a_learning_curve_of_one_chunk(tmp_path, seeds, half):
-    fig = draw_runs([fake_run(tmp_path / "run", seeds=seeds, iterations=1, evaluated=False)])
+    fig, _ = draw_runs([fake_run(tmp_path / "run", seeds=seeds, iterations=1, evaluated=False)])
     try:
         markers = [line.get_marker() for line in fig.axes[0].get_lines()]
         bars = [bar[2][0].get_segments() for bar in fig.axes[0].containers if bar.has_yerr]
@@ -631,7 +634,7 @@ def test_plot_draws_the_learning_band_and_the_adaptation_bars_as_95_percent_inte
     # tasks: after 1 step the tasks average 1 and 4 over the seeds (their medians are 0 and 3).
     write_eval(run, {"meta-learned (seed 0)": [[0.0, 0.0], [0.0, 3.0]], "meta-learned (seed 1)": [[0.0, 0.0], [0.0, 3.0]],
                      "meta-learned (seed 2)": [[0.0, 0.0], [3.0, 6.0]]})
-    fig = draw_runs([run])
+    fig, _ = draw_runs([run])
     try:
         [band] = fig.axes[0].collections
         band_y = band.get_paths()[0].vertices[:, 1]
@@ -699,7 +702,7 @@ def logged_run(path: Path, metric: str, by_seed: list[list[float]]) -> Path:
 ])
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the Infinity's spread
 def test_a_learning_band_wider_than_the_seeds_values_is_cut_there(tmp_path, metric, by_seed, title, scale, limits):
-    fig = draw_runs([logged_run(tmp_path / "run", metric, by_seed)])
+    fig, _ = draw_runs([logged_run(tmp_path / "run", metric, by_seed)])
     try:
         ax = fig.axes[0]
         shown = (" ".join(ax.get_title().split()), ax.get_yscale(), ax.get_ylim())
