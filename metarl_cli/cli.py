@@ -14,6 +14,7 @@ from rich import box
 from rich.cells import cell_len
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -427,8 +428,6 @@ def plot(
 def _envs_table(families, numbers_whole: bool) -> Table:
     """The families' parameters and ranges; with `numbers_whole`, the parameter column at least as wide
     as the longest name and the number columns unwrapped, else the parameter column exactly that wide."""
-    from metarl_cli.families import FAMILY_NAMES, Family
-
     table = Table(title="task families (train and test draw from the train range, metamaze's test from cells train never draws; ood from the held-out ranges)",
                   box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
@@ -438,16 +437,44 @@ def _envs_table(families, numbers_whole: bool) -> Table:
     table.add_column("parameter", min_width=longest if numbers_whole else None, width=None if numbers_whole else longest)
     for col in ("default", "train / test", "ood"):  # too narrow for a number: it folds (down to about 45 columns)
         table.add_column(col, no_wrap=numbers_whole, overflow="fold")
-    for name, fam in zip(FAMILY_NAMES, families):
-        if isinstance(fam, Family) and fam.draw_text:
-            table.add_row(name, fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none")
-        elif fam.one_task:
-            table.add_row(name, "(none: one task)", "", "", "")
-        for i, r in enumerate(fam.ranges):
-            ood = "\n∪ ".join(map(_interval, r.ood)) or "as train"  # an interval a line
-            table.add_row(name if i == 0 else "", r.name, f"{r.default:g}", _interval(r.train), ood)
+    for rows in _envs_rows(families):
+        for i, row in enumerate(rows):
+            table.add_row(row[0] if i == 0 else "", *row[1:])
         table.add_section()
     return table
+
+
+def _envs_rows(families) -> list[list[tuple[str, str, str, str, str]]]:
+    """A family's rows (env, parameter, default, train / test, ood), a list a family."""
+    from metarl_cli.families import FAMILY_NAMES, Family
+
+    rows = []
+    for name, fam in zip(FAMILY_NAMES, families):
+        mine = []
+        if isinstance(fam, Family) and fam.draw_text:
+            mine.append((name, fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none"))
+        elif fam.one_task:
+            mine.append((name, "(none: one task)", "", "", ""))
+        for r in fam.ranges:
+            ood = "\n∪ ".join(map(_interval, r.ood)) or "as train"  # an interval a line
+            mine.append((name, r.name, f"{r.default:g}", _interval(r.train), ood))
+        rows.append(mine)
+    return rows
+
+
+def _envs_list(families) -> None:
+    """The envs table's contents as a list, a line a parameter, for a terminal too narrow for its
+    columns to hold their words."""
+    out.print("task families (train and test draw from the train range, metamaze's test from cells train never "
+              "draws; ood from the held-out ranges):", highlight=False)
+    for rows in _envs_rows(families):
+        out.print(f"[bold]{rows[0][0]}[/]", highlight=False)
+        for _, parameter, default, train, ood in rows:
+            out.print(Padding(parameter, (0, 0, 0, 2)), highlight=False)
+            values = [f"default {default}" if default else "", f"train / test {train}" if train else "",
+                      f"ood {' '.join(ood.split())}" if ood else ""]
+            if any(values):
+                out.print(Padding("; ".join(v for v in values if v), (0, 0, 0, 4)), highlight=False)
 
 
 @app.command()
@@ -460,7 +487,10 @@ def envs():
     # at the longest name (80 columns do): a family's description wraps within that column instead.
     # On a narrower terminal the numbers wrap too, rather than run off its edge.
     narrow = _envs_table(families, numbers_whole=False)
-    out.print(narrow if _natural_width(narrow) > out.width else _envs_table(families, numbers_whole=True))
+    if Measurement.get(out, out.options.update_width(10_000), narrow).minimum > out.width:  # columns would fold their headers, or go
+        _envs_list(families)
+    else:
+        out.print(narrow if _natural_width(narrow) > out.width else _envs_table(families, numbers_whole=True))
     for name, fam in zip(FAMILY_NAMES, families):
         if isinstance(fam, RegressionFamily):
             shape = f"regression, x in {_interval(fam.x_range)}"

@@ -638,10 +638,11 @@ def test_the_rl2_papers_rows_pair_each_number_with_its_method_at_the_papers_prot
     assert published_for(resolve_config("maml", "sinusoid", None, ["inner_lr=0.5"]), "test", 10) == []  # not the paper's alpha
 
 
-def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_and_descriptions_whole_where_wider(cli, monkeypatch):
+def test_envs_shows_every_family_parameter_and_range_whole_at_80_columns_and_descriptions_whole_where_wider_and_a_list_where_narrow(cli, monkeypatch):
     from rich.console import Console
 
     from metarl_cli import cli as cli_module
+    from metarl_cli.cli import _interval
     from metarl_cli.families import FAMILY_NAMES, get_family
 
     monkeypatch.setattr(cli_module, "out", Console(width=80))  # as a terminal of 80 columns would be
@@ -668,9 +669,21 @@ def test_envs_lists_every_family_and_parameter_whole_on_an_80_column_terminal_an
     code, out, err = cli("envs")
     assert code == 0 and max(len(line) for line in out.splitlines()) <= 70, err
     assert "[0.0001," in out.split() and "0.0005]" in out.split() and "…" not in out
-    monkeypatch.setattr(cli_module, "out", Console(width=60))  # narrower than the numbers: they fold, never cut
+    monkeypatch.setattr(cli_module, "out", Console(width=63))  # as narrow as the columns go: the numbers fold, never cut
     code, out, err = cli("envs")
-    assert code == 0 and max(len(line) for line in out.splitlines()) <= 60 and "…" not in out, err
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 63 and "…" not in out, err
+    assert "default" in out.split() and "ood" in out.split()  # every header whole
+    # Narrower still, a list: nothing dropped (rich would drop the columns that do not fit).
+    for width in (62, 40):
+        monkeypatch.setattr(cli_module, "out", Console(width=width))
+        code, out, err = cli("envs")
+        assert code == 0 and max(len(line) for line in out.splitlines()) <= width and "…" not in out, err
+        text = " ".join(out.split())
+        for name in FAMILY_NAMES:
+            assert name in out.split()
+            for r in get_family(name).ranges:
+                assert r.name in out.split() and f"default {r.default:g}" in text
+                assert f"train / test {_interval(r.train)}" in text and all(_interval(b) in text for b in r.ood)
 
 
 def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_path):
