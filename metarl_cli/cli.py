@@ -253,7 +253,16 @@ def _mean_ci(summary, tasks: int, digits: int = 2) -> str:
 
 def _natural_width(table: Table) -> int:
     """The columns `table` takes unsqueezed (rich measures against the terminal's width otherwise)."""
-    return Measurement.get(out, out.options.update_width(10_000), table).maximum
+    return _measure(table).maximum
+
+
+def _least_width(table: Table) -> int:
+    """The fewest columns `table` takes with each column as narrow as its longest word (or fixed width)."""
+    return _measure(table).minimum
+
+
+def _measure(table: Table) -> Measurement:
+    return Measurement.get(out, out.options.update_width(10_000), table)
 
 
 def _grid_tables(make_table, corner: str, row_labels: list[str], column_labels: list[str], cells: list[list[str]],
@@ -437,28 +446,28 @@ def _envs_table(families, numbers_whole: bool) -> Table:
     table.add_column("parameter", min_width=longest if numbers_whole else None, width=None if numbers_whole else longest)
     for col in ("default", "train / test", "ood"):  # too narrow for a number: it folds (down to about 45 columns)
         table.add_column(col, no_wrap=numbers_whole, overflow="fold")
-    for rows in _envs_rows(families):
+    for name, rows in _envs_rows(families):
         for i, row in enumerate(rows):
-            table.add_row(row[0] if i == 0 else "", *row[1:])
+            table.add_row(name if i == 0 else "", *row)
         table.add_section()
     return table
 
 
-def _envs_rows(families) -> list[list[tuple[str, str, str, str, str]]]:
-    """A family's rows (env, parameter, default, train / test, ood), a list a family."""
+def _envs_rows(families) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """Each family's name and rows (parameter, default, train / test, ood)."""
     from metarl_cli.families import FAMILY_NAMES, Family
 
     rows = []
     for name, fam in zip(FAMILY_NAMES, families):
         mine = []
         if isinstance(fam, Family) and fam.draw_text:
-            mine.append((name, fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none"))
+            mine.append((fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none"))
         elif fam.one_task:
-            mine.append((name, "(none: one task)", "", "", ""))
+            mine.append(("(none: one task)", "", "", ""))
         for r in fam.ranges:
             ood = "\n∪ ".join(map(_interval, r.ood)) or "as train"  # an interval a line
-            mine.append((name, r.name, f"{r.default:g}", _interval(r.train), ood))
-        rows.append(mine)
+            mine.append((r.name, f"{r.default:g}", _interval(r.train), ood))
+        rows.append((name, mine))
     return rows
 
 
@@ -467,9 +476,9 @@ def _envs_list(families) -> None:
     columns to hold their words."""
     out.print("task families (train and test draw from the train range, metamaze's test from cells train never "
               "draws; ood from the held-out ranges):", highlight=False)
-    for rows in _envs_rows(families):
-        out.print(f"[bold]{rows[0][0]}[/]", highlight=False)
-        for _, parameter, default, train, ood in rows:
+    for name, rows in _envs_rows(families):
+        out.print(f"[bold]{name}[/]", highlight=False)
+        for parameter, default, train, ood in rows:
             out.print(Padding(parameter, (0, 0, 0, 2)), highlight=False)
             values = [f"default {default}" if default else "", f"train / test {train}" if train else "",
                       f"ood {' '.join(ood.split())}" if ood else ""]
@@ -487,7 +496,7 @@ def envs():
     # at the longest name (80 columns do): a family's description wraps within that column instead.
     # On a narrower terminal the numbers wrap too, rather than run off its edge.
     narrow = _envs_table(families, numbers_whole=False)
-    if Measurement.get(out, out.options.update_width(10_000), narrow).minimum > out.width:  # columns would fold their headers, or go
+    if _least_width(narrow) > out.width:  # rich would fold its headers a letter a line, or drop columns
         _envs_list(families)
     else:
         out.print(narrow if _natural_width(narrow) > out.width else _envs_table(families, numbers_whole=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import json
 import math
 import tomllib
 import typing
@@ -509,8 +510,15 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
         if isinstance(value, dict):
             return value
     expected = getattr(hint, "__name__", str(hint)).replace("tuple", "list of int")
-    given = str(value).lower() if isinstance(value, bool) else repr(value)  # as TOML and --set spell it
-    raise UserError(f"config key '{name}' expects {expected}, got {given}")
+    raise UserError(f"config key '{name}' expects {expected}, got {_as_toml(value)}")
+
+
+def _as_toml(value: Any) -> str:
+    """A value as TOML and --set spell it (true, "text", [1, 2]), for messages."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _same_settings(a: Any, b: Any) -> bool:

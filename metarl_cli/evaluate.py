@@ -152,7 +152,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             per_task[label] = scores
     totals = {label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {}
     result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
-                        published_for(config, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task,
+                        published_for(config, family, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task,
                         algo.adapts)
     _write(run_dir / "eval.json", result)
     return result

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from metarl_cli.families import family_for
-
 
 class Published(NamedTuple):
     env: str
@@ -59,30 +57,31 @@ def _rl2_rows() -> list[Published]:
     return rows
 
 
+SINUSOID_ADAPTATION = {"shots": 5, "inner_lr": 0.01, "later_lr_scale": 1.0}
 PUBLISHED = (
     # The paper's adaptation: 20 trajectories of 100 steps a step, alpha 0.1 then 0.05.
     Published("point-nav", "test", {"lanes": 20, "horizon": 100, "inner_lr": 0.1, "later_lr_scale": 0.5}, "paper: MAML", f"{FINN}, Table 4", {0: -40.41, 1: -11.68, 2: -3.33, 3: -3.23}),
-    # The paper's adaptation: K = 5 points, alpha 0.01.
-    Published("sinusoid", "test", {"shots": 5, "inner_lr": 0.01}, "paper: MAML", f"{FINN}, Table 2", {1: 0.67, 5: 0.38, 10: 0.35}),
-    Published("sinusoid", "test", {"shots": 5, "inner_lr": 0.01}, "paper: pretrained", f"{FINN}, Table 2", {1: 2.41, 5: 2.23, 10: 2.19}),
+    # The paper's adaptation: K = 5 points, alpha 0.01 at every step.
+    Published("sinusoid", "test", SINUSOID_ADAPTATION, "paper: MAML", f"{FINN}, Table 2", {1: 0.67, 5: 0.38, 10: 0.35}),
+    Published("sinusoid", "test", SINUSOID_ADAPTATION, "paper: pretrained", f"{FINN}, Table 2", {1: 2.41, 5: 2.23, 10: 2.19}),
     *_rl2_rows(),
 )
 
 
-def _setting(config, key: str):
-    """The config's value for a protocol key; for `horizon`, the episode length the run plays (its
-    0 stands for the family's own)."""
+def _setting(config, family, key: str):
+    """The run's value for a protocol key; for `horizon`, the episode length its family plays (the
+    config's 0 stands for the family's own)."""
     if key == "horizon":
-        return family_for(config).horizon
+        return getattr(family, "horizon", None)
     return getattr(config, key, None)
 
 
-def published_for(config, split: str, steps: int) -> list[Published]:
-    """The rows whose protocol the config follows, their step values cut to `steps`; a row with no
-    value left (the paper's first is after more steps) is left out."""
+def published_for(config, family, split: str, steps: int) -> list[Published]:
+    """The rows whose protocol the run (its config, and the family it trained on) follows, their step
+    values cut to `steps`; a row with no value left (the paper's first is after more steps) is left out."""
     rows = [
         row._replace(values={k: v for k, v in row.values.items() if k == "total" or k <= steps})
         for row in PUBLISHED
-        if row.env == config.env and row.split == split and all(_setting(config, k) == v for k, v in row.protocol.items())
+        if row.env == config.env and row.split == split and all(_setting(config, family, k) == v for k, v in row.protocol.items())
     ]
     return [row for row in rows if row.values]

@@ -291,10 +291,10 @@ def _trial_metrics(result: dict) -> list[Metric]:
 
 
 def names_a_directory(given: str | Path) -> bool:
-    """Whether an output path, as given, names a directory: one that exists, `.` or `..`, or any
-    path ending in a separator (which Path would drop)."""
+    """Whether an output path, as given, names a directory: one that exists, or one ending in a
+    separator, `.` or `..` (which Path would drop: `out/` and `out/.` are `out` to it)."""
     text = os.fspath(given)
-    return text.endswith(("/", os.sep)) or Path(text).name in ("", ".", "..") or Path(text).is_dir()
+    return os.path.basename(text) in ("", ".", "..") or Path(text).is_dir()
 
 
 def report_paths(prefix: str | Path) -> tuple[Path, Path]:
@@ -331,7 +331,7 @@ def writing(path: Path):
         raise UserError(f"cannot write {path}: {(e.strerror or str(e)).lower()}") from None
 
 
-def write_report(rows: list[ReportRow], prefix: Path) -> tuple[Path, Path]:
+def write_report(rows: list[ReportRow], prefix: str | Path) -> tuple[Path, Path]:
     csv_path, json_path = report_paths(prefix)
     with writing(csv_path):
         csv_path.parent.mkdir(parents=True, exist_ok=True)

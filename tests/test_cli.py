@@ -367,6 +367,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--set", "outer_lr=-1e-3"], "outer_lr must be a positive number"),
         (["train", "maml", "--set", "meta_batch=many"], "meta_batch' expects int"),
         (["train", "maml", "--set", "iterations=true"], "config key 'iterations' expects int, got true"),
+        (["train", "maml", "--set", "hidden=[true, 8]"], "config key 'hidden' expects list of int, got [true, 8]"),
         (["train", "maml", "--config", "CONFIG"], "malformed TOML"),
         (["train", "maml", "--config", "MISSING"], "config file not found"),
         (["eval", "MISSING"], "run directory not found"),
@@ -423,6 +424,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["plot", "FOREIGN", "-o", "PNGDIR"], "names a directory; give the PNG file to write"),
         (["report", "FOREIGN", "-o", "MISSING/"], "names a directory; give a file prefix such as "),  # not nope.csv beside it
         (["plot", "FOREIGN", "-o", "MISSING/"], "names a directory; give the PNG file to write"),
+        (["report", "FOREIGN", "-o", "MISSING/."], "names a directory; give a file prefix such as "),
+        (["plot", "FOREIGN", "-o", "MISSING/."], "names a directory; give the PNG file to write"),
         (["train", "dqn", "--set", "buffer_size=5"], "buffer_size (5) must be at least num_envs (10)"),
         (["train", "maml", "--set", "=3"], "--set expects key=value, got '=3'"),
         (["report", "MISSING"], "not found: "),
@@ -456,7 +459,7 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     edited.mkdir()
     (edited / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
     (edited / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\ntotal_steps = "x"\n')
-    subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "MISSING/": f"{tmp_path / 'nope'}/", "FOREIGN": str(foreign), "BINARY": str(binary),
+    subst = {"CONFIG": str(bad_toml), "MISSING": str(tmp_path / "nope"), "MISSING/": f"{tmp_path / 'nope'}/", "MISSING/.": f"{tmp_path / 'nope'}/.", "FOREIGN": str(foreign), "BINARY": str(binary),
              "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir),
              "POINTNAV": str(point_nav), "DQNCONFIG": str(dqn_config), "BADMANIFEST": str(bad_manifest), "EDITED": str(edited)}
     code, _, err = cli(*(subst.get(a, a) for a in args))
@@ -601,41 +604,47 @@ def test_a_dqn_run_that_would_never_learn_is_warned_about(cli):
     assert "warning" not in cli("train", "dqn", "--dry-run")[2]
 
 
+def published(config, split: str, steps: int):
+    """The papers' rows that eval prints beside a run of `config`, on the family it trains on."""
+    from metarl_cli.families import family_for
+    from metarl_cli.published import published_for
+
+    return published_for(config, family_for(config), split, steps)
+
+
 @pytest.mark.parametrize("sets, shown", [([], True), (["horizon=0"], True), (["horizon=20"], False), (["lanes=4"], False), (["inner_lr=0.05"], False)])
 def test_the_maml_papers_point_nav_numbers_stand_only_beside_its_protocol(sets, shown):
     from metarl_cli.config import resolve_config
-    from metarl_cli.published import published_for
 
     config = resolve_config("maml", "point-nav", None, sets)
-    assert bool(published_for(config, "test", 3)) == shown
+    assert bool(published(config, "test", 3)) == shown
 
 
 def test_a_published_row_with_no_value_at_the_steps_evaluated_is_left_out():
     from metarl_cli.config import resolve_config
-    from metarl_cli.published import published_for
 
     config = resolve_config("maml", "sinusoid", None, [])  # the paper's values after 1, 5 and 10 steps
-    assert published_for(config, "test", 0) == []
-    assert [sorted(row.values) for row in published_for(config, "test", 5)] == [[1, 5], [1, 5]]
+    assert published(config, "test", 0) == []
+    assert [sorted(row.values) for row in published(config, "test", 5)] == [[1, 5], [1, 5]]
 
 
 def test_the_rl2_papers_rows_pair_each_number_with_its_method_at_the_papers_protocol_and_split():
     from metarl_cli.config import resolve_config
-    from metarl_cli.published import published_for
 
     bandit = resolve_config("rl2", "bandit", None, ["arms=5", "pulls=10"])  # Table 1, n = 10, k = 5
-    rows = {row.label: (row.method, row.values) for row in published_for(bandit, "test", 0)}
+    rows = {row.label: (row.method, row.values) for row in published(bandit, "test", 0)}
     assert rows == {"Random": ("random policy", {0: 5.0}), "Gittins": ("gittins", {0: 6.6}), "TS": ("thompson", {0: 5.7}),
                     "UCB1": ("ucb1", {0: 6.7}), "eps-greedy": ("epsilon-greedy", {0: 6.6}), "Greedy": ("greedy", {0: 6.6}),
                     "RL^2": ("meta-learned", {0: 6.7})}
     mdp = resolve_config("rl2", "tabular-mdp", None, [])  # Table 2, 10 episodes: trial totals, whatever the steps
-    rows = {row.label: (row.method, row.values) for row in published_for(mdp, "test", 0)}
+    rows = {row.label: (row.method, row.values) for row in published(mdp, "test", 0)}
     assert len(rows) == 5 and rows["Greedy"] == ("greedy", {"total": 134.8})
-    assert len(published_for(resolve_config("rl2", "tabular-mdp", None, ["horizon=10"]), "test", 0)) == 5  # the family's own, spelled out
-    assert published_for(resolve_config("rl2", "tabular-mdp", None, ["horizon=20"]), "test", 0) == []
+    assert len(published(resolve_config("rl2", "tabular-mdp", None, ["horizon=10"]), "test", 0)) == 5  # the family's own, spelled out
+    assert published(resolve_config("rl2", "tabular-mdp", None, ["horizon=20"]), "test", 0) == []
     sinusoid = resolve_config("maml", "sinusoid", None, [])
-    assert len(published_for(sinusoid, "test", 10)) == 2 and published_for(sinusoid, "ood", 10) == []
-    assert published_for(resolve_config("maml", "sinusoid", None, ["inner_lr=0.5"]), "test", 10) == []  # not the paper's alpha
+    assert len(published(sinusoid, "test", 10)) == 2 and published(sinusoid, "ood", 10) == []
+    assert published(resolve_config("maml", "sinusoid", None, ["inner_lr=0.5"]), "test", 10) == []  # not the paper's alpha
+    assert published(resolve_config("maml", "sinusoid", None, ["later_lr_scale=0.5"]), "test", 10) == []  # nor at every step
 
 
 def test_envs_shows_every_family_parameter_and_range_whole_at_80_columns_and_descriptions_whole_where_wider_and_a_list_where_narrow(cli, monkeypatch):
@@ -672,7 +681,8 @@ def test_envs_shows_every_family_parameter_and_range_whole_at_80_columns_and_des
     monkeypatch.setattr(cli_module, "out", Console(width=63))  # as narrow as the columns go: the numbers fold, never cut
     code, out, err = cli("envs")
     assert code == 0 and max(len(line) for line in out.splitlines()) <= 63 and "…" not in out, err
-    assert "default" in out.split() and "ood" in out.split()  # every header whole
+    assert any({"env", "parameter", "default", "ood"} <= set(line.split()) for line in out.splitlines())  # a table, its headers whole
+    assert "default 10" not in " ".join(out.split())  # not the list
     # Narrower still, a list: nothing dropped (rich would drop the columns that do not fit).
     for width in (62, 40):
         monkeypatch.setattr(cli_module, "out", Console(width=width))
