@@ -444,7 +444,7 @@ def _envs_table(families, numbers_whole: bool) -> Table:
     # terminal no interval is broken.
     longest = max(len(r.name) for fam in families for r in fam.ranges)
     table.add_column("parameter", min_width=longest if numbers_whole else None, width=None if numbers_whole else longest)
-    for col in ("default", "train / test", "ood"):  # too narrow for a number: it folds (down to about 45 columns)
+    for col in ("default", "train / test", "ood"):  # too narrow for a number: it folds (narrower than the words: envs lists)
         table.add_column(col, no_wrap=numbers_whole, overflow="fold")
     for name, rows in _envs_rows(families):
         for i, row in enumerate(rows):
@@ -472,8 +472,8 @@ def _envs_rows(families) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
 
 
 def _envs_list(families) -> None:
-    """The envs table's contents as a list, a line a parameter, for a terminal too narrow for its
-    columns to hold their words."""
+    """The envs table's contents as a list (a family's name, then each parameter over its values), for
+    a terminal too narrow for the table's columns to hold their words."""
     out.print("task families (train and test draw from the train range, metamaze's test from cells train never "
               "draws; ood from the held-out ranges):", highlight=False)
     for name, rows in _envs_rows(families):
