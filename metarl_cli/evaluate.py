@@ -200,10 +200,11 @@ def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Basel
             target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
         )
         dqn.validate()
-        return [Baseline("multi-task-dqn", "dqn", dqn, "multi-task DQN")]
+        return [Baseline("multi-task-dqn", "dqn", dqn, "DQN (its one task)" if family.one_task else "multi-task DQN")]
     baselines = []
     if algo.adapts and not algo.trial_episodes:
-        baselines.append(Baseline("pretrained", algo_name, _baseline_config(config), "pretrained (multi-task)"))
+        trained_on = "its one task" if family.one_task else "multi-task"
+        baselines.append(Baseline("pretrained", algo_name, _baseline_config(config), f"pretrained ({trained_on})"))
     if isinstance(family, RegressionFamily):  # sees the task's parameters beside x
         baselines.append(Baseline("oracle", algo_name, _baseline_config(config, task_input=True), "oracle (task given)", adapts=False))
     return baselines

@@ -294,6 +294,17 @@ def test_a_cached_baseline_trains_on_only_where_that_equals_training_it_for_its_
     assert not continues(tmp_path / "none", dqn)
 
 
+@pytest.mark.parametrize("algo_name, env, label", [("maml", "cartpole-family", "pretrained (multi-task)"),
+                                                   ("maml", "cartpole", "pretrained (its one task)"),
+                                                   ("maml-dqn", "cartpole-family", "multi-task DQN"),
+                                                   ("maml-dqn", "cartpole", "DQN (its one task)")])
+def test_a_baseline_is_named_multi_task_only_where_the_family_has_more_than_one(algo_name, env, label):
+    from metarl_cli.evaluate import baselines_of
+
+    config = resolve_config(algo_name, env, None, [])
+    assert baselines_of(make_algorithm(algo_name, config, family_for(config)), algo_name, config, family_for(config))[0].label == label
+
+
 def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused(cli):
     """eval refuses such a baseline; train says so before the run (here its --dry-run)."""
     from metarl_cli.evaluate import baselines_of
