@@ -434,10 +434,14 @@ def plot(
     console.print(f"wrote {Path(output)}")
 
 
+ENVS_TITLE = ("task families (train and test draw from the train range, metamaze's test from cells train never draws; "
+              "ood from the held-out ranges)")
+
+
 def _envs_table(families, numbers_whole: bool) -> Table:
     """The families' parameters and ranges; with `numbers_whole`, the parameter column at least as wide
     as the longest name and the number columns unwrapped, else the parameter column exactly that wide."""
-    table = Table(title="task families (train and test draw from the train range, metamaze's test from cells train never draws; ood from the held-out ranges)",
+    table = Table(title=ENVS_TITLE,
                   box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     table.add_column("env", no_wrap=True)  # the names to type stay whole at any width
     # One space of padding beside the box's one-space divider and no outer edge: on an 80-column
@@ -474,8 +478,7 @@ def _envs_rows(families) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
 def _envs_list(families) -> None:
     """The envs table's contents as a list (a family's name, then each parameter over its values), for
     a terminal too narrow for the table's columns to hold their words."""
-    out.print("task families (train and test draw from the train range, metamaze's test from cells train never "
-              "draws; ood from the held-out ranges):", highlight=False)
+    out.print(f"{ENVS_TITLE}:", highlight=False)
     for name, rows in _envs_rows(families):
         out.print(f"[bold]{name}[/]", highlight=False)
         for parameter, default, train, ood in rows:

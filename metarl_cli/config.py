@@ -514,7 +514,8 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 
 def _as_toml(value: Any) -> str:
-    """A value as TOML and --set spell it (true, "text", [1, 2]), for messages."""
+    """A value for messages, spelt as --set takes it: JSON's spelling, which TOML shares for
+    booleans, numbers, strings and lists (true, "text", [1, 2])."""
     try:
         return json.dumps(value)
     except (TypeError, ValueError):

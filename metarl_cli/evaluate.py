@@ -203,8 +203,8 @@ def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Basel
         return [Baseline("multi-task-dqn", "dqn", dqn, "DQN (its one task)" if family.one_task else "multi-task DQN")]
     baselines = []
     if algo.adapts and not algo.trial_episodes:
-        trained_on = "its one task" if family.one_task else "multi-task"
-        baselines.append(Baseline("pretrained", algo_name, _baseline_config(config), f"pretrained ({trained_on})"))
+        label = "pretrained (its one task)" if family.one_task else "pretrained (multi-task)"
+        baselines.append(Baseline("pretrained", algo_name, _baseline_config(config), label))
     if isinstance(family, RegressionFamily):  # sees the task's parameters beside x
         baselines.append(Baseline("oracle", algo_name, _baseline_config(config, task_input=True), "oracle (task given)", adapts=False))
     return baselines
