@@ -476,17 +476,19 @@ def _envs_rows(families) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
 
 
 def _envs_list(families) -> None:
-    """The envs table's contents as a list (a family's name, then each parameter over its values), for
-    a terminal too narrow for the table's columns to hold their words."""
+    """The envs table's contents as a list (a family's name, then each parameter over its values, one
+    a line, an ood range's intervals one a line as in the table), for a terminal too narrow for the
+    table's columns to hold their words."""
     out.print(f"{ENVS_TITLE}:", highlight=False)
     for name, rows in _envs_rows(families):
         out.print(f"[bold]{name}[/]", highlight=False)
         for parameter, default, train, ood in rows:
             out.print(Padding(parameter, (0, 0, 0, 2)), highlight=False)
+            first_ood, *more_ood = ood.split("\n") if ood else [""]
             values = [f"default {default}" if default else "", f"train / test {train}" if train else "",
-                      f"ood {' '.join(ood.split())}" if ood else ""]
-            if any(values):
-                out.print(Padding("; ".join(v for v in values if v), (0, 0, 0, 4)), highlight=False)
+                      f"ood {first_ood}" if ood else "", *(f"  {interval}" for interval in more_ood)]
+            for value in filter(None, values):
+                out.print(Padding(value, (0, 0, 0, 4)), highlight=False)
 
 
 @app.command()

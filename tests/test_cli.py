@@ -693,7 +693,7 @@ def test_envs_shows_every_family_parameter_and_range_whole_at_80_columns_and_des
             assert name in out.split()
             for r in get_family(name).ranges:
                 assert r.name in out.split() and f"default {r.default:g}" in text
-                assert f"train / test {_interval(r.train)}" in text and all(_interval(b) in text for b in r.ood)
+                assert f"train / test {_interval(r.train)}" in out and all(_interval(b) in out for b in r.ood)  # each on one line
 
 
 def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_path):
