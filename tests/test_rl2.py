@@ -59,6 +59,26 @@ def test_an_arm_pays_with_its_own_probability_and_the_maze_observes_its_clock_fr
     assert float(obs[-1]) == -1.0  # gymnax's normalised time, 2 t / 100 - 1
     obs, *_ = maze.env.step(jax.random.PRNGKey(2), state, 0, task)
     np.testing.assert_allclose(obs[-1], -0.98, rtol=1e-6)
+    long_task = task.replace(max_steps_in_episode=200)  # over the episode's length, not gymnax's fixed 100 steps
+    obs, *_ = maze.env.step(jax.random.PRNGKey(2), state.replace(time=99.0), 0, long_task)
+    assert float(obs[-1]) == 0.0
+
+
+def test_the_maze_restarts_the_agent_off_the_goal_so_only_the_time_limit_ends_an_episode():
+    """gymnax draws the restart after the goal from every open cell, the goal's own included, and a
+    restart there ended the episode (about one goal in 65)."""
+    maze = get_family("metamaze")
+    task = jax.tree.map(lambda x: x[0], maze.sample(jax.random.PRNGKey(0), 1, "train"))
+    _, state = maze.env.reset(jax.random.PRNGKey(1), task)
+    open_cells = {tuple(cell) for cell in np.asarray(maze.env.coords).tolist()}
+    action, step = next((a, d) for a, d in enumerate(np.asarray(maze.env.directions))
+                        if tuple(np.asarray(state.goal) - d) in open_cells)  # a move from an open cell into the goal
+    beside_goal = state.replace(pos=state.goal - step)
+    keys = jax.random.split(jax.random.PRNGKey(2), 4000)
+    _, after, reward, terminated, truncated, _ = jax.vmap(maze.env.step, in_axes=(0, None, None, None))(keys, beside_goal, action, task)
+    assert np.all(np.asarray(reward) == 10.0) and not np.any(terminated) and not np.any(truncated)
+    restarts = {tuple(cell) for cell in np.asarray(after.pos).tolist()}
+    assert tuple(np.asarray(state.goal)) not in restarts and len(restarts) == len(open_cells) - 1  # every other cell
 
 
 def test_the_classic_baselines_are_tuned_on_the_validation_tasks_and_scored_on_the_held_out_ones(monkeypatch):

@@ -5,7 +5,13 @@ inside the same episode) draws a new goal in every reset, which would change the
 episode boundary of a trial. Here the goal is a task parameter: an index into the maze's open cells.
 The goals are few, so fresh draws would repeat the training goals: every fifth open cell is held
 out, `train` goals come from the other cells and `test` goals only from the held-out ones (there is
-no `ood` split). Time in the observation is normalised.
+no `ood` split). Time in the observation is normalised over the episode's length.
+
+Two departures from gymnax, both so that only the time limit ends an episode, as the trial's
+episodes assume: gymnax restarts the agent at any open cell once it reaches the goal, the goal's own
+included, and that restart then ends the episode (about one goal in 65); here the restart is at one
+of the other cells. And gymnax normalises time over 100 steps whatever the horizon; here over the
+horizon.
 """
 
 from __future__ import annotations
@@ -37,6 +43,23 @@ class FixedGoalMetaMaze(MetaMaze):
         state = EnvState(last_action=0, last_reward=jnp.array(0.0), pos=self.center_position,
                          goal=self.available_goals[params.goal_index], time=0.0)
         return self.get_obs(state, params), state
+
+    def step_env(self, key, state, action, params):
+        key, key_restart = jax.random.split(key)
+        _, state, reward, _, info = super().step_env(key, state, action, params)
+        # A restart drawn on the goal moves to an open cell drawn from the others (uniform over them).
+        goal_cell = jnp.argmax(jnp.all(self.coords == state.goal, axis=1))
+        other = jax.random.randint(key_restart, (), 0, len(self.coords) - 1)
+        other = other + (other >= goal_cell)
+        on_goal = jnp.all(state.pos == state.goal)
+        state = state.replace(pos=jnp.where(on_goal, self.coords[other], state.pos))
+        done = self.is_terminated(state, params)  # at the goal; never, as no restart is there
+        return self.get_obs(state, params), state, reward, done, dict(info, discount=self.discount(state, params))
+
+    def get_obs(self, state, params, key=None):
+        obs = super().get_obs(state, params, key)
+        clock = 2.0 * state.time / params.max_steps_in_episode - 1.0  # -1 at the start, 1 at the time limit
+        return obs.at[-1].set(jnp.where(params.normalize_time, clock, state.time))
 
 
 def metamaze_family(horizon: int = 100) -> Family:
