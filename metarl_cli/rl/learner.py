@@ -24,8 +24,8 @@ def advantage_scale(advantages: jax.Array) -> jax.Array:
     """1 / std of the batch's discounted advantages, as a constant (not differentiated).
 
     Multiplying the surrogate by it normalises the step size across tasks whose returns differ in
-    scale, as rllab's centred advantages do for MAML; every derivative stays exact for the
-    objective scaled by that constant.
+    scale, as rllab's normalised advantages do for MAML (which rllab also centres; here the baseline
+    does); every derivative stays exact for the objective scaled by that constant.
     """
     return jax.lax.stop_gradient(1.0 / (jnp.std(advantages) + 1e-8))
 
