@@ -495,6 +495,44 @@ def test_dqn_epsilon_follows_the_env_steps_of_all_its_environments():
     np.testing.assert_allclose(logged, [0.97625, 0.92875], rtol=1e-6)
 
 
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_the_target_network_moves_every_target_update_every_env_steps_by_tau(tau):
+    """2 env steps an iteration, learning after env step 16, target_update_every 10: the target moves
+    at the iterations ending at env steps 20, 30 and 40, to tau * online + (1 - tau) * the old
+    target, and stays put at every other one."""
+    algo, _ = tiny_dqn(f"tau={tau}")
+    config = tiny_config()
+    step = jax.jit(algo.step)
+    state = algo.init(jax.random.PRNGKey(0))
+    moved = []
+    for iteration in range(21):  # to env step 42, a step past the third refresh
+        old = state["target_params"]
+        state, _ = step(state)
+        steps_after = (iteration + 1) * config.train_every
+        if steps_after > config.learning_starts and steps_after % config.target_update_every == 0:
+            moved.append(steps_after)
+            for new, online, before in zip(*map(jax.tree.leaves, (state["target_params"], state["params"], old))):
+                np.testing.assert_allclose(new, tau * online + (1 - tau) * before, rtol=1e-5, atol=1e-7)
+        else:
+            for new, before in zip(*map(jax.tree.leaves, (state["target_params"], old))):
+                np.testing.assert_array_equal(new, before)
+    assert moved == [20, 30, 40]
+    assert any(not np.allclose(a, b) for a, b in zip(*map(jax.tree.leaves, (state["params"], state["target_params"]))))
+
+
+def test_the_dqn_step_takes_double_dqn_and_huber_from_its_config(monkeypatch):
+    """The TD loss is tested on its own; this checks the step hands it the run's choices (traced, not run)."""
+    import metarl_cli.algos.dqn as dqn
+
+    seen = []
+    td_loss = dqn.td_loss
+    monkeypatch.setattr(dqn, "td_loss", lambda *args: seen.append(args[-2:]) or td_loss(*args))
+    for double, huber in ((True, False), (False, True)):
+        algo, _ = tiny_dqn(f"double_dqn={str(double).lower()}", f"huber={str(huber).lower()}")
+        jax.eval_shape(algo.step, jax.eval_shape(algo.init, jax.random.PRNGKey(0)))
+        assert seen[-1] == (double, huber)
+
+
 def test_dqn_logs_a_chunks_last_epsilon():
     """A chunk of two iterations with epsilons 0.9 then 0.5 (one seed): the chunk's epsilon is the last, 0.5."""
     algo, _ = tiny_dqn()

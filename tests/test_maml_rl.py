@@ -37,6 +37,30 @@ def test_a_meta_iteration_counts_the_env_steps_of_every_support_and_query_rollou
     assert algo.env_steps_per_iteration == 3 * (inner_steps + 1) * 4 * 20
 
 
+def test_a_meta_iteration_gives_each_task_its_own_key_and_its_loss_the_runs_first_order(monkeypatch):
+    """Tasks sharing a key would share their rollouts' resets and noise (a regression task carries its
+    own points, so only an RL family shows it). The meta-batch loss is stubbed: only the step's
+    wiring runs."""
+    import metarl_cli.algos.maml as maml
+
+    seen_keys, seen_orders = [], []
+
+    def stub(learner, params, tasks, keys, steps, lr, first_order):
+        jax.debug.callback(lambda k: seen_keys.extend(np.asarray(k).tolist()), keys)
+        seen_orders.append(first_order)
+        zero = 0.0 * sum(jnp.sum(leaf) for leaf in jax.tree.leaves(params))  # a loss of the parameters, for the gradient
+        n = keys.shape[0]
+        return jnp.zeros(n) + zero, (jnp.zeros(n), jnp.zeros(n))
+
+    monkeypatch.setattr(maml, "meta_batch_loss", stub)
+    for first_order in (False, True):
+        config = MamlRLConfig(env="cartpole-family", meta_batch=4, lanes=2, horizon=5, hidden=(8,), first_order=first_order)
+        algo = make_algorithm("maml", config, family_for(config))
+        jax.block_until_ready(jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0))))
+        assert seen_orders[-1] is first_order
+    assert len(seen_keys) == 8 and len({tuple(key) for key in seen_keys[:4]}) == 4
+
+
 # (inner steps, first order, Meta-SGD rates): the default's second order over two steps, the
 # pretrained baseline's plain multi-task loss, first order, and per-parameter rates.
 VARIANTS = [(2, False, False), (0, False, False), (1, True, False), (1, False, True)]

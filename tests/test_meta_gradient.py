@@ -239,6 +239,20 @@ def test_each_inner_step_of_a_meta_batch_draws_its_own_support_batch():
     np.testing.assert_allclose(adapted, -(b0 + b1), rtol=1e-6)
 
 
+def test_the_query_batch_draws_from_its_own_key_not_a_support_batchs():
+    """The query key is keys[i]'s second half; drawn from a support key, an RL query would replay the
+    first support rollout's resets and noise. Here the score is the batch drawn itself."""
+    draw = lambda params, task, key: jax.random.normal(key)  # noqa: E731
+    learner = Learner(draw, draw, lambda params, batch: params * batch, lambda params, batch: batch)
+    key = jax.random.PRNGKey(3)
+    _, (pre, post) = one_task_meta_loss(learner, jnp.float32(0.0), None, key, 2, 1.0, True)
+    k_support, k_query = jax.random.split(key)
+    b0, b1 = (jax.random.normal(k) for k in jax.random.split(k_support, 2))
+    np.testing.assert_allclose(pre, b0, rtol=1e-6)
+    np.testing.assert_allclose(post, jax.random.normal(k_query), rtol=1e-6)
+    assert float(post) not in (float(b0), float(b1))
+
+
 def test_the_score_before_adapting_is_of_the_support_batch_the_initial_parameters_drew():
     """What training logs as pre_return (pre_mse): the score of the first support batch, which the initial
     policy drew, not of a later inner step's, drawn by a policy already adapted. Here a batch is the

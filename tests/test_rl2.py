@@ -136,6 +136,35 @@ def two_episode_trials(params_scale=1.0, cell="gru", multiplicative_inputs=False
     return fam, agent, params, batch
 
 
+def test_an_iteration_plays_its_trials_with_a_key_apart_from_the_one_that_drew_its_tasks(monkeypatch):
+    """One key for both would tie each trial's noise to the task it plays."""
+    import metarl_cli.algos.rl2 as rl2
+
+    seen = {}
+    run_trials_ = rl2.run_trials
+
+    def recording_trials(env, agent, params, tasks, key, *rest):
+        jax.debug.callback(lambda k: seen.setdefault("trials", np.asarray(k)), key)
+        return run_trials_(env, agent, params, tasks, key, *rest)
+
+    class RecordingFamily:
+        def __init__(self, family):
+            self.family = family
+
+        def __getattr__(self, name):
+            return getattr(self.family, name)
+
+        def sample(self, key, n, split):
+            jax.debug.callback(lambda k: seen.setdefault("tasks", np.asarray(k)), key)
+            return self.family.sample(key, n, split)
+
+    monkeypatch.setattr(rl2, "run_trials", recording_trials)
+    config = resolve_config("rl2", "bandit", None, ["meta_batch=4", "hidden=8"])
+    algo = make_algorithm("rl2", config, RecordingFamily(family_for(config)))
+    jax.block_until_ready(jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0))))
+    assert not np.array_equal(seen["trials"], seen["tasks"])
+
+
 @pytest.mark.parametrize("cell, options", [("gru", False), ("lstm", False), ("gru", True)])
 def test_memory_carries_across_episodes_and_resets_between_trials(cell, options):
     fam, agent, params, batch = two_episode_trials(params_scale=3.0, cell=cell, multiplicative_inputs=options,
@@ -621,6 +650,15 @@ def test_ppo_means_leave_out_the_steps_after_a_trial_ended():
     _, metrics = ppo_loss(jnp.zeros((1, 2, 3)), unroll, batch, jnp.zeros((1, 2)), jnp.zeros((1, 2)), ppo_settings())
     np.testing.assert_allclose(metrics["value_loss"], 2.0, rtol=1e-6)
     np.testing.assert_allclose(metrics["entropy"], np.log(3), rtol=1e-6)
+    # The advantages are centred and scaled over the valid steps alone (GAE writes 0 after a trial's
+    # end, which would pull their mean to 0 and shrink their spread): a third, invalid lane changes nothing.
+    logits = jax.random.normal(jax.random.PRNGKey(0), (1, 3, 3))
+    logits_only = lambda params, inputs: (params, jnp.zeros(params.shape[:2]))  # noqa: E731
+    three = trial_batch(1, 3, log_probs=jnp.full((1, 3), np.log(1 / 3)), valid=jnp.array([[True, True, False]]))
+    two = trial_batch(1, 2, log_probs=jnp.full((1, 2), np.log(1 / 3)))
+    with_invalid = ppo_loss(logits, logits_only, three, jnp.array([[3.0, 1.0, 0.0]]), jnp.zeros((1, 3)), ppo_settings())
+    valid_alone = ppo_loss(logits[:, :2], logits_only, two, jnp.array([[3.0, 1.0]]), jnp.zeros((1, 2)), ppo_settings())
+    np.testing.assert_allclose(with_invalid[1]["policy_loss"], valid_alone[1]["policy_loss"], rtol=1e-6)
 
 
 def test_ppo_update_takes_epochs_times_minibatches_steps():
@@ -636,3 +674,9 @@ def test_ppo_update_takes_epochs_times_minibatches_steps():
     _, opt_state, _ = ppo_update(params, optimizer.init(params), optimizer, unroll, batch, jax.random.PRNGKey(0),
                                  ppo_settings(epochs=3, minibatches=2, gamma=0.9, gae_lambda=0.9))
     assert int(opt_state[0].count) == 6
+    # Which lanes share a minibatch is drawn from the key: with distinct lanes, other keys, other ends.
+    batch = batch._replace(inputs=jax.random.normal(jax.random.PRNGKey(5), (steps, lanes, 2)))
+    sgd = optax.sgd(0.1)
+    ends = [ppo_update(params, sgd.init(params), sgd, unroll, batch, jax.random.PRNGKey(k), ppo_settings(minibatches=2))[0]
+            for k in range(4)]
+    assert len({np.asarray(end).round(6).tobytes() for end in ends}) > 1
