@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+from contextlib import ExitStack
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from rich.text import Text
 
 from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
 from metarl_cli.errors import UserError
+from metarl_cli.interrupts import interrupted_while_starting, noting_interrupts_while_starting
 from metarl_cli.training.progress import console, stdout_console
 
 DEFAULT_ENVS = ", ".join(f"{default_env(algo)} for {algo}" for algo in ALGORITHMS)  # where --env is left out
@@ -97,7 +100,7 @@ def train(
     from metarl_cli.families import family_for
     from metarl_cli.training.final_returns import final_returns
     from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, eval_command,
-                                            first_free, load_run, prepare_new, record_resume, write_manifest)
+                                            first_free, holding, load_run, prepare_new, record_resume, write_manifest)
     from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, train as run_training
 
     if resume and overwrite:
@@ -149,27 +152,37 @@ def train(
             plan = f"write a new run in {run_dir.parent}/ (named {algo}-{cfg.env}-DATE-TIME when it starts)"
         _say(f"dry run: {algo} on {cfg.env} would {plan}; nothing was trained or written")
         return
-    if resume:
-        if done == cfg.iterations:
-            _say(finished)
-            return
-        record_resume(run_dir, saved, cfg, command_line())
-        write_config(cfg, algo, run_dir / "config.toml")
-    else:
-        if named:
-            prepare_new(run_dir, replaces)
+    if resume and done == cfg.iterations:
+        _say(finished)
+        return
+    with ExitStack() as writing:  # this process alone writes the run from here on (`holding`)
+        if resume:
+            writing.enter_context(holding(run_dir))
+            record_resume(run_dir, saved, cfg, command_line())
+            write_config(cfg, algo, run_dir / "config.toml")
         else:
-            run_dir = claim_default_run_dir(run_dir)
-        write_manifest(run_dir, algo, cfg, command_line())
-    console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
-    try:
-        summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
-    except DivergedError as e:
-        _diverged(e)
-    except Interrupted as e:
-        resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
-        _exit_interrupted(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
-                          if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
+            if not named:
+                run_dir = claim_default_run_dir(run_dir)
+                writing.enter_context(holding(run_dir))
+            elif replaces:
+                writing.enter_context(holding(run_dir))
+                prepare_new(run_dir, replaces)
+            else:
+                prepare_new(run_dir, False)
+                writing.enter_context(holding(run_dir))
+                check_new(run_dir, overwrite)  # again: another process may have written a run there meanwhile
+            if interrupted_while_starting():  # before the run's first file; Python may have swallowed the Ctrl-C
+                _exit_interrupted("interrupted before training began")
+            write_manifest(run_dir, algo, cfg, command_line())
+        console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
+        try:
+            summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
+        except DivergedError as e:
+            _diverged(e)
+        except Interrupted as e:
+            resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
+            _exit_interrupted(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
+                              if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
     rate = f"{summary.iterations_per_second:,.1f} it/s"  # a run that had nothing left to do stopped above
     if summary.env_steps_per_second:
         rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
@@ -388,6 +401,14 @@ def _say_left_out(run: Path, what: str) -> None:
                   highlight=False)
 
 
+def _leave_out_damaged(run: Path, named: list[Path], what: str, error: UserError) -> None:
+    """A run that cannot be read: named itself, the command stops with `error`; found inside a named
+    directory (one damaged run among a sweep's), it is left out with its reason and the others go on."""
+    if run in named:
+        raise error
+    console.print(f"{run} left out of the {what}: {escape(str(error))}", highlight=False)
+
+
 @app.command()
 def report(
     runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories, or directories holding runs at any depth (a sweep; runs/)."),
@@ -400,7 +421,11 @@ def report(
     report_paths(out_prefix)  # refuse a bad --out before the work
     rows = []
     for run in expand_runs(runs):
-        found = run_rows(run, step)
+        try:
+            found = run_rows(run, step)
+        except UserError as e:
+            _leave_out_damaged(run, runs, "report", e)
+            continue
         if not found:  # e.g. a sweep's point that failed before its first chunk
             _say_left_out(run, "report")
         rows += found
@@ -428,8 +453,18 @@ def plot(
     from metarl_cli.plot import check_output, plot_runs
     from metarl_cli.report import expand_runs
 
+    from metarl_cli.training.rundir import load_run
+
     check_output(output)  # refuse a bad --output before reading the runs
-    for run in plot_runs(expand_runs(runs), output):
+    readable = []
+    for run in expand_runs(runs):
+        try:
+            load_run(run)
+        except UserError as e:
+            _leave_out_damaged(run, runs, "plot", e)
+            continue
+        readable.append(run)
+    for run in plot_runs(readable, output):
         _say_left_out(run, "plot")
     console.print(f"wrote {Path(output)}")
 
@@ -514,12 +549,14 @@ def envs():
 
 
 def main() -> None:
-    try:
-        app()
-    except UserError as e:
-        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except OSError as e:  # a path that cannot be read or written: the system's reason and the path
-        where = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
-        console.print(f"[red]error:[/] {escape(e.strerror or str(e))}{escape(': ' + where) if where else ''}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's notes on steps it skips or cleans up; errors say what matters
+    with noting_interrupts_while_starting():
+        try:
+            app()
+        except UserError as e:
+            console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except OSError as e:  # a path that cannot be read or written: the system's reason and the path
+            where = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+            console.print(f"[red]error:[/] {escape(e.strerror or str(e))}{escape(': ' + where) if where else ''}", highlight=False, soft_wrap=True)
+            sys.exit(1)

@@ -19,6 +19,7 @@ from typing import Any
 import tomli_w
 
 from metarl_cli.errors import UserError
+from metarl_cli.files import write_atomically
 
 
 @dataclasses.dataclass(frozen=True)
@@ -602,4 +603,4 @@ def config_toml(config, algo: str) -> str:
 
 
 def write_config(config, algo: str, path: Path) -> None:
-    path.write_text(config_toml(config, algo), encoding="utf-8")
+    write_atomically(path, config_toml(config, algo))

@@ -37,11 +37,12 @@ from metarl_cli.algos.maml import with_inner_rates
 from metarl_cli.config import DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
+from metarl_cli.files import write_atomically
 from metarl_cli.published import Published, published_for
 from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console
-from metarl_cli.training.rundir import load_run, write_manifest
+from metarl_cli.training.rundir import holding, load_run, write_manifest
 from metarl_cli.training.parallel import TrainJob, train_all
 from metarl_cli.training.runner import DivergedError, state_template
 
@@ -232,7 +233,15 @@ def _baseline_config(config, **changes):
 
 def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> None:
     """Train (or resume) the baselines not yet trained to their end; side by side where each runs on
-    one of several devices (`training.parallel`)."""
+    one of several devices (`training.parallel`). Another eval training them meanwhile is waited for."""
+    if not baselines:
+        return
+    (run_dir / "baselines").mkdir(exist_ok=True)
+    with holding(run_dir / "baselines", wait=True):
+        _train_baselines(run_dir, baselines, show_progress)
+
+
+def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> None:
     jobs = []
     for baseline in baselines:
         base_dir = run_dir / "baselines" / baseline.name
@@ -343,4 +352,4 @@ def _write(path: Path, result: EvalResult) -> None:
             for name, scores in result.per_task.items()
         },
     }
-    path.write_text(json.dumps(existing, indent=2) + "\n")
+    write_atomically(path, json.dumps(existing, indent=2) + "\n")

@@ -865,3 +865,52 @@ def test_a_report_row_of_two_values_has_an_interval():
             ReportRow("run", "ood", "meta-learned", "return", 1, 1, "IQM", 5.0, 5.0, 5.0)]
     table = _report_table(rows, "title", with_run=True)
     assert list(table.columns[-1].cells) == ["[4, 6]", "n/a (one value)"]
+
+
+def test_a_run_being_written_by_another_process_is_neither_resumed_nor_replaced(cli, tmp_path):
+    """Two processes in one run directory (a second --resume, an --overwrite of a run still training,
+    a sweep's point started twice) mixed their metrics and checkpoints; the second is now refused."""
+    import fcntl
+    import os
+
+    run = tmp_path / "run"
+    code, _, err = cli("train", "maml", "--env", "sinusoid", "--set", "iterations=2", "--set", "hidden=[8]", "-o", str(run), "-q")
+    assert code == 0, err
+    files = {path: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    other = os.open(run, os.O_RDONLY)  # as another process's lock would: another open file description
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        for args in (["--resume", "--set", "iterations=4"], ["--overwrite", "--env", "sinusoid"]):
+            code, _, err = cli("train", "maml", "-o", str(run), *args, "-q")
+            assert code == 2 and "is being written by another metarl process" in " ".join(err.split()), (args, err)
+            assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
+    finally:
+        os.close(other)
+
+
+def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_file(cli, tmp_path, monkeypatch):
+    from metarl_cli import cli as cli_module
+
+    def exit_interrupted(text):
+        print(text, file=sys.stderr)
+        raise SystemExit(130)
+
+    monkeypatch.setattr(cli_module, "interrupted_while_starting", lambda: True)
+    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
+    run = tmp_path / "run"
+    code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
+    assert code == 130 and "interrupted before training began" in err and not any(run.iterdir())
+
+
+def test_metrics_are_rewritten_whole_on_resume_and_only_where_lines_are_dropped(tmp_path):
+    from metarl_cli.training.rundir import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    for i in (1, 2, 3):
+        log.append({"iteration": i, "loss": 1.0})
+    before = log.path.stat().st_ino
+    log.truncate_after(3)
+    assert log.path.stat().st_ino == before  # nothing to drop: the file is left alone
+    log.truncate_after(2)
+    assert [r["iteration"] for r in log.read()] == [1, 2] and log.path.stat().st_ino != before  # replaced, not cut in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import pickle
+import shutil
 import signal
 import threading
 
@@ -252,6 +253,23 @@ def test_an_empty_checkpoint_file_is_reported_in_one_line(tmp_path):
         (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(b"")
         with pytest.raises(UserError, match=r"cannot read the checkpoint in .*/1 \(damaged or incomplete\)"):
             checkpoints.restore({"params": jnp.zeros(())})
+
+
+def test_a_step_emptied_of_its_files_is_reported_in_one_line_where_it_is_read_and_passed_over_where_it_is_not(tmp_path):
+    """As a kill in the middle of Orbax's deleting an old step can leave it: its metadata gone too."""
+    with Checkpoints(tmp_path, keep=3) as checkpoints:
+        for step in (1, 2):
+            checkpoints.save(step, {"params": jnp.asarray(float(step))}, score=float(step))
+        checkpoints.wait()
+    for step in (1, 2):
+        shutil.rmtree(tmp_path / "checkpoints" / str(step))
+        (tmp_path / "checkpoints" / str(step)).mkdir()
+        with Checkpoints(tmp_path, keep=3, create=False) as checkpoints:  # opened, as eval, report and resume do
+            if step == 1:
+                assert float(checkpoints.restore({"params": jnp.zeros(())})["params"]) == 2.0
+            else:
+                with pytest.raises(UserError, match=r"checkpoints/2 \(damaged or incomplete\).*falls back on the checkpoint before it"):
+                    checkpoints.restore({"params": jnp.zeros(())})
 
 
 def two_phase_algorithm(switch_at: int) -> Algorithm:

@@ -306,6 +306,18 @@ def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
     assert rows["one seed"] == rows["same"]  # a copy of a seed adds nothing
 
 
+def test_a_damaged_run_inside_a_directory_is_left_out_with_its_reason_and_stops_the_command_where_named(tmp_path, cli):
+    fake_run(tmp_path / "runs" / "good", seeds=1, iterations=3, evaluated=False)
+    damaged = fake_run(tmp_path / "runs" / "damaged", seeds=1, iterations=3, evaluated=False)
+    (damaged / "config.toml").unlink()
+    for command, output in (("report", tmp_path / "rep"), ("plot", tmp_path / "p.png")):
+        code, out, err = cli(command, str(tmp_path / "runs"), "-o", str(output))
+        assert code == 0 and f"{damaged} left out of the {command}: config file not found" in " ".join(err.split()), err
+        code, _, err = cli(command, str(damaged), "-o", str(output))
+        assert code == 2 and "config file not found" in err, err
+    assert {row["run"] for row in json.loads((tmp_path / "rep.json").read_text())} == {str(tmp_path / "runs" / "good")}
+
+
 def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign_metrics_line(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
     with open(run / "metrics.jsonl", "a") as f:  # valid JSON, but not lines metarl writes

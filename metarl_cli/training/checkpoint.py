@@ -65,21 +65,28 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(
             enable_async_checkpointing=False, create=create, preservation_policy=LatestAndBest(keep, self._scores)
         )
-        self.manager = ocp.CheckpointManager(
-            (run_dir / "checkpoints").absolute(), options=options, item_handlers=PackedStateHandler()
-        )
+        for attempt in range(1, CHOICES + 1):
+            try:
+                self.manager = ocp.CheckpointManager(
+                    (run_dir / "checkpoints").absolute(), options=options, item_handlers=PackedStateHandler()
+                )
+                break
+            except (FileNotFoundError, NotADirectoryError):  # a step deleted as the manager lists them (a run training)
+                if attempt == CHOICES:
+                    raise
         self._scores.update(self._scores_on_disk())
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint", initializer=_yield_to_training)
         self._pending: Future | None = None
 
     def _scores_on_disk(self) -> dict[int, float]:
         """step -> score of every step on disk, leaving out one deleted while it is read (a run still
-        training deletes its older checkpoints as it saves, beside an eval or a report reading them)."""
+        training deletes its older checkpoints as it saves, beside an eval or a report reading them)
+        and one whose metadata is lost (a damaged step, never the best; restoring it says so)."""
         scores = {}
         for step in self.manager.all_steps():
             try:
                 scores[step] = self._saved_score(step)
-            except FileNotFoundError:
+            except (OSError, ValueError):  # Orbax: "Unable to retrieve default item" where the metadata is gone
                 continue
         return scores
 
@@ -116,7 +123,8 @@ class Checkpoints:
         try:
             packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # EOFError: an empty file
-            raise UserError(f"cannot read the checkpoint in {where} (damaged or incomplete): {e}") from None
+            raise UserError(f"cannot read the checkpoint in {where} (damaged or incomplete): {e}; "
+                            "removing that directory falls back on the checkpoint before it") from None
         return unpack(packed, target, where)
 
     def restore_chosen(self, target: Any, which: str = "latest") -> tuple[int | None, Any]:

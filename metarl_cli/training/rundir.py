@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fcntl
 import importlib.metadata
 import itertools
 import json
@@ -21,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ import jax
 
 from metarl_cli.config import CONFIGS, build_config, read_toml, write_config
 from metarl_cli.errors import UserError
+from metarl_cli.files import write_atomically
+from metarl_cli.training.progress import console
 
 PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "typer", "rich")
 
@@ -125,6 +129,27 @@ def prepare_new(run_dir: Path, replace: bool) -> None:
         raise _cannot_be_made(run_dir, e) from None
 
 
+@contextmanager
+def holding(run_dir: Path, wait: bool = False):
+    """Within the block, this process alone writes the run in `run_dir` (an existing directory): a
+    second `metarl train` into it (a resume, an --overwrite, a sweep's point started twice) is refused
+    with a UserError, or with `wait` waits for the first to end. An advisory lock on the directory
+    (flock), which the system releases when the process ends, however it ends."""
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise UserError(f"{run_dir} is being written by another metarl process; "
+                                "wait for it to end (or stop it) before training in it") from None
+            console.print(f"waiting for another metarl process writing {run_dir} ...", highlight=False)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:
     versions = {}
     for pkg in PACKAGES:
@@ -144,7 +169,7 @@ def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:
         "packages": versions,
         "devices": [str(d) for d in jax.devices()],
     }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomically(run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     write_config(config, algo, run_dir / "config.toml")
 
 
@@ -157,7 +182,7 @@ def record_resume(run_dir: Path, saved, resumed, argv: list[str]) -> None:
     changed = {key: [old[key], new[key]] for key in new if new[key] != old[key]}
     entry = {"command": argv, "changed": changed, "at": datetime.datetime.now().isoformat(timespec="seconds")}
     manifest.setdefault("resumes", []).append(entry)
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomically(path, json.dumps(manifest, indent=2) + "\n")
 
 
 def _git_commit() -> str | None:
@@ -216,10 +241,14 @@ class MetricsLog:
         self.path = path
 
     def truncate_after(self, iteration: int) -> None:
+        """Drop the lines past `iteration` (and any not metarl's, such as one cut short by a kill);
+        the file is replaced whole, and left alone where there is nothing to drop."""
         if not self.path.exists():
             return
-        kept = [r for r in self.read() if r["iteration"] <= iteration]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        records = self.read()
+        kept = [r for r in records if r["iteration"] <= iteration]
+        if len(kept) < len(records) or len(records) < len(self.path.read_text(errors="replace").splitlines()):
+            write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:

@@ -39,6 +39,7 @@ from metarl_cli.algos import Algorithm
 from metarl_cli.devices import even_mesh
 from metarl_cli.errors import UserError
 from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.interrupts import INTERRUPTED_WHILE_STARTING
 from metarl_cli.training.progress import console, training_progress
 from metarl_cli.training.rundir import MetricsLog
 
@@ -229,8 +230,6 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 @contextmanager
 def stop_signals_set(stop: threading.Event):
     """Within the block, a first Ctrl-C (SIGINT), or SIGTERM (`kill`, a scheduler's preemption), sets
@@ -249,6 +248,8 @@ def stop_signals_set(stop: threading.Event):
 
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     previous = {signum: signal.signal(signum, on_signal) for signum, handler in previous.items() if handler is not signal.SIG_IGN}
+    if INTERRUPTED_WHILE_STARTING.is_set():
+        stop.set()
     try:
         yield
     finally:
