@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from contextlib import ExitStack
 import shlex
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
@@ -163,14 +163,13 @@ def train(
         else:
             if not named:
                 run_dir = claim_default_run_dir(run_dir)
-                writing.enter_context(holding(run_dir))
-            elif replaces:
-                writing.enter_context(holding(run_dir))
-                prepare_new(run_dir, replaces)
-            else:
+            elif not replaces:
                 prepare_new(run_dir, False)
-                writing.enter_context(holding(run_dir))
-                check_new(run_dir, overwrite)  # again: another process may have written a run there meanwhile
+            writing.enter_context(holding(run_dir))
+            if replaces:  # only now: the run replaced may have been another process's, still training
+                prepare_new(run_dir, True)
+            elif named:  # again: another process may have written a run there meanwhile
+                check_new(run_dir, overwrite)
             if interrupted_while_starting():  # before the run's first file; Python may have swallowed the Ctrl-C
                 _exit_interrupted("interrupted before training began")
             write_manifest(run_dir, algo, cfg, command_line())
@@ -452,7 +451,6 @@ def plot(
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
     from metarl_cli.plot import check_output, plot_runs
     from metarl_cli.report import expand_runs
-
     from metarl_cli.training.rundir import load_run
 
     check_output(output)  # refuse a bad --output before reading the runs
