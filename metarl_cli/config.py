@@ -36,6 +36,7 @@ class RunConfig:
 
     LENGTH_KEY: typing.ClassVar[str] = "iterations"
     RETUNABLE_KEYS: typing.ClassVar[tuple[str, ...]] = ()
+    SAVE_KEYS: typing.ClassVar[tuple[str, ...]] = ("checkpoint_every", "keep_checkpoints")  # `--resume` may change: saves only
     FAMILY_KEYS: typing.ClassVar[dict[str, str]] = {}
 
     env: str = "cartpole-family"
@@ -573,16 +574,17 @@ def resumed_config(saved, env: str | None, config_file: Path | None, overrides: 
     if env is not None or config_file is not None:
         raise UserError("--resume continues a run with its saved config; drop --env and --config")
     values = config_to_dict(saved)
-    allowed = (type(saved).LENGTH_KEY, *type(saved).RETUNABLE_KEYS)
+    kind = type(saved)
     changes = parse_overrides(overrides)
     for key, value in changes.items():
-        if key not in allowed:
-            keys = ", ".join(f"--set {k}=..." for k in allowed[1:])
-            also = f" ({keys} for what follows)" if keys else ""
-            raise UserError(f"--resume only accepts --set {allowed[0]}=N{also}, not '{key}'")
+        if key not in (kind.LENGTH_KEY, *kind.RETUNABLE_KEYS, *kind.SAVE_KEYS):
+            retunable = ", ".join(f"--set {k}=..." for k in kind.RETUNABLE_KEYS)
+            also = f"{retunable} for what follows; " if retunable else ""
+            saves = ", ".join(f"--set {k}=N" for k in kind.SAVE_KEYS)
+            raise UserError(f"--resume only accepts --set {kind.LENGTH_KEY}=N ({also}{saves} for its saves), not '{key}'")
         values[key] = value
     config = build_config(_algo_of(saved), values)
-    if allowed[0] in changes:
+    if kind.LENGTH_KEY in changes:
         config.check_length()
     return config
 

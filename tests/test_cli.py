@@ -708,6 +708,8 @@ def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_pa
     for key in ("outer_lr=0.1", "hidden=[8]"):  # neither the length nor retunable: a resume refuses it
         with pytest.raises(UserError, match="--resume only accepts"):
             resumed_config(config, None, None, [key])
+    resumed = resumed_config(config, None, None, ["checkpoint_every=5", "keep_checkpoints=2"])  # saves only: accepted
+    assert (resumed.checkpoint_every, resumed.keep_checkpoints, resumed.iterations) == (5, 2, 7)
     with pytest.raises(UserError, match="drop --env and --config"):  # nor a file, which it would not read
         resumed_config(config, None, path, [])
     # A family's sibling in the file (the one-task cartpole beside cartpole-family) yields to --set env.

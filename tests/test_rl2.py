@@ -402,8 +402,8 @@ def test_multi_episode_trials_train_resume_and_eval_per_episode(cli, tmp_path):
     assert_same_final_state(run, straight, 2)  # 1 iteration then --resume for 1 equals 2 straight
     code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), "--set", "hidden=8", "-q")
     assert code == 2 and ("--resume only accepts --set iterations=N (--set lr=..., --set entropy_coef=..., --set second_phase_lr=..., "
-                          "--set second_phase_entropy_coef=..., --set large_batch_at=..., --set large_meta_batch=... for what follows), "
-                          "not 'hidden'") in err
+                          "--set second_phase_entropy_coef=..., --set large_batch_at=..., --set large_meta_batch=... for what follows; "
+                          "--set checkpoint_every=N, --set keep_checkpoints=N for its saves), not 'hidden'") in err
     code, _, err = cli("train", "rl2", "--resume", "-o", str(straight), *set_args("iterations=3", "lr=1e-9", "entropy_coef=0.0"), "-q")
     assert code == 0, err
     before, after = latest_state(run, 2)["params"], latest_state(straight, 3)["params"]

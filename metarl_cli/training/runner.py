@@ -93,9 +93,13 @@ class TrainSummary:
         per_iteration = (training - self.checkpoint_seconds) / self.iterations_done
         every = math.ceil(per_save / (share * per_iteration))  # the saves' time is a disjoint part of training's
         every = chunk * math.ceil(every / chunk)
+        if every >= self.iterations_done:  # more than this run did: its end is its one save
+            return (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
+                    f"{1e3 * per_iteration:.1f} ms an iteration without them): a run this short is best saved at its end alone, "
+                    f"with `--set checkpoint_every={self.iterations_done}` (on a new run or a --resume)")
         return (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
-                f"{1e3 * per_iteration:.1f} ms an iteration without them): with `--set checkpoint_every={every}` a save would "
-                f"cost at most {share:.0%} of the iterations between saves")
+                f"{1e3 * per_iteration:.1f} ms an iteration without them): with `--set checkpoint_every={every}` (on a new run "
+                f"or a --resume) a save would cost at most {share:.0%} of the iterations between saves")
 
 
 def compile_chunks(step, mesh: Mesh | None = None):
