@@ -221,7 +221,7 @@ def eval_(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
-    from metarl_cli.evaluate import evaluate
+    from metarl_cli.evaluate import evaluate, write_evaluation
     from metarl_cli.training.rundir import eval_command
     from metarl_cli.training.runner import DivergedError, Interrupted
 
@@ -237,6 +237,7 @@ def eval_(
                           "starts it again (keeping the run's baselines that finished training)")
     for table in (trial_tables if result.trial else eval_tables)(run_dir, result):
         out.print(table)
+    write_evaluation(run_dir / "eval.json", result)  # after the tables: a run on a read-only disk still shows them
 
 
 def _result_table(run_dir: Path, result, what: str) -> Table:

@@ -155,7 +155,6 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
                         published_for(config, family, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task,
                         algo.adapts)
-    _write(run_dir / "eval.json", result)
     return result
 
 
@@ -325,7 +324,8 @@ def _json_summary(summary: Summary) -> dict:
     return {"mean": None if diverged else summary.mean, "ci95": None if diverged else summary.ci95, "diverged": summary.diverged}
 
 
-def _write(path: Path, result: EvalResult) -> None:
+def write_evaluation(path: Path, result: EvalResult) -> None:
+    """Add (or replace) `result`'s split in the eval.json at `path`."""
     try:
         existing = json.loads(path.read_text()) if path.exists() else {}
     except (json.JSONDecodeError, UnicodeDecodeError):

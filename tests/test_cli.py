@@ -17,7 +17,7 @@ from conftest import assert_same_final_state, set_args, tiny_sets, wait_for
 from metarl_cli.devices import local_devices_text
 
 
-def test_train_three_iterations_then_eval(cli, tmp_path):
+def test_train_three_iterations_then_eval(cli, tmp_path, monkeypatch):
     run = tmp_path / "run"
     code, _, err = cli("train", "maml", "--env", "cartpole-family", *tiny_sets("iterations=3"), "-o", str(run), "-q")
     assert code == 0, err
@@ -37,6 +37,16 @@ def test_train_three_iterations_then_eval(cli, tmp_path):
         unfinished = f"warning: {run} has done 2 of its 3 iterations; its baselines train on the budget of all 3"
         assert (unfinished in " ".join(err.split())) == (split == "ood"), err
     (tmp_path / "3").rename(run / "checkpoints" / "3")
+    # A run it cannot write to (a read-only disk): the tables first, then the reason eval.json is not updated.
+    from metarl_cli import evaluate
+
+    def read_only(path, result):
+        raise OSError(30, "Read-only file system", str(path))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(evaluate, "write_evaluation", read_only)
+        code, out, err = cli("eval", str(run), "--split", "test", "-q")
+    assert code == 1 and "meta-learned" in out and f"Read-only file system: {run / 'eval.json'}" in " ".join(err.split()), err
     result = json.loads((run / "eval.json").read_text())
     assert set(result) == {"test", "ood"}
     rows = result["ood"]["methods"]["meta-learned"]
@@ -532,14 +542,14 @@ def test_a_wide_trial_table_splits_into_tables_that_fit_the_terminal(tmp_path, m
 
 
 def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
-    from metarl_cli.evaluate import EvalResult, _write
+    from metarl_cli.evaluate import EvalResult, write_evaluation
     from metarl_cli.stats import summarise
 
     diverged, fine = summarise([1.0, float("nan")]), summarise([1.0, 2.0])
     result = EvalResult("test", 2, 0, "best", 2, "return", {"meta-learned": [diverged]},
                         {"meta-learned": np.array([[1.0], [np.nan]])}, [], (3, 3), trial=True,
                         totals={"meta-learned": diverged, "random": fine})
-    _write(tmp_path / "eval.json", result)
+    write_evaluation(tmp_path / "eval.json", result)
 
     def refuse(constant):
         raise AssertionError(f"eval.json holds {constant}, which JSON does not have")
