@@ -245,9 +245,9 @@ class MetricsLog:
         the file is replaced whole, and left alone where there is nothing to drop."""
         if not self.path.exists():
             return
-        records = self.read()
-        kept = [r for r in records if r["iteration"] <= iteration]
-        if len(kept) < len(records) or len(records) < len(self.path.read_text(errors="replace").splitlines()):
+        lines = self.path.read_text(errors="replace").splitlines()
+        kept = [r for r in _metrics_records(lines) if r["iteration"] <= iteration]
+        if len(kept) < len(lines):
             write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
@@ -257,15 +257,20 @@ class MetricsLog:
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
-        records = []
-        for line in self.path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill: the run resumes before it
-                continue
-            if _is_metrics_line(record):  # not one written by hand
-                records.append(record)
-        return records
+        return _metrics_records(self.path.read_text(errors="replace").splitlines())
+
+
+def _metrics_records(lines: list[str]) -> list[dict]:
+    """The metrics lines among `lines`, parsed; any other (cut short by a kill, written by hand) left out."""
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill: the run resumes before it
+            continue
+        if _is_metrics_line(record):  # not one written by hand
+            records.append(record)
+    return records
 
 
 def _is_metrics_line(record) -> bool:
