@@ -401,12 +401,15 @@ def _say_left_out(run: Path, what: str) -> None:
                   highlight=False)
 
 
-def _leave_out_damaged(run: Path, named: list[Path], what: str, error: UserError) -> None:
-    """A run that cannot be read: named itself, the command stops with `error`; found inside a named
-    directory (one damaged run among a sweep's), it is left out with its reason and the others go on."""
-    if run in named:
-        raise error
-    console.print(f"{run} left out of the {what}: {escape(str(error))}", highlight=False)
+def _runs_to_read(paths: list[Path], what: str) -> list[Path]:
+    """The runs `paths` name (`report.readable_runs`), saying which damaged ones found inside a named
+    directory are left out of the report or plot, and why."""
+    from metarl_cli.report import readable_runs
+
+    runs, damaged = readable_runs(paths)
+    for run, error in damaged:
+        console.print(f"{run} left out of the {what}: {escape(str(error))}", highlight=False)
+    return runs
 
 
 @app.command()
@@ -416,16 +419,12 @@ def report(
     out_prefix: str = typer.Option("report", "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
 ):
     """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split (a training row: the mean over seeds, Student-t interval)."""
-    from metarl_cli.report import expand_runs, report_paths, run_rows, write_report
+    from metarl_cli.report import report_paths, run_rows, write_report
 
     report_paths(out_prefix)  # refuse a bad --out before the work
     rows = []
-    for run in expand_runs(runs):
-        try:
-            found = run_rows(run, step)
-        except UserError as e:
-            _leave_out_damaged(run, runs, "report", e)
-            continue
+    for run in _runs_to_read(runs, "report"):
+        found = run_rows(run, step)
         if not found:  # e.g. a sweep's point that failed before its first chunk
             _say_left_out(run, "report")
         rows += found
@@ -451,19 +450,9 @@ def plot(
 ):
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
     from metarl_cli.plot import check_output, plot_runs
-    from metarl_cli.report import expand_runs
-    from metarl_cli.training.rundir import load_run
 
     check_output(output)  # refuse a bad --output before reading the runs
-    readable = []
-    for run in expand_runs(runs):
-        try:
-            load_run(run)
-        except UserError as e:
-            _leave_out_damaged(run, runs, "plot", e)
-            continue
-        readable.append(run)
-    for run in plot_runs(readable, output):
+    for run in plot_runs(_runs_to_read(runs, "plot"), output):
         _say_left_out(run, "plot")
     console.print(f"wrote {Path(output)}")
 

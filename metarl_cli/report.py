@@ -147,6 +147,24 @@ def expand_runs(paths: list[Path]) -> list[Path]:
     return list(unique.values())
 
 
+def readable_runs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, UserError]]]:
+    """`expand_runs(paths)` split into the runs whose config, manifest and eval.json read, and the
+    others found inside a named directory (one damaged run among a sweep's), each with its error; a
+    run named itself that does not read raises its error."""
+    readable, damaged = [], []
+    for run in expand_runs(paths):
+        try:
+            load_run(run)
+            read_evaluation(run)
+        except UserError as error:
+            if run in paths:
+                raise
+            damaged.append((run, error))
+            continue
+        readable.append(run)
+    return readable, damaged
+
+
 def runs_below(directory: Path) -> list[Path]:
     """The metarl runs below `directory` (through links too, each directory once), in path order; not
     the baselines kept inside a run, nor a directory whose manifest.json another tool wrote."""

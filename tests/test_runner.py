@@ -255,6 +255,23 @@ def test_an_empty_checkpoint_file_is_reported_in_one_line(tmp_path):
             checkpoints.restore({"params": jnp.zeros(())})
 
 
+def test_a_second_writer_of_a_run_is_refused_or_with_wait_waits_for_the_first(tmp_path, capsys):
+    import fcntl
+
+    from metarl_cli.training.rundir import holding
+
+    first = os.open(tmp_path, os.O_RDONLY)  # another process's lock: another open file description
+    fcntl.flock(first, fcntl.LOCK_EX)
+    with pytest.raises(UserError, match="is being written by another metarl process"):
+        with holding(tmp_path):
+            pass
+    threading.Timer(0.3, os.close, (first,)).start()  # the first ends
+    entered = []
+    with holding(tmp_path, wait=True):
+        entered.append(True)
+    assert entered and f"waiting for another metarl process writing {tmp_path}" in capsys.readouterr().err
+
+
 def test_a_step_emptied_of_its_files_is_reported_in_one_line_where_it_is_read_and_passed_over_where_it_is_not(tmp_path):
     """As a kill in the middle of Orbax's deleting an old step can leave it: its metadata gone too."""
     with Checkpoints(tmp_path, keep=3) as checkpoints:

@@ -39,7 +39,7 @@ from metarl_cli.algos import Algorithm
 from metarl_cli.devices import even_mesh
 from metarl_cli.errors import UserError
 from metarl_cli.training.checkpoint import Checkpoints
-from metarl_cli.interrupts import INTERRUPTED_WHILE_STARTING
+from metarl_cli.interrupts import interrupted_while_starting
 from metarl_cli.training.progress import console, training_progress
 from metarl_cli.training.rundir import MetricsLog
 
@@ -252,7 +252,7 @@ def stop_signals_set(stop: threading.Event):
 
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     previous = {signum: signal.signal(signum, on_signal) for signum, handler in previous.items() if handler is not signal.SIG_IGN}
-    if INTERRUPTED_WHILE_STARTING.is_set():
+    if interrupted_while_starting():
         stop.set()
     try:
         yield
