@@ -31,16 +31,17 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from rich.markup import escape
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
 from metarl_cli.config import DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
-from metarl_cli.files import write_atomically
+from metarl_cli.files import updating, write_atomically
 from metarl_cli.published import Published, published_for
 from metarl_cli.stats import Summary, summarise
-from metarl_cli.training.checkpoint import Checkpoints
+from metarl_cli.training.checkpoint import Checkpoints, UnreadableCheckpoint
 from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import holding, load_run, write_manifest
 from metarl_cli.training.parallel import TrainJob, train_all
@@ -137,9 +138,8 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         ]
     if not algo.trial_episodes:  # an untrained RL^2 agent plays almost as its random policy does (logits near 0)
         candidates.append(Candidate("random init", algo, jax.jit(algo.init_params)(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
-    train_baselines(run_dir, baselines, show_progress)
-    for baseline in baselines:
-        candidates.append(baseline_candidate(run_dir, baseline, algo, config, family, steps))
+    for baseline, params in zip(baselines, trained_baselines(run_dir, baselines, show_progress)):
+        candidates.append(baseline_candidate(baseline, params, algo, config, family, steps))
     methods, per_task = {}, {}
     for candidate in candidates:
         scores = np.asarray(candidate.algo.adaptation_curve(candidate.params, held_out, key, steps, candidate.lr_scale))
@@ -230,38 +230,59 @@ def _baseline_config(config, **changes):
     )
 
 
-def train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> None:
-    """Train (or resume) the baselines not yet trained to their end; side by side where each runs on
-    one of several devices (`training.parallel`). Another eval training them meanwhile is waited for."""
+def trained_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> list[Any]:
+    """Each baseline's trained parameters, training (or resuming) the baselines not yet trained to
+    their end, side by side where each runs on one of several devices (`training.parallel`). A cached
+    baseline whose latest checkpoint cannot be read trains again from the start. Another eval
+    training them meanwhile is waited for."""
     if not baselines:
-        return
+        return []
     (run_dir / "baselines").mkdir(exist_ok=True)
     with holding(run_dir / "baselines", wait=True):
-        _train_baselines(run_dir, baselines, show_progress)
+        trained = _train_baselines(run_dir, baselines, show_progress)
+        return [trained[b.name] if b.name in trained else _latest_state(run_dir, b)[1]["params"] for b in baselines]
 
 
-def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> None:
-    jobs = []
+def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> dict[str, Any]:
+    """Trains the baselines not trained to their end; returns the parameters of those that were."""
+    trained, jobs = {}, []
     for baseline in baselines:
         base_dir = run_dir / "baselines" / baseline.name
         fresh = not continues(base_dir, baseline.config)
+        if not fresh:
+            try:
+                step, state = _latest_state(run_dir, baseline)
+            except UnreadableCheckpoint as damage:  # a cache of ours: trained again rather than the eval stopped
+                console.print(f"the cached {baseline.name} baseline trains again from the start: {damage.where} cannot be read "
+                              f"({escape(damage.reason)})", highlight=False)
+                fresh = True
+            else:
+                if step == baseline.config.iterations:
+                    trained[baseline.name] = state["params"]
+                    continue
         if fresh:
             shutil.rmtree(base_dir, ignore_errors=True)  # a cache of ours: an unfinished first attempt, or another schedule
             base_dir.mkdir(parents=True)
             write_manifest(base_dir, baseline.algo_name, baseline.config, ["metarl", "eval", f"(baseline {baseline.name})"])
-        with Checkpoints(base_dir, baseline.config.keep_checkpoints, create=False) as checkpoints:
-            done = checkpoints.step() == baseline.config.iterations
-        if not done:
-            if not fresh:  # trained on to a longer budget: its config says so
-                write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")
-            console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
-            for warning in baseline.config.warnings():  # its budget is the run's: a short run gives a short one
-                console.print(f"warning: the {baseline.name} baseline: {warning}", highlight=False)
-            jobs.append(TrainJob(baseline.algo, baseline.config, base_dir, resume=not fresh))
+        else:  # trained on to a longer budget: its config says so
+            write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")
+        console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
+        for warning in baseline.config.warnings():  # its budget is the run's: a short run gives a short one
+            console.print(f"warning: the {baseline.name} baseline: {warning}", highlight=False)
+        jobs.append(TrainJob(baseline.algo, baseline.config, base_dir, resume=not fresh))
     try:
         train_all(jobs, show_progress)
     except DivergedError as e:
         raise DivergedError(f"the {e.run_dir.name} baseline's training ({e.run_dir}): {e}", e.run_dir) from None
+    return trained
+
+
+def _latest_state(run_dir: Path, baseline: Baseline) -> tuple[int | None, Any]:
+    """(iteration, training state) of the baseline's latest checkpoint; (None, None) before its first;
+    a UserError where that checkpoint cannot be read."""
+    with Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints, create=False) as checkpoints:
+        step = checkpoints.step()
+        return step, None if step is None else checkpoints.restore(state_template(baseline.algo, baseline.config), step=step)
 
 
 def continues(base_dir: Path, config) -> bool:
@@ -280,12 +301,10 @@ def continues(base_dir: Path, config) -> bool:
     return saved == config or (extended == config and not config.schedule_reads_length())
 
 
-def baseline_candidate(run_dir: Path, baseline: Baseline, algo: Algorithm, config, family, steps: int) -> Candidate:
-    """A trained baseline beside the run. One that adapts is fine-tuned by the run's own `algo`, as the
+def baseline_candidate(baseline: Baseline, params, algo: Algorithm, config, family, steps: int) -> Candidate:
+    """A trained baseline (its `params`) beside the run. One that adapts is fine-tuned by the run's own `algo`, as the
     meta-learned network is (one compiled adaptation for both; under Meta-SGD with every rate at
     inner_lr), at inner_lr or, with `tune_baseline_lr`, at its best step size; the oracle is not."""
-    with Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints, create=False) as checkpoints:
-        params = checkpoints.restore(state_template(baseline.algo, baseline.config))["params"]
     if not baseline.adapts:
         return Candidate(baseline.label, baseline.algo, params, 0.0)
     params = with_inner_rates(params, config)
@@ -325,14 +344,27 @@ def _json_summary(summary: Summary) -> dict:
 
 
 def write_evaluation(path: Path, result: EvalResult) -> None:
-    """Add (or replace) `result`'s split in the eval.json at `path`."""
+    """Add (or replace) `result`'s split in the eval.json at `path`, keeping the splits another eval
+    of the run writes meanwhile."""
+    with updating(path):
+        existing = _read_evaluations(path)
+        existing[result.split] = _json_result(result)
+        write_atomically(path, json.dumps(existing, indent=2) + "\n")
+
+
+def _read_evaluations(path: Path) -> dict:
+    """The eval.json at `path` as {split: result}; {} where there is none yet, or it is unreadable or
+    foreign (the evaluation written next replaces it)."""
     try:
         existing = json.loads(path.read_text()) if path.exists() else {}
     except (json.JSONDecodeError, UnicodeDecodeError):
-        existing = None
-    if not isinstance(existing, dict):  # an unreadable or foreign earlier file: this evaluation replaces it
-        existing = {}
-    existing[result.split] = {
+        return {}
+    return existing if isinstance(existing, dict) else {}
+
+
+def _json_result(result: EvalResult) -> dict:
+    """One split's entry of eval.json."""
+    return {
         "tasks": result.tasks,
         "steps": result.steps,
         "checkpoint": result.checkpoint,
@@ -352,4 +384,3 @@ def write_evaluation(path: Path, result: EvalResult) -> None:
             for name, scores in result.per_task.items()
         },
     }
-    write_atomically(path, json.dumps(existing, indent=2) + "\n")

@@ -1,8 +1,11 @@
-"""Writing a run's small files so that a kill or a full disk mid-write never leaves one cut short."""
+"""Writing a run's small files so that a kill or a full disk mid-write never leaves one cut short,
+and two processes updating one never lose either's change."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -14,3 +17,17 @@ def write_atomically(path: Path, text: str) -> None:
         os.replace(part, path)
     finally:
         part.unlink(missing_ok=True)
+
+
+@contextmanager
+def updating(path: Path):
+    """Within the block, this process alone updates `path` among those that update it this way (a
+    second waits): a read, a change and `write_atomically` keep a change another process made
+    meanwhile. An advisory lock on the hidden file `.NAME.lock` beside it, which the system releases
+    when the process ends, however it ends."""
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

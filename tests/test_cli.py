@@ -37,6 +37,14 @@ def test_train_three_iterations_then_eval(cli, tmp_path, monkeypatch):
         unfinished = f"warning: {run} has done 2 of its 3 iterations; its baselines train on the budget of all 3"
         assert (unfinished in " ".join(err.split())) == (split == "ood"), err
     (tmp_path / "3").rename(run / "checkpoints" / "3")
+    # A cached baseline whose latest checkpoint is damaged trains again, to the same network.
+    scored = json.loads((run / "eval.json").read_text())["test"]["per_task"]
+    saves = run / "baselines" / "pretrained" / "checkpoints"
+    latest = max((p for p in saves.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    next(latest.rglob("state.npz")).write_bytes(b"not a zip file")
+    code, out, err = cli("eval", str(run), "--split", "test", "-q")
+    assert code == 0 and f"the cached pretrained baseline trains again from the start: {latest} cannot be read" in " ".join(err.split()), err
+    assert json.loads((run / "eval.json").read_text())["test"]["per_task"] == scored
     # A run it cannot write to (a read-only disk): the tables first, then the reason eval.json is not updated.
     from metarl_cli import evaluate
 
@@ -558,6 +566,29 @@ def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
     assert written["totals"]["meta-learned"] == {"mean": None, "ci95": None, "diverged": 1}
     assert written["totals"]["random"]["mean"] == 1.5
     assert (written["checkpoint"], written["iteration"]) == ("best", 2)  # what report's notes on the evaluation read
+
+
+def test_two_evals_writing_eval_json_at_once_keep_both_splits(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from metarl_cli import evaluate
+    from metarl_cli.stats import summarise
+
+    # Each write held between its read and its rename long enough for the other to read too.
+    write_atomically = evaluate.write_atomically
+    monkeypatch.setattr(evaluate, "write_atomically", lambda path, text: (time.sleep(0.3), write_atomically(path, text)))
+    path = tmp_path / "eval.json"
+    writers = [
+        threading.Thread(target=evaluate.write_evaluation, args=(path, evaluate.EvalResult(
+            split, 2, 0, "latest", 3, "return", {"meta-learned": [summarise([1.0, 2.0])]}, {"meta-learned": np.ones((2, 1))}, [])))
+        for split in ("test", "ood")
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert set(json.loads(path.read_text())) == {"test", "ood"}
 
 
 def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_tasks(tmp_path, monkeypatch):

@@ -310,9 +310,17 @@ def test_a_damaged_run_inside_a_directory_is_left_out_with_its_reason_and_stops_
     fake_run(tmp_path / "runs" / "good", seeds=1, iterations=3, evaluated=False)
     damaged = fake_run(tmp_path / "runs" / "damaged", seeds=1, iterations=3, evaluated=False)
     (damaged / "config.toml").unlink()
+    cut = fake_run(tmp_path / "runs" / "cut", seeds=1, iterations=3, evaluated=False)
+    (cut / "manifest.json").write_text('{"tool": "met')  # cut short, beside its config: a run of ours
+    foreign = tmp_path / "runs" / "foreign"  # another tool's manifest.json: not a run, and not named
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"name": "dataset"}')
     for command, output in (("report", tmp_path / "rep"), ("plot", tmp_path / "p.png")):
         code, out, err = cli(command, str(tmp_path / "runs"), "-o", str(output))
-        assert code == 0 and f"{damaged} left out of the {command}: config file not found" in " ".join(err.split()), err
+        err = " ".join(err.split())
+        assert code == 0 and f"{damaged} left out of the {command}: config file not found" in err, err
+        assert f"{cut} left out of the {command}: {cut / 'manifest.json'} is not valid JSON" in err, err
+        assert str(foreign) not in err, err
         code, _, err = cli(command, str(damaged), "-o", str(output))
         assert code == 2 and "config file not found" in err, err
     assert {row["run"] for row in json.loads((tmp_path / "rep.json").read_text())} == {str(tmp_path / "runs" / "good")}

@@ -54,6 +54,15 @@ def _yield_to_training() -> None:
         pass
 
 
+class UnreadableCheckpoint(UserError):
+    """A checkpoint step whose files are damaged or incomplete (`where`: its directory)."""
+
+    def __init__(self, where: Path, reason: str):
+        super().__init__(f"cannot read the checkpoint in {where} (damaged or incomplete): {reason}; "
+                         "removing that directory falls back on the checkpoint before it")
+        self.where, self.reason = where, reason
+
+
 CHOICES = 3  # how often `restore_chosen` chooses a step before it gives up on a run that keeps deleting them
 
 
@@ -123,8 +132,7 @@ class Checkpoints:
         try:
             packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # EOFError: an empty file
-            raise UserError(f"cannot read the checkpoint in {where} (damaged or incomplete): {e}; "
-                            "removing that directory falls back on the checkpoint before it") from None
+            raise UnreadableCheckpoint(where, str(e)) from None
         return unpack(packed, target, where)
 
     def restore_chosen(self, target: Any, which: str = "latest") -> tuple[int | None, Any]:

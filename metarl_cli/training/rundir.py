@@ -4,7 +4,7 @@
     RUN/manifest.json    command line, git commit, package versions, devices, seed; each --resume
     RUN/metrics.jsonl    one JSON line per chunk of iterations (per seed with --seeds)
     RUN/checkpoints/     Orbax: the last few training states and the best-scoring one
-    RUN/eval.json        written by `metarl eval`, one entry per split
+    RUN/eval.json        written by `metarl eval`, one entry per split (updated under .eval.json.lock)
     RUN/baselines/       the runs `metarl eval` trains to compare with (each a run directory itself)
 """
 
@@ -111,7 +111,7 @@ def unwritable(path: Path) -> str | None:
 
 
 # What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay).
-RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", "baselines")
+RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", ".eval.json.lock", "checkpoints", "baselines")
 
 
 def prepare_new(run_dir: Path, replace: bool) -> None:
@@ -204,19 +204,25 @@ def read_manifest(run_dir: Path) -> dict:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{manifest_path} is not valid JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("tool") != "metarl":
+    if not _written_by_metarl(manifest):
         raise UserError(f"{run_dir} was not written by metarl")
     return manifest
 
 
+def _written_by_metarl(manifest) -> bool:
+    return isinstance(manifest, dict) and manifest.get("tool") == "metarl"
+
+
 def is_run(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a manifest.json that metarl wrote (its config may still be damaged:
-    `load_run` says so)."""
+    """Whether `run_dir` holds a manifest.json that metarl wrote, or one that no longer reads as JSON
+    beside a config.toml (a run of ours, damaged); its manifest or config may still be damaged:
+    `load_run` says how."""
     try:
-        read_manifest(run_dir)
-    except (UserError, OSError):
+        return _written_by_metarl(json.loads((run_dir / "manifest.json").read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return (run_dir / "config.toml").is_file()
+    except OSError:
         return False
-    return True
 
 
 def load_run(run_dir: Path) -> tuple[str, Any, dict]:
