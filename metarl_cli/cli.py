@@ -161,6 +161,7 @@ def train(
             record_resume(run_dir, saved, cfg, command_line())
             write_config(cfg, algo, run_dir / "config.toml")
         else:
+            made = not (named and run_dir.exists())
             if not named:
                 run_dir = claim_default_run_dir(run_dir)
             elif not replaces:
@@ -171,6 +172,8 @@ def train(
             elif named:  # again: another process may have written a run there meanwhile
                 check_new(run_dir, overwrite)
             if interrupted_while_starting():  # before the run's first file; Python may have swallowed the Ctrl-C
+                if made:
+                    run_dir.rmdir()  # made empty just now
                 _exit_interrupted("interrupted before training began")
             write_manifest(run_dir, algo, cfg, command_line())
         console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
@@ -541,6 +544,10 @@ def main() -> None:
     with noting_interrupts_while_starting():
         try:
             app()
+        except SystemExit as e:
+            if e.code == 130:  # typer's exit for a Ctrl-C that reached it, which it leaves unsaid
+                _say("interrupted")
+            raise
         except UserError as e:
             console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             sys.exit(2)

@@ -940,9 +940,21 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
 
     monkeypatch.setattr(cli_module, "interrupted_while_starting", lambda: True)
     monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
-    run = tmp_path / "run"
+    run = tmp_path / "run"  # the directory it made is removed; one that was there stays, empty
     code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
-    assert code == 130 and "interrupted before training began" in err and not any(run.iterdir())
+    assert code == 130 and "interrupted before training began" in err and not run.exists()
+    run.mkdir()
+    code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
+    assert code == 130 and "interrupted before training began" in err and run.is_dir() and not any(run.iterdir())
+
+
+def test_a_ctrl_c_that_reaches_typer_is_said(cli, monkeypatch):
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("metarl_cli.families.get_family", interrupted)  # as if while the command starts up
+    code, _, err = cli("envs")
+    assert code == 130 and err.strip() == "interrupted", err
 
 
 def test_metrics_are_rewritten_whole_on_resume_and_only_where_lines_are_dropped(tmp_path):
@@ -957,3 +969,11 @@ def test_metrics_are_rewritten_whole_on_resume_and_only_where_lines_are_dropped(
     log.truncate_after(2)
     assert [r["iteration"] for r in log.read()] == [1, 2] and log.path.stat().st_ino != before  # replaced, not cut in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
+def test_the_manifest_records_the_command_as_metarl_also_when_run_as_a_module(monkeypatch):
+    from metarl_cli.training.rundir import command_line
+
+    for program in ("/venv/bin/metarl", "/src/metarl_cli/__main__.py"):
+        monkeypatch.setattr(sys, "argv", [program, "train", "maml"])
+        assert command_line() == ["metarl", "train", "maml"]

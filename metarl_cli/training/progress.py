@@ -41,13 +41,14 @@ class _TrimmedStdout:
 def _console(stderr: bool, width: int) -> Console:
     """A console that, when not writing to a terminal, does not squeeze lines into 80 columns but
     into `width`, unless the COLUMNS environment variable sets a width (`COLUMNS=100 metarl envs | less`),
-    and on stdout drops the spaces that end its lines."""
+    on stdout drops the spaces that end its lines, and on stderr (a log) keeps each message on one line."""
     plain = Console(stderr=stderr)
     if plain.is_terminal:
         return plain
     columns = os.environ.get("COLUMNS", "")
     columns_given = columns.isdigit() and int(columns) > 0  # (rich prints nothing at all into 0 columns)
-    return Console(stderr=stderr, file=None if stderr else _TrimmedStdout(), width=None if columns_given else width)
+    return Console(stderr=stderr, file=None if stderr else _TrimmedStdout(), width=None if columns_given else width,
+                   soft_wrap=stderr)
 
 
 console = _console(stderr=True, width=160)  # progress bars and messages

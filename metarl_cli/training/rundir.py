@@ -289,7 +289,9 @@ def _is_metrics_line(record) -> bool:
 
 
 def command_line() -> list[str]:
-    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+    """The command as typed, `metarl` for `python -m metarl_cli`."""
+    program = Path(sys.argv[0]).name
+    return ["metarl" if program == "__main__.py" else program, *sys.argv[1:]]
 
 
 def eval_command(run_dir: Path) -> str:
