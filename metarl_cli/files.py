@@ -24,8 +24,12 @@ def updating(path: Path):
     """Within the block, this process alone updates `path` among those that update it this way (a
     second waits): a read, a change and `write_atomically` keep a change another process made
     meanwhile. An advisory lock on the hidden file `.NAME.lock` beside it, which the system releases
-    when the process ends, however it ends."""
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    when the process ends, however it ends. Where the lock cannot be made (a read-only disk), the
+    OSError names `path`, which cannot be updated either."""
+    try:
+        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -589,6 +589,11 @@ def test_two_evals_writing_eval_json_at_once_keep_both_splits(tmp_path, monkeypa
     for writer in writers:
         writer.join()
     assert set(json.loads(path.read_text())) == {"test", "ood"}
+    # Where its lock cannot be made, the error names the file that cannot be updated, not the lock.
+    with pytest.raises(OSError) as raised:
+        evaluate.write_evaluation(tmp_path / "gone" / "eval.json", evaluate.EvalResult(
+            "test", 2, 0, "latest", 3, "return", {"meta-learned": [summarise([1.0, 2.0])]}, {}, []))
+    assert raised.value.filename == str(tmp_path / "gone" / "eval.json")
 
 
 def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_tasks(tmp_path, monkeypatch):
