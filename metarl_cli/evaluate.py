@@ -239,13 +239,11 @@ def trained_baselines(run_dir: Path, baselines: list[Baseline], show_progress: b
         return []
     (run_dir / "baselines").mkdir(exist_ok=True)
     with holding(run_dir / "baselines", wait=True):
-        trained = _train_baselines(run_dir, baselines, show_progress)
-        return [trained[b.name] if b.name in trained else _latest_state(run_dir, b)[1]["params"] for b in baselines]
+        return _train_baselines(run_dir, baselines, show_progress)
 
 
-def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> dict[str, Any]:
-    """Trains the baselines not trained to their end; returns the parameters of those that were."""
-    trained, jobs = {}, []
+def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> list[Any]:
+    trained, jobs = {}, []  # the parameters of the baselines already trained to their end; the others' training
     for baseline in baselines:
         base_dir = run_dir / "baselines" / baseline.name
         fresh = not continues(base_dir, baseline.config)
@@ -274,7 +272,7 @@ def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bo
         train_all(jobs, show_progress)
     except DivergedError as e:
         raise DivergedError(f"the {e.run_dir.name} baseline's training ({e.run_dir}): {e}", e.run_dir) from None
-    return trained
+    return [trained[b.name] if b.name in trained else _latest_state(run_dir, b)[1]["params"] for b in baselines]
 
 
 def _latest_state(run_dir: Path, baseline: Baseline) -> tuple[int | None, Any]:
