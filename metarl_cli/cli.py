@@ -196,7 +196,7 @@ def train(
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
         f"Next: {eval_command(run_dir)}"
     )
-    advice = summary.checkpoint_advice(cfg.chunk)
+    advice = summary.checkpoint_advice(cfg.iterations, cfg.chunk)
     if advice:
         console.print(advice, highlight=False)
 

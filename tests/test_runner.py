@@ -368,16 +368,20 @@ def test_checkpoint_advice_only_where_saves_take_more_than_a_tenth_of_training()
     advice; the 2-core CPU's (0.3 s of saves in 8.8 s of training) and a run of a few saves do not."""
     gpu = TrainSummary(100, seconds=25.0, compile_seconds=13.0, checkpoint_seconds=10.0, checkpoints_saved=100,
                        iterations_per_second=8.0, env_steps_per_second=1.3e6)
-    assert gpu.checkpoint_advice() == ("checkpoints took 83% of the training time (100 ms a save, 20.0 ms an iteration without "
+    assert gpu.checkpoint_advice(100) == ("checkpoints took 83% of the training time (100 ms a save, 20.0 ms an iteration without "
                                        "them): with `--set checkpoint_every=50` (on a new run or a --resume) a save would cost at "
                                        "most 10% of the iterations between saves")
     cpu = dataclasses.replace(gpu, seconds=15.4, compile_seconds=6.6, checkpoint_seconds=0.3)
-    assert cpu.checkpoint_advice() is None
-    assert dataclasses.replace(gpu, checkpoints_saved=9).checkpoint_advice() is None
-    assert dataclasses.replace(gpu, checkpoints_saved=10).checkpoint_advice() is not None  # at least ten saves
-    assert "`--set checkpoint_every=64`" in gpu.checkpoint_advice(chunk=32)  # saves are taken at a chunk's end
+    assert cpu.checkpoint_advice(100) is None
+    assert dataclasses.replace(gpu, checkpoints_saved=9).checkpoint_advice(100) is None
+    assert dataclasses.replace(gpu, checkpoints_saved=10).checkpoint_advice(100) is not None  # at least ten saves
+    assert "`--set checkpoint_every=64`" in gpu.checkpoint_advice(100, chunk=32)  # saves are taken at a chunk's end
     short = dataclasses.replace(gpu, checkpoints_saved=10)  # 1 s a save: an interval of 500, past the run's 100 iterations
-    assert "a run this short is best saved at its end alone, with `--set checkpoint_every=100`" in short.checkpoint_advice()
+    assert "a run this short is best saved at its end alone, with `--set checkpoint_every=100`" in short.checkpoint_advice(100)
+    # A resume that ran the last 50 of a run's iterations, 40 ms each: an interval of 250, past the end of a run of 200.
+    resumed = dataclasses.replace(short, iterations_done=50)
+    assert "its end alone, with `--set checkpoint_every=200`" in resumed.checkpoint_advice(200)
+    assert "with `--set checkpoint_every=250` (on a new run or a --resume) a save would cost" in resumed.checkpoint_advice(1000)
 
 
 def test_pack_and_unpack_give_back_every_leaf_with_its_dtype():

@@ -79,13 +79,14 @@ class TrainSummary:
     iterations_per_second: float
     env_steps_per_second: float
 
-    def checkpoint_advice(self, chunk: int = 1, share: float = 0.1, fewest_saves: int = 10) -> str | None:
+    def checkpoint_advice(self, length: int, chunk: int = 1, share: float = 0.1, fewest_saves: int = 10) -> str | None:
         """Where checkpoints took more than `share` of the training time (compilation excluded) over
         at least `fewest_saves` saves: how much, a save's cost against an iteration's, and the
         interval between saves at which a save costs at most `share` of the iterations between
         (as if no save overlapped training), in whole chunks of `chunk` iterations, as saves are
-        taken. On an accelerator an iteration can take a few milliseconds, less than Orbax's
-        bookkeeping for one save."""
+        taken; where that is past the run's `length` (its iterations in all, a resumed run's
+        included), `length`: its end alone. On an accelerator an iteration can take a few
+        milliseconds, less than Orbax's bookkeeping for one save."""
         training = self.seconds - self.compile_seconds
         if self.checkpoints_saved < fewest_saves or self.checkpoint_seconds <= share * training:
             return None
@@ -93,13 +94,12 @@ class TrainSummary:
         per_iteration = (training - self.checkpoint_seconds) / self.iterations_done
         every = math.ceil(per_save / (share * per_iteration))  # the saves' time is a disjoint part of training's
         every = chunk * math.ceil(every / chunk)
-        if every >= self.iterations_done:  # more than this run did: its end is its one save
-            return (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
-                    f"{1e3 * per_iteration:.1f} ms an iteration without them): a run this short is best saved at its end alone, "
-                    f"with `--set checkpoint_every={self.iterations_done}` (on a new run or a --resume)")
-        return (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
-                f"{1e3 * per_iteration:.1f} ms an iteration without them): with `--set checkpoint_every={every}` (on a new run "
-                f"or a --resume) a save would cost at most {share:.0%} of the iterations between saves")
+        cost = (f"checkpoints took {self.checkpoint_seconds / training:.0%} of the training time ({1e3 * per_save:.0f} ms a save, "
+                f"{1e3 * per_iteration:.1f} ms an iteration without them)")
+        if every >= length:
+            return f"{cost}: a run this short is best saved at its end alone, with `--set checkpoint_every={length}` (on a new run or a --resume)"
+        return (f"{cost}: with `--set checkpoint_every={every}` (on a new run or a --resume) a save would cost at most {share:.0%} "
+                "of the iterations between saves")
 
 
 def compile_chunks(step, mesh: Mesh | None = None):
