@@ -7,6 +7,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 from typing import List, NoReturn, Optional
@@ -22,7 +23,7 @@ from rich.text import Text
 
 from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
 from metarl_cli.errors import UserError
-from metarl_cli.interrupts import interrupted_while_starting, noting_interrupts_while_starting
+from metarl_cli.interrupts import noting_interrupts_while_starting
 from metarl_cli.training.progress import console, stdout_console
 
 DEFAULT_ENVS = ", ".join(f"{default_env(algo)} for {algo}" for algo in ALGORITHMS)  # where --env is left out
@@ -101,7 +102,7 @@ def train(
     from metarl_cli.training.final_returns import final_returns
     from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, eval_command,
                                             first_free, holding, load_run, prepare_new, record_resume, write_manifest)
-    from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, train as run_training
+    from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, stop_signals_set, train as run_training
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
@@ -155,30 +156,33 @@ def train(
     if resume and done == cfg.iterations:
         _say(finished)
         return
-    with ExitStack() as writing:  # this process alone writes the run from here on (`holding`)
+    stop = threading.Event()
+    with ExitStack() as writing:
+        # From here a Ctrl-C (or SIGTERM) sets `stop`, seen before the run's first file and between its calls.
+        writing.enter_context(stop_signals_set(stop))
         if resume:
-            writing.enter_context(holding(run_dir))
+            writing.enter_context(holding(run_dir))  # this process alone writes the run from here on
+            if stop.is_set():
+                _exit_interrupted("interrupted before training began")
             record_resume(run_dir, saved, cfg, command_line())
             write_config(cfg, algo, run_dir / "config.toml")
         else:
             made = not (named and run_dir.exists())
-            if not named:
-                run_dir = claim_default_run_dir(run_dir)
-            elif not replaces:
+            if named:
                 prepare_new(run_dir, False)
+            else:
+                run_dir = claim_default_run_dir(run_dir)
             writing.enter_context(holding(run_dir))
-            if replaces:  # only now: the run replaced may have been another process's, still training
-                prepare_new(run_dir, True)
-            elif named:  # again: another process may have written a run there meanwhile
-                check_new(run_dir, overwrite)
-            if interrupted_while_starting():  # before the run's first file; Python may have swallowed the Ctrl-C
+            if named:  # again, alone now: another process may have written a run there, or still trained the one replaced
+                prepare_new(run_dir, check_new(run_dir, overwrite))
+            if stop.is_set():
                 if made:
                     run_dir.rmdir()  # made empty just now
                 _exit_interrupted("interrupted before training began")
             write_manifest(run_dir, algo, cfg, command_line())
         console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
         try:
-            summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet)
+            summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet, stop=stop)
         except DivergedError as e:
             _diverged(e)
         except Interrupted as e:
@@ -224,23 +228,25 @@ def eval_(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
-    from metarl_cli.evaluate import evaluate, write_evaluation
-    from metarl_cli.training.rundir import eval_command
+    from metarl_cli.evaluate import check_eval_options, evaluate, write_evaluation
+    from metarl_cli.training.rundir import eval_command, evaluating
     from metarl_cli.training.runner import DivergedError, Interrupted
 
-    try:
-        result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
-    except DivergedError as e:
-        _diverged(e)
-    except Interrupted:
-        _exit_interrupted(f"interrupted while training the run's baselines; the next `{eval_command(run_dir)}` "
-                          "resumes their training (from their latest checkpoints, where they have one)")
-    except KeyboardInterrupt:
-        _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{eval_command(run_dir)}` "
-                          "starts it again (keeping the run's baselines that finished training)")
-    for table in (trial_tables if result.trial else eval_tables)(run_dir, result):
-        out.print(table)
-    write_evaluation(run_dir / "eval.json", result)  # after the tables: a run on a read-only disk still shows them
+    check_eval_options(split, tasks, steps, checkpoint)  # before the run is read: a bad option is said first
+    with evaluating(run_dir):
+        try:
+            result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
+        except DivergedError as e:
+            _diverged(e)
+        except Interrupted:
+            _exit_interrupted(f"interrupted while training the run's baselines; the next `{eval_command(run_dir)}` "
+                              "resumes their training (from their latest checkpoints, where they have one)")
+        except KeyboardInterrupt:
+            _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{eval_command(run_dir)}` "
+                              "starts it again (keeping the run's baselines that finished training)")
+        for table in (trial_tables if result.trial else eval_tables)(run_dir, result):
+            out.print(table)
+        write_evaluation(run_dir / "eval.json", result)  # after the tables: a run on a read-only disk still shows them
 
 
 def _result_table(run_dir: Path, result, what: str) -> Table:

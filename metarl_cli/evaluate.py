@@ -93,7 +93,8 @@ def budget_warning(run_dir: Path, checkpoint: str, step: int, done: int, iterati
     return f"warning: {run_dir} {state}; its baselines train on the budget of all {iterations}, so the comparison favours them"
 
 
-def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
+def check_eval_options(split: str, tasks: int | None, steps: int | None, checkpoint: str) -> None:
+    """A UserError for an option `evaluate` cannot take, whatever the run."""
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
     if checkpoint not in ("latest", "best"):
@@ -102,6 +103,10 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         raise UserError(f"--tasks must be at least 2 for a confidence interval, got {tasks}")
     if steps is not None and steps < 0:
         raise UserError(f"--steps must be >= 0, got {steps}")
+
+
+def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
+    check_eval_options(split, tasks, steps, checkpoint)
     algo_name, config, _ = load_run(run_dir)
     family = family_for(config)
     algo = make_algorithm(algo_name, config, family)
@@ -279,8 +284,7 @@ def _latest_state(run_dir: Path, baseline: Baseline) -> tuple[int | None, Any]:
     """(iteration, training state) of the baseline's latest checkpoint; (None, None) before its first;
     a UserError where that checkpoint cannot be read."""
     with Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints, create=False) as checkpoints:
-        step = checkpoints.step()
-        return step, None if step is None else checkpoints.restore(state_template(baseline.algo, baseline.config), step=step)
+        return checkpoints.restore_chosen(state_template(baseline.algo, baseline.config))
 
 
 def continues(base_dir: Path, config) -> bool:

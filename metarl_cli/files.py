@@ -19,19 +19,31 @@ def write_atomically(path: Path, text: str) -> None:
         part.unlink(missing_ok=True)
 
 
+def lock(path: Path, shared: bool = False, wait: bool = True) -> int:
+    """An open descriptor of `path` (a directory, or a lock file made where missing) holding an
+    advisory lock on it (flock): exclusive, or `shared` with other shared holders. Where another
+    process holds a lock that conflicts, waits, or without `wait` raises BlockingIOError. Closing
+    the descriptor releases the lock, as the system does when the process ends, however it ends."""
+    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 @contextmanager
 def updating(path: Path):
     """Within the block, this process alone updates `path` among those that update it this way (a
     second waits): a read, a change and `write_atomically` keep a change another process made
-    meanwhile. An advisory lock on the hidden file `.NAME.lock` beside it, which the system releases
-    when the process ends, however it ends. Where the lock cannot be made (a read-only disk), the
-    OSError names `path`, which cannot be updated either."""
+    meanwhile. The lock is on the hidden file `.NAME.lock` beside it. Where that cannot be made (a
+    read-only disk), the OSError names `path`, which cannot be updated either."""
     try:
-        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = lock(path.with_name(f".{path.name}.lock"))
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        os.close(fd)

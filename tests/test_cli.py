@@ -1,7 +1,9 @@
 """End to end through the CLI on a tiny config: train, eval, exact resume, and every user error."""
 
+import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -919,7 +921,6 @@ def test_a_run_being_written_by_another_process_is_neither_resumed_nor_replaced(
     """Two processes in one run directory (a second --resume, an --overwrite of a run still training,
     a sweep's point started twice) mixed their metrics and checkpoints; the second is now refused."""
     import fcntl
-    import os
 
     run = tmp_path / "run"
     code, _, err = cli("train", "maml", "--env", "sinusoid", "--set", "iterations=2", "--set", "hidden=[8]", "-o", str(run), "-q")
@@ -936,6 +937,55 @@ def test_a_run_being_written_by_another_process_is_neither_resumed_nor_replaced(
         os.close(other)
 
 
+def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock_is(cli, tmp_path, monkeypatch):
+    """An eval holds the run's eval lock (shared) while it runs, and --overwrite refuses meanwhile; a run
+    another process wrote into a new run's directory before this one took it is replaced with --overwrite."""
+    from metarl_cli.errors import UserError
+    from metarl_cli.files import lock
+    from metarl_cli.training import rundir
+
+    sets = set_args("hidden=[8]", "chunk=2")
+    run, other = tmp_path / "run", tmp_path / "other"
+    for path, iterations in ((run, 2), (other, 4)):
+        assert cli("train", "maml", "--env", "sinusoid", *sets, "--set", f"iterations={iterations}", "-o", str(path), "-q")[0] == 0
+    held_while_evaluating = []
+
+    def evaluate(run_dir, *args, **kwargs):
+        try:
+            os.close(lock(run_dir / rundir.EVAL_LOCK, wait=False))
+        except BlockingIOError:
+            held_while_evaluating.append(run_dir)
+        raise UserError("stopped here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("metarl_cli.evaluate.evaluate", evaluate)
+        assert cli("eval", str(run), "-q")[0] == 2 and held_while_evaluating == [run]
+    files = {path: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    evaluating = lock(run / rundir.EVAL_LOCK, shared=True)  # as another process's eval would
+    try:
+        code, _, err = cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=2", "--overwrite", "-o", str(run), "-q")
+        assert code == 2 and f"{run} is being evaluated by another metarl process" in " ".join(err.split()), err
+        assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
+    finally:
+        os.close(evaluating)
+
+    holding = rundir.holding
+
+    @contextlib.contextmanager
+    def written_meanwhile(run_dir, wait=False):  # another run copied in as this one takes the lock
+        shutil.copytree(other, run_dir, dirs_exist_ok=True)
+        with holding(run_dir, wait):
+            yield
+
+    fresh = tmp_path / "fresh"  # no run there when the command starts
+    with monkeypatch.context() as patched:
+        patched.setattr(rundir, "holding", written_meanwhile)
+        code, _, err = cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=2", "--overwrite", "-o", str(fresh), "-q")
+    assert code == 0, err
+    assert sorted(p.name for p in (fresh / "checkpoints").iterdir()) == ["2"]
+    assert [json.loads(line)["iteration"] for line in (fresh / "metrics.jsonl").read_text().splitlines()] == [2]
+
+
 def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_file(cli, tmp_path, monkeypatch):
     from metarl_cli import cli as cli_module
 
@@ -943,7 +993,7 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
         print(text, file=sys.stderr)
         raise SystemExit(130)
 
-    monkeypatch.setattr(cli_module, "interrupted_while_starting", lambda: True)
+    monkeypatch.setattr("metarl_cli.training.runner.interrupted_while_starting", lambda: True)
     monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
     run = tmp_path / "run"  # the directory it made is removed; one that was there stays, empty
     code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
@@ -951,6 +1001,35 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
     run.mkdir()
     code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
     assert code == 130 and "interrupted before training began" in err and run.is_dir() and not any(run.iterdir())
+
+
+def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_with_its_message(cli, tmp_path, monkeypatch):
+    from metarl_cli import cli as cli_module
+    from metarl_cli.training import rundir
+
+    def exit_interrupted(text):
+        print(text, file=sys.stderr)
+        raise SystemExit(130)
+
+    def interrupting(fn):
+        """`fn`, then a Ctrl-C to this process, as a user's landing just after it."""
+        def call(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGINT)
+            return result
+        return call
+
+    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:  # as it takes the lock: nothing written, the directory it made removed
+        patched.setattr(rundir, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
+        code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
+    assert code == 130 and "interrupted before training began" in err and not run.exists(), err
+    with monkeypatch.context() as patched:  # once its manifest is written: the command that starts it again
+        patched.setattr(rundir, "write_manifest", interrupting(rundir.write_manifest))
+        code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
+    err = " ".join(err.split())
+    assert code == 130 and f"interrupted before the first checkpoint; `metarl train maml --resume -o {run}` starts the run again" in err, err
 
 
 def test_a_ctrl_c_that_reaches_typer_is_said(cli, monkeypatch):

@@ -5,6 +5,7 @@
     RUN/metrics.jsonl    one JSON line per chunk of iterations (per seed with --seeds)
     RUN/checkpoints/     Orbax: the last few training states and the best-scoring one
     RUN/eval.json        written by `metarl eval`, one entry per split (updated under .eval.json.lock)
+    RUN/.eval.lock       held by every `metarl eval` of the run while it runs: --overwrite refuses meanwhile
     RUN/baselines/       the runs `metarl eval` trains to compare with (each a run directory itself)
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fcntl
 import importlib.metadata
 import itertools
 import json
@@ -30,7 +30,7 @@ import jax
 
 from metarl_cli.config import CONFIGS, build_config, read_toml, write_config
 from metarl_cli.errors import UserError
-from metarl_cli.files import write_atomically
+from metarl_cli.files import lock, write_atomically
 from metarl_cli.training.progress import console
 
 PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "typer", "rich")
@@ -110,19 +110,29 @@ def unwritable(path: Path) -> str | None:
     return None
 
 
-# What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay).
-RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", ".eval.json.lock", "checkpoints", "baselines")
+# What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay,
+# and so do the empty lock files, which a process may hold).
+RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", "baselines")
+EVAL_LOCK = ".eval.lock"  # held shared by every `metarl eval` of the run (`evaluating`)
 
 
 def prepare_new(run_dir: Path, replace: bool) -> None:
     """Make the run directory, after `check_new`: `replace` (what it returned) removes the run there,
-    its `RUN_ENTRIES`, and keeps anything else."""
+    its `RUN_ENTRIES`, and keeps anything else; refused (UserError) while the run is evaluated."""
     if replace:
-        for entry in map(run_dir.joinpath, RUN_ENTRIES):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink(missing_ok=True)
+        try:
+            evaluations = lock(run_dir / EVAL_LOCK, wait=False)
+        except BlockingIOError:
+            raise UserError(f"{run_dir} is being evaluated by another metarl process; "
+                            "wait for it to end (or stop it) before replacing the run") from None
+        try:
+            for entry in map(run_dir.joinpath, RUN_ENTRIES):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+        finally:
+            os.close(evaluations)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -133,21 +143,37 @@ def prepare_new(run_dir: Path, replace: bool) -> None:
 def holding(run_dir: Path, wait: bool = False):
     """Within the block, this process alone writes the run in `run_dir` (an existing directory): a
     second `metarl train` into it (a resume, an --overwrite, a sweep's point started twice) is refused
-    with a UserError, or with `wait` waits for the first to end. An advisory lock on the directory
-    (flock), which the system releases when the process ends, however it ends."""
-    fd = os.open(run_dir, os.O_RDONLY)
+    with a UserError, or with `wait` waits for the first to end. A lock on the directory (`lock`)."""
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                raise UserError(f"{run_dir} is being written by another metarl process; "
-                                "wait for it to end (or stop it) before training in it") from None
-            console.print(f"waiting for another metarl process writing {run_dir} ...", highlight=False)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = lock(run_dir, wait=False)
+    except BlockingIOError:
+        if not wait:
+            raise UserError(f"{run_dir} is being written by another metarl process; "
+                            "wait for it to end (or stop it) before training in it") from None
+        console.print(f"waiting for another metarl process writing {run_dir} ...", highlight=False)
+        fd = lock(run_dir)
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        os.close(fd)
+
+
+@contextmanager
+def evaluating(run_dir: Path):
+    """Within the block (an eval of the run in `run_dir`, a metarl run: a UserError where it is not),
+    `--overwrite` refuses to replace the run. A shared lock on RUN/.eval.lock, so that evals of one
+    run go on side by side; none on a run where it cannot be made (a read-only disk), which nothing
+    can replace either."""
+    load_run(run_dir)  # before the lock file: never one in a directory that is not a run
+    try:
+        fd = lock(run_dir / EVAL_LOCK, shared=True)
+    except OSError:
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def write_manifest(run_dir: Path, algo: str, config, argv: list[str]) -> None:
