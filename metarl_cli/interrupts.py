@@ -1,8 +1,10 @@
-"""A Ctrl-C while a command starts up, before training sets its own handlers (`runner.stop_signals_set`).
+"""A Ctrl-C while a command starts up, before `metarl train` sets its own handlers
+(`runner.stop_signals_set`, from the moment it takes the run's directory).
 
 Python raises KeyboardInterrupt wherever it happens to be, and in a process's first second that can
 be inside a callback that swallows it (JAX's garbage-collection hook): the run then went on, an
---overwrite included. Noted here as well, it still stops the run before its first file or step.
+--overwrite included. Noted here as well, it still stops the run before its first file or step:
+`stop_signals_set` begins with its stop flag set.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ def noting_interrupts_while_starting():
     """Within the block (a command), until training sets its own handlers (`stop_signals_set`), a
     Ctrl-C raises KeyboardInterrupt as Python's handler does, and is also noted: one that lands in a
     callback that swallows it (JAX's garbage-collection hook, in a process's first second) still
-    stops the run before it writes its first file (`interrupted_while_starting`) or trains
-    (`runner.stop_signals_set`)."""
+    stops the run before it writes its first file or trains (`interrupted_while_starting`, which
+    `runner.stop_signals_set` asks)."""
     INTERRUPTED_WHILE_STARTING.clear()
     previous = signal.getsignal(signal.SIGINT)
     if previous is not signal.default_int_handler:  # ignored, or someone else's
