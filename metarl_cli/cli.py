@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 import threading
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
@@ -173,12 +173,15 @@ def train(
             else:
                 run_dir = claim_default_run_dir(run_dir)
             writing.enter_context(holding(run_dir))
-            if named:  # again, alone now: another process may have written a run there, or still trained the one replaced
-                prepare_new(run_dir, check_new(run_dir, overwrite))
+            replaced = False
+            if named and not stop.is_set():  # again, alone now: another process may have written a run there, or still trained the one replaced
+                replaced = check_new(run_dir, overwrite)
+                prepare_new(run_dir, replaced)
             if stop.is_set():
                 if made:
-                    run_dir.rmdir()  # made empty just now
-                _exit_interrupted("interrupted before training began")
+                    with suppress(OSError):
+                        run_dir.rmdir()  # made empty just now
+                _exit_interrupted("interrupted before training began" + (f"; the run that was in {run_dir} is removed" if replaced else ""))
             write_manifest(run_dir, algo, cfg, command_line())
         console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
         try:

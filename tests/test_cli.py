@@ -1030,6 +1030,25 @@ def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_w
         code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
     err = " ".join(err.split())
     assert code == 130 and f"interrupted before the first checkpoint; `metarl train maml --resume -o {run}` starts the run again" in err, err
+    files = {path: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    with monkeypatch.context() as patched:  # an --overwrite interrupted as it takes the lock: the run there is kept
+        patched.setattr(rundir, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
+        code, _, err = cli("train", "maml", "--env", "sinusoid", "--overwrite", "-o", str(run), "-q")
+    assert code == 130 and "interrupted before training began" in err and "removed" not in err, err
+    assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
+
+
+def test_a_directory_holding_only_lock_files_takes_a_new_run_and_another_tools_manifest_is_never_replaced(tmp_path):
+    from metarl_cli.errors import UserError
+    from metarl_cli.training.rundir import LOCK_FILES, check_new
+
+    for name in LOCK_FILES:  # left by an eval, or by an --overwrite interrupted after it replaced the run
+        (tmp_path / name).touch()
+    assert check_new(tmp_path, overwrite=False) is False
+    (tmp_path / "manifest.json").write_text('{"name": "dataset"}')
+    (tmp_path / "config.toml").write_text("x = 1\n")
+    with pytest.raises(UserError, match="holds a manifest.json that metarl did not write"):
+        check_new(tmp_path, overwrite=True)
 
 
 def test_a_ctrl_c_that_reaches_typer_is_said(cli, monkeypatch):

@@ -87,9 +87,11 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
     reason = unwritable(run_dir)
     if reason:
         raise UserError(f"{run_dir} cannot be made: {reason}; choose another --run-dir")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(entry.name not in LOCK_FILES for entry in run_dir.iterdir()):
         if not (run_dir / "manifest.json").is_file():
             raise UserError(f"{run_dir} is a non-empty directory but not a metarl run (no manifest.json); choose another --run-dir")
+        if not is_run(run_dir):
+            raise UserError(f"{run_dir} holds a manifest.json that metarl did not write; choose another --run-dir")
         if not overwrite:
             raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
         return True
@@ -114,6 +116,7 @@ def unwritable(path: Path) -> str | None:
 # and so do the empty lock files, which a process may hold).
 RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", "baselines")
 EVAL_LOCK = ".eval.lock"  # held shared by every `metarl eval` of the run (`evaluating`)
+LOCK_FILES = (EVAL_LOCK, ".eval.json.lock")  # empty: a directory holding only these holds no run
 
 
 def prepare_new(run_dir: Path, replace: bool) -> None:
