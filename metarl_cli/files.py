@@ -40,10 +40,15 @@ def updating(path: Path):
     meanwhile. The lock is on the hidden file `.NAME.lock` beside it. Where that cannot be made (a
     read-only disk), the OSError names `path`, which cannot be updated either."""
     try:
-        fd = lock(path.with_name(f".{path.name}.lock"))
+        fd = lock(lock_file(path))
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         yield
     finally:
         os.close(fd)
+
+
+def lock_file(path: Path) -> Path:
+    """The hidden file beside `path` that `updating` locks."""
+    return path.with_name(f".{path.name}.lock")

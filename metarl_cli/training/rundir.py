@@ -30,7 +30,7 @@ import jax
 
 from metarl_cli.config import CONFIGS, build_config, read_toml, write_config
 from metarl_cli.errors import UserError
-from metarl_cli.files import lock, write_atomically
+from metarl_cli.files import lock, lock_file, write_atomically
 from metarl_cli.training.progress import console
 
 PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "typer", "rich")
@@ -116,7 +116,7 @@ def unwritable(path: Path) -> str | None:
 # and so do the empty lock files, which a process may hold).
 RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", "baselines")
 EVAL_LOCK = ".eval.lock"  # held shared by every `metarl eval` of the run (`evaluating`)
-LOCK_FILES = (EVAL_LOCK, ".eval.json.lock")  # empty: a directory holding only these holds no run
+LOCK_FILES = (EVAL_LOCK, lock_file(Path("eval.json")).name)  # empty: a directory holding only these holds no run
 
 
 def prepare_new(run_dir: Path, replace: bool) -> None:
