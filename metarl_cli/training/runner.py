@@ -38,8 +38,8 @@ from rich.progress import Progress
 from metarl_cli.algos import Algorithm
 from metarl_cli.devices import even_mesh
 from metarl_cli.errors import UserError
-from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.interrupts import interrupted_while_starting
+from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console, training_progress
 from metarl_cli.training.rundir import MetricsLog
 
@@ -234,6 +234,8 @@ def train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: b
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def stop_signals_set(stop: threading.Event):
     """Within the block, a first Ctrl-C (SIGINT), or SIGTERM (`kill`, a scheduler's preemption), sets
