@@ -1,5 +1,6 @@
-"""Writing a run's small files so that a kill or a full disk mid-write never leaves one cut short,
-and two processes updating one never lose either's change."""
+"""Writing files: a run's small files so that a kill or a full disk mid-write never leaves one cut
+short, and two processes updating one never lose either's change; and, before the work, whether an
+output (a run directory, a report, a plot) can be written where it is asked for."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
+
+from metarl_cli.errors import UserError
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -52,3 +55,44 @@ def updating(path: Path):
 def lock_file(path: Path) -> Path:
     """The hidden file beside `path` that `updating` locks."""
     return path.with_name(f".{path.name}.lock")
+
+
+def unwritable(path: Path) -> str | None:
+    """Why this user could not write `path` (a file or a directory, the folders on its way made), or
+    None where they can. The nearest of `path` and its folders that exists decides: a file on the
+    way, or a place without write permission."""
+    nearest = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if nearest != path and not nearest.is_dir():
+        return f"{nearest} is not a directory"
+    if not os.access(nearest, os.W_OK | (os.X_OK if nearest.is_dir() else 0)):
+        if os.statvfs(nearest).f_flag & os.ST_RDONLY:
+            return f"{nearest} is on a read-only filesystem"
+        return f"no permission to write in {nearest}" if nearest.is_dir() else f"no permission to write {nearest}"
+    return None
+
+
+def names_a_directory(given: str | Path) -> bool:
+    """Whether an output path, as given, names a directory: one that exists, or one ending in a
+    separator, `.` or `..` (which Path would drop: `out/` and `out/.` are `out` to it)."""
+    text = os.fspath(given)
+    return os.path.basename(text) in ("", ".", "..") or Path(text).is_dir()
+
+
+def check_writable(path: Path) -> None:
+    """A UserError, before the work, where the file `path` could not be written (the folders it
+    needs made): it is a directory, a folder on its way is a file, or this user may not write there."""
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a directory")
+    reason = unwritable(path)
+    if reason:
+        raise UserError(f"cannot write {path}: {reason}")
+
+
+@contextmanager
+def writing(path: Path):
+    """Writes to `path` in the block; where the system refuses what `check_writable` let through
+    (/proc, /sys: writable by permissions), a UserError naming the file and the system's reason."""
+    try:
+        yield
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {(e.strerror or str(e)).lower()}") from None

@@ -13,11 +13,13 @@ panel for each kind of score (query MSE, return), and one for RL^2's return per 
 MSEs are drawn on a log scale, so that one diverging step leaves the other lines readable.
 Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
 end of its path that tells it from the others.
-Reads only metrics.jsonl and eval.json, so it works on a run that is still training.
+Reads a run's config, metrics.jsonl and eval.json, never its checkpoints, so it works on a run that is
+still training.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -31,9 +33,8 @@ from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.report import (  # noqa: E402
-    check_writable, metric_label, names_a_directory, read_evaluation, scores_by_method, seed_curves, writing,
-)
+from metarl_cli.files import check_writable, names_a_directory, writing  # noqa: E402
+from metarl_cli.report import metric_label, read_evaluation, scores_by_method, seed_curves  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -71,6 +72,8 @@ def learning_curve(run_dir: Path) -> LearningCurve | None:
 def check_output(output: str | Path) -> None:
     """A UserError unless `output` (as given: a final separator names a directory) can name the PNG
     to write, and it can be written."""
+    if not os.fspath(output):
+        raise UserError("--output is empty; give the PNG file to write")
     if names_a_directory(output):
         raise UserError(f"--output {output} names a directory; give the PNG file to write")
     output = Path(output)
@@ -142,17 +145,9 @@ def adaptation_series(result: dict) -> list[tuple[str, int, np.ndarray, np.ndarr
     """Each method's (name, seeds, k, mean, 95% CI half-width) for k = 0..K: over the held-out tasks,
     of each task's score averaged over the method's seeds, so that a method is one line however many
     seeds it was evaluated with; NaN (a gap in its line) at a k where some task diverged, as eval and
-    report give no mean there. An eval.json from before per-task scores were kept gives its columns
-    (a seed each) as written."""
-    per_task = result.get("per_task")
-    if not per_task:
-        series = []
-        for method, rows in result["methods"].items():
-            mean, half = (np.array([np.nan if r[key] is None else r[key] for r in rows]) for key in ("mean", "ci95"))
-            series.append((method, 1, np.array([r["after_steps"] for r in rows]), mean, half))
-        return series
+    report give no mean there."""
     series = []
-    for method, by_seed in scores_by_method(per_task).items():
+    for method, by_seed in scores_by_method(result["per_task"]).items():
         per_task_mean = np.mean(by_seed, axis=0)  # (steps + 1, tasks)
         finite = np.all(np.isfinite(per_task_mean), axis=1)
         mean, half = mean_ci95(np.where(finite[:, None], per_task_mean, 0.0), axis=1)

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -34,10 +33,11 @@ from scipy import stats as _stats
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
+from metarl_cli.files import check_writable, names_a_directory, writing
 from metarl_cli.stats import diverged_count, mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
-from metarl_cli.training.rundir import MetricsLog, eval_command, is_run, load_run, unwritable
+from metarl_cli.training.rundir import MetricsLog, eval_command, is_run, load_run
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 # The training metrics a run can headline, with their labels in tables and plots; the first one a run logs is its headline.
@@ -236,6 +236,10 @@ def read_evaluation(run_dir: Path) -> dict:
         raise UserError(f"{path} is not valid JSON; `{eval_command(run_dir)}` writes it again") from None
     if not (isinstance(evaluation, dict) and all(_is_result(r) for r in evaluation.values())):
         raise UserError(f"{path} is not an evaluation written by metarl; `{eval_command(run_dir)}` writes it again")
+    for split, result in evaluation.items():
+        if result.get("per_task") is None:
+            raise UserError(f"{path} has no per-task scores for its '{split}' split (an earlier metarl wrote it); "
+                            f"`{eval_command(run_dir)} --split {split}` writes it again")
     return evaluation
 
 
@@ -247,7 +251,7 @@ def _is_result(result) -> bool:
         return False
     per_task = result.get("per_task")
     if per_task is None:
-        return True  # written before per-task scores were kept
+        return True  # written before per-task scores were kept: `read_evaluation` says so
     try:
         shapes = {np.array(scores, dtype=np.float64).shape for scores in per_task.values()}
     except (AttributeError, TypeError, ValueError):
@@ -262,9 +266,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
     `adapts`: whether the run adapts by steps, where its eval.json does not say."""
     rows = []
     for split, result in sorted(read_evaluation(run_dir).items()):
-        per_task = result.get("per_task")
-        if not per_task:
-            continue  # written before per-task scores were kept; `metarl eval` again to include it
+        per_task = result["per_task"]
         metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step, result.get("adapts", adapts))]
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
@@ -308,17 +310,12 @@ def _trial_metrics(result: dict) -> list[Metric]:
     return [*per_episode, (f"trial total {score}", lambda scores: scores.sum(axis=0))]
 
 
-def names_a_directory(given: str | Path) -> bool:
-    """Whether an output path, as given, names a directory: one that exists, or one ending in a
-    separator, `.` or `..` (which Path would drop: `out/` and `out/.` are `out` to it)."""
-    text = os.fspath(given)
-    return os.path.basename(text) in ("", ".", "..") or Path(text).is_dir()
-
-
 def report_paths(prefix: str | Path) -> tuple[Path, Path]:
     """The CSV and JSON files a report with this prefix writes (PREFIX.csv and PREFIX.json, dots in
     its name kept; a .csv or .json suffix given is replaced); a UserError where it names a directory
     or they could not be written."""
+    if not os.fspath(prefix):
+        raise UserError("--out is empty; give a file prefix such as report")
     if names_a_directory(prefix):
         raise UserError(f"--out {prefix} names a directory; give a file prefix such as {Path(prefix) / 'report'}")
     prefix = Path(prefix)
@@ -327,26 +324,6 @@ def report_paths(prefix: str | Path) -> tuple[Path, Path]:
     for path in paths:
         check_writable(path)
     return paths
-
-
-def check_writable(path: Path) -> None:
-    """A UserError, before the work, where the file `path` could not be written (the folders it
-    needs made): it is a directory, a folder on its way is a file, or this user may not write there."""
-    if path.is_dir():
-        raise UserError(f"cannot write {path}: it is a directory")
-    reason = unwritable(path)
-    if reason:
-        raise UserError(f"cannot write {path}: {reason}")
-
-
-@contextmanager
-def writing(path: Path):
-    """Writes to `path` in the block; where the system refuses what `check_writable` let through
-    (/proc, /sys: writable by permissions), a UserError naming the file and the system's reason."""
-    try:
-        yield
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {(e.strerror or str(e)).lower()}") from None
 
 
 def write_report(rows: list[ReportRow], prefix: str | Path) -> tuple[Path, Path]:

@@ -342,6 +342,12 @@ def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign
         for args in (["report", str(run), "-o", str(tmp_path / "rep")], ["plot", str(run), "-o", str(tmp_path / "p.png")]):
             code, _, err = cli(*args)
             assert code == 2 and "eval.json is not an evaluation written by metarl" in err and "Traceback" not in err, (written, args, err)
+    # An eval.json from before per-task scores were kept: refused in one line that says how to write it again.
+    legacy = {"methods": {"random init": [{"after_steps": 0, "mean": 1.0, "ci95": 0.5, "diverged": 0}]}, "score": "return", "steps": 0}
+    (run / "eval.json").write_text(json.dumps({"test": {**result, "per_task": {"m": [[1.0], [2.0]]}}, "ood": legacy}))
+    for args in (["report", str(run), "-o", str(tmp_path / "rep")], ["plot", str(run), "-o", str(tmp_path / "p.png")]):
+        code, _, err = cli(*args)
+        assert code == 2 and "has no per-task scores for its 'ood' split" in err and "--split ood` writes it again" in err, (args, err)
 
 
 def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path):
@@ -501,12 +507,6 @@ def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
     finally:
         plt.close(fig)
     assert legend == ["meta-learned (test)", "random init (test); not drawn at k = 1: diverged on some task"]
-    # An eval.json from before per-task scores were kept: a step whose mean it left null is a gap too.
-    legacy = {"steps": 2, "score": "return", "methods": {"random init": [
-        {"after_steps": k, "mean": mean, "ci95": None if mean is None else 0.5, "diverged": int(mean is None)}
-        for k, mean in enumerate([1.0, None, 3.0])]}}
-    [(_, _, ks, mean, half)] = adaptation_series(legacy)
-    assert list(ks) == [0, 1, 2] and np.isnan(mean[1]) and np.isnan(half[1]) and (mean[0], mean[2]) == (1.0, 3.0)
     # In an RL^2 trial the gap is an episode of the trial.
     write_eval(run, {"trained": [[1.0, 2.0], [3.0, None]]}, trial=True)
     fig, _ = draw_runs([run])

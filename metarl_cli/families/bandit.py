@@ -78,7 +78,8 @@ class BanditFamily(Family):
     def with_config(self, config) -> Family:
         arms, pulls = getattr(config, "arms", DEFAULT_ARMS), getattr(config, "pulls", DEFAULT_PULLS)
         if getattr(config, "horizon", 0):  # family_for would set it over the pulls
-            raise UserError(f"horizon = {config.horizon}: a bandit's episode is its pulls (now {pulls}); set pulls, not horizon")
+            advice = "set pulls, not horizon" if hasattr(config, "pulls") else "only rl2 can set the pulls (--set pulls=N)"
+            raise UserError(f"horizon = {config.horizon}: a bandit's episode is its pulls (now {pulls}); {advice}")
         if getattr(config, "episodes", 1) != 1:  # its trial is one episode, as its strategies and Table 1 take it
             raise UserError(f"episodes = {config.episodes}: a bandit's trial is one episode of its pulls (now {pulls}); set pulls, not episodes")
         return bandit_family(arms, pulls) if (arms, pulls) != (self.action_dim, self.horizon) else self

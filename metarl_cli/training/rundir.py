@@ -30,7 +30,7 @@ import jax
 
 from metarl_cli.config import CONFIGS, build_config, read_toml, write_config
 from metarl_cli.errors import UserError
-from metarl_cli.files import lock, lock_file, write_atomically
+from metarl_cli.files import lock, lock_file, unwritable, write_atomically
 from metarl_cli.training.progress import console
 
 PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "typer", "rich")
@@ -96,20 +96,6 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
             raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
         return True
     return False
-
-
-def unwritable(path: Path) -> str | None:
-    """Why this user could not write `path` (a file or a directory, the folders on its way made), or
-    None where they can. The nearest of `path` and its folders that exists decides: a file on the
-    way, or a place without write permission."""
-    nearest = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if nearest != path and not nearest.is_dir():
-        return f"{nearest} is not a directory"
-    if not os.access(nearest, os.W_OK | (os.X_OK if nearest.is_dir() else 0)):
-        if os.statvfs(nearest).f_flag & os.ST_RDONLY:
-            return f"{nearest} is on a read-only filesystem"
-        return f"no permission to write in {nearest}" if nearest.is_dir() else f"no permission to write {nearest}"
-    return None
 
 
 # What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay,
