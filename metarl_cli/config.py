@@ -341,6 +341,12 @@ class Rl2Config(RunConfig):
         # The bonus anneals over the first phase: to second_phase_at, or to iterations before it.
         return self.entropy_anneal and not 0 < self.second_phase_at <= self.iterations
 
+    def warnings(self) -> list[str]:
+        return [f"{key} ({getattr(self, key)}) is not below iterations ({self.iterations}): the run ends before {what} "
+                "(a --resume to more iterations reaches it)"
+                for key, what in (("second_phase_at", "its second phase"), ("large_batch_at", "its larger batches"))
+                if getattr(self, key) >= self.iterations]
+
     def check_retuned(self, saved: "Rl2Config", done: int) -> None:
         """From `second_phase_at` on the second phase's step size and bonus replace `lr` and
         `entropy_coef`, so a change of those on a resume there would be recorded but do nothing."""

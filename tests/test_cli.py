@@ -655,6 +655,14 @@ def test_a_dqn_run_that_would_never_learn_is_warned_about(cli):
     assert "warning" not in cli("train", "dqn", "--dry-run")[2]
 
 
+def test_an_rl2_run_that_ends_before_its_second_phase_or_larger_batches_is_warned_about(cli):
+    code, _, err = cli("train", "rl2", "--set", "iterations=600", "--set", "large_batch_at=700", "--dry-run")
+    err = " ".join(err.split())
+    assert code == 0 and "warning: second_phase_at (600) is not below iterations (600): the run ends before its second phase" in err
+    assert "warning: large_batch_at (700) is not below iterations (600): the run ends before its larger batches" in err
+    assert "warning" not in cli("train", "rl2", "--dry-run")[2]
+
+
 def published(config, split: str, steps: int):
     """The papers' rows that eval prints beside a run of `config`, on the family it trains on."""
     from metarl_cli.families import family_for
