@@ -84,7 +84,7 @@ def train(
     ),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", metavar="DIR", help="Where to write the run (default runs/ALGO-ENV-DATE-TIME)."),
     resume: bool = typer.Option(
-        False, "--resume", metavar="", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
+        False, "--resume", metavar="", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; --set checkpoint_every=N and keep_checkpoints=N change how it saves; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="Replace an existing run in --run-dir."),
     dry_run: bool = typer.Option(

@@ -576,7 +576,7 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
 
 def resumed_config(saved, env: str | None, config_file: Path | None, overrides: list[str]):
     """A resumed run keeps its saved config; only its length (`LENGTH_KEY`) may change, to extend it,
-    and the config's `RETUNABLE_KEYS`, for the iterations that follow."""
+    the config's `RETUNABLE_KEYS`, for the iterations that follow, and its `SAVE_KEYS`, how it saves."""
     if env is not None or config_file is not None:
         raise UserError("--resume continues a run with its saved config; drop --env and --config")
     values = config_to_dict(saved)

@@ -195,8 +195,8 @@ def gittins_table(pulls: int) -> np.ndarray:
     One backward sweep over the lattice, vectorised over `GITTINS_LAMBDAS` calibration rewards evenly spaced
     on [0, 1]; each state's index is found between the two grid values where C changes sign. Two
     pairs of buffers, reused depth after depth, hold C and its slope (then W and G) of the depth
-    being computed and of the one below. Cost ~ pulls^3 / 6 * GITTINS_LAMBDAS: 0.2 s for 100 pulls, 40 s
-    and 0.5 GB for 500 on one CPU. With 256 lambdas the indices are within 3e-4 (100 pulls) and
+    being computed and of the one below. Cost ~ pulls^3 / 6 * GITTINS_LAMBDAS: 0.2 s for 100 pulls, 34 to 40 s
+    and 0.5 GB for 500 on one CPU (two 2-core machines). With 256 lambdas the indices are within 3e-4 (100 pulls) and
     1.5e-3 (500 pulls) of a 1024-4096-point grid's, and exact where C has at most one kink between
     grid values (all states with m <= 2, most with small m).
     """
