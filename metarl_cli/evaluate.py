@@ -38,7 +38,7 @@ from metarl_cli.algos.maml import with_inner_rates
 from metarl_cli.config import DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
-from metarl_cli.files import updating, write_atomically
+from metarl_cli.files import json_number, updating, write_atomically
 from metarl_cli.published import Published, published_for
 from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints, UnreadableCheckpoint
@@ -382,7 +382,7 @@ def _json_result(result: EvalResult) -> dict:
         "totals": {name: _json_summary(r) for name, r in result.totals.items()},
         # Every task's score after 0..K steps (null where it diverged), one list per number of steps.
         "per_task": {
-            name: [[float(x) if np.isfinite(x) else None for x in scores[:, j]] for j in range(scores.shape[1])]
+            name: [[json_number(x) for x in scores[:, j]] for j in range(scores.shape[1])]
             for name, scores in result.per_task.items()
         },
     }

@@ -5,11 +5,18 @@ output (a run directory, a report, a plot) can be written where it is asked for.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from metarl_cli.errors import UserError
+
+
+def json_number(x) -> float | None:
+    """A number as a run's JSON files hold it: a float, or null (None) where it is not finite (JSON has no NaN)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 def write_atomically(path: Path, text: str) -> None:

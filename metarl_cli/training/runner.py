@@ -38,6 +38,7 @@ from rich.progress import Progress
 from metarl_cli.algos import Algorithm
 from metarl_cli.devices import even_mesh
 from metarl_cli.errors import UserError
+from metarl_cli.files import json_number
 from metarl_cli.interrupts import interrupted_while_starting
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import console, training_progress
@@ -174,14 +175,10 @@ def seeded_step(step, config, vmap_seeds: bool = True):
 
 def records(summary: dict, config, counts: dict) -> list[dict]:
     """metrics.jsonl lines for one chunk: one, or one per seed (with its seed) when there are several."""
-    def plain(x):
-        x = float(x)
-        return x if np.isfinite(x) else None  # JSON has no NaN
-
     if config.seeds == 1:
-        return [{**counts, **{k: plain(v) for k, v in summary.items()}}]
+        return [{**counts, **{k: json_number(v) for k, v in summary.items()}}]
     return [
-        {**counts, "seed": config.seed + i, **{k: plain(np.asarray(v)[i]) for k, v in summary.items()}}
+        {**counts, "seed": config.seed + i, **{k: json_number(np.asarray(v)[i]) for k, v in summary.items()}}
         for i in range(config.seeds)
     ]
 
