@@ -23,9 +23,6 @@ import importlib.metadata
 import os
 import re
 
-__version__ = "0.1.0"
-
-
 SET_HERE = "METARL_XLA_FLAGS"  # the XLA_FLAGS a metarl process set, for the processes it starts
 DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"

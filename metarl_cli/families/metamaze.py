@@ -62,7 +62,7 @@ class FixedGoalMetaMaze(MetaMaze):
         return obs.at[-1].set(jnp.where(params.normalize_time, clock, state.time))
 
 
-def metamaze_family(horizon: int = 100) -> Family:
+def metamaze_family() -> Family:
     env = FixedGoalMetaMaze()
     cells = jnp.arange(len(env.available_goals))
     held_out = cells % HELD_OUT_EVERY == 0
@@ -75,7 +75,7 @@ def metamaze_family(horizon: int = 100) -> Family:
         name="metamaze",
         summary="gymnax MetaMaze (9x9, local 3x3 view, reward 10 at the goal), the goal fixed per task",
         env=env,
-        horizon=horizon,
+        horizon=100,
         draw=draw,
         draw_text=f"goal: one of {int((~held_out).sum())} open cells (test: the other {int(held_out.sum())})",
         splits=("train", "test"),
