@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_final_state, set_args, tiny_sets, wait_for
+from metarl_cli.config import ALGORITHMS
 from metarl_cli.devices import local_devices_text
+from metarl_cli.families import FAMILY_NAMES
 
 
 def test_train_three_iterations_then_eval(cli, tmp_path, monkeypatch):
@@ -378,8 +380,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "dqnn"], "unknown algorithm 'dqnn'; valid: maml, dqn"),
-        (["train", "maml", "--env", "cartpol"], "unknown env 'cartpol'; valid: cartpole, cartpole-family"),
+        (["train", "dqnn"], f"unknown algorithm 'dqnn'; valid: {', '.join(ALGORITHMS)}\n"),
+        (["train", "maml", "--env", "cartpol"], f"unknown env 'cartpol'; valid: {', '.join(FAMILY_NAMES)}\n"),
         (["train", "maml", "--set", "ranges.train.length=[0.9, 0.2]"], "min > max"),
         (["train", "maml", "--set", "ranges.train.masspole=[-0.1, 0.2]"], "must be positive"),
         (["train", "maml", "--set", "learning_rate=0.1"], "unknown config key(s) learning_rate"),
@@ -488,7 +490,7 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     code, _, err = cli(*(subst.get(a, a) for a in args))
     assert code != 0
     assert message in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_config_file_for_a_family_serves_the_family_and_its_one_task(tmp_path):
@@ -647,6 +649,19 @@ def test_the_eval_command_a_message_suggests_quotes_a_path_the_shell_would_split
     from metarl_cli.training.rundir import eval_command
 
     assert eval_command(Path("my runs/a")) == "metarl eval 'my runs/a'" and eval_command(Path("runs/a")) == "metarl eval runs/a"
+
+
+def test_a_training_that_diverges_exits_with_one_line_and_keeps_the_last_good_checkpoint(cli, tmp_path):
+    from metarl_cli.training.checkpoint import Checkpoints
+
+    run = tmp_path / "run"
+    sets = set_args("iterations=5", "chunk=1", "outer_lr=1e30", "hidden=[8]", "meta_batch=4")
+    code, _, err = cli("train", "maml", "--env", "sinusoid", *sets, "-o", str(run), "-q")
+    assert code != 0 and "Traceback" not in err, err
+    assert ("loss became non-finite at iteration 2; stopped, and the latest checkpoint (iteration 1) is the last good state"
+            in " ".join(err.split())), err
+    with Checkpoints(run, 5, create=False) as checkpoints:
+        assert checkpoints.step() == 1
 
 
 def test_a_dqn_run_that_would_never_learn_is_warned_about(cli):

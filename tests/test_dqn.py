@@ -162,11 +162,14 @@ def test_seeds_in_one_program_differ_and_each_is_reproducible():
     assert not np.allclose(leaves[0][0], leaves[0][1])  # each seed its own network
     for a, b in zip(leaves, jax.tree.leaves(again["params"])):
         np.testing.assert_array_equal(a, b)
-    # The seed axis carries the seeds: run 1 of the pair is the run of seed 4 alone (to float rounding).
-    single = tiny_config("seed=4")
-    alone, _ = compile_chunks(algo.step)(algo.init(jax.random.PRNGKey(single.seed)), 40)
-    for a, b in zip(jax.tree.leaves(first["params"]), jax.tree.leaves(alone["params"])):
-        np.testing.assert_allclose(a[1], b, atol=1e-5)
+    # The seed axis carries the seeds: run i of the pair is the run of seed 3 + i alone, built from
+    # its own config (to float rounding), its whole state: parameters, optimiser, replay, key.
+    for i in range(2):
+        single = tiny_config(f"seed={3 + i}")
+        own = make_algorithm("dqn", single, family_for(single))
+        alone, _ = compile_chunks(own.step)(initial_state(own, single), 40)
+        for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(alone)):
+            np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b), atol=1e-5)
 
 
 @pytest.mark.skipif(jax.device_count() < 2, reason="one device: there is nothing to split the seeds over")

@@ -15,8 +15,9 @@ from jax import enable_x64
 
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
-from metarl_cli.families import get_family
+from metarl_cli.families import family_for, get_family
 from metarl_cli.regression import regression_model
+from metarl_cli.training.runner import compile_chunks, initial_state, seeded_step
 from conftest import one_task_meta_loss
 
 ALPHA = 0.05
@@ -205,6 +206,21 @@ def test_a_task_draws_shots_support_points_and_query_points_query_points_and_eva
     key = jax.random.PRNGKey(2)
     sizes = [len(learn(None, task, key)[1]) for learn in (model.learner.support, model.learner.query, model.eval_learner.query)]
     assert sizes == [5, drawn, 50]
+
+
+def test_each_seed_of_a_program_is_that_seed_trained_alone():
+    """Run i of `--seeds 2 --set seed=5` is the run of seed 5 + i, built from its own config, to
+    rounding: its whole state (parameters, Adam's moments, key, iteration)."""
+    sets = ["hidden=[8]", "meta_batch=4"]
+    config = resolve_config("maml", "sinusoid", None, [*sets, "seed=5", "seeds=2"])
+    algo = make_algorithm("maml", config, family_for(config))
+    together, _ = compile_chunks(seeded_step(algo.step, config, algo.vmap_seeds))(initial_state(algo, config), 20)
+    for i in range(2):
+        single = resolve_config("maml", "sinusoid", None, [*sets, f"seed={5 + i}"])
+        own = make_algorithm("maml", single, family_for(single))
+        alone, _ = compile_chunks(own.step)(initial_state(own, single), 20)
+        for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(alone)):
+            np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
 def test_each_meta_iteration_moves_the_run_key_on():

@@ -523,6 +523,12 @@ def test_plot_writes_a_png(tmp_path, cli, evaluated):
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "curves.png"))
     assert code == 0, err
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig, _ = draw_runs([run])  # what it drew: the learning curves' panel, and the adaptation curves' once evaluated
+    try:
+        panels = [(ax.get_xlabel(), len(ax.get_lines()) > 0) for ax in fig.axes if ax.get_visible()]
+    finally:
+        plt.close(fig)
+    assert panels == [("meta-iteration", True), *([("adaptation steps k", True)] if evaluated else [])]
 
 
 def test_report_labels_an_rl2_trial_by_episode_and_trial_total(tmp_path):
