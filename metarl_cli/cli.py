@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import logging
 import os
@@ -34,6 +35,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = stdout_console()  # tables go to stdout; progress bars and messages to stderr
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        try:
+            version = importlib.metadata.version("metarl")
+        except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
+            version = "(not installed)"
+        out.print(f"metarl {version}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", metavar="", callback=_print_version, is_eager=True, help="Print metarl's version and exit."),
+) -> None:
+    pass
 
 
 def _final_returns_line(last) -> str:

@@ -832,6 +832,9 @@ def test_help_names_the_commands_the_algorithms_and_the_family_each_trains_on_by
     text = " ".join(out.replace("│", " ").split())  # the panel's borders and wrapping aside
     assert code == 0 and "Algorithm: maml, dqn, maml-dqn, rl2." in text, err
     assert ("default cartpole-family for maml, cartpole for dqn, cartpole-family for maml-dqn, bandit for rl2" in text)
+    import importlib.metadata
+
+    assert cli("--version")[:2] == (0, f"metarl {importlib.metadata.version('metarl')}\n")
 
 
 @pytest.mark.parametrize("checkpoint, step, done, said", [
