@@ -143,15 +143,6 @@ def train(
     start_for_training(algo, cfg)
     family = family_for(cfg)
     algorithm = make_algorithm(algo, cfg, family)
-    for warning in cfg.warnings():
-        _say(f"warning: {warning}")
-    uneven_seeds = uneven_split_note(cfg.seeds, "the seeds", "seeds")
-    for note in (*algorithm.notes, *([uneven_seeds] if uneven_seeds else [])):
-        _say(f"note: {note}")
-    try:  # the baselines `metarl eval` trains for this run: one too long to train is refused there, said here first
-        baselines_of(algorithm, algo, cfg, family)
-    except UserError as e:
-        _say(f"warning: `metarl eval` will refuse this run: {e}")
     done, replaces, named = 0, False, run_dir is not None
     if resume:
         done = check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))
@@ -161,6 +152,16 @@ def train(
         replaces = check_new(run_dir if named else first_free(run_dir), overwrite)
     length_key = type(cfg).LENGTH_KEY
     finished = f"{run_dir} had already run its {length_key} = {getattr(cfg, length_key)}; --set {length_key}=N extends it"
+    if not (resume and done == cfg.iterations):  # what the run about to train should know
+        for warning in cfg.warnings():
+            _say(f"warning: {warning}")
+        uneven_seeds = uneven_split_note(cfg.seeds, "the seeds", "seeds")
+        for note in (*algorithm.notes, *([uneven_seeds] if uneven_seeds else [])):
+            _say(f"note: {note}")
+        try:  # the baselines `metarl eval` trains for this run: one too long to train is refused there, said here first
+            baselines_of(algorithm, algo, cfg, family)
+        except UserError as e:
+            _say(f"warning: `metarl eval` will refuse this run: {e}")
     if dry_run:
         typer.echo(config_toml(cfg, algo) + _ranges_comment(family), nl=False)
         if resume:

@@ -13,8 +13,8 @@ panel for each kind of score (query MSE, return), and one for RL^2's return per 
 MSEs are drawn on a log scale, so that one diverging step leaves the other lines readable.
 Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
 end of its path that tells it from the others.
-Reads a run's config, metrics.jsonl and eval.json, never its checkpoints, so it works on a run that is
-still training.
+Reads a run's manifest.json, config.toml, metrics.jsonl and eval.json, never its checkpoints, so it
+works on a run that is still training.
 """
 
 from __future__ import annotations

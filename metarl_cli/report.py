@@ -237,7 +237,7 @@ def read_evaluation(run_dir: Path) -> dict:
     if not (isinstance(evaluation, dict) and all(_is_result(r) for r in evaluation.values())):
         raise UserError(f"{path} is not an evaluation written by metarl; `{eval_command(run_dir)}` writes it again")
     for split, result in evaluation.items():
-        if result.get("per_task") is None:
+        if not result.get("per_task"):
             raise UserError(f"{path} has no per-task scores for its '{split}' split (an earlier metarl wrote it); "
                             f"`{eval_command(run_dir)} --split {split}` writes it again")
     return evaluation

@@ -344,10 +344,11 @@ def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign
             assert code == 2 and "eval.json is not an evaluation written by metarl" in err and "Traceback" not in err, (written, args, err)
     # An eval.json from before per-task scores were kept: refused in one line that says how to write it again.
     legacy = {"methods": {"random init": [{"after_steps": 0, "mean": 1.0, "ci95": 0.5, "diverged": 0}]}, "score": "return", "steps": 0}
-    (run / "eval.json").write_text(json.dumps({"test": {**result, "per_task": {"m": [[1.0], [2.0]]}}, "ood": legacy}))
-    for args in (["report", str(run), "-o", str(tmp_path / "rep")], ["plot", str(run), "-o", str(tmp_path / "p.png")]):
-        code, _, err = cli(*args)
-        assert code == 2 and "has no per-task scores for its 'ood' split" in err and "--split ood` writes it again" in err, (args, err)
+    for ood in (legacy, {**legacy, "per_task": {}}):  # an empty table is none either
+        (run / "eval.json").write_text(json.dumps({"test": {**result, "per_task": {"m": [[1.0], [2.0]]}}, "ood": ood}))
+        for args in (["report", str(run), "-o", str(tmp_path / "rep")], ["plot", str(run), "-o", str(tmp_path / "p.png")]):
+            code, _, err = cli(*args)
+            assert code == 2 and "has no per-task scores for its 'ood' split" in err and "--split ood` writes it again" in err, (args, err)
 
 
 def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path):
