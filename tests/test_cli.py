@@ -513,17 +513,17 @@ def test_set_values_read_as_toml_or_as_python_numbers(text, value):
 
 
 def test_an_eval_cell_keeps_a_huge_value_short():
-    from metarl_cli.cli import _mean_ci
+    from metarl_cli.tables import mean_ci
     from metarl_cli.stats import Summary
 
-    assert _mean_ci(Summary(708412626479976649031698874368.0, 1.5259e30, 0), 10) == "7.08e+29 ± 1.53e+30"
-    assert _mean_ci(Summary(199.891, 0.1, 0), 10, digits=3) == "199.891 ± 0.100"
-    assert _mean_ci(Summary(float("nan"), float("nan"), 3), 10) == "[red]diverged on 3/10[/]"
+    assert mean_ci(Summary(708412626479976649031698874368.0, 1.5259e30, 0), 10) == "7.08e+29 ± 1.53e+30"
+    assert mean_ci(Summary(199.891, 0.1, 0), 10, digits=3) == "199.891 ± 0.100"
+    assert mean_ci(Summary(float("nan"), float("nan"), 3), 10) == "[red]diverged on 3/10[/]"
 
 
 @pytest.mark.parametrize("progress, said", [((3, 10), True), ((10, 10), False)])
 def test_an_eval_table_says_when_its_run_is_unfinished(tmp_path, progress, said):
-    from metarl_cli.cli import eval_tables
+    from metarl_cli.tables import eval_tables
     from metarl_cli.evaluate import EvalResult
     from metarl_cli.stats import Summary
 
@@ -536,20 +536,20 @@ def test_an_eval_table_says_when_its_run_is_unfinished(tmp_path, progress, said)
 def test_a_wide_trial_table_splits_into_tables_that_fit_the_terminal(tmp_path, monkeypatch, width, tables):
     from rich.console import Console
 
-    from metarl_cli import cli as cli_module
+    from metarl_cli import tables as tables_module
     from metarl_cli.evaluate import EvalResult
     from metarl_cli.stats import Summary
 
-    monkeypatch.setattr(cli_module, "out", Console(width=width, file=io.StringIO()))
+    monkeypatch.setattr(tables_module, "out", Console(width=width, file=io.StringIO()))
     methods = {"meta-learned": [Summary(10.0 + j, 5.0, 0) for j in range(10)],
                "posterior greedy (true prior)": [Summary(20.0 + j, 5.0, 0) for j in range(10)]}
     result = EvalResult("test", 100, 9, "latest", 5, "return", methods, {}, [], trial=True,
                         totals={name: Summary(150.0, 30.0, 0) for name in methods})
-    drawn = cli_module.trial_tables(tmp_path, result)
+    drawn = tables_module.trial_tables(tmp_path, result)
     assert len(drawn) == tables
     for table in drawn:
-        cli_module.out.print(table)
-    text = cli_module.out.file.getvalue()
+        tables_module.out.print(table)
+    text = tables_module.out.file.getvalue()
     assert "…" not in text and max(map(len, text.splitlines())) <= width
     for label in [*methods, *(f"episode {j}" for j in range(1, 11)), "trial total", "19.00 ± 5.00", "150.00 ± 30.00"]:
         assert label in text  # every row label whole in every table, every column in one of them
@@ -725,11 +725,11 @@ def test_the_rl2_papers_rows_pair_each_number_with_its_method_at_the_papers_prot
 def test_envs_shows_every_family_parameter_and_range_whole_at_80_columns_and_descriptions_whole_where_wider_and_a_list_where_narrow(cli, monkeypatch):
     from rich.console import Console
 
-    from metarl_cli import cli as cli_module
-    from metarl_cli.cli import _interval
+    from metarl_cli import tables as tables_module
+    from metarl_cli.tables import interval
     from metarl_cli.families import FAMILY_NAMES, get_family
 
-    monkeypatch.setattr(cli_module, "out", Console(width=80))  # as a terminal of 80 columns would be
+    monkeypatch.setattr(tables_module, "out", Console(width=80))  # as a terminal of 80 columns would be
     code, out, err = cli("envs")
     assert code == 0, err
     assert max(len(line) for line in out.splitlines()) <= 80
@@ -742,25 +742,25 @@ def test_envs_shows_every_family_parameter_and_range_whole_at_80_columns_and_des
                 assert f"[{a:g}, {b:g}]" in out  # each interval on one line, none broken after its comma
     assert "[5, 15]" in out and "∪ [15, 20]" in out  # cartpole-family's force_mag: train, and ood's second interval
     # Wider, a family's description of what it draws takes a line of its own rather than wrapping.
-    monkeypatch.setattr(cli_module, "out", Console(width=160))
+    monkeypatch.setattr(tables_module, "out", Console(width=160))
     code, out, err = cli("envs")
     assert code == 0 and "arm probabilities p ~ U[0, 1]^10" in out, err
     for name in FAMILY_NAMES:
         draw_text = getattr(get_family(name), "draw_text", None)
         assert not draw_text or draw_text in out, draw_text
     # Narrower, the intervals wrap after their commas rather than run off the edge.
-    monkeypatch.setattr(cli_module, "out", Console(width=70))
+    monkeypatch.setattr(tables_module, "out", Console(width=70))
     code, out, err = cli("envs")
     assert code == 0 and max(len(line) for line in out.splitlines()) <= 70, err
     assert "[0.0001," in out.split() and "0.0005]" in out.split() and "…" not in out
-    monkeypatch.setattr(cli_module, "out", Console(width=63))  # as narrow as the columns go: the numbers fold, never cut
+    monkeypatch.setattr(tables_module, "out", Console(width=63))  # as narrow as the columns go: the numbers fold, never cut
     code, out, err = cli("envs")
     assert code == 0 and max(len(line) for line in out.splitlines()) <= 63 and "…" not in out, err
     assert any({"env", "parameter", "default", "ood"} <= set(line.split()) for line in out.splitlines())  # a table, its headers whole
     assert "default 10" not in " ".join(out.split())  # not the list
     # Narrower still, a list: nothing dropped (rich would drop the columns that do not fit).
     for width in (62, 40):
-        monkeypatch.setattr(cli_module, "out", Console(width=width))
+        monkeypatch.setattr(tables_module, "out", Console(width=width))
         code, out, err = cli("envs")
         assert code == 0 and max(len(line) for line in out.splitlines()) <= width and "…" not in out, err
         text = " ".join(out.split())
@@ -768,7 +768,7 @@ def test_envs_shows_every_family_parameter_and_range_whole_at_80_columns_and_des
             assert name in out.split()
             for r in get_family(name).ranges:
                 assert r.name in out.split() and f"default {r.default:g}" in text
-                assert f"train / test {_interval(r.train)}" in out and all(_interval(b) in out for b in r.ood)  # each on one line
+                assert f"train / test {interval(r.train)}" in out and all(interval(b) in out for b in r.ood)  # each on one line
 
 
 def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_path):
@@ -862,20 +862,20 @@ def test_resume_refuses_a_run_of_another_algorithm(cli, tmp_path):
 def test_an_eval_cell_with_a_huge_interval_is_written_in_powers_of_ten():
     """mean 1, CI half-width 2e6: max(|1|, |2e6|) >= 1e6, so both in e-notation: '1.00e+00 ± 2.00e+06'
     (not '1.00 ± 2000000.00')."""
-    from metarl_cli.cli import _mean_ci
+    from metarl_cli.tables import mean_ci
     from metarl_cli.stats import Summary
 
-    assert _mean_ci(Summary(1.0, 2e6, 0), 10) == "1.00e+00 ± 2.00e+06"
+    assert mean_ci(Summary(1.0, 2e6, 0), 10) == "1.00e+00 ± 2.00e+06"
 
 
 def test_an_os_error_exits_with_status_1_naming_the_paths(cli, monkeypatch):
     """A path that cannot be read or written: exit 1 (a user error is 2), the system's reason and the paths."""
-    from metarl_cli import cli as cli_module
+    from metarl_cli import tables as tables_module
 
     def fail():
         raise PermissionError(13, "Permission denied", "/a", None, "/b")  # (errno, strerror, filename, winerror, filename2)
 
-    monkeypatch.setattr(cli_module, "app", fail)
+    monkeypatch.setattr(tables_module, "app", fail)
     code, _, err = cli("envs")
     assert code == 1 and "error: Permission denied: /a -> /b" in err
 
@@ -884,9 +884,9 @@ def test_envs_says_a_drawn_family_without_an_ood_split_has_none(cli, monkeypatch
     """bandit draws its arms per task and has splits (train, test): its ood column says 'none'."""
     from rich.console import Console
 
-    from metarl_cli import cli as cli_module
+    from metarl_cli import tables as tables_module
 
-    monkeypatch.setattr(cli_module, "out", Console(width=200))
+    monkeypatch.setattr(tables_module, "out", Console(width=200))
     code, out, err = cli("envs")
     assert code == 0, err
     bandit = next(line for line in out.splitlines() if line.split()[:1] == ["bandit"])
@@ -896,7 +896,7 @@ def test_envs_says_a_drawn_family_without_an_ood_split_has_none(cli, monkeypatch
 
 def test_an_eval_table_has_a_row_for_each_number_of_adaptation_steps_from_zero(tmp_path):
     """Evaluated after 0, 1 and 2 steps: the k column reads 0, 1, 2 beside the means 1.00, 2.00, 3.00."""
-    from metarl_cli.cli import eval_tables
+    from metarl_cli.tables import eval_tables
     from metarl_cli.evaluate import EvalResult
     from metarl_cli.stats import Summary
 
@@ -908,7 +908,7 @@ def test_an_eval_table_has_a_row_for_each_number_of_adaptation_steps_from_zero(t
 
 def test_a_finished_runs_eval_table_does_not_call_it_unfinished(tmp_path):
     """progress (10, 10): the run has done all 10 of its iterations, so the title says nothing of it."""
-    from metarl_cli.cli import eval_tables
+    from metarl_cli.tables import eval_tables
     from metarl_cli.evaluate import EvalResult
     from metarl_cli.stats import Summary
 
@@ -921,7 +921,7 @@ def test_a_trial_table_lists_the_papers_methods_that_were_not_run_after_those_th
     """Run: meta-learned and random policy; published: RL^2 (pairs with meta-learned, 6.7) and Gittins (not run,
     6.6). Rows: meta-learned, random policy, then a dim row for gittins alone; the paper column pairs
     6.7 with meta-learned, nothing with random policy, 6.6 with gittins."""
-    from metarl_cli.cli import trial_tables
+    from metarl_cli.tables import trial_tables
     from metarl_cli.evaluate import EvalResult
     from metarl_cli.published import DUAN, Published
     from metarl_cli.stats import Summary
@@ -938,12 +938,12 @@ def test_a_trial_table_lists_the_papers_methods_that_were_not_run_after_those_th
 
 def test_a_report_row_of_two_values_has_an_interval():
     """n = 2 values pooled: the interval [4, 6] is shown; 'n/a (one value)' is for n = 1 only."""
-    from metarl_cli.cli import _report_table
+    from metarl_cli.tables import report_table
     from metarl_cli.report import ReportRow
 
     rows = [ReportRow("run", "test", "meta-learned", "return", 2, 2, "IQM", 5.0, 4.0, 6.0),
             ReportRow("run", "ood", "meta-learned", "return", 1, 1, "IQM", 5.0, 5.0, 5.0)]
-    table = _report_table(rows, "title", with_run=True)
+    table = report_table(rows, "title", with_run=True)
     assert list(table.columns[-1].cells) == ["[4, 6]", "n/a (one value)"]
 
 
@@ -1017,14 +1017,14 @@ def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock
 
 
 def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_file(cli, tmp_path, monkeypatch):
-    from metarl_cli import cli as cli_module
+    from metarl_cli import tables as tables_module
 
     def exit_interrupted(text):
         print(text, file=sys.stderr)
         raise SystemExit(130)
 
     monkeypatch.setattr("metarl_cli.training.runner.interrupted_while_starting", lambda: True)
-    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
+    monkeypatch.setattr(tables_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
     run = tmp_path / "run"  # the directory it made is removed; one that was there stays, empty
     code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
     assert code == 130 and "interrupted before training began" in err and not run.exists()
@@ -1034,7 +1034,7 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
 
 
 def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_with_its_message(cli, tmp_path, monkeypatch):
-    from metarl_cli import cli as cli_module
+    from metarl_cli import tables as tables_module
     from metarl_cli.training import rundir
 
     def exit_interrupted(text):
@@ -1049,7 +1049,7 @@ def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_w
             return result
         return call
 
-    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
+    monkeypatch.setattr(tables_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
     run = tmp_path / "run"
     with monkeypatch.context() as patched:  # as it takes the lock: nothing written, the directory it made removed
         patched.setattr(rundir, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
