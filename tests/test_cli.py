@@ -870,12 +870,12 @@ def test_an_eval_cell_with_a_huge_interval_is_written_in_powers_of_ten():
 
 def test_an_os_error_exits_with_status_1_naming_the_paths(cli, monkeypatch):
     """A path that cannot be read or written: exit 1 (a user error is 2), the system's reason and the paths."""
-    from metarl_cli import tables as tables_module
+    from metarl_cli import cli as cli_module
 
     def fail():
         raise PermissionError(13, "Permission denied", "/a", None, "/b")  # (errno, strerror, filename, winerror, filename2)
 
-    monkeypatch.setattr(tables_module, "app", fail)
+    monkeypatch.setattr(cli_module, "app", fail)
     code, _, err = cli("envs")
     assert code == 1 and "error: Permission denied: /a -> /b" in err
 
@@ -1017,14 +1017,14 @@ def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock
 
 
 def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_file(cli, tmp_path, monkeypatch):
-    from metarl_cli import tables as tables_module
+    from metarl_cli import cli as cli_module
 
     def exit_interrupted(text):
         print(text, file=sys.stderr)
         raise SystemExit(130)
 
     monkeypatch.setattr("metarl_cli.training.runner.interrupted_while_starting", lambda: True)
-    monkeypatch.setattr(tables_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
+    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
     run = tmp_path / "run"  # the directory it made is removed; one that was there stays, empty
     code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
     assert code == 130 and "interrupted before training began" in err and not run.exists()
@@ -1034,7 +1034,7 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
 
 
 def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_with_its_message(cli, tmp_path, monkeypatch):
-    from metarl_cli import tables as tables_module
+    from metarl_cli import cli as cli_module
     from metarl_cli.training import rundir
 
     def exit_interrupted(text):
@@ -1049,7 +1049,7 @@ def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_w
             return result
         return call
 
-    monkeypatch.setattr(tables_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
+    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
     run = tmp_path / "run"
     with monkeypatch.context() as patched:  # as it takes the lock: nothing written, the directory it made removed
         patched.setattr(rundir, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))

@@ -395,11 +395,11 @@ def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_
 def test_report_cuts_no_name_nor_word_on_a_narrow_terminal(tmp_path, cli, monkeypatch, width):
     from rich.console import Console
 
-    from metarl_cli import cli as cli_module
+    from metarl_cli import tables as tables_module
 
     run = fake_run(tmp_path / "sweep" / "inner_lr=0.1,meta_batch=20,outer_lr=0.001", seeds=2, iterations=3, evaluated=True)
     write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]], "pretrained (multi-task, step 0.05)": [[0.0] * 4, [1.0, 2.0, np.nan, 4.0]]})
-    monkeypatch.setattr(cli_module, "out", Console(width=width))  # as a terminal of that many columns would be
+    monkeypatch.setattr(tables_module, "out", Console(width=width))  # as a terminal of that many columns would be
     code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
     assert code == 0, err
     assert "…" not in out and max(len(line) for line in out.splitlines()) <= width  # cells wrap where too narrow
@@ -411,13 +411,13 @@ def test_report_cuts_no_name_nor_word_on_a_narrow_terminal(tmp_path, cli, monkey
 def test_report_on_a_terminal_too_narrow_for_one_table_prints_a_table_per_run(tmp_path, cli, monkeypatch):
     from rich.console import Console
 
-    from metarl_cli import cli as cli_module
+    from metarl_cli import tables as tables_module
 
     monkeypatch.chdir(tmp_path)
     for name in ("a", "b"):
         fake_run(Path(name), seeds=2, iterations=3, evaluated=True)
     for width, per_run in ((200, False), (90, True)):
-        monkeypatch.setattr(cli_module, "out", Console(width=width))
+        monkeypatch.setattr(tables_module, "out", Console(width=width))
         code, out, err = cli("report", "a", "b", "-o", "rep")
         assert code == 0 and ("run" not in out.split()) == per_run, (width, out)  # per run: its name the title, no run column
 
