@@ -133,6 +133,17 @@ def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path)
     assert code == 0 and "pretrained (multi-task)" in out and "step 0" not in out, err
 
 
+def test_a_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(cli, tmp_path):
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    assert cli("train", "maml", *tiny_sets("iterations=3"), "-o", str(straight), "-q")[0] == 0
+    assert cli("train", "maml", *tiny_sets("iterations=3"), "-o", str(run), "-q")[0] == 0
+    shutil.rmtree(run / "checkpoints")  # as a run killed before its first save leaves it, its metrics ahead of any checkpoint
+    code, _, err = cli("train", "maml", "--resume", "-o", str(run), "-q")
+    assert code == 0 and f"{run} has no complete checkpoint: starting it again from iteration 0" in " ".join(err.split()), err
+    assert_same_final_state(straight, run, 3)
+    assert (run / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
+
+
 def test_resume_equals_uninterrupted_run(cli, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert cli("train", "maml", *tiny_sets("iterations=6"), "-o", str(straight), "-q")[0] == 0
@@ -440,6 +451,17 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["eval", "FILE"], "is not a directory"),
         (["train", "rl2", "--env", "tabular-mdp", "--set", "arms=5"], "config key 'arms' shapes the bandit family only"),
         (["train", "rl2", "--env", "bandit", "--set", "horizon=5"], "horizon = 5: a bandit's episode is its pulls (now 100); set pulls, not horizon"),
+        (["train", "maml", "--set", "hidden=[]"], "hidden must be a non-empty list of positive widths, got []"),
+        (["train", "maml", "--set", "estimator=x"], "estimator must be 'dice' or 'lvc', got 'x'"),
+        (["train", "dqn", "--set", "total_steps=4", "--set", "train_every=10", "--set", "num_envs=1"], "total_steps (4) must be at least train_every (10)"),
+        (["train", "rl2", "--set", "cell=rnn"], "cell must be 'gru' or 'lstm', got 'rnn'"),
+        (["train", "rl2", "--set", "large_batch_at=-1"], "large_batch_at must be >= 0 (0: never), got -1"),
+        (["train", "rl2", "--env", "point-nav"], "rl2 needs a family with discrete actions; 'point-nav' has none"),
+        (["train", "maml", "--set", "env=5"], "config key 'env' expects a family name, got 5"),
+        (["train", "maml", "--set", "ranges.train.masspole=5"], "range for 'masspole' must be [min, max] or a list of [min, max], got 5"),
+        (["eval", "FOREIGN", "--checkpoint", "worst"], "--checkpoint must be 'latest' or 'best', got 'worst'"),
+        (["eval", "FOREIGN", "--split", "bogus"], "unknown split 'bogus'; valid: train, test, ood"),
+        (["plot", "FOREIGN", "-o", "curves.jpg"], "--output must be a .png file, got curves.jpg"),
         (["train", "maml", "--env", "bandit", "--set", "horizon=5"], "horizon = 5: a bandit's episode is its pulls (now 100); only rl2 can set the pulls (--set pulls=N)"),
         (["report", "FOREIGN", "-o", ""], "--out is empty; give a file prefix such as report"),
         (["plot", "FOREIGN", "-o", ""], "--output is empty; give the PNG file to write"),
