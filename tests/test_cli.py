@@ -1132,3 +1132,26 @@ def test_the_manifest_records_the_command_as_metarl_also_when_run_as_a_module(mo
     for program in ("/venv/bin/metarl", "/src/metarl_cli/__main__.py"):
         monkeypatch.setattr(sys, "argv", [program, "train", "maml"])
         assert command_line() == ["metarl", "train", "maml"]
+
+
+def test_eval_json_counts_every_diverged_task_and_holds_each_mean_and_interval(tmp_path):
+    from metarl_cli.evaluate import EvalResult, write_evaluation
+    from metarl_cli.stats import mean_ci95, summarise
+
+    two = summarise([1.0, float("nan"), float("inf")])
+    fine = summarise([1.0, 2.0, 4.0])
+    result = EvalResult("test", 3, 1, "latest", 1, "mse", {"meta-learned": [fine, two]},
+                        {"meta-learned": np.array([[1.0, 1.0], [2.0, np.nan], [4.0, np.inf]])}, [], (1, 1))
+    write_evaluation(tmp_path / "eval.json", result)
+    rows = json.loads((tmp_path / "eval.json").read_text())["test"]["methods"]["meta-learned"]
+    mean, half = mean_ci95([1.0, 2.0, 4.0])
+    assert rows[0] == {"after_steps": 0, "mean": mean, "ci95": half, "diverged": 0}
+    assert rows[1] == {"after_steps": 1, "mean": None, "ci95": None, "diverged": 2}
+    assert type(rows[1]["diverged"]) is int
+
+
+def test_the_papers_sinusoid_rows_need_its_k_of_5_points():
+    from metarl_cli.config import resolve_config
+
+    assert len(published(resolve_config("maml", "sinusoid", None, []), "test", 10)) == 2
+    assert published(resolve_config("maml", "sinusoid", None, ["shots=10"]), "test", 10) == []

@@ -568,3 +568,14 @@ def test_dqn_is_scored_by_the_greedy_policy():
 
     np.testing.assert_allclose(scores[:, 0], always(0))
     assert not np.allclose(always(0), always(1))
+
+
+def test_the_multi_task_dqn_baseline_takes_double_dqn_targets_and_meta_trainings_env_steps():
+    from metarl_cli.evaluate import baselines_of
+
+    config = resolve_config("maml-dqn", "cartpole-family", None, ["iterations=2", "meta_batch=2", "lanes=2", "horizon=20", "hidden=[8]"])
+    family = family_for(config)
+    algo = make_algorithm("maml-dqn", config, family)
+    [baseline] = baselines_of(algo, "maml-dqn", config, family)
+    assert baseline.config.double_dqn
+    assert algo.env_steps_after(2) == 320 and baseline.config.total_steps == 300

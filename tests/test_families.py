@@ -313,3 +313,28 @@ def test_a_union_of_intervals_is_sampled_across_the_whole_of_each_interval():
     assert np.all(((values >= 0.1) & (values <= 0.5)) | ((values >= 3.0) & (values <= 4.6)))
     assert abs(np.mean(values > 3.4) - 0.6) < 0.02
     assert values.max() > 4.55
+
+
+def test_point_nav_follows_the_maml_protocol():
+    """Training and test goals fill [-0.5, 0.5]^2; the point starts at the origin; the episode ends
+    within 0.01 of the goal on both axes (an absolute radius, not the params' own), after 100 steps at most."""
+    from metarl_cli.families.point_nav import PointNavState
+
+    fam = get_family("point-nav")
+    assert fam.horizon == 100
+    for split in ("train", "test"):
+        goals = fam.sample(jax.random.PRNGKey(0), 4000, split)
+        for name in ("goal_x", "goal_y"):
+            c = np.asarray(fam.value(goals, name))
+            assert np.all(np.abs(c) <= 0.5) and c.min() < -0.49 and c.max() > 0.49, (split, name)
+    env = fam.env
+    params = env.default_params.replace(goal_x=0.3, goal_y=-0.2)
+    obs, _ = env.reset(jax.random.PRNGKey(0), params)
+    np.testing.assert_array_equal(obs, [0.0, 0.0])
+
+    def ends(dx, dy):
+        state = PointNavState(pos=jnp.array([0.3 + dx, -0.2 + dy], jnp.float32), time=0)
+        return bool(env.step_env(jax.random.PRNGKey(0), state, jnp.zeros(2), params)[3])
+
+    assert ends(0.009, -0.009)
+    assert not ends(0.012, 0.0) and not ends(0.0, -0.012) and not ends(0.05, 0.05)

@@ -6,6 +6,7 @@ of the meta-objective itself, J(theta) = L_query(theta after k inner SGD steps o
 """
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -259,3 +260,68 @@ def test_a_meta_iterations_loss_and_gradient_are_the_means_over_its_tasks():
     loss, grads = jax.jit(jax.value_and_grad(mean_loss))(state["params"])
     np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(grads), rtol=1e-4)
+
+
+def test_eval_adapts_every_method_with_the_same_tasks_keys_and_steps_and_tunes_on_validation_tasks(tmp_path, monkeypatch):
+    """Eval's paired comparison, recorded at each adaptation_curve call: the meta-learned network, the
+    random init and the pretrained baseline all adapt K steps on the same held-out tasks with the same
+    key, the first two at inner_lr (scale 1), the baseline at its tuned scale; the tuning itself runs K
+    steps on other (train-split validation) tasks."""
+    from metarl_cli import evaluate
+    from metarl_cli.config import write_config
+
+    K = 3
+    config = resolve_config("maml", "sinusoid", None, ["hidden=[8]", "eval_tasks=4", f"eval_steps={K}", "iterations=10"])
+    assert config.tune_baseline_lr
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "maml"}))
+    write_config(config, "maml", run / "config.toml")
+
+    calls = []
+    real = evaluate.make_algorithm
+
+    def recording(name, cfg, family):
+        algo = real(name, cfg, family)
+
+        def curve(params, tasks, key, steps, lr_scale=1.0):
+            leaves = [np.asarray(x) for x in jax.tree.leaves(tasks)]
+            calls.append({"tasks": leaves, "key": np.asarray(key), "steps": steps, "scale": lr_scale})
+            return np.full((leaves[0].shape[0], steps + 1), (lr_scale - 2.0) ** 2)  # an MSE lowest at twice inner_lr
+
+        return algo._replace(adaptation_curve=curve)
+
+    class Checkpoints:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def restore_chosen(self, template, which="latest"):
+            return 10, {"params": None}
+
+        def step(self, which="latest"):
+            return 10
+
+    monkeypatch.setattr(evaluate, "make_algorithm", recording)
+    monkeypatch.setattr(evaluate, "Checkpoints", Checkpoints)
+    monkeypatch.setattr(evaluate, "trained_baselines", lambda run_dir, baselines, show: [None] * len(baselines))
+    result = evaluate.evaluate(run, "test", None, None, "latest", show_progress=False)
+
+    assert list(result.methods)[:3] == ["meta-learned", "random init", "pretrained (multi-task, step 0.02)"]
+    tuning, scored = calls[:-4], calls[-4:]  # the baseline's step is tuned first; then each method is scored in order
+    assert len(tuning) == len(evaluate.LR_GRID) and len(scored) == 4
+    held_out = scored[0]
+    for call in scored:
+        assert call["steps"] == K
+        np.testing.assert_array_equal(call["key"], held_out["key"])
+        for a, b in zip(call["tasks"], held_out["tasks"]):
+            np.testing.assert_array_equal(a, b)
+    assert [c["scale"] for c in scored[:3]] == [1.0, 1.0, 2.0]
+    for call in tuning:
+        assert call["steps"] == K
+        assert not any(np.array_equal(a, b) for a, b in zip(call["tasks"], held_out["tasks"]))

@@ -680,3 +680,25 @@ def test_ppo_update_takes_epochs_times_minibatches_steps():
     ends = [ppo_update(params, sgd.init(params), sgd, unroll, batch, jax.random.PRNGKey(k), ppo_settings(minibatches=2))[0]
             for k in range(4)]
     assert len({np.asarray(end).round(6).tobytes() for end in ends}) > 1
+
+
+def test_ppo_update_discounts_by_gamma_and_weighs_by_gae_lambda():
+    """One epoch of one minibatch of plain SGD: the update is the gradient of the PPO loss on the
+    advantages and returns of GAE with the settings' gamma 0.9 and lambda 0.5 (not the other way round)."""
+    from metarl_cli.rl.ppo import PPOSettings, generalised_advantages, ppo_loss, ppo_update
+    from metarl_cli.rl.trials import TrialBatch
+
+    steps, lanes = 4, 2
+    rewards = jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0], [0.5, -1.0]])
+    values = jnp.array([[0.2, -0.1], [0.4, 0.3], [-0.5, 0.6], [0.1, 0.2]])
+    batch = TrialBatch(inputs=jax.random.normal(jax.random.PRNGKey(1), (steps, lanes, 2)), actions=jnp.zeros((steps, lanes), jnp.int32),
+                       log_probs=jnp.full((steps, lanes), np.log(0.5)), values=values, rewards=rewards,
+                       valid=jnp.ones((steps, lanes), bool), episode=jnp.zeros((steps, lanes), jnp.int32))
+    unroll = lambda p, x: (x @ p, jnp.zeros(x.shape[:2]) + jnp.sum(p))  # noqa: E731
+    settings = PPOSettings(gamma=0.9, gae_lambda=0.5, clip=0.2, epochs=1, minibatches=1, entropy_coef=0.0, value_coef=0.5, value_scale=1.0)
+    params = jnp.full((2, 2), 0.1)
+    sgd = optax.sgd(0.1)
+    updated, _, _ = ppo_update(params, sgd.init(params), sgd, unroll, batch, jax.random.PRNGKey(0), settings)
+    advantages, returns = generalised_advantages(rewards, values, batch.valid, 0.9, 0.5)
+    grads = jax.grad(lambda p: ppo_loss(p, unroll, batch, advantages, returns, settings)[0])(params)
+    np.testing.assert_allclose(updated, params - 0.1 * grads, rtol=1e-5, atol=1e-7)

@@ -459,3 +459,25 @@ def test_a_resume_asked_for_fewer_iterations_than_done_is_refused_by_train_itsel
     train(algo, MamlRLConfig(iterations=3), tmp_path, resume=False, show_progress=False)
     with pytest.raises(UserError, match="already has 3 iterations, more than the 2 this config asks for"):
         train(algo, MamlRLConfig(iterations=2), tmp_path, resume=True, show_progress=False)
+
+
+def test_resume_continues_from_the_latest_checkpoint_not_the_best(tmp_path):
+    """A run whose best checkpoint (iteration 3) is older than its latest (6): --resume to 9 runs
+    iterations 7 to 9 only, from the latest state."""
+    from metarl_cli.algos.base import Algorithm
+    from metarl_cli.config import MamlRLConfig
+    from metarl_cli.training.checkpoint import Checkpoints
+    from metarl_cli.training.runner import train
+
+    def step(state):  # params counts iterations; the score peaks at the 3rd
+        it = state["iteration"] + 1
+        metrics = {"loss": jnp.asarray(1.0), "pre_return": jnp.asarray(0.0), "post_return": -((it - 3.0) ** 2)}
+        return {"params": state["params"] + 1.0, "iteration": it}, metrics
+
+    algo = Algorithm(init=lambda key: {"params": jnp.zeros(()), "iteration": jnp.zeros((), jnp.int32)}, step=step,
+                     adaptation_curve=None, init_params=None, env_steps_per_iteration=1, score_name="return")
+    train(algo, MamlRLConfig(iterations=6, keep_checkpoints=2), tmp_path, resume=False, show_progress=False)
+    with Checkpoints(tmp_path, 2) as ckpt:
+        assert (ckpt.step("best"), ckpt.step()) == (3, 6)
+    summary = train(algo, MamlRLConfig(iterations=9, keep_checkpoints=2), tmp_path, resume=True, show_progress=False)
+    assert summary.iterations_done == 3
