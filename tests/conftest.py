@@ -116,3 +116,29 @@ def one_task_meta_loss(learner, params, task, key, steps: int, lr, first_order: 
 
     losses, (pre, post) = meta_batch_loss(learner, params, jax.tree.map(lambda x: x[None], task), key[None], steps, lr, first_order)
     return losses[0], (pre[0], post[0])
+
+
+def checkpoints_stub(restored: int, latest: int, chosen: list | None = None) -> type:
+    """A stand-in for `training.checkpoint.Checkpoints` (to monkeypatch into `evaluate`): its latest
+    checkpoint is at iteration `latest`, and whichever one is chosen restores as iteration `restored`
+    with no parameters; each choice ("latest" or "best") is appended to `chosen`."""
+
+    class Checkpoints:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def restore_chosen(self, template, which="latest"):
+            if chosen is not None:
+                chosen.append(which)
+            return restored, {"params": None}
+
+        def step(self, which="latest"):
+            return latest
+
+    return Checkpoints

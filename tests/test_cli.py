@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_same_final_state, set_args, tiny_sets, wait_for
+from conftest import assert_same_final_state, checkpoints_stub, set_args, tiny_sets, wait_for
 from metarl_cli.config import ALGORITHMS
 from metarl_cli.devices import local_devices_text
 from metarl_cli.families import FAMILY_NAMES
@@ -635,23 +635,6 @@ def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_ta
     write_config(MamlRLConfig(iterations=3), "maml", run / "config.toml")
     chosen, drawn = [], []
 
-    class Checkpoints:  # a run whose best checkpoint is iteration 2 of the 3 saved
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def restore_chosen(self, template, which="latest"):
-            chosen.append(which)
-            return 2, {"params": None}
-
-        def step(self, which="latest"):
-            return 3
-
     class Drawn(Exception):
         pass
 
@@ -659,7 +642,8 @@ def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_ta
         drawn.append((seed, split))
         raise Drawn
 
-    monkeypatch.setattr(evaluate, "Checkpoints", Checkpoints)
+    # A run whose best checkpoint is iteration 2 of the 3 saved.
+    monkeypatch.setattr(evaluate, "Checkpoints", checkpoints_stub(restored=2, latest=3, chosen=chosen))
     monkeypatch.setattr(evaluate, "draw_tasks", draw_tasks)
     with pytest.raises(Drawn):
         evaluate.evaluate(run, "ood", None, None, "best", show_progress=False)

@@ -19,7 +19,7 @@ from metarl_cli.config import resolve_config
 from metarl_cli.families import family_for, get_family
 from metarl_cli.regression import regression_model
 from metarl_cli.training.runner import compile_chunks, initial_state, seeded_step
-from conftest import one_task_meta_loss
+from conftest import checkpoints_stub, one_task_meta_loss
 
 ALPHA = 0.05
 
@@ -291,24 +291,8 @@ def test_eval_adapts_every_method_with_the_same_tasks_keys_and_steps_and_tunes_o
 
         return algo._replace(adaptation_curve=curve)
 
-    class Checkpoints:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def restore_chosen(self, template, which="latest"):
-            return 10, {"params": None}
-
-        def step(self, which="latest"):
-            return 10
-
     monkeypatch.setattr(evaluate, "make_algorithm", recording)
-    monkeypatch.setattr(evaluate, "Checkpoints", Checkpoints)
+    monkeypatch.setattr(evaluate, "Checkpoints", checkpoints_stub(restored=10, latest=10))
     monkeypatch.setattr(evaluate, "trained_baselines", lambda run_dir, baselines, show: [None] * len(baselines))
     result = evaluate.evaluate(run, "test", None, None, "latest", show_progress=False)
 
