@@ -20,6 +20,7 @@ out = stdout_console()  # tables go to stdout; progress bars and messages to std
 
 
 def interval(bounds, spec: str = "g") -> str:
+    """A range's bounds as `[lo, hi]`, each formatted by `spec`."""
     return f"[{bounds[0]:{spec}}, {bounds[1]:{spec}}]"
 
 
@@ -236,7 +237,7 @@ def _print_envs_list(families) -> None:
             out.print(Padding(parameter, (0, 0, 0, 2)), highlight=False)
             first_ood, *more_ood = ood.split("\n") if ood else [""]
             values = [f"default {default}" if default else "", f"train / test {train}" if train else "",
-                      f"ood {first_ood}" if ood else "", *(f"  {interval}" for interval in more_ood)]
+                      f"ood {first_ood}" if ood else "", *(f"  {more}" for more in more_ood)]
             for value in filter(None, values):
                 out.print(Padding(value, (0, 0, 0, 4)), highlight=False)
 
