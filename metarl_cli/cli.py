@@ -145,7 +145,8 @@ def train(
         replaces = check_new(run_dir if named else first_free(run_dir), overwrite)
     length_key = type(cfg).LENGTH_KEY
     finished = f"{run_dir} had already run its {length_key} = {getattr(cfg, length_key)}; --set {length_key}=N extends it"
-    if not (resume and done == cfg.iterations):  # what the run about to train should know
+    nothing_to_do = resume and done == cfg.iterations
+    if not nothing_to_do:  # what the run about to train should know
         for warning in cfg.warnings():
             _say(f"warning: {warning}")
         uneven_seeds = uneven_split_note(cfg.seeds, "the seeds", "seeds")
@@ -158,14 +159,14 @@ def train(
     if dry_run:
         typer.echo(config_toml(cfg, algo) + _ranges_comment(family), nl=False)
         if resume:
-            plan = f"resume {run_dir} from iteration {done} of {cfg.iterations}" if done < cfg.iterations else f"do nothing: {finished}"
+            plan = f"do nothing: {finished}" if nothing_to_do else f"resume {run_dir} from iteration {done} of {cfg.iterations}"
         elif named:
             plan = f"{'replace the run in' if replaces else 'write'} {run_dir}"
         else:
             plan = f"write a new run in {run_dir.parent}/ (named {algo}-{cfg.env}-DATE-TIME when it starts)"
         _say(f"dry run: {algo} on {cfg.env} would {plan}; nothing was trained or written")
         return
-    if resume and done == cfg.iterations:
+    if nothing_to_do:
         _say(finished)
         return
     stop = threading.Event()
