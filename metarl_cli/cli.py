@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
 from metarl_cli.errors import UserError
-from metarl_cli.interrupts import noting_interrupts_while_starting
+from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting
 from metarl_cli.tables import interval, print_envs, print_evaluation, print_report
 from metarl_cli.training.progress import console
 
@@ -104,16 +104,17 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ):
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
-    from metarl_cli.algos import make_algorithm
-    from metarl_cli.backend import start_for_training
-    from metarl_cli.config import config_toml, write_config
-    from metarl_cli.devices import local_devices_text, uneven_split_note
-    from metarl_cli.evaluate import baselines_of
-    from metarl_cli.families import family_for
-    from metarl_cli.training.final_returns import final_returns
-    from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, eval_command,
-                                            first_free, holding, load_run, prepare_new, record_resume, write_manifest)
-    from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, stop_signals_set, train as run_training
+    with interrupts_held():  # these load JAX
+        from metarl_cli.algos import make_algorithm
+        from metarl_cli.backend import start_for_training
+        from metarl_cli.config import config_toml, write_config
+        from metarl_cli.devices import local_devices_text, uneven_split_note
+        from metarl_cli.evaluate import baselines_of
+        from metarl_cli.families import family_for
+        from metarl_cli.training.final_returns import final_returns
+        from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, eval_command,
+                                                first_free, holding, load_run, prepare_new, record_resume, write_manifest)
+        from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, stop_signals_set, train as run_training
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
@@ -240,9 +241,10 @@ def eval_(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
-    from metarl_cli.evaluate import check_eval_options, evaluate, write_evaluation
-    from metarl_cli.training.rundir import eval_command, evaluating
-    from metarl_cli.training.runner import DivergedError, Interrupted
+    with interrupts_held():  # these load JAX
+        from metarl_cli.evaluate import check_eval_options, evaluate, write_evaluation
+        from metarl_cli.training.rundir import eval_command, evaluating
+        from metarl_cli.training.runner import DivergedError, Interrupted
 
     check_eval_options(split, tasks, steps, checkpoint)  # before the run is read: a bad option is said first
     with evaluating(run_dir):
@@ -284,7 +286,8 @@ def report(
     out_prefix: str = typer.Option("report", "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
 ):
     """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split (a training row: the mean over seeds, Student-t interval)."""
-    from metarl_cli.report import report_paths, run_rows, write_report
+    with interrupts_held():  # these load JAX
+        from metarl_cli.report import report_paths, run_rows, write_report
 
     report_paths(out_prefix)  # refuse a bad --out before the work
     rows = []
@@ -308,7 +311,8 @@ def plot(
     output: str = typer.Option(..., "--output", "-o", metavar="FILE.png", help="The PNG to write."),
 ):
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
-    from metarl_cli.plot import check_output, plot_runs
+    with interrupts_held():  # these load JAX
+        from metarl_cli.plot import check_output, plot_runs
 
     check_output(output)  # refuse a bad --output before reading the runs
     for run in plot_runs(_runs_to_read(runs, "plot"), output):
@@ -319,7 +323,8 @@ def plot(
 @app.command()
 def envs():
     """List task families with their randomised parameters and per-split ranges."""
-    from metarl_cli.families import FAMILY_NAMES, get_family
+    with interrupts_held():  # these load JAX
+        from metarl_cli.families import FAMILY_NAMES, get_family
 
     print_envs([get_family(name) for name in FAMILY_NAMES])
 
@@ -333,6 +338,9 @@ def main() -> None:
             if e.code == 130:  # typer's exit for a Ctrl-C that reached it, which it leaves unsaid
                 _say("interrupted")
             raise
+        except KeyboardInterrupt:  # one as typer builds its commands, before it handles them
+            _say("interrupted")
+            sys.exit(130)
         except UserError as e:
             console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             sys.exit(2)

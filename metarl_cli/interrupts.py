@@ -5,6 +5,11 @@ Python raises KeyboardInterrupt wherever it happens to be, and in a process's fi
 be inside a callback that swallows it (JAX's garbage-collection hook): the run then went on, an
 --overwrite included. Noted here as well, it still stops the run before its first file or step:
 `stop_signals_set` begins with its stop flag set.
+
+Raised while jaxlib's extension modules load, inside Python code their C++ calls, it ends the process
+with an abort (exit status 134, "terminate called after throwing an instance of
+'nanobind::python_error'") or a segmentation fault (139) instead: the imports that load JAX hold a
+Ctrl-C back until they are done (`interrupts_held`).
 """
 
 from __future__ import annotations
@@ -49,3 +54,23 @@ def noting_interrupts_while_starting():
 
 def interrupted_while_starting() -> bool:
     return INTERRUPTED_WHILE_STARTING.is_set()
+
+
+@contextmanager
+def interrupts_held():
+    """Within the block a Ctrl-C is held back; once it ends, one that came is delivered to the handler
+    the block found (Python's KeyboardInterrupt, `noting_interrupts_while_starting`'s), in plain Python
+    code. For the imports that load jaxlib (see the module's docstring). Outside the main thread,
+    where Python cannot set a handler, or where Ctrl-C is ignored, it changes nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield
+        return
+    came = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: came.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if came.is_set():
+        signal.raise_signal(signal.SIGINT)

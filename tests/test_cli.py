@@ -233,6 +233,37 @@ def test_ctrl_c_while_compiling_exits_with_its_message_not_a_crash(tmp_path):
     assert f"`metarl train maml --resume -o {run}`" in " ".join(err.split())
 
 
+# metarl with a Ctrl-C (SIGINT at its default) as Python starts to import `module`. Raised inside
+# jaxlib's loading (C++ calling Python), a KeyboardInterrupt aborted the process or crashed it (rc 134
+# or 139, 2 of 6 Ctrl-Cs sent 0.45 to 0.55 s into `metarl train` on the 2-core CPU); one raised as the
+# CLI was imported, before its handler, printed a traceback.
+INTERRUPTED_WHILE_IMPORTING = """
+import atexit, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+class InterruptOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, InterruptOnImport())
+atexit.register(lambda: print("jax imported:", hasattr(sys.modules.get("jax"), "jit"), file=sys.stderr))
+sys.argv = {argv!r}
+from metarl_cli.__main__ import main
+main()
+"""
+
+
+@pytest.mark.parametrize("module", ["typer", "jaxlib.xla_client"])
+def test_ctrl_c_while_metarl_imports_says_interrupted_once_the_imports_are_done(module, tmp_path):
+    run = tmp_path / "run"
+    argv = ["metarl", "train", "maml", "--env", "sinusoid", "-o", str(run), "-q"]
+    code, err = run_patched_metarl(INTERRUPTED_WHILE_IMPORTING, argv, module=module)
+    lines = err.strip().splitlines()
+    assert code == 130 and lines[0] == "interrupted" and not run.exists(), (code, err)
+    if module.startswith("jax"):
+        assert lines[1:] == ["jax imported: True"], err  # not raised inside the import
+
+
 # `metarl eval` with a Ctrl-C (SIGINT at its default) once both baselines have saved a checkpoint: the
 # first to save waits for the other, so neither can have run to its end, however their timings go.
 EVAL_INTERRUPTED_ONCE_BOTH_BASELINES_SAVED = """
@@ -1092,6 +1123,9 @@ def test_a_ctrl_c_that_reaches_typer_is_said(cli, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("metarl_cli.families.get_family", interrupted)  # as if while the command starts up
+    code, _, err = cli("envs")
+    assert code == 130 and err.strip() == "interrupted", err
+    monkeypatch.setattr("typer.main.get_command", interrupted)  # as typer builds the commands, before it handles a Ctrl-C
     code, _, err = cli("envs")
     assert code == 130 and err.strip() == "interrupted", err
 
