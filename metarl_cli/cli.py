@@ -247,16 +247,18 @@ def eval_(
         from metarl_cli.training.runner import DivergedError, Interrupted
 
     check_eval_options(split, tasks, steps, checkpoint)  # before the run is read: a bad option is said first
+    again = eval_command(run_dir, split=None if split == "test" else split, tasks=tasks, steps=steps,
+                         checkpoint=None if checkpoint == "latest" else checkpoint)  # this evaluation, as the user asked for it
     with evaluating(run_dir):
         try:
             result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
         except DivergedError as e:
             _diverged(e)
         except Interrupted:
-            _exit_interrupted(f"interrupted while training the run's baselines; the next `{eval_command(run_dir)}` "
+            _exit_interrupted(f"interrupted while training the run's baselines; the next `{again}` "
                               "resumes their training (from their latest checkpoints, where they have one)")
         except KeyboardInterrupt:
-            _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{eval_command(run_dir)}` "
+            _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{again}` "
                               "starts it again (keeping the run's baselines that finished training)")
         print_evaluation(run_dir, result)
         write_evaluation(run_dir / "eval.json", result)  # after the tables: a run on a read-only disk still shows them

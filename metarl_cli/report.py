@@ -239,7 +239,7 @@ def read_evaluation(run_dir: Path) -> dict:
     for split, result in evaluation.items():
         if not result.get("per_task"):
             raise UserError(f"{path} has no per-task scores for its '{split}' split (an earlier metarl wrote it); "
-                            f"`{eval_command(run_dir)} --split {split}` writes it again")
+                            f"`{eval_command(run_dir, split=split)}` writes it again")
     return evaluation
 
 

@@ -313,9 +313,11 @@ def test_ctrl_c_while_eval_trains_the_baselines_keeps_their_checkpoints_for_the_
 
     # A Ctrl-C while scoring, its baselines trained: one line, and the eval.json before it kept.
     written = (run / "eval.json").read_text()
-    code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, ["metarl", "eval", str(run), "-q"], program="curve", delay=0)
+    argv = ["metarl", "eval", str(run), "--split", "ood", "--tasks", "3", "--checkpoint", "best", "-q"]
+    code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, argv, program="curve", delay=0)
     assert code == 130 and "Traceback" not in err, (code, err)
-    assert f"interrupted before this evaluation was written to eval.json; the next `metarl eval {run}` starts it again" in " ".join(err.split())
+    again = f"metarl eval {run} --split ood --tasks 3 --checkpoint best"  # the evaluation that was interrupted
+    assert f"interrupted before this evaluation was written to eval.json; the next `{again}` starts it again" in " ".join(err.split())
     assert (run / "eval.json").read_text() == written
 
 
@@ -686,6 +688,7 @@ def test_the_eval_command_a_message_suggests_quotes_a_path_the_shell_would_split
     from metarl_cli.training.rundir import eval_command
 
     assert eval_command(Path("my runs/a")) == "metarl eval 'my runs/a'" and eval_command(Path("runs/a")) == "metarl eval runs/a"
+    assert eval_command(Path("runs/a"), split="ood", tasks=None, steps=2) == "metarl eval runs/a --split ood --steps 2"
 
 
 def test_a_training_that_diverges_exits_with_one_line_and_keeps_the_last_good_checkpoint(cli, tmp_path):

@@ -309,6 +309,8 @@ def command_line() -> list[str]:
     return ["metarl" if program == "__main__.py" else program, *sys.argv[1:]]
 
 
-def eval_command(run_dir: Path) -> str:
-    """`metarl eval RUN_DIR` as a shell reads it (the path quoted where it must be), for messages."""
-    return f"metarl eval {shlex.quote(str(run_dir))}"
+def eval_command(run_dir: Path, **options) -> str:
+    """`metarl eval RUN_DIR --OPTION VALUE ...` as a shell reads it (each word quoted where it must
+    be), for messages; options given as None are left out."""
+    given = [word for name, value in options.items() if value is not None for word in (f"--{name}", str(value))]
+    return shlex.join(["metarl", "eval", str(run_dir), *given])
