@@ -20,6 +20,7 @@ works on a run that is still training.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -42,6 +43,7 @@ from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once learning starts)", "rl2": "iteration (one PPO update on a batch of trials)"}
 # Line styles then colours: forty series before a style repeats (matplotlib's default repeats after ten).
 SERIES_STYLES = cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=plt.get_cmap("tab10").colors)
+LEGEND_WIDTH = 46  # characters a legend entry's line holds: half a panel's width at the legend's font size
 DODGE = 0.3  # the width, in adaptation steps, over which one panel's series spread so their intervals stay apart
 
 
@@ -229,8 +231,7 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
         label = f"{method} ({seeds} seeds, {split})" if seeds > 1 else f"{method} ({split})"
         label = f"{names[run]}: {label}" if names else label
         if gaps := x[np.isnan(mean)].astype(int).tolist():
-            where = "in episode" if trial else "at k ="
-            label += f"; not drawn {where} {', '.join(map(str, gaps))}: diverged on some task"
+            label += f"; diverged {'in episode' if trial else 'at k ='} {_spans(gaps)} on some task, not drawn"
         ax.errorbar(x + shift, mean, yerr=half, marker="o", capsize=3, label=label)
     y_label = "query MSE" if score == "mse" else "return per episode"
     log = score == "mse"  # one diverging step's MSE would flatten every other line on a linear axis
@@ -248,7 +249,21 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
     _finish(ax)
 
 
+def _spans(numbers: list[int]) -> str:
+    """Ascending integers as a short list: runs of three or more as first–last ("1, 3–10")."""
+    runs = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
 def _finish(ax) -> None:
-    """Grid, and the legend under the axes, where it covers no data."""
+    """Grid, and the legend under the axes, where it covers no data, each entry wrapped to fit its
+    half of the panel's width (two columns)."""
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    labels = [textwrap.fill(label, LEGEND_WIDTH) for label in labels]
+    ax.legend(handles, labels, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)

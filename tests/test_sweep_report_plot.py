@@ -15,7 +15,7 @@ import pytest
 from conftest import wait_for
 from metarl_cli.config import DqnConfig, MamlRLConfig, Rl2Config, write_config
 from metarl_cli.errors import UserError
-from metarl_cli.plot import draw_runs
+from metarl_cli.plot import LEGEND_WIDTH, draw_runs
 from metarl_cli.report import iqm, report_paths, run_rows, stratified_bootstrap_ci
 from metarl_cli.training.checkpoint import Checkpoints
 
@@ -502,20 +502,25 @@ def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
     # Over the three tasks, t(0.975, 2 df) = 4.3027 times sd 2 and sqrt(13) over sqrt(3); no spread at k = 2.
     np.testing.assert_allclose(half, [4.9683, 8.9567, 0.0], atol=1e-4)
     assert random_mean[0] == 2.0 and np.isnan(random_mean[1]) and random_mean[2] == 4.0
-    fig, _ = draw_runs([run])
-    try:
-        legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
-    finally:
-        plt.close(fig)
-    assert legend == ["meta-learned (test)", "random init (test); not drawn at k = 1: diverged on some task"]
+
+    def legend() -> list[str]:
+        """The adaptation panel's legend, each entry's lines joined; no line wider than LEGEND_WIDTH."""
+        fig, _ = draw_runs([run])
+        try:
+            texts = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
+        finally:
+            plt.close(fig)
+        assert all(len(line) <= LEGEND_WIDTH for text in texts for line in text.splitlines()), texts
+        return [" ".join(text.split()) for text in texts]
+
+    assert legend() == ["meta-learned (test)", "random init (test); diverged at k = 1 on some task, not drawn"]
+    # Runs of three or more diverged steps are spans.
+    finite, diverged = [1.0, 2.0], [1.0, None]
+    write_eval(run, {"meta-learned": [finite, diverged, finite, diverged, diverged, diverged, finite, diverged, diverged]})
+    assert legend() == ["meta-learned (test); diverged at k = 1, 3–5, 7, 8 on some task, not drawn"]
     # In an RL^2 trial the gap is an episode of the trial.
     write_eval(run, {"trained": [[1.0, 2.0], [3.0, None]]}, trial=True)
-    fig, _ = draw_runs([run])
-    try:
-        legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
-    finally:
-        plt.close(fig)
-    assert legend == ["trained (test); not drawn in episode 2: diverged on some task"]
+    assert legend() == ["trained (test); diverged in episode 2 on some task, not drawn"]
 
 
 @pytest.mark.parametrize("evaluated", [True, False], ids=["finished", "still-training"])
@@ -610,7 +615,7 @@ def test_plot_draws_a_method_once_however_many_seeds_and_tells_runs_of_one_name_
     assert (method, seeds, list(ks), list(mean)) == ("meta-learned", 2, [0, 1], [0.0, 3.0])
     fig, _ = draw_runs(runs)
     try:
-        legends = [[text.get_text() for text in ax.get_legend().get_texts()] for ax in fig.axes]
+        legends = [[" ".join(text.get_text().split()) for text in ax.get_legend().get_texts()] for ax in fig.axes]
     finally:
         plt.close(fig)
     assert legends == [["sweep-a/inner_lr=0.1 (2 seeds)", "sweep-b/inner_lr=0.1 (2 seeds)"],
