@@ -245,6 +245,7 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
         ax.set_title(f"adaptation on held-out tasks: {y_label} after k steps{scale}\n(95% CI over tasks)")
         ax.set_xlabel("adaptation steps k")
     ax.set_xticks(sorted(ticks))
+    ax.set_xlim(min(ticks) - 0.5, max(ticks) + 0.5)  # one k (DQN's 0) would stretch its dodge across the panel
     ax.set_ylabel(y_label)
     _finish(ax)
 
