@@ -133,7 +133,8 @@ for ((i = 0; i < longest; i++)); do
   set_args "$check"
   if ! refusal=$("$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" --dry-run -q 2>&1 >/dev/null); then
     echo "$refusal" >&2
-    echo "error: the sweep's point $check is refused (above); no point was run" >&2
+    echo "error: the sweep's check \`metarl train $(printf '%q ' "$algo" --env "$env" "${sets[@]}" "${extra[@]}")--dry-run\`" \
+      "(its ALGO, ENV, point $check and arguments after --) is refused (above); no point was run" >&2
     exit 2
   fi
 done

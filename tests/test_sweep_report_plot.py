@@ -144,7 +144,9 @@ def test_every_value_is_checked_before_any_point_runs(tmp_path):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "meta_batch=10,20,40", "inner_lr=0.1,-0.2",
                         CHECK_FAIL="inner_lr must be > 0, got -0.2", CHECK_ONLY="inner_lr=-0.2")
     assert done.returncode == 2 and "error: inner_lr must be > 0, got -0.2" in done.stderr
-    assert "the sweep's point meta_batch=20,inner_lr=-0.2 is refused (above); no point was run" in done.stderr
+    assert ("error: the sweep's check `metarl train maml --env cartpole-family --set meta_batch=20 --set inner_lr=-0.2 --dry-run` "
+            "(its ALGO, ENV, point meta_batch=20,inner_lr=-0.2 and arguments after --) is refused (above); no point was run"
+            ) in done.stderr
     assert done.checked == ["train maml --env cartpole-family --set meta_batch=10 --set inner_lr=0.1 --dry-run -q",
                             "train maml --env cartpole-family --set meta_batch=20 --set inner_lr=-0.2 --dry-run -q"] and not calls
     assert not (tmp_path / "sweep").exists()
