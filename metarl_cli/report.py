@@ -189,7 +189,8 @@ def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(config, DqnConfig)
-    return [*_training_rows(run_dir, algo, records, done, config.iterations), *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), adapts)]
+    return [*_training_rows(run_dir, algo, records, done, config.iterations),
+            *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), config.iterations, adapts)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -259,10 +260,11 @@ def _is_result(result) -> bool:
     return len(shapes) <= 1 and all(len(shape) == 2 and shape[0] == result["steps"] + 1 for shape in shapes)
 
 
-def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> list[ReportRow]:
+def _eval_rows(run_dir: Path, step: int | None, latest: int, iterations: int, adapts: bool) -> list[ReportRow]:
     """A row per method and metric of each evaluated split; an evaluation of the latest checkpoint
     made before the run saved a later one (at iteration `latest`) says at which iteration it was made,
-    and one of the best checkpoint says so and which iteration that was.
+    one of a run that had not done its `iterations` says so as its training row does, and one of the
+    best checkpoint says so and which iteration that was.
     `adapts`: whether the run adapts by steps, where its eval.json does not say."""
     rows = []
     for split, result in sorted(read_evaluation(run_dir).items()):
@@ -270,6 +272,8 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, adapts: bool) -> li
         metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step, result.get("adapts", adapts))]
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
+        elif result.get("checkpoint") == "latest" and result.get("iteration", iterations) < iterations:
+            note = f" at iteration {result['iteration']} of {iterations} (unfinished)"
         elif result.get("checkpoint") == "best":
             note = f" (best checkpoint, iteration {result['iteration']})" if "iteration" in result else " (best checkpoint)"
         else:

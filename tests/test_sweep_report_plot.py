@@ -446,6 +446,8 @@ def test_a_place_the_system_refuses_is_named_in_one_line(tmp_path, cli, command,
 def test_report_says_where_an_unfinished_run_stands(tmp_path):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False, planned=100)
     assert [r.metric for r in run_rows(run, step=None)] == ["return after adaptation at iteration 3 of 100 (unfinished)"]
+    write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=3)  # its evaluation says so too
+    assert [r.metric for r in run_rows(run, step=None) if r.split == "test"] == ["return after 1 step at iteration 3 of 100 (unfinished)"]
 
 
 def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
