@@ -28,7 +28,17 @@ def test_train_three_iterations_then_eval(cli, tmp_path, monkeypatch):
     assert local_devices_text().startswith("cpu, ") and f"maml on cartpole-family ({local_devices_text()}) ->" in " ".join(err.split())
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [1, 2, 3]
-    assert (run / "manifest.json").is_file() and (run / "config.toml").is_file()
+    assert (run / "config.toml").is_file()
+    manifest = json.loads((run / "manifest.json").read_text())
+    import jax
+
+    import metarl_cli  # the commit of the source it ran, where that is a git checkout
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(metarl_cli.__file__).parent).stdout.strip()
+    assert {key: manifest[key] for key in ("tool", "algo", "env", "seed", "command", "git_commit")} == {
+        "tool": "metarl", "algo": "maml", "env": "cartpole-family", "seed": 0, "git_commit": head or None,
+        "command": ["metarl", "train", "maml", "--env", "cartpole-family", *tiny_sets("iterations=3"), "-o", str(run), "-q"]}
+    assert manifest["devices"] == [str(d) for d in jax.devices()] and manifest["packages"]["jax"] == jax.__version__
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1", "2", "3"]
 
     (run / "eval.json").write_text("[1, 2]\n")  # JSON, but not an eval's: the first eval replaces it
@@ -451,6 +461,10 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--env", ""], "unknown env ''; valid: "),
         (["train", "dqn", "--set", "env="], "unknown env ''; valid: "),
         (["train", "maml", "--set", "max_grad_norm=nan"], "max_grad_norm must be a number >= 0"),
+        (["train", "maml", "--set", "outer_lr=inf"], "outer_lr must be a positive number, got inf"),
+        (["train", "maml", "--set", "outer_lr=nan"], "outer_lr must be a positive number, got nan"),
+        (["train", "maml", "--set", "keep_checkpoints=0"], "keep_checkpoints must be >= 1, got 0"),
+        (["train", "maml", "--set", "meta_batch=0"], "meta_batch must be >= 1, got 0"),
         (["eval", "FOREIGN", "--split", "val"], "unknown split 'val'"),
         (["train", "maml", "--env", "sinusoid", "--set", "shots=0"], "shots must be >= 1"),
         (["train", "maml", "--env", "sinusoid", "--set", "lanes=4"], "unknown config key(s) lanes for maml on sinusoid"),

@@ -78,6 +78,11 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
         assert expected in calls
     interrupted = tmp_path / "sweep" / "inner_lr=0.1,meta_batch=20"
     (interrupted / "sweep-done").unlink()
+    # A resume that fails leaves its point unfinished, for the next sweep to resume again.
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2",
+                        FAIL="a failure of the resume")
+    assert done.returncode == 1 and calls == [f"train maml --resume -o {interrupted} -q"], done.stderr
+    assert not (interrupted / "sweep-done").exists()
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2")
     assert done.returncode == 0, done.stderr
     assert calls == [f"train maml --resume -o {interrupted} -q"]
@@ -170,7 +175,8 @@ def test_a_failed_point_says_why(tmp_path, values, points):
 
 
 def test_ctrl_c_stops_the_sweep_once_its_running_points_have_saved(tmp_path):
-    env = sweep_env(tmp_path, JOBS="2", HOLD="1")
+    env = sweep_env(tmp_path, HOLD="1")
+    del env["JOBS"]  # its default: two points at a time
     # bash cannot trap a signal ignored when it started (as where this process runs in the background):
     # it is started with SIGINT at its default, in a process group of its own, as a terminal's job is.
     start = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp('bash', ['bash', *sys.argv[1:]])"
@@ -259,6 +265,7 @@ def test_a_directory_stands_for_the_runs_at_any_depth_below_it_but_not_a_runs_ba
 
 def test_report_pools_seeds_and_tasks(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
+    files = {path: path.read_bytes() if path.is_file() else None for path in run.rglob("*")}
     rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
     training = rows[("train", "training")]
     assert (training.seeds, training.estimate, training.metric) == (2, 30.5, "final return after adaptation")  # last values 30 and 31
@@ -271,7 +278,10 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     code, out, err = cli("report", str(tmp_path), str(run), "-o", str(tmp_path / "out" / "rep"))
     assert code == 0, err
     assert "meta-learned" in out
-    assert len((tmp_path / "out" / "rep.csv").read_text().splitlines()) == 3  # header and two rows
+    with open(tmp_path / "out" / "rep.csv", newline="") as f:  # a row a line, each value under its own header
+        written = [(w["split"], w["method"], w["estimator"], *map(float, (w["estimate"], w["low"], w["high"]))) for w in csv.DictReader(f)]
+    assert written == [(r.split, r.method, r.estimator, pytest.approx(r.estimate), pytest.approx(r.low), pytest.approx(r.high))
+                       for r in (training, evaluated)]
     # Beside it, a run that has logged nothing yet is named as left out, not dropped without a word.
     (fake_run(tmp_path / "empty", seeds=1, iterations=3, evaluated=False) / "metrics.jsonl").unlink()
     code, out, err = cli("report", str(tmp_path), "-o", str(tmp_path / "out" / "rep"))
@@ -281,6 +291,7 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert json.loads((tmp_path / "out" / "rep.json").read_text())[1]["estimate"] == 3.0
     code, out, err = cli("plot", str(tmp_path), "-o", str(tmp_path / "out" / "curves.png"))  # plot names it too
     assert code == 0 and left_out.replace("to report", "to plot") in " ".join(err.split()), err
+    assert {path: path.read_bytes() if path.is_file() else None for path in run.rglob("*")} == files  # read, never written
     code, _, err = cli("report", str(tmp_path / "empty"))
     assert code == 2 and "nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation" in " ".join(err.split())
     code, _, err = cli("plot", str(tmp_path / "empty"), "-o", str(tmp_path / "empty.png"))
@@ -596,8 +607,12 @@ def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
         adaptation = {(ax.get_xlabel(), ax.get_ylabel()): [text.get_text() for text in ax.get_legend().get_texts()]
                       for ax in fig.axes[1:]}
         scales = {(ax.get_xlabel(), ax.get_ylabel()): ax.get_yscale() for ax in fig.axes[1:]}
+        titles = [ax.get_title() for ax in fig.axes[1:]]
     finally:
         plt.close(fig)
+    assert titles == ["adaptation on held-out tasks: query MSE after k steps (log scale)\n(95% CI over tasks)",
+                      "adaptation on held-out tasks: return per episode after k steps\n(95% CI over tasks)",
+                      "RL^2 trials on held-out tasks: return per episode in each episode\n(95% CI over tasks)"]
     assert adaptation == {
         ("adaptation steps k", "query MSE"): ["sinusoid: meta-learned (test)"],
         ("adaptation steps k", "return per episode"): ["dqn: trained (test)"],
