@@ -252,13 +252,13 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
 
 def _spans(numbers: list[int]) -> str:
     """Ascending integers as a short list: runs of three or more as first–last ("1, 3–10")."""
-    runs = []
+    spans: list[list[int]] = []
     for n in numbers:
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
+        if spans and n == spans[-1][-1] + 1:
+            spans[-1].append(n)
         else:
-            runs.append([n])
-    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+            spans.append([n])
+    return ", ".join(f"{s[0]}–{s[-1]}" if len(s) > 2 else ", ".join(map(str, s)) for s in spans)
 
 
 def _finish(ax) -> None:
