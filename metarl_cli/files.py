@@ -78,11 +78,16 @@ def unwritable(path: Path) -> str | None:
     return None
 
 
-def names_a_directory(given: str | Path) -> bool:
-    """Whether an output path, as given, names a directory: one that exists, or one ending in a
-    separator, `.` or `..` (which Path would drop: `out/` and `out/.` are `out` to it)."""
+def output_file(given: str | Path, option: str, wanted: str) -> Path:
+    """The file an output option (`option`, such as --out) names, as given; a UserError, saying to
+    give `wanted` instead, where it is empty or names a directory: one that exists, or one ending in
+    a separator, `.` or `..` (which Path would drop: `out/` and `out/.` are `out` to it)."""
     text = os.fspath(given)
-    return os.path.basename(text) in ("", ".", "..") or Path(text).is_dir()
+    if not text:
+        raise UserError(f"{option} is empty; give {wanted}")
+    if os.path.basename(text) in ("", ".", "..") or Path(text).is_dir():
+        raise UserError(f"{option} {text} names a directory; give {wanted}")
+    return Path(text)
 
 
 def check_writable(path: Path) -> None:

@@ -19,7 +19,6 @@ works on a run that is still training.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -34,7 +33,7 @@ from cycler import cycler  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
-from metarl_cli.files import check_writable, names_a_directory, writing  # noqa: E402
+from metarl_cli.files import check_writable, output_file, writing  # noqa: E402
 from metarl_cli.report import metric_label, read_evaluation, scores_by_method, seed_curves  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
@@ -74,11 +73,7 @@ def learning_curve(run_dir: Path) -> LearningCurve | None:
 def check_output(output: str | Path) -> None:
     """A UserError unless `output` (as given: a final separator names a directory) can name the PNG
     to write, and it can be written."""
-    if not os.fspath(output):
-        raise UserError("--output is empty; give the PNG file to write")
-    if names_a_directory(output):
-        raise UserError(f"--output {output} names a directory; give the PNG file to write")
-    output = Path(output)
+    output = output_file(output, "--output", "the PNG file to write")
     if output.suffix.lower() != ".png":
         raise UserError(f"--output must be a .png file, got {output}")
     check_writable(output)

@@ -33,7 +33,7 @@ from scipy import stats as _stats
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
-from metarl_cli.files import check_writable, names_a_directory, writing
+from metarl_cli.files import check_writable, output_file, writing
 from metarl_cli.stats import diverged_count, mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
@@ -318,11 +318,7 @@ def report_paths(prefix: str | Path) -> tuple[Path, Path]:
     """The CSV and JSON files a report with this prefix writes (PREFIX.csv and PREFIX.json, dots in
     its name kept; a .csv or .json suffix given is replaced); a UserError where it names a directory
     or they could not be written."""
-    if not os.fspath(prefix):
-        raise UserError("--out is empty; give a file prefix such as report")
-    if names_a_directory(prefix):
-        raise UserError(f"--out {prefix} names a directory; give a file prefix such as {Path(prefix) / 'report'}")
-    prefix = Path(prefix)
+    prefix = output_file(prefix, "--out", f"a file prefix such as {Path(prefix) / 'report'}")
     stem = prefix.with_suffix("") if prefix.suffix.lower() in (".csv", ".json") else prefix
     paths = stem.with_name(f"{stem.name}.csv"), stem.with_name(f"{stem.name}.json")
     for path in paths:
