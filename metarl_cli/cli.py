@@ -231,13 +231,16 @@ def _ranges_comment(family) -> str:
     return "".join(f"{line}\n" for line in ["# the task ranges in effect (the family's, [ranges] applied):", *lines] if ranges)
 
 
+EVAL_SPLIT, EVAL_CHECKPOINT = "test", "latest"  # eval's defaults, which a suggested eval command leaves out
+
+
 @app.command("eval")
 def eval_(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by `metarl train`."),
-    split: str = typer.Option("test", "--split", metavar="SPLIT", help="test (new tasks, train ranges; metamaze: goals training never draws), ood (held-out ranges) or train (tasks from the training split)."),
+    split: str = typer.Option(EVAL_SPLIT, "--split", metavar="SPLIT", help="test (new tasks, train ranges; metamaze: goals training never draws), ood (held-out ranges) or train (tasks from the training split)."),
     tasks: Optional[int] = typer.Option(None, "--tasks", "-n", metavar="N", help="Held-out tasks (default: the run's eval_tasks)."),
     steps: Optional[int] = typer.Option(None, "--steps", "-k", metavar="K", help="Adaptation steps (default: the run's eval_steps); dqn takes only 0 (it does not adapt), rl2 none (it adapts within a trial)."),
-    checkpoint: str = typer.Option("latest", "--checkpoint", metavar="WHICH", help="latest, or best: the checkpoint with the best training score (post-adaptation score; a DQN's or RL^2's return)."),
+    checkpoint: str = typer.Option(EVAL_CHECKPOINT, "--checkpoint", metavar="WHICH", help="latest, or best: the checkpoint with the best training score (post-adaptation score; a DQN's or RL^2's return)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ):
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
@@ -247,8 +250,8 @@ def eval_(
         from metarl_cli.training.runner import DivergedError, Interrupted
 
     check_eval_options(split, tasks, steps, checkpoint)  # before the run is read: a bad option is said first
-    again = eval_command(run_dir, split=None if split == "test" else split, tasks=tasks, steps=steps,
-                         checkpoint=None if checkpoint == "latest" else checkpoint)  # this evaluation, as the user asked for it
+    again = eval_command(run_dir, split=None if split == EVAL_SPLIT else split, tasks=tasks, steps=steps,
+                         checkpoint=None if checkpoint == EVAL_CHECKPOINT else checkpoint)  # this evaluation, as the user asked for it
     with evaluating(run_dir):
         try:
             result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)

@@ -8,8 +8,10 @@ be inside a callback that swallows it (JAX's garbage-collection hook): the run t
 
 Raised while jaxlib's extension modules load, inside Python code their C++ calls, it ends the process
 with an abort (exit status 134, "terminate called after throwing an instance of
-'nanobind::python_error'") or a segmentation fault (139) instead: the imports that load JAX hold a
-Ctrl-C back until they are done (`interrupts_held`).
+'nanobind::python_error'") or a segmentation fault (139) instead: a command's imports, which load
+JAX, hold a Ctrl-C back until they are done (`interrupts_held`). Extension modules loaded later (the
+MLIR library JAX's first operation loads, those a gymnax environment's construction imports) are
+not held back.
 """
 
 from __future__ import annotations

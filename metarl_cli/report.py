@@ -33,7 +33,7 @@ from scipy import stats as _stats
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
-from metarl_cli.files import check_writable, output_file, writing
+from metarl_cli.files import check_writable, json_number, output_file, writing
 from metarl_cli.stats import diverged_count, mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
@@ -207,7 +207,7 @@ def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, ite
     return over the last tenth of its env steps, as `metarl train` ends with; another, each seed's
     last value. "final" once the run has done its `iterations`, else the iteration it has reached."""
     at = "final " if done >= iterations else ""
-    where = "" if at else f" at iteration {done} of {iterations} (unfinished)"
+    where = "" if at else _unfinished(done, iterations)
     episodes = final_returns(records)
     if episodes is not None:
         values = [v for v in episodes.per_seed.values() if v is not None]
@@ -226,8 +226,14 @@ def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, ite
     return [ReportRow(str(run_dir), "train", "training", label, seeds, len(values), "mean", mean, mean - half, mean + half)]
 
 
+def _unfinished(done: int, iterations: int) -> str:
+    """What a training row, or an evaluation's, adds for a run that had done `done` of its `iterations`."""
+    return f" at iteration {done} of {iterations} (unfinished)"
+
+
 def read_evaluation(run_dir: Path) -> dict:
-    """The run's eval.json ({split: result}), {} where it has none; a UserError where it is not one."""
+    """The run's eval.json ({split: result}), {} where it has none; a UserError where it is not one,
+    or where a split has no per-task scores (an earlier metarl wrote it)."""
     path = run_dir / "eval.json"
     if not path.is_file():
         return {}
@@ -273,7 +279,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, iterations: int, ad
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
         elif result.get("checkpoint") == "latest" and result.get("iteration", iterations) < iterations:
-            note = f" at iteration {result['iteration']} of {iterations} (unfinished)"
+            note = _unfinished(result["iteration"], iterations)
         elif result.get("checkpoint") == "best":
             note = f" (best checkpoint, iteration {result['iteration']})" if "iteration" in result else " (best checkpoint)"
         else:
@@ -316,8 +322,8 @@ def _trial_metrics(result: dict) -> list[Metric]:
 
 def report_paths(prefix: str | Path) -> tuple[Path, Path]:
     """The CSV and JSON files a report with this prefix writes (PREFIX.csv and PREFIX.json, dots in
-    its name kept; a .csv or .json suffix given is replaced); a UserError where it names a directory
-    or they could not be written."""
+    its name kept; a .csv or .json suffix given is replaced); a UserError where it is empty, names a
+    directory, or they could not be written."""
     prefix = output_file(prefix, "--out", f"a file prefix such as {Path(prefix) / 'report'}")
     stem = prefix.with_suffix("") if prefix.suffix.lower() in (".csv", ".json") else prefix
     paths = stem.with_name(f"{stem.name}.csv"), stem.with_name(f"{stem.name}.json")
@@ -333,12 +339,12 @@ def write_report(rows: list[ReportRow], prefix: str | Path) -> tuple[Path, Path]
         with open(csv_path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(ReportRow._fields)
-            writer.writerows([_blank_nan(value) for value in row] for row in rows)
+            writer.writerows([_blank_non_finite(value) for value in row] for row in rows)
     with writing(json_path):
-        json_path.write_text(json.dumps([{k: _blank_nan(v) for k, v in row._asdict().items()} for row in rows], indent=2) + "\n")
+        json_path.write_text(json.dumps([{k: _blank_non_finite(v) for k, v in row._asdict().items()} for row in rows], indent=2) + "\n")
     return csv_path, json_path
 
 
-def _blank_nan(value):
-    """None (an empty CSV cell, JSON's null) for NaN, which JSON has no word for."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+def _blank_non_finite(value):
+    """None (an empty CSV cell, JSON's null) for a float that is not finite, which JSON has no word for (`files.json_number`)."""
+    return json_number(value) if isinstance(value, float) else value

@@ -210,10 +210,10 @@ def _envs_table(families, numbers_whole: bool) -> Table:
 
 def _envs_rows(families) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     """Each family's name and rows (parameter, default, train / test, ood)."""
-    from metarl_cli.families import FAMILY_NAMES, Family
+    from metarl_cli.families import Family
 
     rows = []
-    for name, fam in zip(FAMILY_NAMES, families):
+    for fam in families:
         mine = []
         if isinstance(fam, Family) and fam.draw_text:
             mine.append((fam.draw_text, "", "drawn per task", "see parameter" if "ood" in fam.splits else "none"))
@@ -222,7 +222,7 @@ def _envs_rows(families) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
         for r in fam.ranges:
             ood = "\n∪ ".join(map(interval, r.ood)) or "as train"  # an interval a line
             mine.append((r.name, f"{r.default:g}", interval(r.train), ood))
-        rows.append((name, mine))
+        rows.append((fam.name, mine))
     return rows
 
 
@@ -257,7 +257,7 @@ def print_report(rows, title: str) -> None:
 def print_envs(families) -> None:
     """`metarl envs`: the families' parameters and ranges, as a table or (too narrow for one) a list,
     then a line on each family."""
-    from metarl_cli.families import FAMILY_NAMES, RegressionFamily
+    from metarl_cli.families import RegressionFamily
 
     # The numbers never wrap where the terminal is as wide as the table with its parameter column
     # at the longest name (80 columns do): a family's description wraps within that column instead.
@@ -267,9 +267,9 @@ def print_envs(families) -> None:
         _print_envs_list(families)
     else:
         out.print(narrow if _natural_width(narrow) > out.width else _envs_table(families, numbers_whole=True))
-    for name, fam in zip(FAMILY_NAMES, families):
+    for fam in families:
         if isinstance(fam, RegressionFamily):
             shape = f"regression, x in {interval(fam.x_range)}"
         else:
             shape = f"{fam.horizon}-step episodes, " + (f"{fam.action_dim} discrete actions" if fam.discrete else f"{fam.action_dim}-d continuous actions")
-        out.print(f"[bold]{name}[/] ({shape}): {fam.summary}", highlight=False)
+        out.print(f"[bold]{fam.name}[/] ({shape}): {fam.summary}", highlight=False)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -762,3 +763,13 @@ def test_a_learning_band_wider_than_the_seeds_values_is_cut_there(tmp_path, metr
     assert title in shown[0] and shown[1] == scale, shown
     if limits:
         np.testing.assert_allclose(shown[2], limits, rtol=1e-9)
+
+
+def test_a_report_writes_no_number_json_cannot_hold(tmp_path):
+    from metarl_cli.report import ReportRow, write_report
+
+    rows = [ReportRow("run", "train", "training", "return", 2, 2, "mean", math.inf, -math.inf, math.nan)]
+    csv_path, json_path = write_report(rows, tmp_path / "rep")
+    written = json.loads(json_path.read_text(), parse_constant=lambda word: pytest.fail(f"{word} in {json_path}"))
+    assert [written[0][key] for key in ("estimate", "low", "high")] == [None, None, None]
+    assert csv_path.read_text().splitlines()[1].endswith(",mean,,,,0")
