@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
-from metarl_cli.errors import UserError
+from metarl_cli.errors import UserError, out_of_memory
 from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting
 from metarl_cli.tables import interval, print_envs, print_evaluation, print_report
 from metarl_cli.training.progress import console
@@ -61,6 +61,18 @@ def _final_returns_line(last) -> str:
     return f"mean return of the training episodes in {window}: {per_seed}; mean over {over} {sum(ended.values()) / len(ended):.1f}"
 
 
+def _nonempty_path(name: str):
+    """The parser of a path option or argument `name`: an empty one, which Path reads as the current
+    directory, is refused (UserError)."""
+
+    def parse(text: str) -> Path:
+        if not text:
+            raise UserError(f"{name} is empty; give a path")
+        return Path(text)
+
+    return parse
+
+
 def _say(text: str) -> None:
     """One message on stderr as written: no rich markup (a path may hold brackets), one line."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -88,12 +100,13 @@ def _diverged(error: Exception) -> None:
 def train(
     algo: str = typer.Argument(..., metavar="ALGO", help=f"Algorithm: {', '.join(ALGORITHMS)}."),
     env: Optional[str] = typer.Option(None, "--env", "-e", metavar="FAMILY", help=f"Task family (see `metarl envs`); default {DEFAULT_ENVS}."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", metavar="FILE", help="TOML file of config values."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", metavar="FILE", parser=_nonempty_path("--config"), help="TOML file of config values."),
     set_: List[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override one config key: key=value (repeatable)."),
     seeds: Optional[int] = typer.Option(
         None, "--seeds", metavar="N", help="Independent runs in one compiled program, seeded seed, seed+1, ... (same as --set seeds=N)."
     ),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", metavar="DIR", help="Where to write the run (default runs/ALGO-ENV-DATE-TIME)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", metavar="DIR", parser=_nonempty_path("--run-dir"),
+                                           help="Where to write the run (default runs/ALGO-ENV-DATE-TIME)."),
     resume: bool = typer.Option(
         False, "--resume", metavar="", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; --set checkpoint_every=N and keep_checkpoints=N change how it saves; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
     ),
@@ -112,8 +125,8 @@ def train(
         from metarl_cli.evaluate import baselines_of
         from metarl_cli.families import family_for
         from metarl_cli.training.final_returns import final_returns
-        from metarl_cli.training.rundir import (MetricsLog, check_new, claim_default_run_dir, command_line, default_run_dir, eval_command,
-                                                first_free, holding, load_run, prepare_new, record_resume, write_manifest)
+        from metarl_cli.training.rundir import (MetricsLog, check_new, check_unheld, claim_default_run_dir, command_line, default_run_dir,
+                                                eval_command, first_free, holding, load_run, prepare_new, record_resume, write_manifest)
         from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, stop_signals_set, train as run_training
 
     if resume and overwrite:
@@ -158,6 +171,8 @@ def train(
         except UserError as e:
             _say(f"warning: `metarl eval` will refuse this run: {e}")
     if dry_run:
+        if (resume and not nothing_to_do) or replaces:  # as the run would be refused
+            check_unheld(run_dir, replaces)
         typer.echo(config_toml(cfg, algo) + _ranges_comment(family), nl=False)
         if resume:
             plan = f"do nothing: {finished}" if nothing_to_do else f"resume {run_dir} from iteration {done} of {cfg.iterations}"
@@ -197,7 +212,7 @@ def train(
                         run_dir.rmdir()  # made empty just now
                 _exit_interrupted("interrupted before training began" + (f"; the run that was in {run_dir} is removed" if replaced else ""))
             write_manifest(run_dir, algo, cfg, command_line())
-        console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {run_dir}")
+        console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {escape(str(run_dir))}")
         try:
             summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet, stop=stop)
         except DivergedError as e:
@@ -212,7 +227,7 @@ def train(
     last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())
     if last:
         console.print(_final_returns_line(last), highlight=False)
-    console.print(
+    _say(
         f"done: {summary.iterations_done} iteration{'s' if summary.iterations_done != 1 else ''} in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
         f"Next: {eval_command(run_dir)}"
@@ -236,7 +251,7 @@ EVAL_SPLIT, EVAL_CHECKPOINT = "test", "latest"  # eval's defaults, which a sugge
 
 @app.command("eval")
 def eval_(
-    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by `metarl train`."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", parser=_nonempty_path("RUN_DIR"), help="A run directory written by `metarl train`."),
     split: str = typer.Option(EVAL_SPLIT, "--split", metavar="SPLIT", help="test (new tasks, train ranges; metamaze: goals training never draws), ood (held-out ranges) or train (tasks from the training split)."),
     tasks: Optional[int] = typer.Option(None, "--tasks", "-n", metavar="N", help="Held-out tasks (default: the run's eval_tasks)."),
     steps: Optional[int] = typer.Option(None, "--steps", "-k", metavar="K", help="Adaptation steps (default: the run's eval_steps); dqn takes only 0 (it does not adapt), rl2 none (it adapts within a trial)."),
@@ -269,8 +284,7 @@ def eval_(
 
 def _say_left_out(run: Path, what: str) -> None:
     """That `run` is left out of a report or plot, and why (e.g. a sweep's point that failed early)."""
-    console.print(f"{run} has nothing to {what} yet (no value of its headline metric logged by every seed, no evaluation): left out",
-                  highlight=False)
+    _say(f"{run} has nothing to {what} yet (no value of its headline metric logged by every seed, no evaluation): left out")
 
 
 def _runs_to_read(paths: list[Path], what: str) -> list[Path]:
@@ -286,14 +300,17 @@ def _runs_to_read(paths: list[Path], what: str) -> list[Path]:
 
 @app.command()
 def report(
-    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories, or directories holding runs at any depth (a sweep; runs/)."),
-    step: Optional[int] = typer.Option(None, "--step", "-k", metavar="K", help="Adaptation steps whose score is reported (default: the last evaluated); RL^2 runs report each episode of the trial and its total instead."),
+    runs: List[Path] = typer.Argument(..., metavar="DIR", parser=_nonempty_path("DIR"),
+                                      help="Run directories, or directories holding runs at any depth (a sweep; runs/)."),
+    step: Optional[int] = typer.Option(None, "--step", "-k", metavar="K", help="Adaptation steps whose score is reported (default: the last evaluated; a split evaluated to fewer is left out); RL^2 runs report each episode of the trial and its total instead."),
     out_prefix: str = typer.Option("report", "--out", "-o", metavar="OUT", help="Writes OUT.csv and OUT.json."),
 ):
     """One table across runs and seeds: interquartile mean with a 95% stratified-bootstrap interval, per run and split (a training row: the mean over seeds, Student-t interval)."""
     with interrupts_held():  # these load JAX
         from metarl_cli.report import report_paths, run_rows, write_report
 
+    if step is not None and step < 0:
+        raise UserError(f"--step must be >= 0, got {step}")
     report_paths(out_prefix)  # refuse a bad --out before the work
     rows = []
     for run in _runs_to_read(runs, "report"):
@@ -307,12 +324,13 @@ def report(
              "a training row: the mean [95% Student-t CI] over seeds")
     print_report(rows, title)
     csv_path, json_path = write_report(rows, out_prefix)
-    console.print(f"wrote {csv_path} and {json_path}")
+    _say(f"wrote {csv_path} and {json_path}")
 
 
 @app.command()
 def plot(
-    runs: List[Path] = typer.Argument(..., metavar="DIR", help="Run directories (finished or still training), or directories holding runs at any depth."),
+    runs: List[Path] = typer.Argument(..., metavar="DIR", parser=_nonempty_path("DIR"),
+                                      help="Run directories (finished or still training), or directories holding runs at any depth."),
     output: str = typer.Option(..., "--output", "-o", metavar="FILE.png", help="The PNG to write."),
 ):
     """Learning curves (with a band across seeds) and, where evaluated, adaptation curves, into one PNG."""
@@ -320,9 +338,12 @@ def plot(
         from metarl_cli.plot import check_output, plot_runs
 
     check_output(output)  # refuse a bad --output before reading the runs
-    for run in plot_runs(_runs_to_read(runs, "plot"), output):
+    undrawn = plot_runs(_runs_to_read(runs, "plot"), output)
+    for run in undrawn.left_out:
         _say_left_out(run, "plot")
-    console.print(f"wrote {Path(output)}")
+    for run in undrawn.without_curve:
+        _say(f"{run} has no learning curve yet (no value of its headline metric logged by every seed): only its evaluation is drawn")
+    _say(f"wrote {Path(output)}")
 
 
 @app.command()
@@ -352,4 +373,10 @@ def main() -> None:
         except OSError as e:  # a path that cannot be read or written: the system's reason and the path
             where = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
             console.print(f"[red]error:[/] {escape(e.strerror or str(e))}{escape(': ' + where) if where else ''}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except Exception as e:
+            if (size := out_of_memory(e)) is None:
+                raise
+            console.print(f"[red]error:[/] out of memory: a buffer of {size} could not be allocated; ask for less at once "
+                          "(eval: --tasks, --steps; train: meta_batch, lanes, seeds, buffer_size)", highlight=False, soft_wrap=True)
             sys.exit(1)

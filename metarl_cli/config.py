@@ -107,9 +107,13 @@ def _check_unit(config, *names: str, above_zero: bool = False) -> None:
 
 
 def _check_eval(config) -> None:
-    """Every config's `eval_tasks`, the default held-out tasks of `metarl eval`."""
+    """Every config's `eval_tasks`, the default held-out tasks of `metarl eval`, and its `eval_steps`
+    where it has them: no more than eval takes as --tasks and --steps."""
     if config.eval_tasks < 2:
         raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {config.eval_tasks}")
+    for name in ("eval_tasks", "eval_steps"):
+        if getattr(config, name, 0) > MAX_COUNT:
+            raise UserError(f"{name} = {getattr(config, name)} is more than eval can count; at most {MAX_COUNT}")
 
 
 def _check_hidden(hidden: tuple[int, ...]) -> None:
@@ -505,6 +509,8 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float) and value.is_integer():  # a count written 1e6, a float in TOML
+            return int(value)
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

@@ -35,7 +35,7 @@ from rich.markup import escape
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
-from metarl_cli.config import DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, write_config
+from metarl_cli.config import MAX_COUNT, DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.files import json_number, updating, write_atomically
@@ -103,6 +103,9 @@ def check_eval_options(split: str, tasks: int | None, steps: int | None, checkpo
         raise UserError(f"--tasks must be at least 2 for a confidence interval, got {tasks}")
     if steps is not None and steps < 0:
         raise UserError(f"--steps must be >= 0, got {steps}")
+    for option, count in (("--tasks", tasks), ("--steps", steps)):  # larger, XLA aborts the process as it sizes arrays
+        if count is not None and count > MAX_COUNT:
+            raise UserError(f"{option} {count} is more than eval can count; at most {MAX_COUNT}")
 
 
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:
@@ -127,10 +130,13 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
         if step is None:
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
         done = checkpoints.step()
+        if checkpoint == "best" and not checkpoints.scored(step):
+            console.print(f"note: no checkpoint of {run_dir} has a score (a DQN chunk in which no training episode ended has none): "
+                          f"the best is the latest, iteration {step}", markup=False, highlight=False)
 
     baselines = baselines_of(algo, algo_name, config, family)
     if baselines and (warning := budget_warning(run_dir, checkpoint, step, done, config.iterations)):
-        console.print(warning, highlight=False)
+        console.print(warning, markup=False, highlight=False)
     held_out = draw_tasks(family, EVAL_KEY, tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
     label = "meta-learned" if algo.adapts else "trained"
@@ -256,7 +262,7 @@ def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bo
             try:
                 step, state = _latest_state(run_dir, baseline)
             except UnreadableCheckpoint as damage:  # a cache of ours: trained again rather than the eval stopped
-                console.print(f"the cached {baseline.name} baseline trains again from the start: {damage.where} cannot be read "
+                console.print(f"the cached {baseline.name} baseline trains again from the start: {escape(str(damage.where))} cannot be read "
                               f"({escape(damage.reason)})", highlight=False)
                 fresh = True
             else:
@@ -271,7 +277,7 @@ def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bo
             write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")
         console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
         for warning in baseline.config.warnings():  # its budget is the run's: a short run gives a short one
-            console.print(f"warning: the {baseline.name} baseline: {warning}", highlight=False)
+            console.print(f"warning: the {baseline.name} baseline: {warning}", markup=False, highlight=False)
         jobs.append(TrainJob(baseline.algo, baseline.config, base_dir, resume=not fresh))
     try:
         train_all(jobs, show_progress)

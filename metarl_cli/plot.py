@@ -79,32 +79,40 @@ def check_output(output: str | Path) -> None:
     check_writable(output)
 
 
-def plot_runs(runs: list[Path], output: str | Path) -> list[Path]:
+class Undrawn(NamedTuple):
+    """The runs a figure leaves out, whole or in part."""
+
+    left_out: list[Path]  # nothing to draw yet
+    without_curve: list[Path]  # drawn for their evaluation alone: no learning curve yet
+
+
+def plot_runs(runs: list[Path], output: str | Path) -> Undrawn:
     """Learning and adaptation curves of `runs` into the PNG `output` (see `check_output`); returns
-    the runs left out, with nothing to draw yet."""
+    the runs it leaves out, whole or in part."""
     output = Path(output)
-    fig, left_out = draw_runs(runs)
+    fig, undrawn = draw_runs(runs)
     try:
         with writing(output):
             output.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(output, dpi=120)
     finally:
         plt.close(fig)
-    return left_out
+    return undrawn
 
 
 def draw_runs(runs: list[Path]):
     """The figure of `runs`: a panel of learning curves for each kind of curve (an x and a y: the
     algorithm's iteration, its headline metric), then a panel of adaptation curves for each kind of
-    evaluation; two panels a row. Returns it and the runs with neither (left out)."""
+    evaluation; two panels a row. Returns it and the runs it leaves out, whole or in part (`Undrawn`)."""
     learning: dict[tuple[str, str], dict[Path, LearningCurve]] = defaultdict(dict)
     for run in runs:
         algo = load_run(run)[0]  # a clear error where it is not a run
         if curve := learning_curve(run):
             learning[learning_axes(algo, curve.metric)][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
-    drawn = {run for curves in learning.values() for run in curves} | set(evaluations)
-    left_out = [run for run in runs if run not in drawn]
+    with_curve = {run for curves in learning.values() for run in curves}
+    undrawn = Undrawn(left_out=[run for run in runs if run not in with_curve and run not in evaluations],
+                      without_curve=[run for run in evaluations if run not in with_curve])
     if not learning and not evaluations:
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
@@ -123,7 +131,7 @@ def draw_runs(runs: list[Path]):
         _draw_learning(ax, labels, curves, names)
     for ax, ((score, trial), results) in zip(axes[len(learning):], kinds.items()):
         _draw_adaptation(ax, score, trial, results, names)
-    return fig, left_out
+    return fig, undrawn
 
 
 def run_names(runs: list[Path]) -> dict[Path, str]:

@@ -37,6 +37,7 @@ from metarl_cli.files import check_writable, json_number, output_file, writing
 from metarl_cli.stats import diverged_count, mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
+from metarl_cli.training.progress import console
 from metarl_cli.training.rundir import MetricsLog, eval_command, is_run, load_run
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
@@ -93,7 +94,7 @@ class ReportRow(NamedTuple):
     seeds: int
     n: int  # values pooled
     estimator: str  # "IQM" (stratified bootstrap interval), or "mean" (Student-t interval): a training row's
-    estimate: float  # NaN where some diverged
+    estimate: float  # NaN where some diverged, or no value (n = 0)
     low: float
     high: float
     diverged: int = 0  # of the n values, those not finite (a task whose adaptation diverged): then no estimate
@@ -204,17 +205,15 @@ def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, ite
     interval (as `metarl plot` draws the curve's end): a percentile bootstrap over a handful of
     values would be too narrow (over two seeds it is their range whatever their spread, which holds
     the true mean half the time). A run that logs its training episodes (DQN) gives each seed's mean
-    return over the last tenth of its env steps, as `metarl train` ends with; another, each seed's
-    last value. "final" once the run has done its `iterations`, else the iteration it has reached."""
+    return over the last tenth of its env steps, as `metarl train` ends with (no value, n = 0, where no
+    seed's episode ended there: the row says so); another, each seed's last value. "final" once the run has done its `iterations`, else the iteration it has reached."""
     at = "final " if done >= iterations else ""
     where = "" if at else _unfinished(done, iterations)
     episodes = final_returns(records)
     if episodes is not None:
         values = [v for v in episodes.per_seed.values() if v is not None]
-        if not values:
-            return []
         none = [str(seed) for seed, v in episodes.per_seed.items() if v is None]
-        detail = f"; none of seed {', '.join(none)}'s ended there" if none else ""
+        detail = "; no seed's ended there" if not values else f"; none of seed {', '.join(none)}'s ended there" if none else ""
         label = f"{at}return{where} (episodes of the last {episodes.window:,} env steps{detail})"
         seeds = len(episodes.per_seed)
     else:
@@ -222,7 +221,7 @@ def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, ite
         if curves is None:
             return []
         values, label, seeds = curves.values[-1], f"{at}{metric_label(algo, curves.metric)}{where}", curves.values.shape[1]
-    mean, half = mean_ci95(values)
+    mean, half = mean_ci95(values) if len(values) else (math.nan, math.nan)
     return [ReportRow(str(run_dir), "train", "training", label, seeds, len(values), "mean", mean, mean - half, mean + half)]
 
 
@@ -275,7 +274,14 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, iterations: int, ad
     rows = []
     for split, result in sorted(read_evaluation(run_dir).items()):
         per_task = result["per_task"]
-        metrics = _trial_metrics(result) if result.get("trial") else [_step_metric(run_dir, split, result, step, result.get("adapts", adapts))]
+        if result.get("trial"):
+            metrics = _trial_metrics(result)
+        elif (metric := _step_metric(result, step, result.get("adapts", adapts))) is not None:
+            metrics = [metric]
+        else:  # evaluated to fewer steps than --step: the other splits and runs are still reported
+            console.print(f"{run_dir}: its '{split}' evaluation went to k = {result['steps']}, not {step}: left out of the report",
+                          markup=False, highlight=False)
+            continue
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
         elif result.get("checkpoint") == "latest" and result.get("iteration", iterations) < iterations:
@@ -303,12 +309,12 @@ def scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
     return groups
 
 
-def _step_metric(run_dir: Path, split: str, result: dict, step: int | None, adapts: bool) -> Metric:
-    """The score after `step` adaptation steps (default: the last evaluated); after 0 for a run that
-    does not adapt (DQN), beside runs that do."""
+def _step_metric(result: dict, step: int | None, adapts: bool) -> Metric | None:
+    """The score after `step` adaptation steps (default: the last evaluated; None where the evaluation
+    went to fewer); after 0 for a run that does not adapt (DQN), beside runs that do."""
     k = result["steps"] if step is None or not adapts else step
-    if not 0 <= k <= result["steps"]:
-        raise UserError(f"--step {k} is outside 0..{result['steps']} for the '{split}' evaluation of {run_dir}")
+    if k > result["steps"]:
+        return None
     return f"{result['score']} after {k} step{'' if k == 1 else 's'}", itemgetter(k)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich import box
 from rich.cells import cell_len
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.padding import Padding
 from rich.table import Table
@@ -30,9 +31,16 @@ def _result_table(run_dir: Path, result, what: str) -> Table:
     done, planned = result.progress
     unfinished = f"; the run, unfinished, has done {done} of {planned}" if done < planned else ""
     return Table(
-        title=f"{run_dir}: {what}\n(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration}{unfinished})",
+        title=f"{escape(str(run_dir))}: {what}\n(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration}{unfinished})",
         caption=f"published: {'; '.join(sources)}" if sources else None,
     )
+
+
+def _figures(x: float) -> str:
+    """A report's number: three significant figures, or the whole number where those would take an
+    exponent below a million (a return of -1654.3 as -1654, not -1.65e+03; 999.6 as 1000)."""
+    text = f"{x:.3g}"
+    return f"{x:.0f}" if "e+" in text and abs(x) < 999_999.5 else text
 
 
 def _diverged_cell(diverged: int, of: int) -> str:
@@ -150,10 +158,12 @@ def report_table(rows, title: str, with_run: bool) -> Table:
         first_of_run = i == 0 or rows[i - 1].run != row.run
         if row.diverged:
             summary = [_diverged_cell(row.diverged, row.n), "n/a"]
+        elif not row.n:  # a training row with no value (its label says why)
+            summary = ["none", "n/a"]
         else:
-            summary = [f"{row.estimate:.3g} ({row.estimator})", f"[{row.low:.3g}, {row.high:.3g}]" if row.n > 1 else "n/a (one value)"]
+            summary = [f"{_figures(row.estimate)} ({row.estimator})", f"[{_figures(row.low)}, {_figures(row.high)}]" if row.n > 1 else "n/a (one value)"]
         cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), *summary]
-        body.append((first_of_run and i > 0, ([row.run if first_of_run else ""] if with_run else []) + cells))
+        body.append((first_of_run and i > 0, ([escape(row.run) if first_of_run else ""] if with_run else []) + cells))
     texts = [[Text.from_markup(text).plain for text in [label] + [cells[j] for _, cells in body]] for j, label in enumerate(labels)]
     longest = [max(cell_len(text) for text in column) for column in texts]
     words = [max(cell_len(word) for text in column for word in text.split() or [""]) for column in texts]
@@ -251,7 +261,7 @@ def print_report(rows, title: str) -> None:
         return
     out.print(f"[italic]{title}[/]")
     for run, run_rows in itertools.groupby(rows, key=lambda row: row.run):
-        out.print(report_table(list(run_rows), run, with_run=False))
+        out.print(report_table(list(run_rows), escape(run), with_run=False))
 
 
 def print_envs(families) -> None:

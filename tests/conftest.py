@@ -118,10 +118,11 @@ def one_task_meta_loss(learner, params, task, key, steps: int, lr, first_order: 
     return losses[0], (pre[0], post[0])
 
 
-def checkpoints_stub(restored: int, latest: int, chosen: list | None = None) -> type:
+def checkpoints_stub(restored: int, latest: int, chosen: list | None = None, scored: bool = True) -> type:
     """A stand-in for `training.checkpoint.Checkpoints` (to monkeypatch into `evaluate`): its latest
     checkpoint is at iteration `latest`, and whichever one is chosen restores as iteration `restored`
-    with no parameters; each choice ("latest" or "best") is appended to `chosen`."""
+    with no parameters; each choice ("latest" or "best") is appended to `chosen`; every checkpoint
+    has a score, or none (`scored`)."""
 
     class Checkpoints:
         def __init__(self, *args, **kwargs):
@@ -140,5 +141,8 @@ def checkpoints_stub(restored: int, latest: int, chosen: list | None = None) -> 
 
         def step(self, which="latest"):
             return latest
+
+        def scored(self, step):
+            return scored
 
     return Checkpoints

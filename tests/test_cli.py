@@ -529,6 +529,13 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["eval", "EDITED"], "edited/config.toml: config key 'total_steps' expects int"),
         (["train", "maml", "--resume", "--overwrite", "-o", "MISSING"], "--resume and --overwrite contradict each other; pass one"),
         (["train", "maml", "--resume"], "--resume needs --run-dir naming the run to continue"),
+        (["train", "maml", "-o", ""], "--run-dir is empty; give a path"),  # not '.', as Path reads it
+        (["train", "maml", "--config", ""], "--config is empty; give a path"),
+        (["eval", ""], "RUN_DIR is empty; give a path"),
+        (["report", "FOREIGN", "--step", "-1"], "--step must be >= 0, got -1"),
+        (["train", "maml", "--set", "eval_steps=3e9"], "eval_steps = 3000000000 is more than eval can count; at most 2147483647"),
+        (["report", "FOREIGN", ""], "DIR is empty; give a path"),
+        (["plot", "", "-o", "PNGDIR"], "DIR is empty; give a path"),
     ],
 )
 def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, message):
@@ -579,6 +586,19 @@ def test_set_values_read_as_toml_or_as_python_numbers(text, value):
     from metarl_cli.config import parse_override
 
     assert parse_override(text) == (text.split("=")[0], value)
+
+
+def test_a_count_written_as_a_whole_float_is_taken_and_a_fraction_refused():
+    """TOML reads 1e6 as a float: a count (total_steps) takes it as 1,000,000; 2.5 is refused, and 1e16
+    for what it is, more than a run can count."""
+    from metarl_cli.config import resolve_config
+    from metarl_cli.errors import UserError
+
+    assert resolve_config("dqn", "cartpole", None, ["total_steps=1e6", "learning_starts=1e4"]).total_steps == 1_000_000
+    with pytest.raises(UserError, match="config key 'iterations' expects int, got 2.5"):
+        resolve_config("maml", "cartpole-family", None, ["iterations=2.5"])
+    with pytest.raises(UserError, match="iterations = 10000000000000000 is more than a run can count"):
+        resolve_config("maml", "cartpole-family", None, ["iterations=1e16"])
 
 
 def test_an_eval_cell_keeps_a_huge_value_short():
@@ -672,7 +692,7 @@ def test_two_evals_writing_eval_json_at_once_keep_both_splits(tmp_path, monkeypa
     assert raised.value.filename == str(tmp_path / "gone" / "eval.json")
 
 
-def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_tasks(tmp_path, monkeypatch):
+def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_tasks(tmp_path, monkeypatch, capsys):
     from metarl_cli import evaluate
     from metarl_cli.config import MamlRLConfig, write_config
 
@@ -696,6 +716,12 @@ def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_ta
         evaluate.evaluate(run, "ood", None, None, "best", show_progress=False)
     # The held-out tasks: the split's, from their own key (a baseline's step is tuned on others).
     assert chosen == ["best"] and drawn == [(evaluate.EVAL_KEY, "ood")] and evaluate.EVAL_KEY != evaluate.VALIDATION_KEY
+    assert "has a score" not in capsys.readouterr().err
+    # Where no checkpoint has a score (DQN chunks in which no episode ended), "best" is the latest, and eval says so.
+    monkeypatch.setattr(evaluate, "Checkpoints", checkpoints_stub(restored=3, latest=3, scored=False))
+    with pytest.raises(Drawn):
+        evaluate.evaluate(run, "ood", None, None, "best", show_progress=False)
+    assert f"no checkpoint of {run} has a score" in " ".join(capsys.readouterr().err.split())
 
 
 def test_the_eval_command_a_message_suggests_quotes_a_path_the_shell_would_split():
@@ -934,6 +960,50 @@ def test_an_os_error_exits_with_status_1_naming_the_paths(cli, monkeypatch):
     assert code == 1 and "error: Permission denied: /a -> /b" in err
 
 
+def test_memory_xla_cannot_allocate_exits_with_status_1_and_one_line(cli, monkeypatch):
+    """XLA's out-of-memory error (a --tasks or meta_batch too large for the machine): the size asked
+    for and what to ask for less of, exit 1, no traceback; another error of JAX's is left as it is."""
+    import jax.numpy as jnp
+    from jax.errors import JaxRuntimeError
+
+    from metarl_cli import cli as cli_module
+    from metarl_cli.errors import out_of_memory
+
+    for words, size in (("RESOURCE_EXHAUSTED: Out of memory allocating 4000000000000 bytes.", "4,000.0 GB"),  # XLA's CPU
+                        ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 31457280 bytes.", "31.5 MB")):  # a GPU's
+
+        def fail(words=words):
+            raise JaxRuntimeError(words)
+
+        monkeypatch.setattr(cli_module, "app", fail)
+        code, _, err = cli("envs")
+        err = " ".join(err.split())
+        assert code == 1 and f"error: out of memory: a buffer of {size} could not be allocated; ask for less" in err and "Traceback" not in err
+    # XLA's words as it says them now, for an array larger than a process's address space (4 PB: refused
+    # at once, whatever the system's overcommit policy, without touching memory).
+    with pytest.raises(JaxRuntimeError) as raised:
+        jnp.zeros((10**15,)).block_until_ready()
+    assert out_of_memory(raised.value) == "4,000,000.0 GB", raised.value
+
+    def another_error():
+        raise JaxRuntimeError("INTERNAL: something else")
+
+    monkeypatch.setattr(cli_module, "app", another_error)
+    with pytest.raises(JaxRuntimeError, match="something else"):
+        cli("envs")
+
+
+def test_eval_refuses_counts_above_32_bits_before_xla_sizes_its_arrays():
+    """--tasks or --steps of 2**31 or more: one line (XLA aborted the process, rc 134, at 1e11 tasks)."""
+    from metarl_cli.errors import UserError
+    from metarl_cli.evaluate import check_eval_options
+
+    for tasks, steps, option in ((10**11, None, "--tasks"), (None, 2**31, "--steps")):
+        with pytest.raises(UserError, match=f"{option} .* is more than eval can count; at most 2147483647"):
+            check_eval_options("test", tasks, steps, "latest")
+    check_eval_options("test", 2**31 - 1, 2**31 - 1, "latest")  # the largest counts pass
+
+
 def test_envs_says_a_drawn_family_without_an_ood_split_has_none(cli, monkeypatch):
     """bandit draws its arms per task and has splits (train, test): its ood column says 'none'."""
     from rich.console import Console
@@ -1013,12 +1083,16 @@ def test_a_run_being_written_by_another_process_is_neither_resumed_nor_replaced(
     other = os.open(run, os.O_RDONLY)  # as another process's lock would: another open file description
     try:
         fcntl.flock(other, fcntl.LOCK_EX)
-        for args in (["--resume", "--set", "iterations=4"], ["--overwrite", "--env", "sinusoid"]):
+        for args in (["--resume", "--set", "iterations=4"], ["--overwrite", "--env", "sinusoid"],  # a dry run says so too
+                     ["--resume", "--set", "iterations=4", "--dry-run"], ["--overwrite", "--env", "sinusoid", "--dry-run"]):
             code, _, err = cli("train", "maml", "-o", str(run), *args, "-q")
             assert code == 2 and "is being written by another metarl process" in " ".join(err.split()), (args, err)
             assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
     finally:
         os.close(other)
+    code, _, err = cli("train", "maml", "-o", str(run), "--overwrite", "--env", "sinusoid", "--dry-run", "-q")
+    assert code == 0 and f"would replace the run in {run}" in " ".join(err.split()), err
+    assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files  # no lock file made either
 
 
 def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock_is(cli, tmp_path, monkeypatch):
@@ -1047,11 +1121,14 @@ def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock
     files = {path: path.read_bytes() for path in run.iterdir() if path.is_file()}
     evaluating = lock(run / rundir.EVAL_LOCK, shared=True)  # as another process's eval would
     try:
-        code, _, err = cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=2", "--overwrite", "-o", str(run), "-q")
-        assert code == 2 and f"{run} is being evaluated by another metarl process" in " ".join(err.split()), err
-        assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
+        for dry_run in ([], ["--dry-run"]):
+            code, _, err = cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=2", "--overwrite", "-o", str(run), "-q", *dry_run)
+            assert code == 2 and f"{run} is being evaluated by another metarl process" in " ".join(err.split()), err
+            assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
     finally:
         os.close(evaluating)
+    code, _, err = cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=2", "--overwrite", "-o", str(run), "-q", "--dry-run")
+    assert code == 0 and f"would replace the run in {run}" in " ".join(err.split()), err
 
     holding = rundir.holding
 

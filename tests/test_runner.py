@@ -74,6 +74,13 @@ def test_an_iteration_whose_score_is_not_finite_never_ranks_best_and_logs_null(t
     train(toy_algorithm(step), MamlRLConfig(iterations=6, keep_checkpoints=1), tmp_path, resume=False, show_progress=False)
     with Checkpoints(tmp_path, 1) as ckpt:
         assert (ckpt.step("best"), ckpt.step()) == (3, 6)
+        assert ckpt.scored(3) and ckpt.scored(6)
+    # No iteration with a score: "best" is the latest, which has none.
+    unscored = tmp_path / "unscored"
+    nan_step = lambda state: (step(state)[0], {**step(state)[1], "post_return": jnp.float32(jnp.nan)})  # noqa: E731
+    train(toy_algorithm(nan_step), MamlRLConfig(iterations=3, keep_checkpoints=1), unscored, resume=False, show_progress=False)
+    with Checkpoints(unscored, 1) as ckpt:
+        assert (ckpt.step("best"), ckpt.step()) == (3, 3) and not ckpt.scored(3)
 
     def strict(constant):
         raise ValueError(f"{constant} in metrics.jsonl")

@@ -15,7 +15,6 @@ import pytest
 
 from conftest import wait_for
 from metarl_cli.config import DqnConfig, MamlRLConfig, Rl2Config, write_config
-from metarl_cli.errors import UserError
 from metarl_cli.plot import LEGEND_WIDTH, draw_runs
 from metarl_cli.report import iqm, report_paths, run_rows, stratified_bootstrap_ci
 from metarl_cli.training.checkpoint import Checkpoints
@@ -365,7 +364,7 @@ def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign
             assert code == 2 and "has no per-task scores for its 'ood' split" in err and "--split ood` writes it again" in err, (args, err)
 
 
-def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path):
+def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path, capsys):
     adapting = fake_run(tmp_path / "maml-dqn", seeds=1, iterations=3, evaluated=False)
     write_eval(adapting, {"meta-learned": [[1.0, 2.0], [5.0, 6.0]]})
     plain = fake_run(tmp_path / "dqn", seeds=1, iterations=3, evaluated=False)
@@ -373,8 +372,14 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
     rows = [r for run in (adapting, plain) for r in run_rows(run, step=1) if r.split == "test"]
     assert [(r.method, r.metric, r.estimate) for r in rows] == [("meta-learned", "return after 1 step", 5.5),
                                                            ("trained", "return after 0 steps", 3.5)]
-    with pytest.raises(UserError, match=r"--step 2 is outside 0..1 for the 'test' evaluation of .*maml-dqn"):
-        run_rows(adapting, step=2)
+    # Evaluated to fewer steps: that split is left out, and said to be, not the whole report refused.
+    write_eval(adapting, {"meta-learned": [[1.0, 2.0], [5.0, 6.0]], "random init": [[0.0, 0.0], [1.0, 1.0]]})
+    evaluation = json.loads((adapting / "eval.json").read_text())
+    evaluation["ood"] = {**evaluation["test"], "steps": 2, "per_task": {"meta-learned": [[1.0, 2.0], [5.0, 6.0], [7.0, 8.0]]}}
+    (adapting / "eval.json").write_text(json.dumps(evaluation))
+    assert [(r.split, r.metric, r.estimate) for r in run_rows(adapting, step=2) if r.split != "train"] == [("ood", "return after 2 steps", 7.5)]
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{adapting}: its 'test' evaluation went to k = 1, not 2: left out of the report" in err, err
     # An eval.json from before it recorded "adapts": the run's config says that DQN does not adapt.
     write_config(DqnConfig(), "dqn", plain / "config.toml")
     (plain / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "dqn"}))
@@ -494,6 +499,40 @@ def test_a_dqn_run_reports_its_end_of_training_returns_and_plots_each_seeds_late
     # Where the second seed has yet to log a value, no mean: the curve starts once both have one.
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines[:1] + lines[2:]))
     assert list(learning_curve(run)[1]) == [50, 75, 100]
+
+
+def test_a_dqn_run_none_of_whose_seeds_ended_an_episode_at_the_end_reports_a_training_row_saying_so(tmp_path, cli):
+    """Not a report without its training row and without a word (a hard family on a short budget):
+    the row names the window, has no value (n = 0, null in the files), and the table says "none".
+    (Its name holds what rich would read as markup: printed as it is, never a MarkupError.)"""
+    run = tmp_path / "dqn[" / "b]"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "dqn"}))
+    write_config(DqnConfig(env="cartpole", seeds=2, total_steps=1000, learning_starts=128), "dqn", run / "config.toml")
+    lines = [{"iteration": 25 * (i + 1), "seed": seed, "env_steps": 250 * (i + 1), "return": None, "episodes": 0}
+             for i in range(4) for seed in (0, 1)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_eval(run, {"trained (seed 0)": [[-500.0, -480.0]], "trained (seed 1)": [[-490.0, -470.0]]}, adapts=False)
+    training, evaluated = run_rows(run, step=None)
+    assert training.metric == "final return (episodes of the last 250 env steps; no seed's ended there)"
+    assert (training.seeds, training.n) == (2, 0) and math.isnan(training.estimate)
+    assert (evaluated.split, evaluated.n) == ("test", 4)
+    code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
+    [row_line] = [line for line in out.splitlines() if "no seed's ended there" in line]
+    assert code == 0 and row_line.split()[-4:] == ["2", "0", "none", "n/a"], (out, err)  # seeds, n, estimate, CI
+    assert json.loads((tmp_path / "rep.json").read_text())[0]["estimate"] is None
+    with open(tmp_path / "rep.csv", newline="") as f:
+        written = next(csv.DictReader(f))
+    assert (written["n"], written["estimate"], written["low"], written["high"]) == ("0", "", "", "")
+    # The plot draws its evaluation, and says that it has no learning curve to draw.
+    code, out, err = cli("plot", str(run), "-o", str(tmp_path / "curves.png"))
+    assert code == 0 and f"{run} has no learning curve yet" in " ".join(err.split()), err
+    # An earlier window's returns, in the thousands: whole numbers, not 3 figures and an exponent.
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**line, "return": -1654.3 - line["seed"], "episodes": 1}) + "\n" for line in lines))
+    code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
+    assert code == 0 and "-1655" in out.split() and "e+03" not in out, (out, err)
+    code, out, err = cli("plot", str(run), "-o", str(tmp_path / "curves.png"))
+    assert code == 0 and "no learning curve" not in err, err
 
 
 def test_seed_curves_carry_each_seeds_latest_value_into_every_later_iteration_it_skips():

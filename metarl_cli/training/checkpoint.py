@@ -124,6 +124,11 @@ class Checkpoints:
             return _best(self.manager.all_steps(), self._scores)
         return self.manager.latest_step()
 
+    def scored(self, step: int) -> bool:
+        """Whether checkpoint `step` was saved with a score (a DQN chunk in which no training episode
+        ended has none, nor has a step whose metadata is lost): "best" ranks a step without one last."""
+        return math.isfinite(self._scores.get(step, -math.inf))
+
     def restore(self, target: Any, which: str = "latest", step: int | None = None) -> Any:
         """The state saved at `step` (default: the latest, or the best), shaped like `target`; a
         UserError where that checkpoint cannot be read or does not fit `target`."""

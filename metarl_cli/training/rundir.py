@@ -109,23 +109,41 @@ def prepare_new(run_dir: Path, replace: bool) -> None:
     """Make the run directory, after `check_new`: `replace` (what it returned) removes the run there,
     its `RUN_ENTRIES`, and keeps anything else; refused (UserError) while the run is evaluated."""
     if replace:
-        try:
-            evaluations = lock(run_dir / EVAL_LOCK, wait=False)
-        except BlockingIOError:
-            raise UserError(f"{run_dir} is being evaluated by another metarl process; "
-                            "wait for it to end (or stop it) before replacing the run") from None
-        try:
+        with unevaluated(run_dir):
             for entry in map(run_dir.joinpath, RUN_ENTRIES):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
                     entry.unlink(missing_ok=True)
-        finally:
-            os.close(evaluations)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _cannot_be_made(run_dir, e) from None
+
+
+@contextmanager
+def unevaluated(run_dir: Path):
+    """Within the block no `metarl eval` reads the run in `run_dir` (`evaluating`); a UserError where one does."""
+    try:
+        fd = lock(run_dir / EVAL_LOCK, wait=False)
+    except BlockingIOError:
+        raise UserError(f"{run_dir} is being evaluated by another metarl process; "
+                        "wait for it to end (or stop it) before replacing the run") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_unheld(run_dir: Path, replace: bool) -> None:
+    """For a dry run, writing nothing: refuse (UserError) as training in `run_dir` would be refused
+    while another metarl process trains in it (`holding`), or, where the run is to be replaced
+    (`replace`), evaluates it (`unevaluated`)."""
+    with holding(run_dir):
+        pass
+    if replace and (run_dir / EVAL_LOCK).exists():  # no lock file: no eval has held it
+        with unevaluated(run_dir):
+            pass
 
 
 @contextmanager
@@ -139,7 +157,7 @@ def holding(run_dir: Path, wait: bool = False):
         if not wait:
             raise UserError(f"{run_dir} is being written by another metarl process; "
                             "wait for it to end (or stop it) before training in it") from None
-        console.print(f"waiting for another metarl process writing {run_dir} ...", highlight=False)
+        console.print(f"waiting for another metarl process writing {run_dir} ...", markup=False, highlight=False)
         fd = lock(run_dir)
     try:
         yield
