@@ -206,7 +206,8 @@ def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, ite
     values would be too narrow (over two seeds it is their range whatever their spread, which holds
     the true mean half the time). A run that logs its training episodes (DQN) gives each seed's mean
     return over the last tenth of its env steps, as `metarl train` ends with (no value, n = 0, where no
-    seed's episode ended there: the row says so); another, each seed's last value. "final" once the run has done its `iterations`, else the iteration it has reached."""
+    seed's episode ended there: the row says so); another, each seed's last value. "final" once the
+    run has done its `iterations`, else the iteration it has reached."""
     at = "final " if done >= iterations else ""
     where = "" if at else _unfinished(done, iterations)
     episodes = final_returns(records)
