@@ -6,10 +6,11 @@ band for its Student-t 95% confidence interval across seeds (cut, where it runs 
 lowest and highest values the panel's seeds logged), from the first iteration at which every seed has
 logged it, a seed that logs none in a chunk (DQN) keeping its latest value (a point with an
 error bar where a run has logged one chunk); a panel for each kind of curve, so that runs share axes
-only where their x and y mean the same. Then, for evaluated runs, the score after 0..K adaptation
+only where their x and y mean the same, on one task family. Then, for evaluated runs, the score after 0..K adaptation
 steps on held-out tasks, one line per method and baseline (a method's seeds averaged on each task),
 with 95% intervals over tasks and a gap, named in the legend, at a k where some task diverged; a
-panel for each kind of score (query MSE, return), and one for RL^2's return per episode of a trial.
+panel for each kind of score (query MSE, return) and family, and one for RL^2's return per episode
+of a trial. Where the runs are on several families, each panel's title names its own.
 MSEs are drawn on a log scale, so that one diverging step leaves the other lines readable.
 Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
 end of its path that tells it from the others.
@@ -102,13 +103,17 @@ def plot_runs(runs: list[Path], output: str | Path) -> Undrawn:
 
 def draw_runs(runs: list[Path]):
     """The figure of `runs`: a panel of learning curves for each kind of curve (an x and a y: the
-    algorithm's iteration, its headline metric), then a panel of adaptation curves for each kind of
-    evaluation; two panels a row. Returns it and the runs it leaves out, whole or in part (`Undrawn`)."""
-    learning: dict[tuple[str, str], dict[Path, LearningCurve]] = defaultdict(dict)
+    algorithm's iteration, its headline metric) and task family, then a panel of adaptation curves
+    for each kind of evaluation and family (a return on Pendulum and one on CartPole differ in
+    scale a hundredfold); two panels a row. Returns it and the runs it leaves out, whole or in part
+    (`Undrawn`)."""
+    learning: dict[tuple[str, str, str], dict[Path, LearningCurve]] = defaultdict(dict)
+    families = {}
     for run in runs:
-        algo = load_run(run)[0]  # a clear error where it is not a run
+        algo, config, _ = load_run(run)  # a clear error where it is not a run
+        families[run] = config.env
         if curve := learning_curve(run):
-            learning[learning_axes(algo, curve.metric)][run] = curve
+            learning[(*learning_axes(algo, curve.metric), config.env)][run] = curve
     evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
     with_curve = {run for curves in learning.values() for run in curves}
     undrawn = Undrawn(left_out=[run for run in runs if run not in with_curve and run not in evaluations],
@@ -116,7 +121,8 @@ def draw_runs(runs: list[Path]):
     if not learning and not evaluations:
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
-    kinds = shown_results(evaluations)
+    kinds = shown_results(evaluations, families)
+    named = len(set(families.values())) > 1  # a panel's title names its family where the runs have several
     panels = len(learning) + len(kinds)
     columns = min(2, panels)
     rows = -(-panels // columns)
@@ -127,10 +133,10 @@ def draw_runs(runs: list[Path]):
     for ax in axes:
         ax.set_prop_cycle(SERIES_STYLES)
     names = run_names(runs) if len(runs) > 1 else None
-    for ax, (labels, curves) in zip(axes, learning.items()):
-        _draw_learning(ax, labels, curves, names)
-    for ax, ((score, trial), results) in zip(axes[len(learning):], kinds.items()):
-        _draw_adaptation(ax, score, trial, results, names)
+    for ax, ((x_label, y_label, family), curves) in zip(axes, learning.items()):
+        _draw_learning(ax, (x_label, y_label), curves, names, family if named else None)
+    for ax, ((score, trial, family), results) in zip(axes[len(learning):], kinds.items()):
+        _draw_adaptation(ax, score, trial, results, names, family if named else None)
     return fig, undrawn
 
 
@@ -160,20 +166,24 @@ def adaptation_series(result: dict) -> list[tuple[str, int, np.ndarray, np.ndarr
     return series
 
 
-def shown_results(evaluations: dict[Path, dict]) -> dict[tuple[str, bool], dict[Path, tuple[str, dict]]]:
+def shown_results(evaluations: dict[Path, dict], families: dict[Path, str]
+                  ) -> dict[tuple[str, bool, str], dict[Path, tuple[str, dict]]]:
     """Each evaluated run's (split, result) on its `test` split, or else its first split by name, grouped
-    by kind, (score, whether it is an RL^2 trial): a kind is a panel, with its own axes."""
-    kinds: dict[tuple[str, bool], dict[Path, tuple[str, dict]]] = defaultdict(dict)
+    by kind, (score, whether it is an RL^2 trial, the run's task family from `families`): a kind is a
+    panel, with its own axes."""
+    kinds: dict[tuple[str, bool, str], dict[Path, tuple[str, dict]]] = defaultdict(dict)
     for run, evaluation in evaluations.items():
         split = "test" if "test" in evaluation else sorted(evaluation)[0]
         result = evaluation[split]
-        kinds[(result["score"], bool(result.get("trial")))][run] = (split, result)
+        kinds[(result["score"], bool(result.get("trial")), families[run])][run] = (split, result)
     return dict(sorted(kinds.items()))
 
 
-def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, LearningCurve], names: dict[Path, str] | None) -> None:
-    """One kind's learning curves. An MSE is drawn on a log scale; a band that runs past every value
-    the seeds logged (a t interval over two seeds is wide) is cut there, and the title says so."""
+def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, LearningCurve], names: dict[Path, str] | None,
+                   family: str | None) -> None:
+    """One kind's learning curves (on `family`, named in the title where given). An MSE is drawn on a
+    log scale; a band that runs past every value the seeds logged (a t interval over two seeds is
+    wide) is cut there, and the title says so."""
     x_label, y_label = labels
     log = next(iter(curves.values())).metric.endswith("mse")  # a panel's curves share their metric
     if log:
@@ -194,7 +204,7 @@ def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, LearningCurve
         what = "mean over seeds, band: 95% CI across seeds, cut at the seeds' range"
     else:
         what = "mean over seeds, band: 95% CI across seeds"
-    ax.set_title(f"learning curves: {y_label}{' (log scale)' if log else ''}\n({what})")
+    ax.set_title(f"learning curves: {y_label}{' (log scale)' if log else ''}{_on(family)}\n({what})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
@@ -222,9 +232,10 @@ def _cut_bands(ax, curves: list[LearningCurve], log: bool) -> bool:
     return True
 
 
-def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str] | None) -> None:
-    """One kind's curves: the score after k adaptation steps or, for an RL^2 trial, in its episode k + 1.
-    Each series is shifted a little sideways (within `DODGE`) so that intervals at one k stay apart."""
+def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str] | None, family: str | None) -> None:
+    """One kind's curves: the score after k adaptation steps or, for an RL^2 trial, in its episode k + 1
+    (on `family`, named in the title where given). Each series is shifted a little sideways (within
+    `DODGE`) so that intervals at one k stay apart."""
     series = [(run, split, *line) for run, (split, result) in results.items() for line in adaptation_series(result)]
     ticks = set()
     for i, (run, split, method, seeds, ks, mean, half) in enumerate(series):
@@ -241,16 +252,26 @@ def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str
     if log:
         ax.set_yscale("log")
     if trial:
-        ax.set_title(f"RL^2 trials on held-out tasks: {y_label} in each episode\n(95% CI over tasks)")
+        ax.set_title(f"RL^2 trials on {_held_out(family)}: {y_label} in each episode\n(95% CI over tasks)")
         ax.set_xlabel("episode of the trial (memory carried across episodes)")
     else:
         scale = " (log scale)" if log else ""
-        ax.set_title(f"adaptation on held-out tasks: {y_label} after k steps{scale}\n(95% CI over tasks)")
+        ax.set_title(f"adaptation on {_held_out(family)}: {y_label} after k steps{scale}\n(95% CI over tasks)")
         ax.set_xlabel("adaptation steps k")
     ax.set_xticks(sorted(ticks))
     ax.set_xlim(min(ticks) - 0.5, max(ticks) + 0.5)  # one k (DQN's 0) would stretch its dodge across the panel
     ax.set_ylabel(y_label)
     _finish(ax)
+
+
+def _on(family: str | None) -> str:
+    """A learning panel title's note of its task family, where the figure names them."""
+    return f" on {family}" if family else ""
+
+
+def _held_out(family: str | None) -> str:
+    """An adaptation panel title's tasks, of its family where the figure names them."""
+    return f"held-out {family} tasks" if family else "held-out tasks"
 
 
 def _spans(numbers: list[int]) -> str:

@@ -634,7 +634,34 @@ def test_plot_shows_the_test_split_or_else_the_first_by_name():
 
     result = {"score": "return"}
     runs = {Path("a"): {"train": result, "ood": result}, Path("b"): {"ood": result, "test": result}}
-    assert {run: split for run, (split, _) in shown_results(runs)[("return", False)].items()} == {Path("a"): "ood", Path("b"): "test"}
+    families = {Path("a"): "cartpole-family", Path("b"): "cartpole-family"}
+    shown = shown_results(runs, families)[("return", False, "cartpole-family")]
+    assert {run: split for run, (split, _) in shown.items()} == {Path("a"): "ood", Path("b"): "test"}
+
+
+def test_plot_gives_each_task_family_its_own_panels_and_names_it_where_there_are_several(tmp_path):
+    """A return on Pendulum (about -1650) and one on CartPole (up to 200) on one axis flatten both:
+    each family has its own learning and adaptation panels, their titles naming it."""
+    runs = []
+    for name, env, scale in (("cartpole", "cartpole-family", 100.0), ("pendulum", "pendulum-family", -1000.0)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "maml"}))
+        write_config(MamlRLConfig(env=env, iterations=2), "maml", run / "config.toml")
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i, "seed": 0, "post_return": scale * i}) + "\n" for i in (1, 2)))
+        write_eval(run, {"meta-learned": [[scale, scale], [2 * scale, 2 * scale]]})
+        runs.append(run)
+    fig, _ = draw_runs(runs)
+    try:
+        panels = {" ".join(ax.get_title().split("\n")[0].split()): [text.get_text() for text in ax.get_legend().get_texts()] for ax in fig.axes}
+    finally:
+        plt.close(fig)
+    assert panels == {
+        "learning curves: return after adaptation on cartpole-family": ["cartpole (1 seed)"],
+        "learning curves: return after adaptation on pendulum-family": ["pendulum (1 seed)"],
+        "adaptation on held-out cartpole-family tasks: return per episode after k steps": ["cartpole: meta-learned (test)"],
+        "adaptation on held-out pendulum-family tasks: return per episode after k steps": ["pendulum: meta-learned (test)"],
+    }
 
 
 def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
