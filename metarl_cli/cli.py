@@ -19,7 +19,7 @@ from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_c
 from metarl_cli.errors import UserError, out_of_memory
 from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting
 from metarl_cli.tables import interval, print_envs, print_evaluation, print_report
-from metarl_cli.training.progress import console
+from metarl_cli.training.progress import console, say
 
 DEFAULT_ENVS = ", ".join(f"{default_env(algo)} for {algo}" for algo in ALGORITHMS)  # where --env is left out
 app = typer.Typer(
@@ -73,9 +73,9 @@ def _nonempty_path(name: str):
     return parse
 
 
-def _say(text: str) -> None:
-    """One message on stderr as written: no rich markup (a path may hold brackets), one line."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+def _error(text: str) -> None:
+    """An error line on stderr: "error:" in red, then `text` as written."""
+    console.print(f"[red]error:[/] {escape(text)}", highlight=False)
 
 
 def _exit_interrupted(text: str) -> NoReturn:
@@ -84,7 +84,7 @@ def _exit_interrupted(text: str) -> NoReturn:
     compiling or running the program, and tearing the runtime down under them ends the process with
     an abort or a segmentation fault instead. Nothing is lost: the runner waits for the checkpoint
     save in flight before it raises `Interrupted`, and metrics lines are closed as they are written."""
-    _say(text)
+    say(text)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)
@@ -92,7 +92,7 @@ def _exit_interrupted(text: str) -> NoReturn:
 
 def _diverged(error: Exception) -> None:
     """A training's loss or gradient became non-finite: its message, exit status 1."""
-    console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    _error(str(error))
     raise typer.Exit(1)
 
 
@@ -162,14 +162,14 @@ def train(
     nothing_to_do = resume and done == cfg.iterations
     if not nothing_to_do:  # what the run about to train should know
         for warning in cfg.warnings():
-            _say(f"warning: {warning}")
+            say(f"warning: {warning}")
         uneven_seeds = uneven_split_note(cfg.seeds, "the seeds", "seeds")
         for note in (*algorithm.notes, *([uneven_seeds] if uneven_seeds else [])):
-            _say(f"note: {note}")
+            say(f"note: {note}")
         try:  # the baselines `metarl eval` trains for this run: one too long to train is refused there, said here first
             baselines_of(algorithm, algo, cfg, family)
         except UserError as e:
-            _say(f"warning: `metarl eval` will refuse this run: {e}")
+            say(f"warning: `metarl eval` will refuse this run: {e}")
     if dry_run:
         if (resume and not nothing_to_do) or replaces:  # as the run would be refused
             check_unheld(run_dir, replaces)
@@ -180,10 +180,10 @@ def train(
             plan = f"{'replace the run in' if replaces else 'write'} {run_dir}"
         else:
             plan = f"write a new run in {run_dir.parent}/ (named {algo}-{cfg.env}-DATE-TIME when it starts)"
-        _say(f"dry run: {algo} on {cfg.env} would {plan}; nothing was trained or written")
+        say(f"dry run: {algo} on {cfg.env} would {plan}; nothing was trained or written")
         return
     if nothing_to_do:
-        _say(finished)
+        say(finished)
         return
     stop = threading.Event()
     with ExitStack() as writing:
@@ -227,7 +227,7 @@ def train(
     last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())
     if last:
         console.print(_final_returns_line(last), highlight=False)
-    _say(
+    say(
         f"done: {summary.iterations_done} iteration{'s' if summary.iterations_done != 1 else ''} in {summary.seconds:.1f}s "
         f"(compile {summary.compile_seconds:.1f}s, checkpoints {summary.checkpoint_seconds:.2f}s, {rate}). "
         f"Next: {eval_command(run_dir)}"
@@ -284,7 +284,7 @@ def eval_(
 
 def _say_left_out(run: Path, what: str) -> None:
     """That `run` is left out of a report or plot, and why (e.g. a sweep's point that failed early)."""
-    _say(f"{run} has nothing to {what} yet (no value of its headline metric logged by every seed, no evaluation): left out")
+    say(f"{run} has nothing to {what} yet (no value of its headline metric logged by every seed, no evaluation): left out")
 
 
 def _runs_to_read(paths: list[Path], what: str) -> list[Path]:
@@ -294,7 +294,7 @@ def _runs_to_read(paths: list[Path], what: str) -> list[Path]:
 
     runs, damaged = readable_runs(paths)
     for run, error in damaged:
-        console.print(f"{run} left out of the {what}: {escape(str(error))}", highlight=False)
+        say(f"{run} left out of the {what}: {error}")
     return runs
 
 
@@ -324,7 +324,7 @@ def report(
              "a training row: the mean [95% Student-t CI] over seeds")
     print_report(rows, title)
     csv_path, json_path = write_report(rows, out_prefix)
-    _say(f"wrote {csv_path} and {json_path}")
+    say(f"wrote {csv_path} and {json_path}")
 
 
 @app.command()
@@ -342,8 +342,8 @@ def plot(
     for run in undrawn.left_out:
         _say_left_out(run, "plot")
     for run in undrawn.without_curve:
-        _say(f"{run} has no learning curve yet (no value of its headline metric logged by every seed): only its evaluation is drawn")
-    _say(f"wrote {Path(output)}")
+        say(f"{run} has no learning curve yet (no value of its headline metric logged by every seed): only its evaluation is drawn")
+    say(f"wrote {Path(output)}")
 
 
 @app.command()
@@ -362,21 +362,21 @@ def main() -> None:
             app()
         except SystemExit as e:
             if e.code == 130:  # typer's exit for a Ctrl-C that reached it, which it leaves unsaid
-                _say("interrupted")
+                say("interrupted")
             raise
         except KeyboardInterrupt:  # one as typer builds its commands, before it handles them
-            _say("interrupted")
+            say("interrupted")
             sys.exit(130)
         except UserError as e:
-            console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            _error(str(e))
             sys.exit(2)
         except OSError as e:  # a path that cannot be read or written: the system's reason and the path
             where = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
-            console.print(f"[red]error:[/] {escape(e.strerror or str(e))}{escape(': ' + where) if where else ''}", highlight=False, soft_wrap=True)
+            _error(f"{e.strerror or e}{': ' + where if where else ''}")
             sys.exit(1)
         except Exception as e:
             if (size := out_of_memory(e)) is None:
                 raise
-            console.print(f"[red]error:[/] out of memory: a buffer of {size} could not be allocated; ask for less at once "
-                          "(eval: --tasks, --steps; train: meta_batch, lanes, seeds, buffer_size)", highlight=False, soft_wrap=True)
+            _error(f"out of memory: a buffer of {size} could not be allocated; ask for less at once "
+                   "(eval: --tasks, --steps; train: meta_batch, lanes, seeds, buffer_size)")
             sys.exit(1)

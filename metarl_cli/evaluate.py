@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from rich.markup import escape
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
@@ -42,7 +41,7 @@ from metarl_cli.files import json_number, updating, write_atomically
 from metarl_cli.published import Published, published_for
 from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints, UnreadableCheckpoint
-from metarl_cli.training.progress import console
+from metarl_cli.training.progress import say
 from metarl_cli.training.rundir import holding, load_run, write_manifest
 from metarl_cli.training.parallel import TrainJob, train_all
 from metarl_cli.training.runner import DivergedError, state_template
@@ -131,12 +130,12 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
             raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
         done = checkpoints.step()
         if checkpoint == "best" and not checkpoints.scored(step):
-            console.print(f"note: no checkpoint of {run_dir} has a score (a DQN chunk in which no training episode ended has none): "
-                          f"the best is the latest, iteration {step}", markup=False, highlight=False)
+            say(f"note: no checkpoint of {run_dir} has a score (a DQN chunk in which no training episode ended has none): "
+                f"the best is the latest, iteration {step}")
 
     baselines = baselines_of(algo, algo_name, config, family)
     if baselines and (warning := budget_warning(run_dir, checkpoint, step, done, config.iterations)):
-        console.print(warning, markup=False, highlight=False)
+        say(warning)
     held_out = draw_tasks(family, EVAL_KEY, tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
     label = "meta-learned" if algo.adapts else "trained"
@@ -262,8 +261,7 @@ def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bo
             try:
                 step, state = _latest_state(run_dir, baseline)
             except UnreadableCheckpoint as damage:  # a cache of ours: trained again rather than the eval stopped
-                console.print(f"the cached {baseline.name} baseline trains again from the start: {escape(str(damage.where))} cannot be read "
-                              f"({escape(damage.reason)})", highlight=False)
+                say(f"the cached {baseline.name} baseline trains again from the start: {damage.where} cannot be read ({damage.reason})")
                 fresh = True
             else:
                 if step == baseline.config.iterations:
@@ -275,9 +273,9 @@ def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bo
             write_manifest(base_dir, baseline.algo_name, baseline.config, ["metarl", "eval", f"(baseline {baseline.name})"])
         else:  # trained on to a longer budget: its config says so
             write_config(baseline.config, baseline.algo_name, base_dir / "config.toml")
-        console.print(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
+        say(f"training the {baseline.name} baseline ({baseline.config.iterations} iterations) ...")
         for warning in baseline.config.warnings():  # its budget is the run's: a short run gives a short one
-            console.print(f"warning: the {baseline.name} baseline: {warning}", markup=False, highlight=False)
+            say(f"warning: the {baseline.name} baseline: {warning}")
         jobs.append(TrainJob(baseline.algo, baseline.config, base_dir, resume=not fresh))
     try:
         train_all(jobs, show_progress)

@@ -6,11 +6,12 @@ band for its Student-t 95% confidence interval across seeds (cut, where it runs 
 lowest and highest values the panel's seeds logged), from the first iteration at which every seed has
 logged it, a seed that logs none in a chunk (DQN) keeping its latest value (a point with an
 error bar where a run has logged one chunk); a panel for each kind of curve, so that runs share axes
-only where their x and y mean the same, on one task family. Then, for evaluated runs, the score after 0..K adaptation
-steps on held-out tasks, one line per method and baseline (a method's seeds averaged on each task),
-with 95% intervals over tasks and a gap, named in the legend, at a k where some task diverged; a
-panel for each kind of score (query MSE, return) and family, and one for RL^2's return per episode
-of a trial. Where the runs are on several families, each panel's title names its own.
+only where their x and y mean the same, on one task family. Then, for evaluated runs, the score
+after 0..K adaptation steps on held-out tasks, one line per method and baseline (a method's seeds
+averaged on each task), with 95% intervals over tasks and a gap, named in the legend, at a k where
+some task diverged; a panel for each kind of score (query MSE, return) and family, and one for
+RL^2's return per episode of a trial. Where the figure holds several families, each panel's title
+names its own.
 MSEs are drawn on a log scale, so that one diverging step leaves the other lines readable.
 Two panels a row, legends under them; where several runs are drawn, each is named by the shortest
 end of its path that tells it from the others.
@@ -122,7 +123,7 @@ def draw_runs(runs: list[Path]):
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
     kinds = shown_results(evaluations, families)
-    named = len(set(families.values())) > 1  # a panel's title names its family where the runs have several
+    named = len({families[run] for run in with_curve | set(evaluations)}) > 1  # titles name the families where the figure has several
     panels = len(learning) + len(kinds)
     columns = min(2, panels)
     rows = -(-panels // columns)

@@ -37,7 +37,7 @@ from metarl_cli.files import check_writable, json_number, output_file, writing
 from metarl_cli.stats import diverged_count, mean_ci95
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
-from metarl_cli.training.progress import console
+from metarl_cli.training.progress import say
 from metarl_cli.training.rundir import MetricsLog, eval_command, is_run, load_run
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
@@ -280,8 +280,7 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, iterations: int, ad
         elif (metric := _step_metric(result, step, result.get("adapts", adapts))) is not None:
             metrics = [metric]
         else:  # evaluated to fewer steps than --step: the other splits and runs are still reported
-            console.print(f"{run_dir}: its '{split}' evaluation went to k = {result['steps']}, not {step}: left out of the report",
-                          markup=False, highlight=False)
+            say(f"{run_dir}: its '{split}' evaluation went to k = {result['steps']}, not {step}: left out of the report")
             continue
         if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
             note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"

@@ -54,6 +54,11 @@ def _console(stderr: bool, width: int) -> Console:
 console = _console(stderr=True, width=160)  # progress bars and messages
 
 
+def say(text: str) -> None:
+    """One message on stderr as written: no rich markup (a path may hold brackets, "[/b]") and no highlighting."""
+    console.print(text, markup=False, highlight=False)
+
+
 def stdout_console() -> Console:
     """Tables go to stdout; into a file or a pipe at their natural width (a table takes no more
     than it needs), so that none is cut: an RL^2 trial of ten episodes is wider than 160 columns."""

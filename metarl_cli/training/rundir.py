@@ -31,7 +31,7 @@ import jax
 from metarl_cli.config import CONFIGS, build_config, read_toml, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.files import lock, lock_file, unwritable, write_atomically
-from metarl_cli.training.progress import console
+from metarl_cli.training.progress import say
 
 PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "typer", "rich")
 
@@ -157,7 +157,7 @@ def holding(run_dir: Path, wait: bool = False):
         if not wait:
             raise UserError(f"{run_dir} is being written by another metarl process; "
                             "wait for it to end (or stop it) before training in it") from None
-        console.print(f"waiting for another metarl process writing {run_dir} ...", markup=False, highlight=False)
+        say(f"waiting for another metarl process writing {run_dir} ...")
         fd = lock(run_dir)
     try:
         yield

@@ -41,7 +41,7 @@ from metarl_cli.errors import UserError
 from metarl_cli.files import json_number
 from metarl_cli.interrupts import interrupted_while_starting
 from metarl_cli.training.checkpoint import Checkpoints
-from metarl_cli.training.progress import console, training_progress
+from metarl_cli.training.progress import say, training_progress
 from metarl_cli.training.rundir import MetricsLog
 
 
@@ -269,9 +269,9 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
         refuse_shorter(run_dir, start, config)
     if start:  # placed on the devices as a fresh start is, so the first call compiles for every later one
         state = jax.device_put(checkpoints.restore(state, step=start), jax.tree.map(lambda x: x.sharding, state))
-        console.print(f"resuming {run_dir} from iteration {start}", markup=False, highlight=False)
+        say(f"resuming {run_dir} from iteration {start}")
     elif resume:
-        console.print(f"{run_dir} has no complete checkpoint: starting it again from iteration 0", markup=False, highlight=False)
+        say(f"{run_dir} has no complete checkpoint: starting it again from iteration 0")
     log.truncate_after(start)
     mesh = seed_mesh(config.seeds)
     if mesh is not None:
