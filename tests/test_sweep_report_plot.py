@@ -321,7 +321,7 @@ def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
 
 def test_a_damaged_run_inside_a_directory_is_left_out_with_its_reason_and_stops_the_command_where_named(tmp_path, cli):
     fake_run(tmp_path / "runs" / "good", seeds=1, iterations=3, evaluated=False)
-    damaged = fake_run(tmp_path / "runs" / "damaged", seeds=1, iterations=3, evaluated=False)
+    damaged = fake_run(tmp_path / "runs" / "damaged[" / "b]", seeds=1, iterations=3, evaluated=False)  # "[/b]": named as written
     (damaged / "config.toml").unlink()
     cut = fake_run(tmp_path / "runs" / "cut", seeds=1, iterations=3, evaluated=False)
     (cut / "manifest.json").write_text('{"tool": "met')  # cut short, beside its config: a run of ours
