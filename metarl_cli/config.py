@@ -529,7 +529,11 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 def _as_toml(value: Any) -> str:
     """A value for messages, spelt as --set takes it: JSON's spelling, which TOML shares for
-    booleans, numbers, strings and lists (true, "text", [1, 2])."""
+    booleans, finite numbers, strings and lists (true, "text", [1, 2]); TOML's inf, -inf and nan."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(map(_as_toml, value))}]"
     try:
         return json.dumps(value)
     except (TypeError, ValueError):

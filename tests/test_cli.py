@@ -444,6 +444,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--set", "meta_batch=many"], "meta_batch' expects int"),
         (["train", "maml", "--set", "iterations=true"], "config key 'iterations' expects int, got true"),
         (["train", "maml", "--set", "hidden=[true, 8]"], "config key 'hidden' expects list of int, got [true, 8]"),
+        (["train", "maml", "--set", "hidden=[64, inf]"], "config key 'hidden' expects list of int, got [64, inf]"),
+        (["train", "maml", "--set", "iterations=-inf"], "config key 'iterations' expects int, got -inf"),
         (["train", "maml", "--config", "CONFIG"], "malformed TOML"),
         (["train", "maml", "--config", "MISSING"], "config file not found"),
         (["eval", "MISSING"], "run directory not found"),
