@@ -31,7 +31,7 @@ def _result_table(run_dir: Path, result, what: str) -> Table:
     done, planned = result.progress
     unfinished = f"; the run, unfinished, has done {done} of {planned}" if done < planned else ""
     return Table(
-        title=f"{escape(str(run_dir))}: {what}\n(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration}{unfinished})",
+        title=f"{escape(str(run_dir))}\n{what}\n(mean ± 95% CI; {result.checkpoint} checkpoint, iteration {result.iteration}{unfinished})",
         caption=f"published: {'; '.join(sources)}" if sources else None,
     )
 
