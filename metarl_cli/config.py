@@ -258,7 +258,7 @@ class DqnConfig(RunConfig):
         return self.exploration_fraction > 0 and self.epsilon_start != self.epsilon_end  # epsilon decays over a share of it
 
     def check_length(self) -> None:
-        if self.total_steps % self.train_every:  # runs made before this was refused trained to the multiple below
+        if self.total_steps % self.train_every:  # a run on disk may hold such a length: it trained to the multiple below
             raise UserError(f"total_steps ({self.total_steps}) must be a multiple of train_every ({self.train_every})")
 
     def warnings(self) -> list[str]:

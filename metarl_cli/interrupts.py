@@ -2,7 +2,7 @@
 (`runner.stop_signals_set`, from the moment it takes the run's directory).
 
 Python raises KeyboardInterrupt wherever it happens to be, and in a process's first second that can
-be inside a callback that swallows it (JAX's garbage-collection hook): the run then went on, an
+be inside a callback that swallows it (JAX's garbage-collection hook), and the run would go on, an
 --overwrite included. Noted here as well, it still stops the run before its first file or step:
 `stop_signals_set` begins with its stop flag set.
 

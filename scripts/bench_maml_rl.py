@@ -17,7 +17,7 @@ Prints, from one run on this machine:
 Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--set first_order=true]
                                       [--peer-python PATH] [--peer-iterations N] [--checkpoint-rounds 16]
 The peer takes about 1.7 s a meta-iteration on the 2-core CPU; --peer-iterations (default: --iterations) bounds it.
-The issue's targets are printed beside the default experiment's figures only (the peer's, a checkpoint every
+The 2-core CPU targets (README, Speed) are printed beside the default experiment's figures only (the peer's, a checkpoint every
 meta-iteration).
 """
 
@@ -167,7 +167,7 @@ def main() -> None:
     raw_rates = raw_throughput(family, config.meta_batch, config.lanes, horizon, even_mesh(config.meta_batch, "tasks"))
     raw = max(raw_rates.values())
     every = "every meta-iteration" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} meta-iterations"
-    # The issue's targets are for the default experiment, the peer's, with a checkpoint every meta-iteration.
+    # The 2-core CPU targets are for the default experiment, the peer's, with a checkpoint every meta-iteration.
     default = peer_comparable(config, horizon) and config.checkpoint_every == 1
 
     def aim(target: str) -> str:

@@ -32,7 +32,7 @@ def timed_run(algo_name: str, env: str, overrides: list[str]):
 
 def print_seed_ratios(label: str, seeds: int, one: tuple[float, float], many: tuple[float, float], target: float) -> None:
     """The N-seed ratios from (compile, training) seconds of one seed and of `seeds` seeds; `target`
-    is the issue's, for 8 seeds, and printed only beside 8."""
+    is the 2-core CPU target (README, Speed) for 8 seeds, and printed only beside 8."""
     (c1, t1), (cn, tn) = one, many
     aim = f"   (target <= {target})" if seeds == 8 else ""
     print(f"{label}{seeds} seeds / ({seeds} x one seed), training alone:           {tn / (seeds * t1):.3f}{aim}")

@@ -1,4 +1,5 @@
-"""Running a PyTorch peer from shared/peers/ in its own Python and reading its rate off its last line."""
+"""Running a PyTorch peer in its own Python and reading its rate off its last line. The peers are read
+from the folder METARL_PEERS names, or else from shared/peers/ beside the checkout."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-PEERS = Path(__file__).resolve().parent.parent.parent / "shared" / "peers"
+PEERS = Path(os.environ.get("METARL_PEERS") or Path(__file__).resolve().parent.parent.parent / "shared" / "peers")
 
 
 def peer_rate(python: str | None, script: str, iterations: int, unit: str, env: dict[str, str] | None = None) -> float | None:

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from metarl_cli.errors import UserError
-from metarl_cli.rl.bandit_strategies import STRATEGIES, TUNED, _score, gittins_index, gittins_table_size, total_rewards, tune
+from metarl_cli.rl.bandit_strategies import STRATEGIES, TUNED, _score, gittins_offset, gittins_table, gittins_table_size, total_rewards, tune
+
+
+def gittins_index(pulls: int, s, f, m) -> np.ndarray:
+    """Finite-horizon Gittins index of posterior Beta(s + 1, f + 1) with m pulls left, read from the
+    strategy's table for `pulls` (needs m >= 1 and s + f + m <= pulls)."""
+    return gittins_table(pulls)[gittins_offset(np.asarray(s), np.asarray(f), np.asarray(m), pulls)]
+
 
 COPIES = 20_000
 TWO_ARMS = jnp.tile(jnp.array([[0.0, 1.0]]), (COPIES, 1))

@@ -1075,7 +1075,7 @@ def test_a_report_row_of_two_values_has_an_interval():
 
 def test_a_run_being_written_by_another_process_is_neither_resumed_nor_replaced(cli, tmp_path):
     """Two processes in one run directory (a second --resume, an --overwrite of a run still training,
-    a sweep's point started twice) mixed their metrics and checkpoints; the second is now refused."""
+    a sweep's point started twice) would mix their metrics and checkpoints: the second is refused."""
     import fcntl
 
     run = tmp_path / "run"

@@ -147,7 +147,7 @@ def test_every_environment_draws_a_new_task_when_its_own_episode_ends(env):
             np.testing.assert_array_equal(state["env_state"].goal, goals)
     assert episodes == config.num_envs or env == "cartpole-family"  # (CartPole's lanes may end several)
     before, after = ([np.asarray(leaf) for leaf in jax.tree.leaves(tasks)] for tasks in (first, state["tasks"]))
-    for lane in range(config.num_envs):  # each lane's task drawn anew (it used to stay the first one)
+    for lane in range(config.num_envs):  # each lane's task drawn anew, not kept from the first episode
         assert any(not np.array_equal(a[lane], b[lane]) for a, b in zip(before, after)), lane
 
 

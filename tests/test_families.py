@@ -159,7 +159,7 @@ def test_ood_draws_each_interval_of_a_union_by_its_length():
 
 
 SUNBLAZE_UNIT = (1.0, (0.75, 1.25), [(0.5, 0.75), (1.25, 1.5)])
-SUNBLAZE = {  # shared/PROTOCOLS.md (Packer et al. 2018): parameter -> (default D, train R, held-out E)
+SUNBLAZE = {  # Packer et al. 2018: parameter -> (default D, train R, held-out E)
     "cartpole-family": {"force_mag": (10.0, (5.0, 15.0), [(1.0, 5.0), (15.0, 20.0)]),
                         "length": (0.5, (0.25, 0.75), [(0.05, 0.25), (0.75, 1.0)]),
                         "masspole": (0.1, (0.05, 0.5), [(0.01, 0.05), (0.5, 1.0)])},

@@ -17,4 +17,4 @@ def make_algorithm(algo: str, config, family) -> Algorithm:
     return BUILDERS[algo](config, family)
 
 
-__all__ = ["Algorithm", "Phase", "make_algorithm", "BUILDERS"]
+__all__ = ["Algorithm", "Phase", "make_algorithm"]

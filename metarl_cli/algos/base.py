@@ -3,7 +3,7 @@
     algo = make(config, family)          # closes over static config
     state = algo.init(key)               # one pytree: params, optimizer state, rng, iteration
     state, metrics = algo.step(state)    # one meta-iteration, a pure function the runner compiles
-    scores = algo.adaptation_curve(params, tasks, key, steps, lr_scale)   # (n_tasks, steps + 1), for eval
+    scores = algo.adaptation_curve(params, tasks, key, steps, lr_scale)   # (n_tasks, columns), for eval
 
 `step` is pure and not yet compiled: the runner jit-compiles it, alone or as a `lax.scan` over a
 chunk of iterations, and vmaps it over seeds (or maps it, see `vmap_seeds`). Its metrics hold "loss"
@@ -12,6 +12,8 @@ and, by default, "pre_SCORE" / "post_SCORE", the score before and after adaptati
 chunk). Because the state is one pytree, a checkpoint saves and restores it whole and resume is
 exact. An algorithm whose last iterations need other shapes (RL^2's larger batch) names a
 `later_phase`: a second step over the same state, which the runner switches to at its iteration.
+`adaptation_curve`'s columns are the score after 0..steps adaptation steps; the first alone where
+`adapts` is False; an RL^2 trial's episodes where `trial_episodes` is set.
 """
 
 from __future__ import annotations

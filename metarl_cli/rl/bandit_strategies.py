@@ -182,12 +182,6 @@ def gittins_offset(s, f, m, pulls: int):
     return before + s * (pulls - d) + m - 1
 
 
-def gittins_index(pulls: int, s, f, m) -> np.ndarray:
-    """Finite-horizon Gittins index of posterior Beta(s + 1, f + 1) with m pulls left, from the
-    table for `pulls` (needs m >= 1 and s + f + m <= pulls)."""
-    return gittins_table(pulls)[gittins_offset(np.asarray(s), np.asarray(f), np.asarray(m), pulls)]
-
-
 @functools.lru_cache(maxsize=8)
 def gittins_table(pulls: int) -> np.ndarray:
     """The index of every state with s + f + m <= pulls, flat at `gittins_offset` (float32, read-only).

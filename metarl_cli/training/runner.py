@@ -297,7 +297,7 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
     done = start
 
     def rates() -> tuple[float, float]:
-        """Iterations/s and env steps/s (all seeds) of this session's training: checkpoints and all
+        """Iterations/s and env steps/s (all seeds) of this process's training: checkpoints and all
         else between calls included, compilation not."""
         if done == start:
             return 0.0, 0.0
