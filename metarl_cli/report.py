@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
-from scipy import stats as _stats
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.errors import UserError
 from metarl_cli.files import check_writable, json_number, output_file, writing
-from metarl_cli.stats import diverged_count, mean_ci95
+from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.progress import say
@@ -102,31 +101,6 @@ class ReportRow(NamedTuple):
 
 # A row's metric: its label, and what picks its per-task values from one seed's (steps + 1, tasks) scores.
 Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
-
-
-def iqm(values, axis: int | None = None):
-    """Interquartile mean: the mean of the values between the 25th and 75th percentiles (25% trimmed
-    each side); of all values, or of each slice along `axis`."""
-    trimmed = _stats.trim_mean(np.asarray(values, dtype=np.float64), 0.25, axis=axis)
-    return float(trimmed) if axis is None else trimmed
-
-
-def stratified_bootstrap_ci(scores: np.ndarray, reps: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of the IQM of a (seeds, tasks) table: each resample draws the tasks with
-    replacement and, for each task drawn, the seeds (all `reps` resamples drawn at once)."""
-    seeds, tasks = scores.shape
-    rng = np.random.default_rng(seed)
-    task_picks = rng.integers(0, tasks, (reps, 1, tasks))
-    seed_picks = rng.integers(0, seeds, (reps, seeds, tasks))
-    estimates = iqm(scores[seed_picks, task_picks].reshape(reps, -1), axis=1)
-    tail = 100 * (1 - level) / 2
-    return float(np.percentile(estimates, tail)), float(np.percentile(estimates, 100 - tail))
-
-
-def summarise_table(scores: np.ndarray) -> tuple[float, float, float]:
-    """IQM of a (seeds, tasks) table and its stratified bootstrap interval (none, NaN, for one value)."""
-    low, high = stratified_bootstrap_ci(scores) if scores.size > 1 else (math.nan, math.nan)
-    return iqm(scores), low, high
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from metarl_cli.report import iqm, stratified_bootstrap_ci
+from metarl_cli.stats import iqm, stratified_bootstrap_ci
 
 SHAPES = ((8, 20), (8, 100), (3, 1000), (2, 30), (1, 100))  # (seeds, tasks)
 

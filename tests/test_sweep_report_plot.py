@@ -16,7 +16,8 @@ import pytest
 from conftest import wait_for
 from metarl_cli.config import DqnConfig, MamlRLConfig, Rl2Config, write_config
 from metarl_cli.plot import LEGEND_WIDTH, draw_runs
-from metarl_cli.report import iqm, report_paths, run_rows, stratified_bootstrap_ci
+from metarl_cli.report import report_paths, run_rows
+from metarl_cli.stats import iqm, stratified_bootstrap_ci
 from metarl_cli.training.checkpoint import Checkpoints
 
 SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
