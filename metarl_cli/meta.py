@@ -8,6 +8,8 @@ reuse the same points derives them from the task rather than the key); the meta-
 of the adapted parameters on a query batch, for a meta-batch of tasks at once (`meta_batch_loss`).
 Second-order by default: the outer gradient flows through the inner gradients. `first_order` stops
 it there. `lr` is a scalar or a pytree shaped like the parameters (per-parameter rates, Meta-SGD).
+The meta-batch's losses are differentiated a few tasks a pass, as many as a core's L2 cache holds on
+a CPU (`cpu_tasks_per_pass`, which reads the cache's size from Linux).
 """
 
 from __future__ import annotations
