@@ -10,13 +10,13 @@ pool instead (`backend.start_for_training`). Accelerators are unaffected.
 It also turns XLA's concurrency-optimised scheduler for the CPU off (unless XLA_FLAGS names that
 flag, or jaxlib is later than 0.10: XLA stops at a flag it does not know, and of the jaxlibs metarl
 installs the oldest, 0.4.30, and 0.10.2 were checked to know this one): with it, jaxlib 0.10.2 on a
-2-core CPU ran some programs into a deadlock, every thread idle and the result never ready. The adaptation curve of `metarl eval RUN --tasks 200` on a run with 2 lanes
-and a horizon of 20 hung so (200 to 400 tasks hung, 100 to 180 did not; Eigen's products on one
-thread did not help); with the scheduler off 200 to 1,000 tasks took 3.5 to 4.1 s. Training ran as
-fast, alternating runs on the Intel Xeon: a MAML-RL meta-iteration on the cartpole-family defaults
-134 to 143 ms against 137 to 146, DQN on CartPole 4,540 and 4,647 iterations/s against 4,737 and
-4,863 (eight seeds' 200k env steps 22.5 and 23.6 s against 23.2 and 24.4), sinusoid MAML 3,827 and
-3,875 against 3,810 and 4,104.
+2-core CPU ran some programs into a deadlock, every thread idle and the result never ready. The
+adaptation curve of `metarl eval RUN --tasks 200` on a run with 2 lanes and a horizon of 20 hung so
+(200 to 400 tasks hung, 100 to 180 did not; Eigen's products on one thread did not help); with the
+scheduler off 200 to 1,000 tasks took 3.5 to 4.1 s. Training ran as fast, alternating runs on the
+Intel Xeon: a MAML-RL meta-iteration on the cartpole-family defaults 134 to 143 ms against 137 to
+146, DQN on CartPole 4,540 and 4,647 iterations/s against 4,737 and 4,863 (eight seeds' 200k env
+steps 22.5 and 23.6 s against 23.2 and 24.4), sinusoid MAML 3,827 and 3,875 against 3,810 and 4,104.
 """
 
 import importlib.metadata
