@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed benchmarks with the PyTorch peers: makes a separate environment for the peers on first use
-# (torch 2.13.0 CPU, gymnasium), then runs one benchmark with it.
+# (torch 2.13.0, the CPU build where pip finds it, and gymnasium), then runs one benchmark with it.
 #   scripts/bench.sh maml-rl   [args]   MAML-RL throughput vs raw gymnax and torch_maml_cartpole.py
 #   scripts/bench.sh maml-sine [args]   sinusoid MAML vs torch_maml_sine.py, and the whole protocol's wall time
 set -euo pipefail
