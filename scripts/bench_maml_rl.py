@@ -17,8 +17,8 @@ Prints, from one run on this machine:
 Usage: python scripts/bench_maml_rl.py [--env cartpole-family] [--iterations 20] [--set first_order=true]
                                       [--peer-python PATH] [--peer-iterations N] [--checkpoint-rounds 16]
 The peer takes about 1.7 s a meta-iteration on the 2-core CPU; --peer-iterations (default: --iterations) bounds it.
-The 2-core CPU targets (README, Speed) are printed beside the default experiment's figures only (the peer's, a checkpoint every
-meta-iteration).
+The 2-core CPU targets (README, Speed) are printed beside the default experiment's figures only (the
+peer's, a checkpoint every meta-iteration).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Classic-control task families with the Sunblaze train (R) and held-out (E) ranges.
 
 Packer et al. (2018), "Assessing Generalization in Deep Reinforcement Learning": the parameters,
-training ranges and extrapolation ranges are the paper's. Pendulum's torque is discretised so value-based learners can use it.
+training ranges and extrapolation ranges are the paper's. Pendulum's torque is discretised so
+value-based learners can use it.
 """
 
 from __future__ import annotations
