@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
 from metarl_cli.errors import UserError, out_of_memory
-from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting
+from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting, terminations_as_interrupts
 from metarl_cli.tables import interval, print_envs, print_evaluation, print_report
 from metarl_cli.training.progress import console, say
 
@@ -267,7 +267,7 @@ def eval_(
     check_eval_options(split, tasks, steps, checkpoint)  # before the run is read: a bad option is said first
     again = eval_command(run_dir, split=None if split == EVAL_SPLIT else split, tasks=tasks, steps=steps,
                          checkpoint=None if checkpoint == EVAL_CHECKPOINT else checkpoint)  # this evaluation, as the user asked for it
-    with evaluating(run_dir):
+    with evaluating(run_dir), terminations_as_interrupts():  # training the baselines sets its own handlers
         try:
             result = evaluate(run_dir, split, tasks, steps, checkpoint, show_progress=not quiet)
         except DivergedError as e:

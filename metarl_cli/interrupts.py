@@ -12,6 +12,9 @@ with an abort (exit status 134, "terminate called after throwing an instance of
 JAX, hold a Ctrl-C back until they are done (`interrupts_held`). Extension modules loaded later (the
 MLIR library JAX's first operation loads, those a gymnax environment's construction imports) are
 not held back.
+
+A SIGTERM, which ends a process without a word, raises KeyboardInterrupt as a Ctrl-C does where a
+command says what a stop leaves behind (`terminations_as_interrupts`: eval's scoring).
 """
 
 from __future__ import annotations
@@ -56,6 +59,27 @@ def noting_interrupts_while_starting():
 
 def interrupted_while_starting() -> bool:
     return INTERRUPTED_WHILE_STARTING.is_set()
+
+
+@contextmanager
+def terminations_as_interrupts():
+    """Within the block a SIGTERM (`kill`, a scheduler's preemption) raises KeyboardInterrupt as a
+    Ctrl-C does, so that a command says what a stop leaves behind however it came, where the process
+    would otherwise end without a word. A SIGTERM the process was started to ignore stays ignored; off
+    the main thread, where Python cannot set a handler, it changes nothing."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

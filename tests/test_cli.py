@@ -213,7 +213,7 @@ def run_patched_metarl(script: str, argv: list[str], **fill) -> tuple[int, str]:
     return proc.returncode, err
 
 
-# metarl with a Ctrl-C (SIGINT at its default) `delay` seconds into XLA's compilation of the program
+# metarl with a Ctrl-C (SIGINT at its default; or the signal `signum` names) `delay` seconds into XLA's compilation of the program
 # `program`, which goes on in XLA's own threads once the wait on it is cut short: for `metarl train`
 # 4.5 s into its training step, an exit through the interpreter's teardown then aborted or crashed
 # (rc 134 or 139) in 5 of 6 runs from a shell and 1 of 3 under pytest on the 2-core CPU, timings differing.
@@ -226,7 +226,7 @@ import jax._src.compiler as compiler
 compile_and_load = compiler.backend_compile_and_load
 def interrupt_while_compiling(backend, module, *args, **kwargs):
     if str(module.operation.attributes["sym_name"]) == '"jit_{program}"':
-        threading.Timer({delay}, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer({delay}, os.kill, (os.getpid(), signal.{signum})).start()
     return compile_and_load(backend, module, *args, **kwargs)
 compiler.backend_compile_and_load = interrupt_while_compiling
 sys.argv = {argv!r}
@@ -238,7 +238,7 @@ main()
 def test_ctrl_c_while_compiling_exits_with_its_message_not_a_crash(tmp_path):
     run = tmp_path / "run"
     argv = ["metarl", "train", "maml", "--env", "cartpole-family", "--set", "iterations=200", "-o", str(run), "-q"]
-    code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, argv, program="chunk", delay=4.5)
+    code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, argv, program="chunk", delay=4.5, signum="SIGINT")
     assert code == 130 and "Traceback" not in err, (code, err)
     assert f"`metarl train maml --resume -o {run}`" in " ".join(err.split())
 
@@ -324,11 +324,12 @@ def test_ctrl_c_while_eval_trains_the_baselines_keeps_their_checkpoints_for_the_
     # A Ctrl-C while scoring, its baselines trained: one line, and the eval.json before it kept.
     written = (run / "eval.json").read_text()
     argv = ["metarl", "eval", str(run), "--split", "ood", "--tasks", "3", "--checkpoint", "best", "-q"]
-    code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, argv, program="curve", delay=0)
-    assert code == 130 and "Traceback" not in err, (code, err)
     again = f"metarl eval {run} --split ood --tasks 3 --checkpoint best"  # the evaluation that was interrupted
-    assert f"interrupted before this evaluation was written to eval.json; the next `{again}` starts it again" in " ".join(err.split())
-    assert (run / "eval.json").read_text() == written
+    for signum in ("SIGINT", "SIGTERM"):  # and a SIGTERM (a scheduler's preemption) the same, not a silent exit
+        code, err = run_patched_metarl(INTERRUPTED_WHILE_COMPILING, argv, program="curve", delay=0, signum=signum)
+        assert code == 130 and "Traceback" not in err, (signum, code, err)
+        assert f"interrupted before this evaluation was written to eval.json; the next `{again}` starts it again" in " ".join(err.split())
+        assert (run / "eval.json").read_text() == written
 
 
 def test_a_baseline_whose_training_diverges_stops_eval_with_one_line(cli, tmp_path):

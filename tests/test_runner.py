@@ -171,6 +171,22 @@ def test_a_signal_the_process_ignores_stays_ignored():
         signal.signal(signal.SIGTERM, before)
 
 
+def test_a_sigterm_raises_keyboard_interrupt_within_terminations_as_interrupts_and_is_restored_after(signals_handled):
+    from metarl_cli.interrupts import terminations_as_interrupts
+
+    with terminations_as_interrupts():
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)  # in this thread: handled before the next line runs
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # started to ignore it: it stays ignored
+    try:
+        with terminations_as_interrupts():
+            signal.raise_signal(signal.SIGTERM)
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 @pytest.mark.parametrize("use_ocdbt", [True, False])
 def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
     """Runs saved by Orbax's standard handler (earlier runs: OCDBT, Orbax's default, then without it)
