@@ -1150,15 +1150,21 @@ def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock
     assert [json.loads(line)["iteration"] for line in (fresh / "metrics.jsonl").read_text().splitlines()] == [2]
 
 
-def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_file(cli, tmp_path, monkeypatch):
+@pytest.fixture
+def interrupts_exit_in_process(monkeypatch):
+    """`metarl train`'s exit on an interruption as a SystemExit(130) after its line, not os._exit,
+    so that a test in this process goes on after it."""
     from metarl_cli import cli as cli_module
 
     def exit_interrupted(text):
         print(text, file=sys.stderr)
         raise SystemExit(130)
 
+    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)
+
+
+def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_file(cli, tmp_path, monkeypatch, interrupts_exit_in_process):
     monkeypatch.setattr("metarl_cli.training.runner.interrupted_while_starting", lambda: True)
-    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
     run = tmp_path / "run"  # the directory it made is removed; one that was there stays, empty
     code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
     assert code == 130 and "interrupted before training began" in err and not run.exists()
@@ -1167,13 +1173,9 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
     assert code == 130 and "interrupted before training began" in err and run.is_dir() and not any(run.iterdir())
 
 
-def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_with_its_message(cli, tmp_path, monkeypatch):
-    from metarl_cli import cli as cli_module
+def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_with_its_message(cli, tmp_path, monkeypatch,
+                                                                                                interrupts_exit_in_process):
     from metarl_cli.training import rundir
-
-    def exit_interrupted(text):
-        print(text, file=sys.stderr)
-        raise SystemExit(130)
 
     def interrupting(fn):
         """`fn`, then a Ctrl-C to this process, as a user's landing just after it."""
@@ -1183,7 +1185,6 @@ def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_w
             return result
         return call
 
-    monkeypatch.setattr(cli_module, "_exit_interrupted", exit_interrupted)  # not os._exit, in this process
     run = tmp_path / "run"
     with monkeypatch.context() as patched:  # as it takes the lock: nothing written, the directory it made removed
         patched.setattr(rundir, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
