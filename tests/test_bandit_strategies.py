@@ -106,6 +106,23 @@ def test_tune_picks_from_the_grid():
         assert tune(strategy, TWO_ARMS, 2, key) is None
 
 
+@pytest.mark.parametrize("strategy, peak", [("epsilon-greedy", 0.05), ("ucb1", 0.5)])
+def test_tune_returns_the_grid_value_with_the_highest_mean_every_value_played_with_one_key(monkeypatch, strategy, peak):
+    from metarl_cli.rl import bandit_strategies
+
+    played = []
+
+    def totals_peaking(strategy, probs, pulls, key, value):
+        played.append((value, tuple(np.asarray(key))))
+        return jnp.full((3,), -((value - peak) ** 2))
+
+    monkeypatch.setattr(bandit_strategies, "total_rewards", totals_peaking)
+    assert tune(strategy, TWO_ARMS, 2, jax.random.PRNGKey(0)) == peak
+    assert [value for value, _ in played] == list(TUNED[strategy]) and len({key for _, key in played}) == 1
+    monkeypatch.setattr(bandit_strategies, "total_rewards", lambda *args: jnp.ones((3,)))  # all tie: the first
+    assert tune(strategy, TWO_ARMS, 2, jax.random.PRNGKey(0)) == TUNED[strategy][0]
+
+
 def test_unknown_strategy_and_a_trial_without_pulls_are_refused():
     with pytest.raises(UserError, match="unknown bandit strategy"):
         total_rewards("softmax", TWO_ARMS, 2, jax.random.PRNGKey(0))

@@ -888,7 +888,7 @@ def test_a_batch_that_leaves_devices_idle_is_noted_before_training(cli, tmp_path
     devices = len(jax.local_devices())
     assert uneven_split_note(3 * devices, "the seeds", "seeds") is None and uneven_split_note(1, "the seeds", "seeds") is None
     if devices == 1 or jax.default_backend() != "cpu":
-        return  # one device: nothing can be left idle; an accelerator does not split a meta-batch
+        pytest.skip("one device: nothing can be left idle; an accelerator does not split a meta-batch")
     monkeypatch.chdir(tmp_path)
     used = shares(devices + 1, devices)
     idle = f"do not split evenly over the {devices} devices: they run on {used} (a multiple of {devices} uses every device)"

@@ -25,8 +25,9 @@ def test_sinusoid_defaults_reproduce_the_maml_table(cli, tmp_path):
     """Finn et al. (2017), Table 2, K = 5: MAML 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps, pretrained
     2.41 / 2.23 / 2.19.
 
-    Ours must be as good or better (its 95% interval reaching the paper's number or below), and the
-    pretrained baseline near the paper's.
+    Ours must be no worse than the paper's beyond its interval (its 95% interval reaching the paper's
+    MSE or below; its means run 0.59 / 0.38 / 0.33), and the pretrained baseline within 0.3 of the
+    paper's (its means 2.58 / 2.17 / 2.04, each interval about +-0.2).
     """
     run = tmp_path / "sine"
     code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
@@ -40,4 +41,4 @@ def test_sinusoid_defaults_reproduce_the_maml_table(cli, tmp_path):
     for steps, paper in ((1, 0.67), (5, 0.38), (10, 0.35)):
         assert ours[steps]["mean"] - ours[steps]["ci95"] <= paper, (steps, ours[steps])
     for steps, paper in ((1, 2.41), (5, 2.23), (10, 2.19)):
-        assert abs(pretrained[steps]["mean"] - paper) < 0.5, (steps, pretrained[steps])
+        assert abs(pretrained[steps]["mean"] - paper) < 0.3, (steps, pretrained[steps])

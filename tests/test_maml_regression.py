@@ -191,12 +191,20 @@ def test_an_adaptation_curve_takes_each_step_at_its_own_rate():
 
 
 def test_eval_takes_the_first_step_at_inner_lr_and_the_later_ones_at_later_lr_scale_times_it():
-    config = resolve_config("maml", "sinusoid", None, ["hidden=[8]", "later_lr_scale=0"])
+    """The algorithm's curve is the mechanism's (`test_an_adaptation_curve_takes_each_step_at_its_own_rate`,
+    checked there by hand) at rates inner_lr, then later_lr_scale x inner_lr, each task with its own key."""
+    from metarl_cli.algos.maml import model_for
+    from metarl_cli.meta import adaptation_curve
+
+    config = resolve_config("maml", "sinusoid", None, ["hidden=[8]", "inner_lr=0.01", "later_lr_scale=0.5"])
     family = get_family("sinusoid")
     algo = make_algorithm("maml", config, family)
     tasks = family.sample(jax.random.PRNGKey(1), 2, "test")
-    curve = np.asarray(algo.adaptation_curve(algo.init_params(jax.random.PRNGKey(0)), tasks, jax.random.PRNGKey(2), 2))
-    assert np.all(curve[:, 1] != curve[:, 0]) and np.all(curve[:, 2] == curve[:, 1])
+    theta, key = algo.init_params(jax.random.PRNGKey(0)), jax.random.PRNGKey(2)
+    curve = np.asarray(algo.adaptation_curve(theta, tasks, key, 2))
+    by_rate = jax.vmap(lambda t, k: adaptation_curve(model_for(config, family).eval_learner, theta, t, k, 0.01, jnp.array([1.0, 0.5])))
+    np.testing.assert_allclose(curve, by_rate(tasks, jax.random.split(key, 2)), rtol=1e-6)
+    assert np.all(np.abs(np.diff(curve, axis=1)) > 1e-4)  # both steps move the score
 
 
 @pytest.mark.parametrize("query_points, drawn", [(20, 20), (0, 5)])

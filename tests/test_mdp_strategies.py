@@ -77,6 +77,20 @@ def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
     assert abs(returns.mean() - expected) < 4 * stderr, (returns.mean(), expected, stderr)
 
 
+def test_epsilon_greedy_explores_at_its_rate():
+    """Played with the same random numbers as epsilon 0, epsilon 0.1 differs only where it explores:
+    on average by 0.1 x (a uniform second step - greedy's). The difference's spread is far below
+    either return's, so this tells 0.1 from 0 where the derivation's test above cannot."""
+    family, tasks = _two_step_tasks()
+
+    def play(epsilon):
+        return np.asarray(strategy_returns("epsilon-greedy", family.env, tasks, 1, 2, jax.random.PRNGKey(1), epsilon=epsilon))
+
+    difference = play(0.1) - play(0.0)
+    expected, stderr = 0.1 * (MEANS.mean() - _second_step(0.0)), difference.std() / math.sqrt(COPIES)
+    assert abs(difference.mean() - expected) < 4 * stderr and abs(expected) > 6 * stderr, (difference.mean(), expected, stderr)
+
+
 def test_unknown_strategy_is_refused():
     family, tasks = _two_step_tasks()
     with pytest.raises(UserError, match="unknown tabular-MDP strategy"):

@@ -36,12 +36,20 @@ def test_drawn_families_keep_their_task_and_splits():
 
 
 def test_drawn_tasks_follow_the_papers_distributions():
-    """Bandit arms p ~ U[0, 1] (20,000 draws); an MDP's transition rows flat Dirichlet over 10 states,
-    so each entry Beta(1, 9): mean 0.1, variance 9/1100; the maze's held-out goals every fifth cell."""
+    """Bandit arms p ~ U[0, 1] (20,000 draws); an MDP's mean rewards N(1, 1) and its transition rows
+    flat Dirichlet over 10 states, so each entry Beta(1, 9), variance 9/1100 (a concentration of 1.1
+    instead fails both checks); the maze's held-out goals every fifth cell."""
+    from scipy import stats
+
     p = np.asarray(get_family("bandit").sample(jax.random.PRNGKey(0), 2000, "train").probs)
     assert abs(p.mean() - 0.5) < 0.01 and abs(p.var() - 1 / 12) < 0.005 and abs((p < 0.25).mean() - 0.25) < 0.015
-    rows = np.asarray(get_family("tabular-mdp").sample(jax.random.PRNGKey(1), 400, "train").transitions)
-    assert abs(rows.mean() - 0.1) < 1e-4 and abs(rows.var() - 9 / 1100) < 0.0008
+    mdps = get_family("tabular-mdp").sample(jax.random.PRNGKey(1), 400, "train")
+    mu = np.asarray(mdps.mean_reward)  # 20,000 draws: standard errors 0.007 (mean) and 0.01 (variance)
+    assert abs(mu.mean() - 1.0) < 0.03 and abs(mu.var() - 1.0) < 0.04
+    rows = np.asarray(mdps.transitions)
+    np.testing.assert_allclose(rows.sum(axis=-1), 1.0, rtol=1e-5)
+    assert abs(rows.var() - 9 / 1100) < 1.5e-4  # about 4 standard errors
+    assert stats.kstest(rows.ravel(), stats.beta(1, 9).cdf).pvalue > 1e-3
     test_goals = get_family("metamaze").sample(jax.random.PRNGKey(2), 500, "test").goal_index
     assert set(np.asarray(test_goals).tolist()) == set(range(0, 65, 5))
 
@@ -478,9 +486,10 @@ def test_a_trial_ends_with_its_last_episode_and_its_later_steps_count_for_nothin
 
 
 def test_episode_returns_sum_each_episodes_own_steps_in_order():
-    """One lane, episodes 0, 0, 1, 1 then a step after the trial ended (episode 2 of 2): [1 + 2, 4 + 8]."""
+    """One lane, episodes 0, 0, 1, 1 then a step after the trial ended (episode 2 of 2), whose reward
+    counts nowhere: [1 + 2, 4 + 8]."""
     episode = jnp.array([[0], [0], [1], [1], [2]])
-    batch = trial_batch(5, 1, rewards=jnp.array([[1.0], [2.0], [4.0], [8.0], [0.0]]), valid=episode < 2, episode=episode)
+    batch = trial_batch(5, 1, rewards=jnp.array([[1.0], [2.0], [4.0], [8.0], [16.0]]), valid=episode < 2, episode=episode)
     np.testing.assert_array_equal(episode_returns(batch, 2), [[3.0, 12.0]])
 
 

@@ -504,3 +504,6 @@ def test_resume_continues_from_the_latest_checkpoint_not_the_best(tmp_path):
         assert (ckpt.step("best"), ckpt.step()) == (3, 6)
     summary = train(algo, MamlRLConfig(iterations=9, keep_checkpoints=2), tmp_path, resume=True, show_progress=False)
     assert summary.iterations_done == 3
+    with Checkpoints(tmp_path, 2) as ckpt:  # from the best (3) it would have counted to 6
+        state = ckpt.restore(algo.init(None))
+        assert (ckpt.step(), float(state["params"]), int(state["iteration"])) == (9, 9.0, 9)
