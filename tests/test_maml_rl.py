@@ -312,13 +312,17 @@ def test_the_gaussian_policy_samples_and_scores_with_its_standard_deviation():
 
     policy = make_policy(obs_dim=2, action_dim=2, discrete=False, hidden=(8,))
     initial = policy.init(jax.random.PRNGKey(0))["params"]
+    dense_out = {**initial["MLP_0"]["Dense_1"], "bias": jnp.array([1.5, -2.0])}  # a mean far from 0
+    initial = {**initial, "MLP_0": {**initial["MLP_0"], "Dense_1": dense_out}}
     with_log_std = lambda log_std: {"params": {**initial, "log_std": log_std}}  # noqa: E731
     params = with_log_std(jnp.log(jnp.array([2.0, 0.3])))
     obs = jnp.array([0.3, -0.7])
     actions = jax.vmap(lambda k: policy.sample(params, obs, k))(jax.random.split(jax.random.PRNGKey(1), 20_000))
-    mean = policy.sample(with_log_std(jnp.full(2, -30.0)), obs, jax.random.PRNGKey(2))  # a standard deviation of 1e-13
+    mlp = initial["MLP_0"]  # the mean, by hand: Dense, ReLU, Dense
+    hidden = np.maximum(np.asarray(obs) @ mlp["Dense_0"]["kernel"] + mlp["Dense_0"]["bias"], 0.0)
+    mean = hidden @ mlp["Dense_1"]["kernel"] + mlp["Dense_1"]["bias"]
     np.testing.assert_allclose(actions.std(axis=0), [2.0, 0.3], rtol=0.03)
-    np.testing.assert_allclose(actions.mean(axis=0), mean, atol=0.05)
+    assert np.all(np.abs(actions.mean(axis=0) - mean) < 4 * np.array([2.0, 0.3]) / np.sqrt(20_000)), (actions.mean(axis=0), mean)
     scored = policy.log_prob(params, jnp.broadcast_to(obs, (5, 2)), actions[:5])
     np.testing.assert_allclose(scored, norm.logpdf(actions[:5], mean, [2.0, 0.3]).sum(-1), rtol=1e-5)
 

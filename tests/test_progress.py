@@ -75,7 +75,9 @@ def test_a_disabled_progress_bar_prints_nothing_and_an_enabled_one_is_live(capsy
     """`-q` (enabled=False): the bar is disabled and nothing reaches stderr; without it the bar is live."""
     from metarl_cli.training.progress import training_progress
 
-    assert training_progress(True).disable is False
+    with training_progress(True) as live:
+        assert live.disable is False and live.live.is_started
+    capsys.readouterr()  # what the live bar drew
     with training_progress(False) as progress:
         task = progress.add_task("meta-train", total=3, stats="")
         progress.advance(task)
