@@ -288,9 +288,9 @@ def _say_left_out(run: Path, what: str) -> None:
 
 
 def _runs_to_read(paths: list[Path], what: str) -> list[Path]:
-    """The runs `paths` name (`report.readable_runs`), saying which damaged ones found inside a named
+    """The runs `paths` name (`run_outputs.readable_runs`), saying which damaged ones found inside a named
     directory are left out of the report or plot, and why."""
-    from metarl_cli.report import readable_runs
+    from metarl_cli.run_outputs import readable_runs
 
     runs, damaged = readable_runs(paths)
     for run, error in damaged:

@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
 from metarl_cli.files import check_writable, output_file, writing  # noqa: E402
-from metarl_cli.report import metric_label, read_evaluation, scores_by_method, seed_curves  # noqa: E402
+from metarl_cli.run_outputs import metric_label, read_evaluation, scores_by_method, seed_curves  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
 
@@ -64,7 +64,7 @@ class LearningCurve(NamedTuple):
 
 def learning_curve(run_dir: Path) -> LearningCurve | None:
     """A run's learning curve from the first iteration at which every seed has logged a value
-    (`report.seed_curves`), or None before it."""
+    (`run_outputs.seed_curves`), or None before it."""
     curves = seed_curves(MetricsLog(run_dir / "metrics.jsonl").read())
     if curves is None:
         return None

@@ -7,14 +7,14 @@ estimators rliable recommends (Agarwal et al. 2021), computed as rliable's with 
 every seed is scored on the same held-out tasks, a (seeds, tasks) table; a resample draws the tasks
 with replacement, then, within each task drawn (a stratum), the seeds. The held-out tasks are a
 random draw from the family, so the interval counts their spread as well as the seeds'; with one
-seed it resamples the tasks alone. (Written here because rliable, as pip installs it today, does not
+seed it resamples the tasks alone. (Written in stats.py because rliable, as pip installs it today, does not
 import beside pandas 3; scripts/compare_rliable.py prints the two side by side where it does.) An RL^2
 evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
 in each episode of the trial (where it has several), then its headline, the trial's total return.
 A training row gives the run's headline training metric, one value per seed (its last, or for DQN
 its mean return over the last tenth of the env steps), as their mean with a Student-t interval: a
 bootstrap over so few values would be too narrow. A directory that is not a run but holds runs, at
-any depth (a sweep; runs/ with a sweep inside), stands for all of them.
+any depth (a sweep; runs/ with a sweep inside), stands for all of them (`run_outputs.expand_runs`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import re
 from operator import itemgetter
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -31,58 +29,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from metarl_cli.config import DqnConfig
-from metarl_cli.errors import UserError
 from metarl_cli.files import check_writable, json_number, output_file, writing
+from metarl_cli.run_outputs import metric_label, read_evaluation, scores_by_method, seed_curves
 from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.progress import say
-from metarl_cli.training.rundir import MetricsLog, eval_command, is_run, load_run
-
-SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
-# The training metrics a run can headline, with their labels in tables and plots; the first one a run logs is its headline.
-TRAINING_METRICS = {"post_return": "return after adaptation", "post_mse": "query MSE after adaptation", "return": "episode return (training)"}
-
-
-def metric_label(algo: str, metric: str) -> str:
-    """How tables and plots name a run's headline training metric (an RL^2 run's return is its trial's)."""
-    return "trial return (training)" if algo == "rl2" else TRAINING_METRICS[metric]
-
-
-def headline_values(records: list[dict]) -> tuple[str, list[dict]] | None:
-    """The run's headline training metric (the first of `TRAINING_METRICS` its latest metrics line
-    holds) and the metrics lines with a value of it; None where there is no such line."""
-    metric = next((m for m in TRAINING_METRICS if records and m in records[-1]), None)
-    valued = [r for r in records if metric is not None and r.get(metric) is not None]
-    return (metric, valued) if valued else None
-
-
-class SeedCurves(NamedTuple):
-    metric: str  # the run's headline training metric
-    iterations: np.ndarray  # (n,) the logged iterations from the first at which every seed has a value
-    values: np.ndarray  # (n, seeds) each seed's latest value at or before each iteration
-
-
-def seed_curves(records: list[dict]) -> SeedCurves | None:
-    """The headline metric of each seed against the iteration (None before every seed has logged a
-    value of it). A seed that logs no value in a chunk (DQN, where none of its episodes ended) keeps
-    its latest value there, so that the mean at each iteration is over every seed."""
-    headline = headline_values(records)
-    if headline is None:
-        return None
-    metric, valued = headline
-    seeds = sorted({r.get("seed", 0) for r in records if metric in r})
-    iterations = sorted({r["iteration"] for r in valued})
-    row, column = {it: i for i, it in enumerate(iterations)}, {seed: j for j, seed in enumerate(seeds)}
-    table = np.full((len(iterations), len(seeds)), np.nan)
-    for r in valued:
-        table[row[r["iteration"]], column[r.get("seed", 0)]] = r[metric]
-    for i in range(1, len(iterations)):  # carry each seed's latest value forward
-        table[i] = np.where(np.isnan(table[i]), table[i - 1], table[i])
-    complete = ~np.isnan(table).any(axis=1)
-    if not complete.any():
-        return None
-    return SeedCurves(metric, np.array(iterations)[complete], table[complete])
+from metarl_cli.training.rundir import MetricsLog, load_run
 
 
 class ReportRow(NamedTuple):
@@ -101,60 +54,6 @@ class ReportRow(NamedTuple):
 
 # A row's metric: its label, and what picks its per-task values from one seed's (steps + 1, tasks) scores.
 Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
-
-
-def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run directories, with a directory of runs replaced by the runs at any depth below it (`runs/`
-    holding single runs and a sweep's directory of them), sorted; a run named twice (or also inside
-    a named directory) counts once."""
-    runs = []
-    for path in paths:
-        if (path / "manifest.json").is_file():
-            runs.append(path)
-        elif path.is_dir() and (inner := runs_below(path)):
-            runs.extend(inner)
-        else:
-            raise UserError(f"{path} is neither a metarl run directory nor a directory of runs"
-                            if path.exists() else f"not found: {path}")
-    unique: dict[Path, Path] = {}  # resolved path -> the run as first named
-    for run in runs:
-        unique.setdefault(run.resolve(), run)
-    return list(unique.values())
-
-
-def readable_runs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, UserError]]]:
-    """`expand_runs(paths)` split into the runs whose config, manifest and eval.json read, and the
-    others found inside a named directory (one damaged run among a sweep's), each with its error; a
-    run named itself that does not read raises its error."""
-    readable, damaged = [], []
-    for run in expand_runs(paths):
-        try:
-            load_run(run)
-            read_evaluation(run)
-        except UserError as error:
-            if run in paths:
-                raise
-            damaged.append((run, error))
-            continue
-        readable.append(run)
-    return readable, damaged
-
-
-def runs_below(directory: Path) -> list[Path]:
-    """The metarl runs below `directory` (through links too, each directory once), in path order; not
-    the baselines kept inside a run, nor a directory whose manifest.json another tool wrote."""
-    runs, seen = [], set()
-    for parent, children, files in os.walk(directory, followlinks=True):
-        here = Path(parent)
-        if here.resolve() in seen:  # a link back up, or a second link to one directory
-            children.clear()
-            continue
-        seen.add(here.resolve())
-        if "manifest.json" in files and here != directory and is_run(here):
-            runs.append(here)
-            children.clear()  # a run's own subdirectories (its baselines) are not runs of the sweep
-        children.sort()
-    return runs
 
 
 def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
@@ -205,41 +104,6 @@ def _unfinished(done: int, iterations: int) -> str:
     return f" at iteration {done} of {iterations} (unfinished)"
 
 
-def read_evaluation(run_dir: Path) -> dict:
-    """The run's eval.json ({split: result}), {} where it has none; a UserError where it is not one,
-    or where a split has no per-task scores (an earlier metarl wrote it)."""
-    path = run_dir / "eval.json"
-    if not path.is_file():
-        return {}
-    try:
-        evaluation = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; `{eval_command(run_dir)}` writes it again") from None
-    if not (isinstance(evaluation, dict) and all(_is_result(r) for r in evaluation.values())):
-        raise UserError(f"{path} is not an evaluation written by metarl; `{eval_command(run_dir)}` writes it again")
-    for split, result in evaluation.items():
-        if not result.get("per_task"):
-            raise UserError(f"{path} has no per-task scores for its '{split}' split (an earlier metarl wrote it); "
-                            f"`{eval_command(run_dir, split=split)}` writes it again")
-    return evaluation
-
-
-def _is_result(result) -> bool:
-    """Whether `result` has what report and plot read of one split's evaluation: among them, where
-    it keeps per-task scores, one (steps + 1, tasks) table of numbers (or nulls) for every column."""
-    if not (isinstance(result, dict) and isinstance(result.get("methods"), dict) and isinstance(result.get("score"), str)
-            and isinstance(result.get("steps"), int)):
-        return False
-    per_task = result.get("per_task")
-    if per_task is None:
-        return True  # written before per-task scores were kept: `read_evaluation` says so
-    try:
-        shapes = {np.array(scores, dtype=np.float64).shape for scores in per_task.values()}
-    except (AttributeError, TypeError, ValueError):
-        return False
-    return len(shapes) <= 1 and all(len(shape) == 2 and shape[0] == result["steps"] + 1 for shape in shapes)
-
-
 def _eval_rows(run_dir: Path, step: int | None, latest: int, iterations: int, adapts: bool) -> list[ReportRow]:
     """A row per method and metric of each evaluated split; an evaluation of the latest checkpoint
     made before the run saved a later one (at iteration `latest`) says at which iteration it was made,
@@ -273,14 +137,6 @@ def _eval_rows(run_dir: Path, step: int | None, latest: int, iterations: int, ad
                 value, low, high = summarise_table(values) if not diverged else (math.nan,) * 3
                 rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, "IQM", value, low, high, diverged))
     return rows
-
-
-def scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
-    """Each method's scores, one (steps + 1, tasks) array per seed (a column of eval.json each), NaN where a task diverged."""
-    groups: dict[str, list[np.ndarray]] = {}
-    for name, by_step in per_task.items():
-        groups.setdefault(SEED_SUFFIX.sub("", name), []).append(np.array(by_step, dtype=np.float64))
-    return groups
 
 
 def _step_metric(result: dict, step: int | None, adapts: bool) -> Metric | None:

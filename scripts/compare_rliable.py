@@ -1,7 +1,7 @@
 """Cross-check: `metarl report`'s estimators against rliable's on the same score tables.
 
 `metarl report` computes the interquartile mean and its stratified-bootstrap interval itself
-(metarl_cli/report.py) rather than through rliable: rliable 1.2.0, the latest, pins arch below 8,
+(metarl_cli/stats.py) rather than through rliable: rliable 1.2.0, the latest, pins arch below 8,
 and arch 7.2.0 fails to import beside pandas 3 (a fresh `pip install rliable` resolves to exactly
 that), while with arch 8 rliable's bootstrap stops with a TypeError. This script checks that the two
 give the same numbers: for (seeds, tasks) tables with a spread between tasks, the IQM from each, and

@@ -254,7 +254,7 @@ def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = F
 
 
 def test_a_directory_stands_for_the_runs_at_any_depth_below_it_but_not_a_runs_baselines(tmp_path):
-    from metarl_cli.report import expand_runs
+    from metarl_cli.run_outputs import expand_runs
 
     single = fake_run(tmp_path / "runs" / "maml-1", seeds=1, iterations=1, evaluated=False)
     points = [fake_run(tmp_path / "runs" / "sweep-maml" / f"inner_lr={lr}", seeds=1, iterations=1, evaluated=False)
@@ -537,7 +537,7 @@ def test_a_dqn_run_none_of_whose_seeds_ended_an_episode_at_the_end_reports_a_tra
 
 
 def test_seed_curves_carry_each_seeds_latest_value_into_every_later_iteration_it_skips():
-    from metarl_cli.report import seed_curves
+    from metarl_cli.run_outputs import seed_curves
 
     logged = {0: [1.0, 2.0, 3.0], 1: [5.0, None, 7.0]}  # seed 1 logs nothing at the second iteration
     records = [{"iteration": i + 1, "seed": seed, "return": v} for i in range(3) for seed, vs in logged.items()
@@ -769,7 +769,7 @@ def test_plot_draws_the_learning_band_and_the_adaptation_bars_as_95_percent_inte
 
 
 def test_runs_are_found_through_links_once_and_a_foreign_manifest_is_not_a_run(tmp_path, cli, monkeypatch):
-    from metarl_cli.report import expand_runs
+    from metarl_cli.run_outputs import expand_runs
 
     runs = [fake_run(tmp_path / "elsewhere" / name, seeds=1, iterations=1, evaluated=False) for name in ("a", "b")]
     compare = tmp_path / "compare"
