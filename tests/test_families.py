@@ -104,7 +104,7 @@ def test_regression_points_are_the_tasks_own_and_fixed():
     x, y = fam.points(task, SUPPORT, 5)
     np.testing.assert_allclose(y, task["amplitude"] * jnp.sin(x - task["phase"]), rtol=1e-6)
     # The learner's support batch ignores the step's key: every inner step sees the same K points.
-    from metarl_cli.regression import regression_model
+    from metarl_cli.regression_learner import regression_model
 
     model = regression_model(fam, (4,), shots=5, query_points=5, eval_query_points=5, task_input=False)
     assert model.score_name == "mse" and not model.maximize  # the best checkpoint and a tuned step size minimise it

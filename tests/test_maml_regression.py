@@ -17,7 +17,7 @@ from jax import enable_x64
 from metarl_cli.algos import make_algorithm
 from metarl_cli.config import resolve_config
 from metarl_cli.families import family_for, get_family
-from metarl_cli.regression import regression_model
+from metarl_cli.regression_learner import regression_model
 from metarl_cli.training.runner import compile_chunks, initial_state, seeded_step
 from conftest import checkpoints_stub, one_task_meta_loss
 

@@ -22,7 +22,7 @@ from metarl_cli.config import MamlConfig, MamlDqnConfig
 from metarl_cli.devices import even_mesh, replicate, split_tasks, uneven_split_note
 from metarl_cli.families import RegressionFamily, TaskDistribution
 from metarl_cli.meta import Model, adaptation_curve, meta_batch_loss
-from metarl_cli.regression import regression_model
+from metarl_cli.regression_learner import regression_model
 from metarl_cli.rl.learner import rl_model
 from metarl_cli.rl.q_learner import q_model
 
