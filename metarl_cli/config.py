@@ -112,8 +112,15 @@ def _check_eval(config) -> None:
     if config.eval_tasks < 2:
         raise UserError(f"eval_tasks must be >= 2 (a confidence interval needs two tasks), got {config.eval_tasks}")
     for name in ("eval_tasks", "eval_steps"):
-        if getattr(config, name, 0) > MAX_COUNT:
-            raise UserError(f"{name} = {getattr(config, name)} is more than eval can count; at most {MAX_COUNT}")
+        check_eval_count(f"{name} =", getattr(config, name, None))
+
+
+def check_eval_count(label: str, count: int | None) -> None:
+    """Refuse (UserError) a number of held-out tasks or adaptation steps above what eval's 32-bit
+    arrays count (larger, XLA aborts the process as it sizes them); `label` names it in the message
+    ("--tasks", "eval_tasks =")."""
+    if count is not None and count > MAX_COUNT:
+        raise UserError(f"{label} {count} is more than eval can count; at most {MAX_COUNT}")
 
 
 def _check_hidden(hidden: tuple[int, ...]) -> None:

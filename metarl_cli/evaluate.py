@@ -34,7 +34,7 @@ import numpy as np
 
 from metarl_cli.algos import Algorithm, make_algorithm
 from metarl_cli.algos.maml import with_inner_rates
-from metarl_cli.config import MAX_COUNT, DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, write_config
+from metarl_cli.config import DqnConfig, MamlDqnConfig, MamlRegressionConfig, check_count, check_eval_count, write_config
 from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.files import json_number, updating, write_atomically
@@ -102,9 +102,8 @@ def check_eval_options(split: str, tasks: int | None, steps: int | None, checkpo
         raise UserError(f"--tasks must be at least 2 for a confidence interval, got {tasks}")
     if steps is not None and steps < 0:
         raise UserError(f"--steps must be >= 0, got {steps}")
-    for option, count in (("--tasks", tasks), ("--steps", steps)):  # larger, XLA aborts the process as it sizes arrays
-        if count is not None and count > MAX_COUNT:
-            raise UserError(f"{option} {count} is more than eval can count; at most {MAX_COUNT}")
+    check_eval_count("--tasks", tasks)
+    check_eval_count("--steps", steps)
 
 
 def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, checkpoint: str, show_progress: bool = True) -> EvalResult:

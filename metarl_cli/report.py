@@ -1,20 +1,20 @@
 """`metarl report`: one table across runs and seeds, with robust interval estimates.
 
-For each run and each split in its eval.json, each method's score after K adaptation steps is
-pooled over seeds and held-out tasks and summarised by its interquartile mean (IQM: the mean of
-the middle 50%) with a 95% percentile confidence interval from a stratified bootstrap, the
-estimators rliable recommends (Agarwal et al. 2021), computed as rliable's with `task_bootstrap`:
-every seed is scored on the same held-out tasks, a (seeds, tasks) table; a resample draws the tasks
-with replacement, then, within each task drawn (a stratum), the seeds. The held-out tasks are a
-random draw from the family, so the interval counts their spread as well as the seeds'; with one
-seed it resamples the tasks alone. (Written in stats.py because rliable, as pip installs it today, does not
-import beside pandas 3; scripts/compare_rliable.py prints the two side by side where it does.) An RL^2
-evaluation, one trial per task, has no adaptation steps: as in `metarl eval`, each method's return
-in each episode of the trial (where it has several), then its headline, the trial's total return.
-A training row gives the run's headline training metric, one value per seed (its last, or for DQN
-its mean return over the last tenth of the env steps), as their mean with a Student-t interval: a
-bootstrap over so few values would be too narrow. A directory that is not a run but holds runs, at
-any depth (a sweep; runs/ with a sweep inside), stands for all of them (`run_outputs.expand_runs`).
+For each run and each split in its eval.json, each method's score after K adaptation steps is pooled
+over seeds and held-out tasks and summarised by its interquartile mean (IQM: the mean of the middle
+50%) with a 95% percentile confidence interval from a stratified bootstrap, the estimators rliable
+recommends (Agarwal et al. 2021), computed as rliable's with `task_bootstrap`: every seed is scored
+on the same held-out tasks, a (seeds, tasks) table; a resample draws the tasks with replacement,
+then, within each task drawn (a stratum), the seeds. The held-out tasks are a random draw from the
+family, so the interval counts their spread as well as the seeds'; with one seed it resamples the
+tasks alone. (Written in stats.py because rliable, as pip installs it today, does not import beside
+pandas 3; scripts/compare_rliable.py prints the two side by side where it does.) An RL^2 evaluation,
+one trial per task, has no adaptation steps: as in `metarl eval`, each method's return in each
+episode of the trial (where it has several), then its headline, the trial's total return. A training
+row gives the run's headline training metric, one value per seed (its last, or for DQN its mean
+return over the last tenth of the env steps), as their mean with a Student-t interval: a bootstrap
+over so few values would be too narrow. A directory that is not a run but holds runs, at any depth
+(a sweep; runs/ with a sweep inside), stands for all of them (`run_outputs.expand_runs`).
 """
 
 from __future__ import annotations
