@@ -120,7 +120,13 @@ def check_eval_count(label: str, count: int | None) -> None:
     arrays count (larger, XLA aborts the process as it sizes them); `label` names it in the message
     ("--tasks", "eval_tasks =")."""
     if count is not None and count > MAX_COUNT:
-        raise UserError(f"{label} {count} is more than eval can count; at most {MAX_COUNT}")
+        raise UserError(f"{label} {_count_text(count)} is more than eval can count; at most {MAX_COUNT}")
+
+
+def _count_text(count: int) -> str:
+    """A count for messages: its digits, or where it has more than 20 (a count written 1e40), in
+    exponent form."""
+    return str(count) if count < 10**20 else f"{count:.6g}"
 
 
 def _check_hidden(hidden: tuple[int, ...]) -> None:
@@ -505,7 +511,7 @@ def check_count(config) -> None:
     """Refuse (UserError) a config longer than its training state's 32-bit counters can count."""
     if config.largest_count() > MAX_COUNT:
         key = type(config).LENGTH_KEY
-        raise UserError(f"{key} = {getattr(config, key)} is more than a run can count (its counters are 32-bit); at most {MAX_COUNT}")
+        raise UserError(f"{key} = {_count_text(getattr(config, key))} is more than a run can count (its counters are 32-bit); at most {MAX_COUNT}")
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:

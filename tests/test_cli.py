@@ -479,6 +479,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "dqn", "--set", "total_steps=3005"], "total_steps (3005) must be a multiple of train_every (10)"),
         (["train", "dqn", "--set", "total_steps=3000000000"], "total_steps = 3000000000 is more than a run can count (its counters are 32-bit); at most 2147483647"),
         (["train", "maml", "--set", "iterations=2147483648"], "iterations = 2147483648 is more than a run can count"),
+        (["train", "maml", "--set", "iterations=1e40"], "iterations = 1e+40 is more than a run can count"),
         (["train", "maml-dqn", "--env", "point-nav"], "point-nav has continuous actions"),
         (["train", "maml-dqn", "--set", "epsilon=2"], "epsilon must be in [0, 1]"),
         (["train", "rl2", "--set", "second_phase_at=-1"], "second_phase_at must be >= 0 (0: no second phase), got -1"),
