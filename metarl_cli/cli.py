@@ -287,7 +287,7 @@ def _say_left_out(run: Path, what: str) -> None:
     say(f"{run} has nothing to {what} yet (no value of its headline metric logged by every seed, no evaluation): left out")
 
 
-def _runs_to_read(paths: list[Path], what: str) -> list[Path]:
+def _runs_to_read(paths: list[Path], what: str):
     """The runs `paths` name (`run_outputs.readable_runs`), saying which damaged ones found inside a named
     directory are left out of the report or plot, and why."""
     from metarl_cli.run_outputs import readable_runs
@@ -316,7 +316,7 @@ def report(
     for run in _runs_to_read(runs, "report"):
         found = run_rows(run, step)
         if not found:  # e.g. a sweep's point that failed before its first chunk
-            _say_left_out(run, "report")
+            _say_left_out(run.path, "report")
         rows += found
     if not rows:
         raise UserError("nothing to report: no run has a value of its headline metric logged by every seed, or an evaluation")

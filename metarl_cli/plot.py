@@ -36,9 +36,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
 from metarl_cli.files import check_writable, output_file, writing  # noqa: E402
-from metarl_cli.run_outputs import metric_label, read_evaluation, scores_by_method, seed_curves  # noqa: E402
+from metarl_cli.run_outputs import RunOutputs, metric_label, scores_by_method, seed_curves  # noqa: E402
 from metarl_cli.stats import mean_ci95  # noqa: E402
-from metarl_cli.training.rundir import MetricsLog, load_run  # noqa: E402
+from metarl_cli.training.rundir import MetricsLog  # noqa: E402
 
 # Each learning panel holds the runs whose curves share an x and a y: (x label, y label) by algorithm and metric.
 X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once learning starts)", "rl2": "iteration (one PPO update on a batch of trials)"}
@@ -88,7 +88,7 @@ class Undrawn(NamedTuple):
     without_curve: list[Path]  # drawn for their evaluation alone: no learning curve yet
 
 
-def plot_runs(runs: list[Path], output: str | Path) -> Undrawn:
+def plot_runs(runs: list[RunOutputs], output: str | Path) -> Undrawn:
     """Learning and adaptation curves of `runs` into the PNG `output` (see `check_output`); returns
     the runs it leaves out, whole or in part."""
     output = Path(output)
@@ -102,7 +102,7 @@ def plot_runs(runs: list[Path], output: str | Path) -> Undrawn:
     return undrawn
 
 
-def draw_runs(runs: list[Path]):
+def draw_runs(runs: list[RunOutputs]):
     """The figure of `runs`: a panel of learning curves for each kind of curve (an x and a y: the
     algorithm's iteration, its headline metric) and task family, then a panel of adaptation curves
     for each kind of evaluation and family (a return on Pendulum and one on CartPole differ in
@@ -111,14 +111,14 @@ def draw_runs(runs: list[Path]):
     learning: dict[tuple[str, str, str], dict[Path, LearningCurve]] = defaultdict(dict)
     families = {}
     for run in runs:
-        algo, config, _ = load_run(run)  # a clear error where it is not a run
-        families[run] = config.env
-        if curve := learning_curve(run):
-            learning[(*learning_axes(algo, curve.metric), config.env)][run] = curve
-    evaluations = {run: evaluation for run in runs if (evaluation := read_evaluation(run))}
-    with_curve = {run for curves in learning.values() for run in curves}
-    undrawn = Undrawn(left_out=[run for run in runs if run not in with_curve and run not in evaluations],
-                      without_curve=[run for run in evaluations if run not in with_curve])
+        families[run.path] = run.config.env
+        if curve := learning_curve(run.path):
+            learning[(*learning_axes(run.algo, curve.metric), run.config.env)][run.path] = curve
+    paths = [run.path for run in runs]
+    evaluations = {run.path: run.evaluation for run in runs if run.evaluation}
+    with_curve = {path for curves in learning.values() for path in curves}
+    undrawn = Undrawn(left_out=[path for path in paths if path not in with_curve and path not in evaluations],
+                      without_curve=[path for path in evaluations if path not in with_curve])
     if not learning and not evaluations:
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
@@ -133,7 +133,7 @@ def draw_runs(runs: list[Path]):
         ax.remove()
     for ax in axes:
         ax.set_prop_cycle(SERIES_STYLES)
-    names = run_names(runs) if len(runs) > 1 else None
+    names = run_names(paths) if len(paths) > 1 else None
     for ax, ((x_label, y_label, family), curves) in zip(axes, learning.items()):
         _draw_learning(ax, (x_label, y_label), curves, names, family if named else None)
     for ax, ((score, trial, family), results) in zip(axes[len(learning):], kinds.items()):

@@ -30,12 +30,12 @@ import numpy as np
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.files import check_writable, json_number, output_file, writing
-from metarl_cli.run_outputs import metric_label, read_evaluation, scores_by_method, seed_curves
+from metarl_cli.run_outputs import RunOutputs, metric_label, scores_by_method, seed_curves
 from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.progress import say
-from metarl_cli.training.rundir import MetricsLog, load_run
+from metarl_cli.training.rundir import MetricsLog
 
 
 class ReportRow(NamedTuple):
@@ -56,15 +56,16 @@ class ReportRow(NamedTuple):
 Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
 
 
-def run_rows(run_dir: Path, step: int | None) -> list[ReportRow]:
-    algo, config, _ = load_run(run_dir)  # a clear error if it is not a run
-    records = MetricsLog(run_dir / "metrics.jsonl").read()
+def run_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
+    """The run's training row and its evaluations' rows (at adaptation step `step`; None: the last evaluated)."""
+    config = run.config
+    records = MetricsLog(run.path / "metrics.jsonl").read()
     done = max((r["iteration"] for r in records), default=0)
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(config, DqnConfig)
-    return [*_training_rows(run_dir, algo, records, done, config.iterations),
-            *_eval_rows(run_dir, step, _latest_checkpoint(run_dir), config.iterations, adapts)]
+    return [*_training_rows(run.path, run.algo, records, done, config.iterations),
+            *_eval_rows(run.path, run.evaluation, step, _latest_checkpoint(run.path), config.iterations, adapts)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -104,14 +105,14 @@ def _unfinished(done: int, iterations: int) -> str:
     return f" at iteration {done} of {iterations} (unfinished)"
 
 
-def _eval_rows(run_dir: Path, step: int | None, latest: int, iterations: int, adapts: bool) -> list[ReportRow]:
-    """A row per method and metric of each evaluated split; an evaluation of the latest checkpoint
+def _eval_rows(run_dir: Path, evaluation: dict, step: int | None, latest: int, iterations: int, adapts: bool) -> list[ReportRow]:
+    """A row per method and metric of each split the run's `evaluation` (eval.json) holds; an evaluation of the latest checkpoint
     made before the run saved a later one (at iteration `latest`) says at which iteration it was made,
     one of a run that had not done its `iterations` says so as its training row does, and one of the
     best checkpoint says so and which iteration that was.
     `adapts`: whether the run adapts by steps, where its eval.json does not say."""
     rows = []
-    for split, result in sorted(read_evaluation(run_dir).items()):
+    for split, result in sorted(evaluation.items()):
         per_task = result["per_task"]
         if result.get("trial"):
             metrics = _trial_metrics(result)

@@ -9,7 +9,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -81,21 +81,33 @@ def expand_runs(paths: list[Path]) -> list[Path]:
     return list(unique.values())
 
 
-def readable_runs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, UserError]]]:
+class RunOutputs(NamedTuple):
+    """What report and plot read of a run besides its metrics, read once."""
+
+    path: Path
+    algo: str
+    config: Any  # the run's config, of its algorithm's config class
+    evaluation: dict  # its eval.json, {split: result}; {} before an evaluation
+
+
+def read_run(path: Path) -> RunOutputs:
+    """The run in `path`: a UserError where its manifest, config or eval.json does not read."""
+    algo, config, _ = load_run(path)
+    return RunOutputs(path, algo, config, read_evaluation(path))
+
+
+def readable_runs(paths: list[Path]) -> tuple[list[RunOutputs], list[tuple[Path, UserError]]]:
     """`expand_runs(paths)` split into the runs whose config, manifest and eval.json read, and the
     others found inside a named directory (one damaged run among a sweep's), each with its error; a
     run named itself that does not read raises its error."""
     readable, damaged = [], []
-    for run in expand_runs(paths):
+    for path in expand_runs(paths):
         try:
-            load_run(run)
-            read_evaluation(run)
+            readable.append(read_run(path))
         except UserError as error:
-            if run in paths:
+            if path in paths:
                 raise
-            damaged.append((run, error))
-            continue
-        readable.append(run)
+            damaged.append((path, error))
     return readable, damaged
 
 

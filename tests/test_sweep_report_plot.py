@@ -17,6 +17,7 @@ from conftest import wait_for
 from metarl_cli.config import DqnConfig, MamlRLConfig, Rl2Config, write_config
 from metarl_cli.plot import LEGEND_WIDTH, draw_runs
 from metarl_cli.report import report_paths, run_rows
+from metarl_cli.run_outputs import read_run
 from metarl_cli.stats import iqm, stratified_bootstrap_ci
 from metarl_cli.training.checkpoint import Checkpoints
 
@@ -267,7 +268,7 @@ def test_a_directory_stands_for_the_runs_at_any_depth_below_it_but_not_a_runs_ba
 def test_report_pools_seeds_and_tasks(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
     files = {path: path.read_bytes() if path.is_file() else None for path in run.rglob("*")}
-    rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
+    rows = {(r.split, r.method): r for r in run_rows(read_run(run), step=None)}
     training = rows[("train", "training")]
     assert (training.seeds, training.estimate, training.metric) == (2, 30.5, "final return after adaptation")  # last values 30 and 31
     # Their mean and its Student-t interval: t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2).
@@ -303,7 +304,7 @@ def test_report_rows_go_by_split_name_whatever_order_the_splits_were_evaluated_i
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=True)
     evaluation = json.loads((run / "eval.json").read_text())
     (run / "eval.json").write_text(json.dumps({"test": evaluation["test"], "ood": evaluation["test"]}))  # ood evaluated later
-    assert [r.split for r in run_rows(run, step=None)] == ["train", "ood", "test"]
+    assert [r.split for r in run_rows(read_run(run), step=None)] == ["train", "ood", "test"]
 
 
 def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
@@ -314,7 +315,7 @@ def test_report_interval_is_over_a_seeds_by_tasks_table(tmp_path):
     apart = [[0.0] * 4, [0.0] * 4], [[0.0] * 4, [100.0] * 4]
     write_eval(run, {"same (seed 0)": same, "same (seed 1)": same, "apart (seed 0)": apart[0], "apart (seed 1)": apart[1],
                      "one seed": same})
-    rows = {r.method: (r.estimate, r.low, r.high) for r in run_rows(run, step=None) if r.split == "test"}
+    rows = {r.method: (r.estimate, r.low, r.high) for r in run_rows(read_run(run), step=None) if r.split == "test"}
     assert rows["same"] == (2.5, *stratified_bootstrap_ci(np.array([same[1], same[1]])))
     assert rows["apart"] == (50.0, *stratified_bootstrap_ci(np.array([[0.0] * 4, [100.0] * 4])))
     assert rows["one seed"] == rows["same"]  # a copy of a seed adds nothing
@@ -345,7 +346,7 @@ def test_report_and_plot_refuse_an_eval_json_they_cannot_read_and_skip_a_foreign
     with open(run / "metrics.jsonl", "a") as f:  # valid JSON, but not lines metarl writes
         f.write('5\n{"post_return": 1.0}\n{"iteration": 4, "post_return": "x"}\n{"iteration": true, "post_return": 2.0}\n'
                 '{"iteration": 4, "post_return": true}\n')
-    assert [(r.split, r.estimate) for r in run_rows(run, step=None)] == [("train", 30.0)]  # iteration 3's, the last metarl wrote
+    assert [(r.split, r.estimate) for r in run_rows(read_run(run), step=None)] == [("train", 30.0)]  # iteration 3's, the last metarl wrote
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "p.png"))
     assert code == 0, err
     result = {"methods": {}, "score": "return", "steps": 1}
@@ -370,7 +371,7 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
     write_eval(adapting, {"meta-learned": [[1.0, 2.0], [5.0, 6.0]]})
     plain = fake_run(tmp_path / "dqn", seeds=1, iterations=3, evaluated=False)
     write_eval(plain, {"trained": [[3.0, 4.0]]}, adapts=False)  # DQN: scored after 0 steps only
-    rows = [r for run in (adapting, plain) for r in run_rows(run, step=1) if r.split == "test"]
+    rows = [r for run in (adapting, plain) for r in run_rows(read_run(run), step=1) if r.split == "test"]
     assert [(r.method, r.metric, r.estimate) for r in rows] == [("meta-learned", "return after 1 step", 5.5),
                                                            ("trained", "return after 0 steps", 3.5)]
     # Evaluated to fewer steps: that split is left out, and said to be, not the whole report refused.
@@ -378,7 +379,7 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
     evaluation = json.loads((adapting / "eval.json").read_text())
     evaluation["ood"] = {**evaluation["test"], "steps": 2, "per_task": {"meta-learned": [[1.0, 2.0], [5.0, 6.0], [7.0, 8.0]]}}
     (adapting / "eval.json").write_text(json.dumps(evaluation))
-    assert [(r.split, r.metric, r.estimate) for r in run_rows(adapting, step=2) if r.split != "train"] == [("ood", "return after 2 steps", 7.5)]
+    assert [(r.split, r.metric, r.estimate) for r in run_rows(read_run(adapting), step=2) if r.split != "train"] == [("ood", "return after 2 steps", 7.5)]
     err = " ".join(capsys.readouterr().err.split())
     assert f"{adapting}: its 'test' evaluation went to k = 1, not 2: left out of the report" in err, err
     # An eval.json from before it recorded "adapts": the run's config says that DQN does not adapt.
@@ -387,18 +388,18 @@ def test_report_step_picks_k_where_runs_adapt_and_k_0_where_they_do_not(tmp_path
     evaluation = json.loads((plain / "eval.json").read_text())
     del evaluation["test"]["adapts"]
     (plain / "eval.json").write_text(json.dumps(evaluation))
-    assert [(r.metric, r.estimate) for r in run_rows(plain, step=1) if r.split == "test"] == [("return after 0 steps", 3.5)]
+    assert [(r.metric, r.estimate) for r in run_rows(read_run(plain), step=1) if r.split == "test"] == [("return after 0 steps", 3.5)]
 
 
 def test_report_says_a_method_diverged_rather_than_summarise_the_tasks_that_did_not(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=False)
     write_eval(run, {"meta-learned": [[1.0, 2.0, 3.0, 4.0]] * 2, "random init": [[1.0, 2.0, 3.0, 4.0], [1.0, float("nan"), 3.0, 4.0]]})
-    rows = {(r.split, r.method): r for r in run_rows(run, step=None)}
+    rows = {(r.split, r.method): r for r in run_rows(read_run(run), step=None)}
     finite = rows[("test", "meta-learned")]
     assert (finite.n, finite.estimate, finite.diverged) == (4, 2.5, 0)
     diverged = rows[("test", "random init")]
     assert (diverged.n, diverged.diverged) == (4, 1) and np.isnan(diverged.estimate)  # not the IQM of 1, 3 and 4
-    before = {r.method: r for r in run_rows(run, step=0) if r.split == "test"}["random init"]
+    before = {r.method: r for r in run_rows(read_run(run), step=0) if r.split == "test"}["random init"]
     assert (before.estimate, before.diverged) == (2.5, 0)  # every task finite before adapting
     code, out, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
     assert code == 0, err
@@ -449,7 +450,7 @@ def test_report_says_when_an_evaluation_is_older_than_the_run_or_of_its_best(tmp
     with Checkpoints(run, 2) as checkpoints:
         checkpoints.save(5, {"params": np.zeros(2)}, 0.0)
     write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=evaluated_at, checkpoint=checkpoint)
-    evaluated = [row for row in run_rows(run, step=None) if row.split == "test"]
+    evaluated = [row for row in run_rows(read_run(run), step=None) if row.split == "test"]
     assert [row.metric for row in evaluated] == [f"return after 1 step{note}"]
 
 
@@ -463,9 +464,9 @@ def test_a_place_the_system_refuses_is_named_in_one_line(tmp_path, cli, command,
 
 def test_report_says_where_an_unfinished_run_stands(tmp_path):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False, planned=100)
-    assert [r.metric for r in run_rows(run, step=None)] == ["return after adaptation at iteration 3 of 100 (unfinished)"]
+    assert [r.metric for r in run_rows(read_run(run), step=None)] == ["return after adaptation at iteration 3 of 100 (unfinished)"]
     write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=3)  # its evaluation says so too
-    assert [r.metric for r in run_rows(run, step=None) if r.split == "test"] == ["return after 1 step at iteration 3 of 100 (unfinished)"]
+    assert [r.metric for r in run_rows(read_run(run), step=None) if r.split == "test"] == ["return after 1 step at iteration 3 of 100 (unfinished)"]
 
 
 def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
@@ -492,7 +493,7 @@ def test_a_dqn_run_reports_its_end_of_training_returns_and_plots_each_seeds_late
     lines = [{"iteration": 25 * (i + 1), "seed": seed, "env_steps": 250 * (i + 1), "return": r, "episodes": 0 if r is None else 2}
              for i in range(4) for seed, rs in returns.items() for r in [rs[i]]]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    [training] = run_rows(run, step=None)
+    [training] = run_rows(read_run(run), step=None)
     assert training.metric == "final return (episodes of the last 250 env steps; none of seed 1's ended there)"
     assert (training.seeds, training.n, training.estimate) == (2, 1, 40.0)
     metric, iterations, mean, _, seeds, _ = learning_curve(run)
@@ -514,7 +515,7 @@ def test_a_dqn_run_none_of_whose_seeds_ended_an_episode_at_the_end_reports_a_tra
              for i in range(4) for seed in (0, 1)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     write_eval(run, {"trained (seed 0)": [[-500.0, -480.0]], "trained (seed 1)": [[-490.0, -470.0]]}, adapts=False)
-    training, evaluated = run_rows(run, step=None)
+    training, evaluated = run_rows(read_run(run), step=None)
     assert training.metric == "final return (episodes of the last 250 env steps; no seed's ended there)"
     assert (training.seeds, training.n) == (2, 0) and math.isnan(training.estimate)
     assert (evaluated.split, evaluated.n) == ("test", 4)
@@ -561,7 +562,7 @@ def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
 
     def legend() -> list[str]:
         """The adaptation panel's legend, each entry's lines joined; no line wider than LEGEND_WIDTH."""
-        fig, _ = draw_runs([run])
+        fig, _ = draw_runs([read_run(run)])
         try:
             texts = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
         finally:
@@ -585,7 +586,7 @@ def test_plot_writes_a_png(tmp_path, cli, evaluated):
     code, _, err = cli("plot", str(run), "-o", str(tmp_path / "curves.png"))
     assert code == 0, err
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    fig, _ = draw_runs([run])  # what it drew: the learning curves' panel, and the adaptation curves' once evaluated
+    fig, _ = draw_runs([read_run(run)])  # what it drew: the learning curves' panel, and the adaptation curves' once evaluated
     try:
         panels = [(ax.get_xlabel(), len(ax.get_lines()) > 0) for ax in fig.axes if ax.get_visible()]
     finally:
@@ -598,15 +599,15 @@ def test_report_labels_an_rl2_trial_by_episode_and_trial_total(tmp_path):
     # Two seeds, two tasks each, two episodes a trial: episode 1 pools 1, 2, 3, 4; episode 2 pools
     # 5, 6, 7, 8; the trial totals pool 6, 8, 10, 12.
     write_eval(run, {"trained (seed 0)": [[1.0, 2.0], [5.0, 6.0]], "trained (seed 1)": [[3.0, 4.0], [7.0, 8.0]]}, trial=True)
-    rows = [(r.method, r.metric, r.seeds, r.n, r.estimate) for r in run_rows(run, step=None) if r.split == "test"]
+    rows = [(r.method, r.metric, r.seeds, r.n, r.estimate) for r in run_rows(read_run(run), step=None) if r.split == "test"]
     assert rows == [("trained", "return in episode 1 of 2", 2, 4, 2.5), ("trained", "return in episode 2 of 2", 2, 4, 6.5),
                     ("trained", "trial total return", 2, 4, 9.0)]
-    assert run_rows(run, step=5) == run_rows(run, step=None)  # a trial has no adaptation steps to pick
+    assert run_rows(read_run(run), step=5) == run_rows(read_run(run), step=None)  # a trial has no adaptation steps to pick
     # As an RL^2 run's: its training return is the trial's, as plot names it.
     (run / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "rl2"}))
     write_config(Rl2Config(seeds=2, iterations=1), "rl2", run / "config.toml")
     (run / "metrics.jsonl").write_text("".join(json.dumps({"iteration": 1, "seed": s, "return": 10.0 + s}) + "\n" for s in (0, 1)))
-    assert [r.metric for r in run_rows(run, step=None) if r.split == "train"] == ["final trial return (training)"]
+    assert [r.metric for r in run_rows(read_run(run), step=None) if r.split == "train"] == ["final trial return (training)"]
 
 
 @pytest.mark.parametrize("given, written", [("rep-lr0.1", "rep-lr0.1"), ("rep.csv", "rep"), ("rep.json", "rep")])
@@ -652,7 +653,7 @@ def test_plot_gives_each_task_family_its_own_panels_and_names_it_where_there_are
         (run / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i, "seed": 0, "post_return": scale * i}) + "\n" for i in (1, 2)))
         write_eval(run, {"meta-learned": [[scale, scale], [2 * scale, 2 * scale]]})
         runs.append(run)
-    fig, _ = draw_runs(runs)
+    fig, _ = draw_runs(list(map(read_run, runs)))
     try:
         panels = {" ".join(ax.get_title().split("\n")[0].split()): [text.get_text() for text in ax.get_legend().get_texts()] for ax in fig.axes}
     finally:
@@ -670,7 +671,7 @@ def test_plot_gives_each_kind_of_score_its_own_adaptation_axes(tmp_path):
     write_eval(runs[0], {"meta-learned": [[1.0, 2.0], [0.5, 0.7]]}, score="mse")
     write_eval(runs[1], {"trained": [[1.0, 2.0]]})
     write_eval(runs[2], {"trained": [[1.0, 2.0], [3.0, 4.0]]}, trial=True)
-    fig, _ = draw_runs(runs)
+    fig, _ = draw_runs(list(map(read_run, runs)))
     try:
         adaptation = {(ax.get_xlabel(), ax.get_ylabel()): [text.get_text() for text in ax.get_legend().get_texts()]
                       for ax in fig.axes[1:]}
@@ -700,7 +701,7 @@ def test_plot_draws_a_method_once_however_many_seeds_and_tells_runs_of_one_name_
     write_eval(runs[1], {"meta-learned (seed 0)": [[0.0, 0.0], [1.0, 1.0]], "meta-learned (seed 1)": [[0.0, 0.0], [1.0, 1.0]]})
     (method, seeds, ks, mean, _), _ = adaptation_series(json.loads((runs[0] / "eval.json").read_text())["test"])
     assert (method, seeds, list(ks), list(mean)) == ("meta-learned", 2, [0, 1], [0.0, 3.0])
-    fig, _ = draw_runs(runs)
+    fig, _ = draw_runs(list(map(read_run, runs)))
     try:
         legends = [[" ".join(text.get_text().split()) for text in ax.get_legend().get_texts()] for ax in fig.axes]
     finally:
@@ -717,7 +718,7 @@ def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_sa
     (dqn / "manifest.json").write_text(json.dumps({"tool": "metarl", "algo": "dqn"}))
     write_config(DqnConfig(), "dqn", dqn / "config.toml")
     (dqn / "metrics.jsonl").write_text("".join(json.dumps({"iteration": 2500 * i, "seed": 0, "return": 20.0 * i}) + "\n" for i in (1, 2)))
-    fig, _ = draw_runs([*maml_runs, dqn])
+    fig, _ = draw_runs([read_run(run) for run in (*maml_runs, dqn)])
     try:
         panels = {(ax.get_xlabel(), ax.get_ylabel()): ax for ax in fig.axes}
         styles = {(line.get_color(), line.get_linestyle()) for line in panels[("meta-iteration", "return after adaptation")].get_lines()}
@@ -731,7 +732,7 @@ def test_plot_puts_learning_curves_on_shared_axes_only_where_x_and_y_mean_the_sa
 
 @pytest.mark.parametrize("seeds, half", [(1, None), (3, 4.3027 / np.sqrt(3))])  # 10, 11, 12: t(0.975, 2 df) sd 1 over sqrt(3)
 def test_plot_marks_a_learning_curve_of_one_chunk(tmp_path, seeds, half):
-    fig, _ = draw_runs([fake_run(tmp_path / "run", seeds=seeds, iterations=1, evaluated=False)])
+    fig, _ = draw_runs([read_run(fake_run(tmp_path / "run", seeds=seeds, iterations=1, evaluated=False))])
     try:
         markers = [line.get_marker() for line in fig.axes[0].get_lines()]
         bars = [bar[2][0].get_segments() for bar in fig.axes[0].containers if bar.has_yerr]
@@ -753,7 +754,7 @@ def test_plot_draws_the_learning_band_and_the_adaptation_bars_as_95_percent_inte
     # tasks: after 1 step the tasks average 1 and 4 over the seeds (their medians are 0 and 3).
     write_eval(run, {"meta-learned (seed 0)": [[0.0, 0.0], [0.0, 3.0]], "meta-learned (seed 1)": [[0.0, 0.0], [0.0, 3.0]],
                      "meta-learned (seed 2)": [[0.0, 0.0], [3.0, 6.0]]})
-    fig, _ = draw_runs([run])
+    fig, _ = draw_runs([read_run(run)])
     try:
         [band] = fig.axes[0].collections
         band_y = band.get_paths()[0].vertices[:, 1]
@@ -789,12 +790,12 @@ def test_runs_are_found_through_links_once_and_a_foreign_manifest_is_not_a_run(t
 def test_a_single_value_has_no_interval(tmp_path):
     run = fake_run(tmp_path / "run", seeds=1, iterations=2, evaluated=False)
     write_eval(run, {"meta-learned": [[1.0], [2.0]]})  # one task, one seed
-    rows = run_rows(run, step=None)
+    rows = run_rows(read_run(run), step=None)
     assert [(r.split, r.n, r.estimate) for r in rows] == [("train", 1, 20.0), ("test", 1, 2.0)]
     assert all(np.isnan(r.low) and np.isnan(r.high) and r.diverged == 0 for r in rows)
     # Two tasks, 0 and 100, have one: a resample's mean is 0, 50 or 100 (chances 1/4, 1/2, 1/4).
     write_eval(run, {"meta-learned": [[1.0, 1.0], [0.0, 100.0]]})
-    [row] = [r for r in run_rows(run, step=None) if r.split == "test"]
+    [row] = [r for r in run_rows(read_run(run), step=None) if r.split == "test"]
     assert (row.n, row.estimate, row.low, row.high) == (2, 50.0, 0.0, 100.0)
 
 
@@ -821,7 +822,7 @@ def logged_run(path: Path, metric: str, by_seed: list[list[float]]) -> Path:
 ])
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the Infinity's spread
 def test_a_learning_band_wider_than_the_seeds_values_is_cut_there(tmp_path, metric, by_seed, title, scale, limits):
-    fig, _ = draw_runs([logged_run(tmp_path / "run", metric, by_seed)])
+    fig, _ = draw_runs([read_run(logged_run(tmp_path / "run", metric, by_seed))])
     try:
         ax = fig.axes[0]
         shown = (" ".join(ax.get_title().split()), ax.get_yscale(), ax.get_ylim())
