@@ -8,14 +8,14 @@ import os
 import shlex
 import sys
 import threading
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
 import typer
 from rich.markup import escape
 
-from metarl_cli.config import ALGORITHMS, default_env, parse_override, resolve_config, resumed_config
+from metarl_cli.config import ALGORITHMS, default_env
 from metarl_cli.errors import UserError, out_of_memory
 from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting, terminations_as_interrupts
 from metarl_cli.tables import interval, print_envs, print_evaluation, print_report
@@ -118,110 +118,53 @@ def train(
 ):
     """Meta-train ALGO on a task family; writes a run directory with checkpoints and metrics."""
     with interrupts_held():  # these load JAX
-        from metarl_cli.algos import make_algorithm
-        from metarl_cli.backend import start_for_training
-        from metarl_cli.config import config_toml, write_config
-        from metarl_cli.devices import local_devices_text, uneven_split_note
-        from metarl_cli.evaluate import baselines_of
-        from metarl_cli.families import family_for
-        from metarl_cli.training.final_returns import final_returns
-        from metarl_cli.training.rundir import (MetricsLog, check_new, check_unheld, claim_default_run_dir, command_line, default_run_dir,
-                                                eval_command, first_free, holding, load_run, prepare_new, record_resume, write_manifest)
-        from metarl_cli.training.runner import DivergedError, Interrupted, check_resume, stop_signals_set, train as run_training
+        from metarl_cli.config import config_toml
+        from metarl_cli.devices import local_devices_text
+        from metarl_cli.training.launch import InterruptedBeforeTraining, dry_run_plan, notes_before_training, plan_training, take_run_dir
+        from metarl_cli.training.runner import DivergedError, Interrupted, stop_signals_set, train as run_training
+        from metarl_cli.training.rundir import check_unheld
 
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pass one")
-    if seeds is not None:
-        if resume:
-            raise UserError("--resume continues a run with its saved seeds; drop --seeds")
-        given = [value for key, value in map(parse_override, set_) if key == "seeds" and value != seeds]
-        if given:
-            raise UserError(f"--seeds {seeds} and --set seeds={given[0]} disagree; give the number of seeds once")
-        set_ = [*set_, f"seeds={seeds}"]
-    if resume:
-        if run_dir is None:
-            raise UserError("--resume needs --run-dir naming the run to continue")
-        saved_algo, saved, _ = load_run(run_dir)
-        if saved_algo != algo:
-            raise UserError(f"{run_dir} is a '{saved_algo}' run, not '{algo}'")
-        cfg = resumed_config(saved, env, config, set_)
-    else:
-        cfg = resolve_config(algo, env, config, set_)
-    start_for_training(algo, cfg)
-    family = family_for(cfg)
-    algorithm = make_algorithm(algo, cfg, family)
-    done, replaces, named = 0, False, run_dir is not None
-    if resume:
-        done = check_resume(algorithm, cfg, run_dir, saved_algo=make_algorithm(algo, saved, family))
-        cfg.check_retuned(saved, done)
-    else:
-        run_dir = run_dir or default_run_dir(algo, cfg.env)
-        replaces = check_new(run_dir if named else first_free(run_dir), overwrite)
-    length_key = type(cfg).LENGTH_KEY
-    finished = f"{run_dir} had already run its {length_key} = {getattr(cfg, length_key)}; --set {length_key}=N extends it"
-    nothing_to_do = resume and done == cfg.iterations
-    if not nothing_to_do:  # what the run about to train should know
-        for warning in cfg.warnings():
-            say(f"warning: {warning}")
-        uneven_seeds = uneven_split_note(cfg.seeds, "the seeds", "seeds")
-        for note in (*algorithm.notes, *([uneven_seeds] if uneven_seeds else [])):
-            say(f"note: {note}")
-        try:  # the baselines `metarl eval` trains for this run: one too long to train is refused there, said here first
-            baselines_of(algorithm, algo, cfg, family)
-        except UserError as e:
-            say(f"warning: `metarl eval` will refuse this run: {e}")
+    plan = plan_training(algo, env, config, set_, seeds, run_dir, resume, overwrite)
+    cfg = plan.config
+    if not plan.nothing_to_do:
+        for line in notes_before_training(plan):
+            say(line)
     if dry_run:
-        if (resume and not nothing_to_do) or replaces:  # as the run would be refused
-            check_unheld(run_dir, replaces)
-        typer.echo(config_toml(cfg, algo) + _ranges_comment(family), nl=False)
-        if resume:
-            plan = f"do nothing: {finished}" if nothing_to_do else f"resume {run_dir} from iteration {done} of {cfg.iterations}"
-        elif named:
-            plan = f"{'replace the run in' if replaces else 'write'} {run_dir}"
-        else:
-            plan = f"write a new run in {run_dir.parent}/ (named {algo}-{cfg.env}-DATE-TIME when it starts)"
-        say(f"dry run: {algo} on {cfg.env} would {plan}; nothing was trained or written")
+        if (resume and not plan.nothing_to_do) or plan.replaces:  # as the run would be refused
+            check_unheld(plan.run_dir, plan.replaces)
+        typer.echo(config_toml(cfg, algo) + _ranges_comment(plan.family), nl=False)
+        say(f"dry run: {algo} on {cfg.env} would {dry_run_plan(plan)}; nothing was trained or written")
         return
-    if nothing_to_do:
-        say(finished)
+    if plan.nothing_to_do:
+        say(plan.finished)
         return
     stop = threading.Event()
     with ExitStack() as writing:
         # From here a Ctrl-C (or SIGTERM) sets `stop`, seen before the run's first file and between its calls.
         writing.enter_context(stop_signals_set(stop))
-        if resume:
-            writing.enter_context(holding(run_dir))  # this process alone writes the run from here on
-            if stop.is_set():
-                _exit_interrupted("interrupted before training began")
-            record_resume(run_dir, saved, cfg, command_line())
-            write_config(cfg, algo, run_dir / "config.toml")
-        else:
-            made = not (named and run_dir.exists())
-            if named:
-                prepare_new(run_dir, False)
-            else:
-                run_dir = claim_default_run_dir(run_dir)
-            writing.enter_context(holding(run_dir))
-            replaced = False
-            if named and not stop.is_set():  # again, alone now: another process may have written a run there, or still trained the one replaced
-                replaced = check_new(run_dir, overwrite)
-                prepare_new(run_dir, replaced)
-            if stop.is_set():
-                if made:
-                    with suppress(OSError):
-                        run_dir.rmdir()  # made empty just now
-                _exit_interrupted("interrupted before training began" + (f"; the run that was in {run_dir} is removed" if replaced else ""))
-            write_manifest(run_dir, algo, cfg, command_line())
+        try:
+            run_dir = take_run_dir(plan, overwrite, stop, writing)
+        except InterruptedBeforeTraining as e:
+            _exit_interrupted(str(e))
         console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {escape(str(run_dir))}")
         try:
-            summary = run_training(algorithm, cfg, run_dir, resume=resume, show_progress=not quiet, stop=stop)
+            summary = run_training(plan.algorithm, cfg, run_dir, resume=resume, show_progress=not quiet, stop=stop)
         except DivergedError as e:
             _diverged(e)
         except Interrupted as e:
             resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
             _exit_interrupted(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
                               if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
-    rate = f"{summary.iterations_per_second:,.1f} it/s"  # a run that had nothing left to do stopped above
+    _say_done(summary, cfg, run_dir)
+
+
+def _say_done(summary, cfg, run_dir: Path) -> None:
+    """The end of a training: its final returns where it logs episodes, its times and rates, the
+    eval command to run next, and advice on saving less often where saves took long."""
+    from metarl_cli.training.final_returns import final_returns
+    from metarl_cli.training.rundir import MetricsLog, eval_command
+
+    rate = f"{summary.iterations_per_second:,.1f} it/s"
     if summary.env_steps_per_second:
         rate += f", {summary.env_steps_per_second:,.0f} env steps/s"
     last = final_returns(MetricsLog(run_dir / "metrics.jsonl").read())

@@ -1104,7 +1104,7 @@ def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock
     another process wrote into a new run's directory before this one took it is replaced with --overwrite."""
     from metarl_cli.errors import UserError
     from metarl_cli.files import lock
-    from metarl_cli.training import rundir
+    from metarl_cli.training import launch, rundir
 
     sets = set_args("hidden=[8]", "chunk=2")
     run, other = tmp_path / "run", tmp_path / "other"
@@ -1144,7 +1144,7 @@ def test_a_run_being_evaluated_is_not_replaced_and_a_run_written_before_the_lock
 
     fresh = tmp_path / "fresh"  # no run there when the command starts
     with monkeypatch.context() as patched:
-        patched.setattr(rundir, "holding", written_meanwhile)
+        patched.setattr(launch, "holding", written_meanwhile)
         code, _, err = cli("train", "maml", "--env", "sinusoid", *sets, "--set", "iterations=2", "--overwrite", "-o", str(fresh), "-q")
     assert code == 0, err
     assert sorted(p.name for p in (fresh / "checkpoints").iterdir()) == ["2"]
@@ -1176,7 +1176,7 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
 
 def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_with_its_message(cli, tmp_path, monkeypatch,
                                                                                                 interrupts_exit_in_process):
-    from metarl_cli.training import rundir
+    from metarl_cli.training import launch, rundir
 
     def interrupting(fn):
         """`fn`, then a Ctrl-C to this process, as a user's landing just after it."""
@@ -1188,17 +1188,17 @@ def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_w
 
     run = tmp_path / "run"
     with monkeypatch.context() as patched:  # as it takes the lock: nothing written, the directory it made removed
-        patched.setattr(rundir, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
+        patched.setattr(launch, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
         code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
     assert code == 130 and "interrupted before training began" in err and not run.exists(), err
     with monkeypatch.context() as patched:  # once its manifest is written: the command that starts it again
-        patched.setattr(rundir, "write_manifest", interrupting(rundir.write_manifest))
+        patched.setattr(launch, "write_manifest", interrupting(rundir.write_manifest))
         code, _, err = cli("train", "maml", "--env", "sinusoid", "-o", str(run), "-q")
     err = " ".join(err.split())
     assert code == 130 and f"interrupted before the first checkpoint; `metarl train maml --resume -o {run}` starts the run again" in err, err
     files = {path: path.read_bytes() for path in run.iterdir() if path.is_file()}
     with monkeypatch.context() as patched:  # an --overwrite interrupted as it takes the lock: the run there is kept
-        patched.setattr(rundir, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
+        patched.setattr(launch, "holding", contextlib.contextmanager(interrupting(rundir.holding.__wrapped__)))
         code, _, err = cli("train", "maml", "--env", "sinusoid", "--overwrite", "-o", str(run), "-q")
     assert code == 130 and "interrupted before training began" in err and "removed" not in err, err
     assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
