@@ -283,3 +283,36 @@ def test_dice_and_reward_to_go_restart_with_each_episode_of_a_window():
     np.testing.assert_allclose(dice_weights, score_weights - g ** traj.episode_time * baseline / 4, rtol=1e-6)
     advantages = discounted_advantages(traj, reward_to_go(rewards, dones, g), baseline, g)
     np.testing.assert_allclose(jax.grad(lambda log_probs: lvc_objective(log_probs, advantages))(jnp.zeros((4, 1))), dice_weights, rtol=1e-6)
+
+
+def test_dice_baseline_lowers_the_variance_of_the_hessian_over_episodes(theta):
+    """Mao et al.'s baseline term against DiCE's own, (1 - MB(log pi_t)) g_t b_t, with the policy's
+    state values as the baseline: the same exact Hessian in expectation over episodes, and a smaller
+    variance of one episode's estimate of it."""
+    from metarl_cli.rl.dice import episode_cumsum, magic_box
+
+    with enable_x64():
+        traj, probabilities = enumerated_batch(theta)
+        pi = jax.nn.softmax(theta, axis=-1)
+        values = np.zeros(3)
+        values[1:] = np.sum(pi[1:] * REWARD[1:], axis=1)
+        values[0] = np.sum(pi[0] * (REWARD[0] + GAMMA * values[1:]))
+        baseline = jnp.asarray(values)[traj.obs]
+        discount = GAMMA ** traj.episode_time
+
+        def ours(theta, lane):
+            one_episode = jnp.zeros(len(PATHS)).at[lane].set(1.0)
+            return dice_objective(log_pi(theta, traj.obs, traj.actions), traj, baseline, GAMMA, one_episode) * traj.rewards.shape[0]
+
+        def dice_own_baseline(theta, lane):
+            logp = log_pi(theta, traj.obs, traj.actions)
+            per_step = magic_box(episode_cumsum(logp, traj.episode_time)) * discount * traj.rewards + (1.0 - magic_box(logp)) * discount * baseline
+            return jnp.sum(per_step[:, lane])
+
+        variances = []
+        for objective in (ours, dice_own_baseline):
+            hessians = np.stack([np.ravel(jax.hessian(objective)(theta, lane)) for lane in range(len(PATHS))])
+            mean = probabilities @ hessians
+            np.testing.assert_allclose(mean, np.ravel(jax.hessian(exact_return)(theta)), rtol=1e-9, atol=1e-12)
+            variances.append(probabilities @ np.sum((hessians - mean) ** 2, axis=1))
+        assert variances[0] < 0.8 * variances[1], variances

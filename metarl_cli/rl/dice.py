@@ -2,12 +2,16 @@
 
 DiCE surrogate (Foerster et al. 2018) with the baseline of Mao et al. (2019).
 
-    L = mean over (t, lane) of  MB(S_t) g_t r_t + (1 - MB(log pi_t)) g_t b_t
+    L = mean over (t, lane) of  MB(S_t) g_t r_t + (1 - MB(log pi_t)) MB(S_t - log pi_t) g_t b_t
 
-where MB(x) = exp(x - stop_gradient(x)), S_t sums log pi over the episode so far, g_t is gamma to
-the time within the episode and b_t a baseline. Its value is the mean discounted reward and every
-order of its derivative is an unbiased estimate of that order of derivative of an episode's expected
-discounted return. (S_t restarts with each episode of a rollout window, as in rllab: the window's
+where MB(x) = exp(x - stop_gradient(x)), S_t sums log pi over the episode up to and including step
+t, g_t is gamma to the time within the episode and b_t a baseline. Its value is the mean discounted
+reward and every order of its derivative is an unbiased estimate of that order of derivative of an
+episode's expected discounted return. DiCE's own baseline term, (1 - MB(log pi_t)) g_t b_t, reduces
+the variance of the first derivative alone; Mao et al.'s factor MB(S_t - log pi_t), over the
+episode's earlier actions, adds the baseline to the second derivative's products of scores at
+different steps too, where most of the meta-gradient's variance is (its first derivative is
+DiCE's). (S_t restarts with each episode of a rollout window, as in rllab: the window's
 later episodes count as episodes of their own, not through how long the earlier ones lasted.)
 That is what makes MAML-RL's meta-gradient correct: differentiating the inner policy-gradient step
 again yields the score-function term that accounts for the support episodes' dependence on the
@@ -37,7 +41,7 @@ def dice_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, 
     """DiCE surrogate of the mean discounted reward per step; `weights` (L,) default to uniform."""
     discount = gamma ** traj.episode_time.astype(traj.rewards.dtype)
     s = episode_cumsum(log_probs, traj.episode_time)
-    per_step = magic_box(s) * discount * traj.rewards + (1.0 - magic_box(log_probs)) * discount * baseline
+    per_step = magic_box(s) * discount * traj.rewards + (1.0 - magic_box(log_probs)) * magic_box(s - log_probs) * discount * baseline
     return _mean_per_step(per_step, weights)
 
 
