@@ -10,11 +10,12 @@
 # points (default 2) run at once. Arguments after `--` go to every run (e.g. --seeds 4), the same each time.
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
 # Every value is checked (metarl train --dry-run, one check per value of the longest axis) before any point runs.
-# Values are split on the commas outside brackets: 'hidden=[32,32],[64,64]' sweeps two widths.
+# Values are split on the commas outside brackets: 'hidden=[32,32],[64,64]' sweeps two widths;
+# spaces around a value are dropped.
 # Ctrl-C stops the sweep once its running points have saved their latest checkpoint (exit status 130).
 set -euo pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 algo=$1 env=$2
@@ -37,7 +38,7 @@ case "$jobs" in
   '' | *[!0-9]* | 0) echo "error: JOBS must be a whole number of parallel points, at least 1, got '$jobs'" >&2; exit 2 ;;
 esac
 
-split_items() {  # $1: text; fills `items` with its comma-separated items, commas inside [...] kept
+split_items() {  # $1: text; fills `items` with its comma-separated items, commas inside [...] kept, spaces around each dropped
   local text=$1 item="" depth=0 c i
   items=() balanced=1
   for ((i = 0; i < ${#text}; i++)); do
@@ -45,12 +46,18 @@ split_items() {  # $1: text; fills `items` with its comma-separated items, comma
     case "$c" in
       '[') depth=$((depth + 1)) ;;
       ']') depth=$((depth - 1)); [ "$depth" -ge 0 ] || balanced=0 ;;
-      ,) if [ "$depth" = 0 ]; then items+=("$item") item=""; continue; fi ;;
+      ,) if [ "$depth" = 0 ]; then items+=("$(trimmed "$item")") item=""; continue; fi ;;
     esac
     item+=$c
   done
-  items+=("$item")
+  items+=("$(trimmed "$item")")
   [ "$depth" = 0 ] || balanced=0
+}
+
+trimmed() {  # $1 without the spaces and tabs at its ends: 'lr=0.1, 0.2' gives the points lr=0.1 and lr=0.2
+  local text=$1
+  text=${text#"${text%%[![:space:]]*}"}
+  printf '%s' "${text%"${text##*[![:space:]]}"}"
 }
 
 same_value() {  # $1, $2: two spellings of one number (0.1 and 0.10, 1e-3 and 0.001) or of one list ([64,64] and [64, 64])

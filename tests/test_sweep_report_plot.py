@@ -132,6 +132,16 @@ def test_list_values_are_swept_whole(tmp_path):
     assert done.returncode == 2 and "'hidden' lists one value twice, as '[64,64]' and '[64, 64]'" in done.stderr and not calls
 
 
+def test_spaces_around_a_swept_value_are_dropped(tmp_path):
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr= 0.1, 0.2 ", "hidden=[8,8], [16, 16]")
+    assert done.returncode == 0, done.stderr
+    points = {f"inner_lr={lr},hidden={h}" for lr in ("0.1", "0.2") for h in ("[8,8]", "[16, 16]")}
+    assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
+    (tmp_path / "again").mkdir()
+    done, calls = sweep(tmp_path / "again", "maml", "cartpole-family", "hidden=[8,8], [8, 8]")
+    assert done.returncode == 2 and "'hidden' lists one value twice, as '[8,8]' and '[8, 8]'" in done.stderr and not calls
+
+
 def test_a_sweep_directory_keeps_the_arguments_its_points_were_started_with(tmp_path):
     assert sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", "--", "--seeds", "2")[0].returncode == 0
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", "--", "--seeds", "4")
