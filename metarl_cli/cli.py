@@ -286,6 +286,8 @@ def plot(
         _say_left_out(run, "plot")
     for run in undrawn.without_curve:
         say(f"{run} has no learning curve yet (no value of its headline metric logged by every seed): only its evaluation is drawn")
+    if undrawn.characters:
+        say(f"note: the plot's font has no {', '.join(undrawn.characters)} (in run names): drawn as boxes")
     say(f"wrote {Path(output)}")
 
 

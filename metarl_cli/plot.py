@@ -21,7 +21,9 @@ works on a run that is still training.
 
 from __future__ import annotations
 
+import re
 import textwrap
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -45,6 +47,7 @@ X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once 
 # Line styles then colours: forty series before a style repeats (matplotlib's default repeats after ten).
 SERIES_STYLES = cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=plt.get_cmap("tab10").colors)
 LEGEND_WIDTH = 46  # characters a legend entry's line holds: half a panel's width at the legend's font size
+MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")  # matplotlib's warning of a character its font lacks
 DODGE = 0.3  # the width, in adaptation steps, over which one panel's series spread so their intervals stay apart
 
 
@@ -82,24 +85,33 @@ def check_output(output: str | Path) -> None:
 
 
 class Undrawn(NamedTuple):
-    """The runs a figure leaves out, whole or in part."""
+    """What a figure leaves out: runs, whole or in part, and characters its font lacks."""
 
     left_out: list[Path]  # nothing to draw yet
     without_curve: list[Path]  # drawn for their evaluation alone: no learning curve yet
+    characters: str = ""  # in the figure's text (run names) and not in its font: drawn as boxes
 
 
 def plot_runs(runs: list[RunOutputs], output: str | Path) -> Undrawn:
     """Learning and adaptation curves of `runs` into the PNG `output` (see `check_output`); returns
-    the runs it leaves out, whole or in part."""
+    what it leaves out. Matplotlib's warning for each character its font lacks becomes
+    `Undrawn.characters`; its other warnings are shown as they come."""
     output = Path(output)
     fig, undrawn = draw_runs(runs)
     try:
-        with writing(output):
+        with writing(output), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             output.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(output, dpi=120)
     finally:
         plt.close(fig)
-    return undrawn
+    missing = []
+    for warning in caught:
+        if glyph := MISSING_GLYPH.match(str(warning.message)):
+            missing.append(chr(int(glyph[1])))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return undrawn._replace(characters="".join(sorted(set(missing))))
 
 
 def draw_runs(runs: list[RunOutputs]):

@@ -604,6 +604,14 @@ def test_plot_writes_a_png(tmp_path, cli, evaluated):
     assert panels == [("meta-iteration", True), *([("adaptation steps k", True)] if evaluated else [])]
 
 
+def test_plot_says_in_one_line_which_characters_of_run_names_its_font_lacks(tmp_path, cli):
+    runs = [fake_run(tmp_path / name, seeds=1, iterations=2, evaluated=False) for name in ("run 日本", "run b")]
+    code, _, err = cli("plot", *map(str, runs), "-o", str(tmp_path / "curves.png"))
+    assert code == 0, err
+    assert "note: the plot's font has no 日, 本 (in run names): drawn as boxes" in " ".join(err.split()), err
+    assert "Warning" not in err and "Glyph" not in err, err
+
+
 def test_report_labels_an_rl2_trial_by_episode_and_trial_total(tmp_path):
     run = fake_run(tmp_path / "run", seeds=2, iterations=1, evaluated=False)
     # Two seeds, two tasks each, two episodes a trial: episode 1 pools 1, 2, 3, 4; episode 2 pools
