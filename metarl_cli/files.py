@@ -92,18 +92,27 @@ def output_file(given: str | Path, option: str, wanted: str) -> Path:
 
 def check_writable(path: Path) -> None:
     """A UserError, before the work, where the file `path` could not be written (the folders it
-    needs made): it is a directory, a folder on its way is a file, or this user may not write there."""
+    needs made): it is a directory, a folder on its way is a file, or this user may not write there.
+    Where its folder exists, the file is opened to append (made, then removed, where it was not
+    there), so that a place that refuses writes whatever its permissions (/proc and /sys, even to
+    root) is refused here too."""
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a directory")
     reason = unwritable(path)
     if reason:
         raise UserError(f"cannot write {path}: {reason}")
+    if path.parent.is_dir():
+        existed = path.exists()
+        with writing(path):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK))
+        if not existed:
+            path.unlink(missing_ok=True)
 
 
 @contextmanager
 def writing(path: Path):
-    """Writes to `path` in the block; where the system refuses what `check_writable` let through
-    (/proc, /sys: writable by permissions), a UserError naming the file and the system's reason."""
+    """Writes to `path` in the block; where the system refuses (a folder `check_writable` could not
+    try, as it did not exist yet), a UserError naming the file and the system's reason."""
     try:
         yield
     except OSError as e:

@@ -641,6 +641,9 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, c
     assert code == 2 and out == ""  # no table first
     assert err.startswith(f"error: cannot write {tmp_path / 'taken' / name}") and err.count("\n") == 1
     assert f"{tmp_path / 'taken'} is not a directory" in err
+    code, out, err = cli(command, str(run), "-o", f"/proc/{name}")  # refused by the system, even to root, whatever its permissions
+    assert code == 2 and out == "", out
+    assert err.startswith(f"error: cannot write /proc/{name}") and err.count("\n") == 1, err
     taken = tmp_path / "out" / (f"{name}.json" if command == "report" else name)
     taken.mkdir(parents=True)  # a directory where the output (report: its JSON, written second) would be
     code, out, err = cli(command, str(run), "-o", str(tmp_path / "out" / name))
