@@ -8,6 +8,7 @@ training time is told how to save less often."""
 import dataclasses
 import json
 import os
+import re
 import pickle
 import shutil
 import signal
@@ -269,13 +270,16 @@ def test_a_reader_chooses_again_only_where_its_step_vanished_and_at_most_choices
         assert tried == [7] * CHOICES and len(reloads) == CHOICES - 1
 
 
-def test_an_empty_checkpoint_file_is_reported_in_one_line(tmp_path):
+@pytest.mark.parametrize("content", [b"", b"garbage\n"], ids=["empty", "text"])
+def test_a_damaged_checkpoint_file_is_reported_in_one_line(tmp_path, content):
     with Checkpoints(tmp_path, keep=2) as checkpoints:
         checkpoints.save(1, {"params": jnp.asarray(1.0)}, score=0.0)
         checkpoints.wait()
-        (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(b"")
-        with pytest.raises(UserError, match=r"cannot read the checkpoint in .*/1 \(damaged or incomplete\)"):
+        (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(content)
+        with pytest.raises(UserError) as refused:
             checkpoints.restore({"params": jnp.zeros(())})
+    assert re.fullmatch(rf"cannot read the checkpoint in \S+/1 \(damaged or incomplete\): {PackedStateHandler.FILE} is not an \.npz archive; "
+                        r"removing that directory falls back on the checkpoint before it", str(refused.value)), refused.value
 
 
 def test_a_second_writer_of_a_run_is_refused_or_with_wait_waits_for_the_first(tmp_path, capsys):

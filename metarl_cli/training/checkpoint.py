@@ -58,7 +58,7 @@ class UnreadableCheckpoint(UserError):
     """A checkpoint step whose files are damaged or incomplete (`where`: its directory)."""
 
     def __init__(self, where: Path, reason: str):
-        super().__init__(f"cannot read the checkpoint in {where} (damaged or incomplete): {reason}; "
+        super().__init__(f"cannot read the checkpoint in {where} (damaged or incomplete): {reason.rstrip('.')}; "
                          "removing that directory falls back on the checkpoint before it")
         self.where, self.reason = where, reason
 
@@ -232,8 +232,12 @@ class PackedStateHandler(ocp.AsyncCheckpointHandler):
             if not (directory / "_METADATA").exists():  # neither format: the step is incomplete
                 raise FileNotFoundError(f"no {self.FILE} in {directory}")
             return ocp.StandardCheckpointHandler().restore(directory, args=ocp.args.StandardRestore(args.template))
-        with path.open("rb") as f, np.load(f) as arrays:
-            return {name: arrays[name] for name in arrays.files}
+        with path.open("rb") as f:
+            if not zipfile.is_zipfile(f):  # else numpy reads it as a pickle, and its error says to load it unsafely
+                raise ValueError(f"{path.name} is not an .npz archive")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as arrays:
+                return {name: arrays[name] for name in arrays.files}
 
 
 @ocp.args.register_with_handler(PackedStateHandler, for_save=True)
