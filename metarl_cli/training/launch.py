@@ -55,9 +55,7 @@ def plan_training(algo: str, env: Optional[str], config_file: Optional[Path], ov
     started for it."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
-    if seeds is not None:
-        if resume:
-            raise UserError("--resume continues a run with its saved seeds; drop --seeds")
+    if seeds is not None and not resume:
         given = [value for key, value in map(parse_override, overrides) if key == "seeds" and value != seeds]
         if given:
             raise UserError(f"--seeds {seeds} and --set seeds={given[0]} disagree; give the number of seeds once")
@@ -69,6 +67,8 @@ def plan_training(algo: str, env: Optional[str], config_file: Optional[Path], ov
         saved_algo, saved, _ = load_run(run_dir)
         if saved_algo != algo:
             raise UserError(f"{run_dir} is a '{saved_algo}' run, not '{algo}'")
+        if seeds is not None and seeds != saved.seeds:
+            raise UserError(f"--resume continues a run with its saved seeds ({saved.seeds}); drop --seeds {seeds}")
         config = resumed_config(saved, env, config_file, overrides)
     else:
         config = resolve_config(algo, env, config_file, overrides)
