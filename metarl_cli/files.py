@@ -102,7 +102,7 @@ def check_writable(path: Path) -> None:
     if reason:
         raise UserError(f"cannot write {path}: {reason}")
     if path.parent.is_dir():
-        existed = path.exists()
+        existed = os.path.lexists(path)  # a link, even one to nothing, is the user's: kept
         with writing(path):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK))
         if not existed:
