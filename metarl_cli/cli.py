@@ -10,7 +10,7 @@ import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
-from typing import List, NoReturn, Optional
+from typing import TYPE_CHECKING, List, NoReturn, Optional
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,9 @@ from metarl_cli.errors import UserError, out_of_memory
 from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting, terminations_as_interrupts
 from metarl_cli.tables import interval, print_envs, print_evaluation, print_report
 from metarl_cli.training.progress import console, say
+
+if TYPE_CHECKING:  # loaded where used: `metarl --help` starts without numpy
+    from metarl_cli.run_outputs import RunOutputs
 
 DEFAULT_ENVS = ", ".join(f"{default_env(algo)} for {algo}" for algo in ALGORITHMS)  # where --env is left out
 app = typer.Typer(
@@ -122,7 +125,6 @@ def train(
         from metarl_cli.devices import local_devices_text
         from metarl_cli.training.launch import InterruptedBeforeTraining, dry_run_plan, notes_before_training, plan_training, take_run_dir
         from metarl_cli.training.runner import DivergedError, Interrupted, stop_signals_set, train as run_training
-        from metarl_cli.training.rundir import check_unheld
 
     plan = plan_training(algo, env, config, set_, seeds, run_dir, resume, overwrite)
     cfg = plan.config
@@ -130,10 +132,9 @@ def train(
         for line in notes_before_training(plan):
             say(line)
     if dry_run:
-        if (resume and not plan.nothing_to_do) or plan.replaces:  # as the run would be refused
-            check_unheld(plan.run_dir, plan.replaces)
+        would = dry_run_plan(plan)  # first: a run that would be refused is refused here
         typer.echo(config_toml(cfg, algo) + _ranges_comment(plan.family), nl=False)
-        say(f"dry run: {algo} on {cfg.env} would {dry_run_plan(plan)}; nothing was trained or written")
+        say(f"dry run: {algo} on {cfg.env} would {would}; nothing was trained or written")
         return
     if plan.nothing_to_do:
         say(plan.finished)
@@ -143,7 +144,7 @@ def train(
         # From here a Ctrl-C (or SIGTERM) sets `stop`, seen before the run's first file and between its calls.
         writing.enter_context(stop_signals_set(stop))
         try:
-            run_dir = take_run_dir(plan, overwrite, stop, writing)
+            run_dir = take_run_dir(plan, stop, writing)
         except InterruptedBeforeTraining as e:
             _exit_interrupted(str(e))
         console.print(f"[bold]{algo}[/] on [bold]{cfg.env}[/] ({local_devices_text()}) -> {escape(str(run_dir))}")
@@ -230,7 +231,7 @@ def _say_left_out(run: Path, what: str) -> None:
     say(f"{run} has nothing to {what} yet (no value of its headline metric logged by every seed, no evaluation): left out")
 
 
-def _runs_to_read(paths: list[Path], what: str):
+def _runs_to_read(paths: list[Path], what: str) -> list[RunOutputs]:
     """The runs `paths` name (`run_outputs.readable_runs`), saying which damaged ones found inside a named
     directory are left out of the report or plot, and why."""
     from metarl_cli.run_outputs import readable_runs
@@ -254,7 +255,7 @@ def report(
 
     if step is not None and step < 0:
         raise UserError(f"--step must be >= 0, got {step}")
-    report_paths(out_prefix)  # refuse a bad --out before the work
+    paths = report_paths(out_prefix)  # refuse a bad --out before the work
     rows = []
     for run in _runs_to_read(runs, "report"):
         found = run_rows(run, step)
@@ -266,8 +267,8 @@ def report(
     title = ("IQM [95% stratified bootstrap CI] over seeds and held-out tasks; "
              "a training row: the mean [95% Student-t CI] over seeds")
     print_report(rows, title)
-    csv_path, json_path = write_report(rows, out_prefix)
-    say(f"wrote {csv_path} and {json_path}")
+    write_report(rows, paths)
+    say(f"wrote {paths[0]} and {paths[1]}")
 
 
 @app.command()

@@ -599,23 +599,34 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
 
 def resumed_config(saved, env: str | None, config_file: Path | None, overrides: list[str]):
     """A resumed run keeps its saved config; only its length (`LENGTH_KEY`) may change, to extend it,
-    the config's `RETUNABLE_KEYS`, for the iterations that follow, and its `SAVE_KEYS`, how it saves."""
+    the config's `RETUNABLE_KEYS`, for the iterations that follow, and its `SAVE_KEYS`, how it saves.
+    Another key set to the saved value (`--seeds N` of a run of N seeds) changes nothing, and is taken."""
     if env is not None or config_file is not None:
         raise UserError("--resume continues a run with its saved config; drop --env and --config")
     values = config_to_dict(saved)
     kind = type(saved)
     changes = parse_overrides(overrides)
     for key, value in changes.items():
-        if key not in (kind.LENGTH_KEY, *kind.RETUNABLE_KEYS, *kind.SAVE_KEYS):
+        if key not in (kind.LENGTH_KEY, *kind.RETUNABLE_KEYS, *kind.SAVE_KEYS) and not _unchanged(saved, key, value):
             retunable = ", ".join(f"--set {k}=..." for k in kind.RETUNABLE_KEYS)
             also = f"{retunable} for what follows; " if retunable else ""
             saves = ", ".join(f"--set {k}=N" for k in kind.SAVE_KEYS)
-            raise UserError(f"--resume only accepts --set {kind.LENGTH_KEY}=N ({also}{saves} for its saves), not '{key}'")
+            kept = f" (the run's is {_as_toml(values[key])})" if key in values else ""
+            raise UserError(f"--resume only accepts --set {kind.LENGTH_KEY}=N ({also}{saves} for its saves), not '{key}'{kept}")
         values[key] = value
     config = build_config(_algo_of(saved), values)
     if kind.LENGTH_KEY in changes:
         config.check_length()
     return config
+
+
+def _unchanged(config, key: str, value: Any) -> bool:
+    """Whether `--set key=value` gives `config` its own value of `key`."""
+    hint = typing.get_type_hints(type(config)).get(key)
+    try:
+        return hint is not None and _coerce(key, hint, value) == getattr(config, key)
+    except UserError:  # not even of the key's type
+        return False
 
 
 def _algo_of(config) -> str:

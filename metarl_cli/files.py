@@ -93,26 +93,33 @@ def output_file(given: str | Path, option: str, wanted: str) -> Path:
 def check_writable(path: Path) -> None:
     """A UserError, before the work, where the file `path` could not be written (the folders it
     needs made): it is a directory, a folder on its way is a file, or this user may not write there.
-    Where its folder exists, the file is opened to append (made, then removed, where it was not
-    there), so that a place that refuses writes whatever its permissions (/proc and /sys, even to
-    root) is refused here too."""
+    Where its folder exists and it is a file or nothing, it is tried: a new file made and removed,
+    or the file there opened to append and left as it was, so that a place that refuses writes
+    whatever its permissions (/proc and /sys, even to root) is refused here too. A link to nothing,
+    a pipe or a device is left to the write itself."""
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a directory")
     reason = unwritable(path)
     if reason:
         raise UserError(f"cannot write {path}: {reason}")
-    if path.parent.is_dir():
-        existed = os.path.lexists(path)  # a link, even one to nothing, is the user's: kept
+    if path.parent.is_dir() and (path.is_file() or not os.path.lexists(path)):
         with writing(path):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK))
-        if not existed:
-            path.unlink(missing_ok=True)
+            try:
+                made = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:  # there, or made meanwhile by another process: kept
+                os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            else:
+                try:
+                    os.close(made)
+                finally:
+                    path.unlink(missing_ok=True)
 
 
 @contextmanager
 def writing(path: Path):
-    """Writes to `path` in the block; where the system refuses (a folder `check_writable` could not
-    try, as it did not exist yet), a UserError naming the file and the system's reason."""
+    """Writes to `path` in the block; where the system refuses (a full disk, a folder that
+    `check_writable` could not try as it did not exist yet), a UserError naming the file and the
+    system's reason."""
     try:
         yield
     except OSError as e:

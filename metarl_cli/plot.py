@@ -47,7 +47,7 @@ X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once 
 # Line styles then colours: forty series before a style repeats (matplotlib's default repeats after ten).
 SERIES_STYLES = cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=plt.get_cmap("tab10").colors)
 LEGEND_WIDTH = 46  # characters a legend entry's line holds: half a panel's width at the legend's font size
-MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")  # matplotlib's warning of a character its font lacks
+MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from (current )?font")  # matplotlib's warning of a character its font lacks
 DODGE = 0.3  # the width, in adaptation steps, over which one panel's series spread so their intervals stay apart
 
 
@@ -100,7 +100,7 @@ def plot_runs(runs: list[RunOutputs], output: str | Path) -> Undrawn:
     fig, undrawn = draw_runs(runs)
     try:
         with writing(output), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.filterwarnings("always", message=MISSING_GLYPH.pattern)  # each one; other warnings as filtered
             output.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(output, dpi=120)
     finally:

@@ -169,8 +169,9 @@ def report_paths(prefix: str | Path) -> tuple[Path, Path]:
     return paths
 
 
-def write_report(rows: list[ReportRow], prefix: str | Path) -> tuple[Path, Path]:
-    csv_path, json_path = report_paths(prefix)
+def write_report(rows: list[ReportRow], paths: tuple[Path, Path]) -> None:
+    """The rows into `paths` (`report_paths`): CSV, then JSON."""
+    csv_path, json_path = paths
     with writing(csv_path):
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         with open(csv_path, "w", newline="") as f:
@@ -179,7 +180,6 @@ def write_report(rows: list[ReportRow], prefix: str | Path) -> tuple[Path, Path]
             writer.writerows([_blank_non_finite(value) for value in row] for row in rows)
     with writing(json_path):
         json_path.write_text(json.dumps([{k: _blank_non_finite(v) for k, v in row._asdict().items()} for row in rows], indent=2) + "\n")
-    return csv_path, json_path
 
 
 def _blank_non_finite(value):

@@ -11,19 +11,26 @@
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
 # Every value is checked (metarl train --dry-run, one check per value of the longest axis) before any point runs.
 # Values are split on the commas outside brackets: 'hidden=[32,32],[64,64]' sweeps two widths;
-# spaces around a value are dropped.
+# spaces around a key or a value are dropped.
 # Ctrl-C stops the sweep once its running points have saved their latest checkpoint (exit status 130).
 set -euo pipefail
 if [ $# -lt 3 ]; then
   sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
+
+trimmed() {  # $1 without the spaces and tabs at its ends: 'lr=0.1, 0.2' gives the points lr=0.1 and lr=0.2
+  local text=$1
+  text=${text#"${text%%[![:space:]]*}"}
+  printf '%s' "${text%"${text##*[![:space:]]}"}"
+}
+
 algo=$1 env=$2
 shift 2
 axes=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
   case "$1" in
-    *=*) axes+=("$1") ;;
+    *=*) axes+=("$(trimmed "${1%%=*}")=${1#*=}") ;;  # 'inner_lr =0.1' sweeps inner_lr
     *) echo "error: expected KEY=V1,V2,... but got '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -52,12 +59,6 @@ split_items() {  # $1: text; fills `items` with its comma-separated items, comma
   done
   items+=("$(trimmed "$item")")
   [ "$depth" = 0 ] || balanced=0
-}
-
-trimmed() {  # $1 without the spaces and tabs at its ends: 'lr=0.1, 0.2' gives the points lr=0.1 and lr=0.2
-  local text=$1
-  text=${text#"${text%%[![:space:]]*}"}
-  printf '%s' "${text%"${text##*[![:space:]]}"}"
 }
 
 same_value() {  # $1, $2: two spellings of one number (0.1 and 0.10, 1e-3 and 0.001) or of one list ([64,64] and [64, 64])

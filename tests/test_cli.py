@@ -489,7 +489,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "rl2", "--set", "gae_lambda=-0.1"], "gae_lambda must be in [0, 1], got -0.1"),
         (["train", "rl2", "--set", "arms=1"], "arms must be >= 2, got 1"),
         (["train", "rl2", "--set", "clip=-0.2"], "clip must be a number >= 0, got -0.2"),
-        (["train", "dqn", "--resume", "-o", "SEEDED", "--seeds", "3"], "--resume continues a run with its saved seeds (2); drop --seeds 3"),
+        (["train", "dqn", "--resume", "-o", "SEEDED", "--seeds", "3"], "not 'seeds' (the run's is 2)"),
+        (["train", "dqn", "--resume", "-o", "SEEDED", "--set", "seeds=3"], "not 'seeds' (the run's is 2)"),
         (["train", "maml", "--config", "FOREIGN"], "is a directory, not a TOML file"),
         (["train", "maml", "--config", "BINARY"], "is not a TOML file (not UTF-8 text)"),
         (["train", "maml", "-o", "FILE"], "exists and is not a directory; choose another --run-dir"),
@@ -564,10 +565,7 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     edited.mkdir()
     (edited / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
     (edited / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\ntotal_steps = "x"\n')
-    seeded = tmp_path / "seeded"  # a DQN run of two seeds, not yet trained
-    seeded.mkdir()
-    (seeded / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
-    (seeded / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\nseeds = 2\n')
+    seeded = untrained_dqn_run(tmp_path / "seeded", seeds=2)
     subst = {"CONFIG": str(bad_toml), "SEEDED": str(seeded), "MISSING": str(tmp_path / "nope"), "MISSING/": f"{tmp_path / 'nope'}/", "MISSING/.": f"{tmp_path / 'nope'}/.", "FOREIGN": str(foreign), "BINARY": str(binary),
              "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir),
              "POINTNAV": str(point_nav), "DQNCONFIG": str(dqn_config), "BADMANIFEST": str(bad_manifest), "EDITED": str(edited)}
@@ -577,13 +575,19 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
+def untrained_dqn_run(path: Path, seeds: int) -> Path:
+    """A DQN run's directory as `metarl train` starts it, with `seeds` seeds: its manifest and config."""
+    path.mkdir()
+    (path / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
+    (path / "config.toml").write_text(f'algo = "dqn"\nenv = "cartpole"\nseeds = {seeds}\n')
+    return path
+
+
 def test_resume_takes_seeds_equal_to_the_runs(cli, tmp_path):
-    run = tmp_path / "run"  # a DQN run of two seeds, not yet trained
-    run.mkdir()
-    (run / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
-    (run / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\nseeds = 2\n')
-    code, _, err = cli("train", "dqn", "--resume", "-o", str(run), "--seeds", "2", "--dry-run")
-    assert code == 0 and f"would resume {run} from iteration 0" in " ".join(err.split()), err
+    run = untrained_dqn_run(tmp_path / "run", seeds=2)
+    for seeds in (["--seeds", "2"], ["--set", "seeds=2"], ["--set", "seeds=2.0"]):
+        code, _, err = cli("train", "dqn", "--resume", "-o", str(run), *seeds, "--dry-run")
+        assert code == 0 and f"would resume {run} from iteration 0" in " ".join(err.split()), err
 
 
 def test_a_config_file_for_a_family_serves_the_family_and_its_one_task(tmp_path):

@@ -8,8 +8,8 @@ training time is told how to save less often."""
 import dataclasses
 import json
 import os
-import re
 import pickle
+import re
 import shutil
 import signal
 import threading

@@ -133,7 +133,7 @@ def test_list_values_are_swept_whole(tmp_path):
 
 
 def test_spaces_around_a_swept_value_are_dropped(tmp_path):
-    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr= 0.1, 0.2 ", "hidden=[8,8], [16, 16]")
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr = 0.1, 0.2 ", " hidden=[8,8], [16, 16]")
     assert done.returncode == 0, done.stderr
     points = {f"inner_lr={lr},hidden={h}" for lr in ("0.1", "0.2") for h in ("[8,8]", "[16, 16]")}
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
@@ -633,6 +633,21 @@ def test_report_files_keep_a_dotted_prefix_whole(tmp_path, given, written):
     assert report_paths(tmp_path / given) == (tmp_path / f"{written}.csv", tmp_path / f"{written}.json")
 
 
+def test_trying_an_output_leaves_what_was_there(tmp_path):
+    from metarl_cli.files import check_writable
+
+    new, kept, link, pipe = (tmp_path / name for name in ("new.csv", "kept.csv", "link.csv", "pipe.png"))
+    kept.write_bytes(b"a,b\n1,2\n")
+    before = kept.stat()
+    link.symlink_to(tmp_path / "nowhere.csv")
+    os.mkfifo(pipe)
+    for path in (new, kept, link, pipe):
+        check_writable(path)  # a pipe is not opened: that would end its reader's input, and no reader would refuse it
+    assert not new.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv", "link.csv", "pipe.png"]
+    assert kept.read_bytes() == b"a,b\n1,2\n" and kept.stat().st_mtime_ns == before.st_mtime_ns
+    assert link.is_symlink() and not (tmp_path / "nowhere.csv").exists()
+
+
 @pytest.mark.parametrize("command, name", [("report", "rep"), ("plot", "curves.png")])
 def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, cli, command, name):
     run = fake_run(tmp_path / "run", seeds=1, iterations=2, evaluated=True)
@@ -858,7 +873,8 @@ def test_a_report_writes_no_number_json_cannot_hold(tmp_path):
     from metarl_cli.report import ReportRow, write_report
 
     rows = [ReportRow("run", "train", "training", "return", 2, 2, "mean", math.inf, -math.inf, math.nan)]
-    csv_path, json_path = write_report(rows, tmp_path / "rep")
+    csv_path, json_path = paths = report_paths(tmp_path / "rep")
+    write_report(rows, paths)
     written = json.loads(json_path.read_text(), parse_constant=lambda word: pytest.fail(f"{word} in {json_path}"))
     assert [written[0][key] for key in ("estimate", "low", "high")] == [None, None, None]
     assert csv_path.read_text().splitlines()[1].endswith(",mean,,,,0")

@@ -136,7 +136,7 @@ class Checkpoints:
         where = self.manager.directory / str(step)
         try:
             packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # EOFError: an empty file
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise UnreadableCheckpoint(where, str(e)) from None
         return unpack(packed, target, where)
 
@@ -236,7 +236,7 @@ class PackedStateHandler(ocp.AsyncCheckpointHandler):
             if not zipfile.is_zipfile(f):  # else numpy reads it as a pickle, and its error says to load it unsafely
                 raise ValueError(f"{path.name} is not an .npz archive")
             f.seek(0)
-            with np.load(f, allow_pickle=False) as arrays:
+            with np.load(f) as arrays:
                 return {name: arrays[name] for name in arrays.files}
 
 

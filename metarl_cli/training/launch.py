@@ -19,8 +19,8 @@ from metarl_cli.devices import uneven_split_note
 from metarl_cli.errors import UserError
 from metarl_cli.evaluate import baselines_of
 from metarl_cli.families import family_for
-from metarl_cli.training.rundir import (check_new, claim_default_run_dir, command_line, default_run_dir, first_free, holding, load_run,
-                                        prepare_new, record_resume, write_manifest)
+from metarl_cli.training.rundir import (check_new, check_unheld, claim_default_run_dir, command_line, default_run_dir, first_free, holding,
+                                        load_run, prepare_new, record_resume, write_manifest)
 from metarl_cli.training.runner import check_resume
 
 
@@ -32,10 +32,14 @@ class TrainingPlan:
     algorithm: Any
     run_dir: Path  # where the run goes: as named, or the default name (made unique when the run starts)
     named: bool  # whether --run-dir named it
-    resume: bool
+    overwrite: bool  # --overwrite: a new run may replace one
     saved: Any = None  # a resumed run's saved config
     done: int = 0  # the iterations a resumed run had done
     replaces: bool = False  # a new run replaces one with --overwrite
+
+    @property
+    def resume(self) -> bool:
+        return self.saved is not None
 
     @property
     def nothing_to_do(self) -> bool:
@@ -55,7 +59,7 @@ def plan_training(algo: str, env: Optional[str], config_file: Optional[Path], ov
     started for it."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
-    if seeds is not None and not resume:
+    if seeds is not None:
         given = [value for key, value in map(parse_override, overrides) if key == "seeds" and value != seeds]
         if given:
             raise UserError(f"--seeds {seeds} and --set seeds={given[0]} disagree; give the number of seeds once")
@@ -67,15 +71,13 @@ def plan_training(algo: str, env: Optional[str], config_file: Optional[Path], ov
         saved_algo, saved, _ = load_run(run_dir)
         if saved_algo != algo:
             raise UserError(f"{run_dir} is a '{saved_algo}' run, not '{algo}'")
-        if seeds is not None and seeds != saved.seeds:
-            raise UserError(f"--resume continues a run with its saved seeds ({saved.seeds}); drop --seeds {seeds}")
         config = resumed_config(saved, env, config_file, overrides)
     else:
         config = resolve_config(algo, env, config_file, overrides)
     start_for_training(algo, config)
     family = family_for(config)
     algorithm = make_algorithm(algo, config, family)
-    plan = TrainingPlan(algo, config, family, algorithm, run_dir or default_run_dir(algo, config.env), run_dir is not None, resume, saved)
+    plan = TrainingPlan(algo, config, family, algorithm, run_dir or default_run_dir(algo, config.env), run_dir is not None, overwrite, saved)
     if resume:
         plan.done = check_resume(algorithm, config, run_dir, saved_algo=make_algorithm(algo, saved, family))
         config.check_retuned(saved, plan.done)
@@ -98,7 +100,10 @@ def notes_before_training(plan: TrainingPlan) -> list[str]:
 
 
 def dry_run_plan(plan: TrainingPlan) -> str:
-    """What the run would do, as `--dry-run` says it."""
+    """What the run would do, as `--dry-run` says it; a UserError where it would be refused as
+    another process holds the run it would resume or replace."""
+    if (plan.resume and not plan.nothing_to_do) or plan.replaces:
+        check_unheld(plan.run_dir, plan.replaces)
     if plan.resume:
         return f"do nothing: {plan.finished}" if plan.nothing_to_do else f"resume {plan.run_dir} from iteration {plan.done} of {plan.config.iterations}"
     if plan.named:
@@ -110,7 +115,7 @@ class InterruptedBeforeTraining(Exception):
     """A Ctrl-C (or SIGTERM) came before training began; the message says what it left."""
 
 
-def take_run_dir(plan: TrainingPlan, overwrite: bool, stop: threading.Event, stack: ExitStack) -> Path:
+def take_run_dir(plan: TrainingPlan, stop: threading.Event, stack: ExitStack) -> Path:
     """The run directory, held by this process alone until `stack` closes, with the run's files
     written (a new run's manifest and config; a resumed run's resume record and config); its path
     (a default name is made unique here). `stop` set (a Ctrl-C) before the first file is written
@@ -131,7 +136,7 @@ def take_run_dir(plan: TrainingPlan, overwrite: bool, stop: threading.Event, sta
     stack.enter_context(holding(run_dir))
     replaced = False
     if plan.named and not stop.is_set():  # again, alone now: another process may have written a run there, or still trained the one replaced
-        replaced = check_new(run_dir, overwrite)
+        replaced = check_new(run_dir, plan.overwrite)
         prepare_new(run_dir, replaced)
     if stop.is_set():
         if made:
