@@ -197,31 +197,33 @@ run_point() {  # $1: the point's name; its key=value pairs are comma-separated
   echo "done   $point"
 }
 
-failed=0
-running=0
 interrupted=0
 # Ctrl-C reaches the running points as well: each saves its latest checkpoint and stops; the sweep
 # starts no further point, waits for them, and says how to go on. SIGTERM to the sweep's process
 # group does the same for a sweep in the background (where bash makes it ignore Ctrl-C's SIGINT).
+# Up to JOBS points run at once, counted as the jobs still running; a point's outcome is read from
+# its sweep-done file at the end, not from `wait -n`, whose status for a point that ended before it
+# was called may already be gone.
 trap 'interrupted=1' INT TERM
 for point in "${points[@]}"; do
-  if [ "$running" -ge "$jobs" ]; then
-    wait -n || failed=$((failed + 1))
-    running=$((running - 1))
-  fi
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ] && [ "$interrupted" = 0 ]; do
+    wait -n || true
+  done
   [ "$interrupted" = 1 ] && break
   run_point "$point" &
-  running=$((running + 1))
 done
-while [ "$running" -gt 0 ] && [ "$interrupted" = 0 ]; do
-  wait -n || failed=$((failed + 1))
-  running=$((running - 1))
+while [ -n "$(jobs -rp)" ] && [ "$interrupted" = 0 ]; do
+  wait -n || true
 done
 if [ "$interrupted" = 1 ]; then
   until wait; do :; done  # a further Ctrl-C interrupts only this wait, not the points' saving
   echo "sweep interrupted: the same command again skips the finished points and resumes the others"
   exit 130
 fi
+failed=0
+for point in "${points[@]}"; do
+  [ -f "$sweep_dir/$point/sweep-done" ] || failed=$((failed + 1))
+done
 count="${#points[@]} point"
 [ "${#points[@]}" = 1 ] || count+=s
 if [ "$failed" -gt 0 ]; then

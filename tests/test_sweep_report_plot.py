@@ -67,7 +67,7 @@ def recorded(path: Path) -> list[str]:
 
 def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(tmp_path):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     points = {f"inner_lr={lr},meta_batch={mb}" for lr in ("0.05", "0.1", "0.2") for mb in ("10", "20")}
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
     assert len(calls) == 6
@@ -86,7 +86,7 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     assert done.returncode == 1 and calls == [f"train maml --resume -o {interrupted} -q"], done.stderr
     assert not (interrupted / "sweep-done").exists()
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert calls == [f"train maml --resume -o {interrupted} -q"]
     assert done.stdout.count("skip") == 5
 
@@ -119,7 +119,7 @@ def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
 
 def test_list_values_are_swept_whole(tmp_path):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "hidden=[32,32],[64, 64]", "inner_lr=0.1,0.2")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     points = {f"hidden={h},inner_lr={lr}" for h in ("[32,32]", "[64, 64]") for lr in ("0.1", "0.2")}
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
     point = tmp_path / "sweep" / "hidden=[64, 64],inner_lr=0.2"
@@ -134,7 +134,7 @@ def test_list_values_are_swept_whole(tmp_path):
 
 def test_spaces_around_a_swept_value_are_dropped(tmp_path):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr = 0.1, 0.2 ", " hidden=[8,8], [16, 16]")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     points = {f"inner_lr={lr},hidden={h}" for lr in ("0.1", "0.2") for h in ("[8,8]", "[16, 16]")}
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == points
     (tmp_path / "again").mkdir()
