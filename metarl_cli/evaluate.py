@@ -76,6 +76,7 @@ class EvalResult:
     totals: dict[str, Summary] = dataclasses.field(default_factory=dict)  # trials: each method's total over the trial
     one_task: bool = False  # the family has one task: the held-out "tasks" are episodes of it
     adapts: bool = True  # False: scored after 0 steps only, as the algorithm does not adapt (DQN)
+    checkpointed: tuple[str, ...] = ()  # the methods that score the run's checkpoint (its seeds); the baselines do not
 
 
 def budget_warning(run_dir: Path, checkpoint: str, step: int, done: int, iterations: int) -> str | None:
@@ -163,7 +164,7 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     totals = {label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {}
     result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
                         published_for(config, family, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task,
-                        algo.adapts)
+                        algo.adapts, tuple(candidate.label for candidate in candidates[:config.seeds]))
     return result
 
 
@@ -382,6 +383,7 @@ def _json_result(result: EvalResult) -> dict:
         "published": {row.label: {"source": row.source, "values": row.values, "method": row.method} for row in result.published},
         "trial": result.trial,
         "adapts": result.adapts,
+        "checkpointed": list(result.checkpointed),
         "totals": {name: _json_summary(r) for name, r in result.totals.items()},
         # Every task's score after 0..K steps (null where it diverged), one list per number of steps.
         "per_task": {

@@ -30,7 +30,7 @@ import numpy as np
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.files import check_writable, json_number, output_file, writing
-from metarl_cli.run_outputs import RunOutputs, metric_label, scores_by_method, seed_curves
+from metarl_cli.run_outputs import SEED_SUFFIX, RunOutputs, metric_label, scores_by_method, seed_curves
 from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
@@ -109,7 +109,9 @@ def _eval_rows(run_dir: Path, evaluation: dict, step: int | None, latest: int, i
     """A row per method and metric of each split the run's `evaluation` (eval.json) holds; an evaluation of the latest checkpoint
     made before the run saved a later one (at iteration `latest`) says at which iteration it was made,
     one of a run that had not done its `iterations` says so as its training row does, and one of the
-    best checkpoint says so and which iteration that was.
+    best checkpoint says so and which iteration that was: on the rows of the methods that score the
+    checkpoint (eval.json's `checkpointed`; every row, in an eval.json written before it kept them),
+    not on the baselines'.
     `adapts`: whether the run adapts by steps, where its eval.json does not say."""
     rows = []
     for split, result in sorted(evaluation.items()):
@@ -129,14 +131,15 @@ def _eval_rows(run_dir: Path, evaluation: dict, step: int | None, latest: int, i
             note = f" (best checkpoint, iteration {result['iteration']})" if "iteration" in result else " (best checkpoint)"
         else:
             note = ""
-        metrics = [(metric + note, select) for metric, select in metrics]
+        checkpointed = {SEED_SUFFIX.sub("", name) for name in result.get("checkpointed", per_task)}
         for method, by_seed in scores_by_method(per_task).items():
             for metric, select in metrics:
+                label = metric + (note if method in checkpointed else "")
                 values = np.stack([select(scores) for scores in by_seed])  # (seeds, tasks)
                 n, diverged = values.size, diverged_count(values)
                 # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
                 value, low, high = summarise_table(values) if not diverged else (math.nan,) * 3
-                rows.append(ReportRow(str(run_dir), split, method, metric, len(by_seed), n, "IQM", value, low, high, diverged))
+                rows.append(ReportRow(str(run_dir), split, method, label, len(by_seed), n, "IQM", value, low, high, diverged))
     return rows
 
 

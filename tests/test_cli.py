@@ -76,6 +76,7 @@ def test_train_three_iterations_then_eval(cli, tmp_path, monkeypatch):
     # Each split its own tasks: the same network on the same keys scores them differently.
     assert result["ood"]["per_task"]["random init"] != result["test"]["per_task"]["random init"]
     assert all(np.isfinite(r["mean"]) and r["ci95"] >= 0 for r in rows)
+    assert result["ood"]["checkpointed"] == ["meta-learned"]  # the run's own network; the baselines do not score its checkpoint
 
     # A config edited after training, or a damaged checkpoint: one line saying so, not a wrong table.
     config = (run / "config.toml").read_text()

@@ -220,8 +220,10 @@ def test_train_and_eval_many_seeds_through_the_cli(cli, tmp_path):
     assert code == 0, err
     assert "trained (seed 0)" in out and "trained (seed 1)" in out and "random init" in out
     assert "return on 3 episodes of its one task without adaptation" in " ".join(out.split())  # plain CartPole: one task
-    scores = json.loads((run / "eval.json").read_text())["test"]["methods"]
+    evaluation = json.loads((run / "eval.json").read_text())["test"]
+    scores = evaluation["methods"]
     assert set(scores) == {"trained (seed 0)", "trained (seed 1)", "random init"}
+    assert evaluation["checkpointed"] == ["trained (seed 0)", "trained (seed 1)"]
     assert all(len(rows) == 1 for rows in scores.values())  # plain DQN does not adapt: k = 0 only
     # Made unfinished (a longer total_steps): eval says nothing of baselines, which a DQN run has none of.
     config = (run / "config.toml").read_text()

@@ -251,9 +251,10 @@ def fake_run(path: Path, seeds: int, iterations: int, evaluated: bool, planned: 
 
 
 def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = False, iteration: int | None = None,
-               adapts: bool = True, checkpoint: str = "latest") -> None:
+               adapts: bool = True, checkpoint: str = "latest", checkpointed: list[str] | None = None) -> None:
     """RUN/eval.json as `metarl eval` writes it for the `test` split, from each column's per-task
-    scores after 0..K steps (for a trial, in episodes 1..K + 1), of the `checkpoint` at `iteration`."""
+    scores after 0..K steps (for a trial, in episodes 1..K + 1), of the `checkpoint` at `iteration`
+    (scored by the columns `checkpointed`, where given; eval.json before it kept them, where not)."""
     steps = len(next(iter(per_task.values()))) - 1
     methods = {name: [{"after_steps": j, "mean": float(np.mean(np.asarray(by[j], dtype=np.float64))), "ci95": 0.5, "diverged": 0}
                       for j in range(steps + 1)]
@@ -261,6 +262,8 @@ def write_eval(run: Path, per_task: dict, score: str = "return", trial: bool = F
     result = {"steps": steps, "score": score, "methods": methods, "per_task": per_task, "trial": trial, "adapts": adapts}
     if iteration is not None:
         result.update(checkpoint=checkpoint, iteration=iteration)
+    if checkpointed is not None:
+        result.update(checkpointed=checkpointed)
     (run / "eval.json").write_text(json.dumps({"test": result}))
 
 
@@ -462,6 +465,12 @@ def test_report_says_when_an_evaluation_is_older_than_the_run_or_of_its_best(tmp
     write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]}, iteration=evaluated_at, checkpoint=checkpoint)
     evaluated = [row for row in run_rows(read_run(run), step=None) if row.split == "test"]
     assert [row.metric for row in evaluated] == [f"return after 1 step{note}"]
+    # The baselines do not score the run's checkpoint: their rows carry no note of it.
+    write_eval(run, {"meta-learned (seed 0)": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]], "meta-learned (seed 1)": [[0.0] * 4, [1.0] * 4],
+                     "random init": [[0.0] * 4, [0.5] * 4]}, iteration=evaluated_at, checkpoint=checkpoint,
+               checkpointed=["meta-learned (seed 0)", "meta-learned (seed 1)"])
+    evaluated = {row.method: row.metric for row in run_rows(read_run(run), step=None) if row.split == "test"}
+    assert evaluated == {"meta-learned": f"return after 1 step{note}", "random init": "return after 1 step"}
 
 
 @pytest.mark.parametrize("command, output", [("report", "/proc/metarl-report"), ("plot", "/proc/metarl-plot.png")])
