@@ -202,8 +202,7 @@ interrupted=0
 # starts no further point, waits for them, and says how to go on. SIGTERM to the sweep's process
 # group does the same for a sweep in the background (where bash makes it ignore Ctrl-C's SIGINT).
 # Up to JOBS points run at once, counted as the jobs still running; a point's outcome is read from
-# its sweep-done file at the end, not from `wait -n`, whose status for a point that ended before it
-# was called may already be gone.
+# its sweep-done file at the end, not from the statuses `wait -n` returns.
 trap 'interrupted=1' INT TERM
 for point in "${points[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ] && [ "$interrupted" = 0 ]; do
