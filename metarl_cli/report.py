@@ -58,14 +58,9 @@ Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
 
 def run_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
     """The run's training row and its evaluations' rows (at adaptation step `step`; None: the last evaluated)."""
-    config = run.config
     records = MetricsLog(run.path / "metrics.jsonl").read()
     done = max((r["iteration"] for r in records), default=0)
-    # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
-    # eval writes): of the algorithms then, DQN alone did not.
-    adapts = not isinstance(config, DqnConfig)
-    return [*_training_rows(run.path, run.algo, records, done, config.iterations),
-            *_eval_rows(run.path, run.evaluation, step, _latest_checkpoint(run.path), config.iterations, adapts)]
+    return [*_training_rows(run.path, run.algo, records, done, run.config.iterations), *_eval_rows(run, step)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -105,32 +100,26 @@ def _unfinished(done: int, iterations: int) -> str:
     return f" at iteration {done} of {iterations} (unfinished)"
 
 
-def _eval_rows(run_dir: Path, evaluation: dict, step: int | None, latest: int, iterations: int, adapts: bool) -> list[ReportRow]:
-    """A row per method and metric of each split the run's `evaluation` (eval.json) holds; an evaluation of the latest checkpoint
-    made before the run saved a later one (at iteration `latest`) says at which iteration it was made,
-    one of a run that had not done its `iterations` says so as its training row does, and one of the
-    best checkpoint says so and which iteration that was: on the rows of the methods that score the
-    checkpoint (eval.json's `checkpointed`; every row, in an eval.json written before it kept them),
-    not on the baselines'.
-    `adapts`: whether the run adapts by steps, where its eval.json does not say."""
+def _eval_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
+    """A row per method and metric of each split the run's evaluation (eval.json) holds, the rows of
+    the methods that score the run's checkpoint (eval.json's `checkpointed`; every row, in an
+    eval.json written before it kept them) noting which checkpoint that was (`_checkpoint_note`),
+    the baselines' rows not."""
+    # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
+    # eval writes): of the algorithms then, DQN alone did not.
+    adapts = not isinstance(run.config, DqnConfig)
+    latest = _latest_checkpoint(run.path)
     rows = []
-    for split, result in sorted(evaluation.items()):
+    for split, result in sorted(run.evaluation.items()):
         per_task = result["per_task"]
         if result.get("trial"):
             metrics = _trial_metrics(result)
         elif (metric := _step_metric(result, step, result.get("adapts", adapts))) is not None:
             metrics = [metric]
         else:  # evaluated to fewer steps than --step: the other splits and runs are still reported
-            say(f"{run_dir}: its '{split}' evaluation went to k = {result['steps']}, not {step}: left out of the report")
+            say(f"{run.path}: its '{split}' evaluation went to k = {result['steps']}, not {step}: left out of the report")
             continue
-        if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
-            note = f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
-        elif result.get("checkpoint") == "latest" and result.get("iteration", iterations) < iterations:
-            note = _unfinished(result["iteration"], iterations)
-        elif result.get("checkpoint") == "best":
-            note = f" (best checkpoint, iteration {result['iteration']})" if "iteration" in result else " (best checkpoint)"
-        else:
-            note = ""
+        note = _checkpoint_note(result, latest, run.config.iterations)
         checkpointed = {SEED_SUFFIX.sub("", name) for name in result.get("checkpointed", per_task)}
         for method, by_seed in scores_by_method(per_task).items():
             for metric, select in metrics:
@@ -139,8 +128,22 @@ def _eval_rows(run_dir: Path, evaluation: dict, step: int | None, latest: int, i
                 n, diverged = values.size, diverged_count(values)
                 # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
                 value, low, high = summarise_table(values) if not diverged else (math.nan,) * 3
-                rows.append(ReportRow(str(run_dir), split, method, label, len(by_seed), n, "IQM", value, low, high, diverged))
+                rows.append(ReportRow(str(run.path), split, method, label, len(by_seed), n, "IQM", value, low, high, diverged))
     return rows
+
+
+def _checkpoint_note(result: dict, latest: int, iterations: int) -> str:
+    """What an evaluation's rows add about the checkpoint it scored: an evaluation of the latest
+    checkpoint made before the run saved a later one (at iteration `latest`) says at which iteration
+    it was made, one of a run that had not done its `iterations` says so as its training row does,
+    and one of the best checkpoint says so and which iteration that was."""
+    if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
+        return f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
+    if result.get("checkpoint") == "latest" and result.get("iteration", iterations) < iterations:
+        return _unfinished(result["iteration"], iterations)
+    if result.get("checkpoint") == "best":
+        return f" (best checkpoint, iteration {result['iteration']})" if "iteration" in result else " (best checkpoint)"
+    return ""
 
 
 def _step_metric(result: dict, step: int | None, adapts: bool) -> Metric | None:
