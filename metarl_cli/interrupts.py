@@ -62,41 +62,42 @@ def interrupted_while_starting() -> bool:
 
 
 @contextmanager
-def terminations_as_interrupts():
-    """Within the block a SIGTERM (`kill`, a scheduler's preemption) raises KeyboardInterrupt as a
-    Ctrl-C does, so that a command says what a stop leaves behind however it came, where the process
-    would otherwise end without a word. A SIGTERM the process was started to ignore stays ignored; off
-    the main thread, where Python cannot set a handler, it changes nothing."""
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
-        yield
-        return
-
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+def handling(signums, handler):
+    """Within the block, `handler` handles each of `signums` that Python may handle here, and the
+    handler each had before is back after it. A signal the process was started to ignore stays
+    ignored, as does one whose handler was not set from Python (`signal.getsignal` gives None: it
+    could not be put back); off the main thread, where Python cannot set a handler, nothing changes."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.getsignal(signum) for signum in signums} if on_main_thread else {}
+    previous = {signum: signal.signal(signum, handler) for signum, before in previous.items() if before not in (signal.SIG_IGN, None)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def terminations_as_interrupts():
+    """Within the block a SIGTERM (`kill`, a scheduler's preemption) raises KeyboardInterrupt as a
+    Ctrl-C does, so that a command says what a stop leaves behind however it came, where the process
+    would otherwise end without a word (what `handling` leaves alone stays so)."""
+    with handling((signal.SIGTERM,), _raise_interrupt):
+        yield
 
 
 @contextmanager
 def interrupts_held():
     """Within the block a Ctrl-C is held back; once it ends, one that came is delivered to the handler
     the block found (Python's KeyboardInterrupt, `noting_interrupts_while_starting`'s), in plain Python
-    code. For the imports that load jaxlib (see the module's docstring). Outside the main thread,
-    where Python cannot set a handler, or where Ctrl-C is ignored, it changes nothing."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
-        yield
-        return
+    code. For the imports that load jaxlib (see the module's docstring). Where Ctrl-C is ignored, or
+    off the main thread, it changes nothing (`handling`)."""
     came = threading.Event()
-    signal.signal(signal.SIGINT, lambda signum, frame: came.set())
-    try:
+    with handling((signal.SIGINT,), lambda signum, frame: came.set()):
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if came.is_set():
         signal.raise_signal(signal.SIGINT)

@@ -188,6 +188,22 @@ def test_a_sigterm_raises_keyboard_interrupt_within_terminations_as_interrupts_a
         signal.signal(signal.SIGTERM, before)
 
 
+@pytest.mark.parametrize("handles", ["stop_signals_set", "terminations_as_interrupts", "interrupts_held"])
+def test_a_handler_set_outside_python_is_left_in_place(monkeypatch, signals_handled, handles):
+    """`signal.getsignal` gives None for a handler set outside Python, which `signal.signal` cannot put back."""
+    from metarl_cli import interrupts
+
+    context = {"stop_signals_set": lambda: stop_signals_set(threading.Event()),
+               "terminations_as_interrupts": interrupts.terminations_as_interrupts,
+               "interrupts_held": interrupts.interrupts_held}[handles]
+    real_getsignal, real_signal, set_ = signal.getsignal, signal.signal, []
+    monkeypatch.setattr(signal, "getsignal", lambda signum: None if signum in (signal.SIGINT, signal.SIGTERM) else real_getsignal(signum))
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: set_.append(signum) or real_signal(signum, handler))
+    with context():
+        pass
+    assert set_ == []
+
+
 @pytest.mark.parametrize("use_ocdbt", [True, False])
 def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
     """Runs saved by Orbax's standard handler (earlier runs: OCDBT, Orbax's default, then without it)

@@ -39,7 +39,7 @@ from metarl_cli.algos import Algorithm
 from metarl_cli.devices import even_mesh
 from metarl_cli.errors import UserError
 from metarl_cli.files import json_number
-from metarl_cli.interrupts import interrupted_while_starting
+from metarl_cli.interrupts import handling, interrupted_while_starting
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import say, training_progress
 from metarl_cli.training.rundir import MetricsLog
@@ -239,25 +239,18 @@ def stop_signals_set(stop: threading.Event):
     `stop` (the loop checks it between calls) instead of raising KeyboardInterrupt wherever Python
     happens to be, where it can land inside a callback that swallows it (JAX's garbage-collection
     hook) or between a metrics line and its save; a second raises at once. A signal the process was
-    started to ignore stays ignored. Off the main thread, where signals are not delivered, it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    started to ignore stays ignored. Off the main thread, where signals are not delivered, it does nothing
+    (`interrupts.handling`)."""
 
     def on_signal(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    previous = {signum: signal.signal(signum, on_signal) for signum, handler in previous.items() if handler is not signal.SIG_IGN}
-    if interrupted_while_starting():
-        stop.set()
-    try:
+    with handling(STOP_SIGNALS, on_signal):
+        if threading.current_thread() is threading.main_thread() and interrupted_while_starting():
+            stop.set()
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: bool, checkpoints: Checkpoints,
