@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, List, NoReturn, Optional
 import typer
 from rich.markup import escape
 
-from metarl_cli.config import ALGORITHMS, default_env
+from metarl_cli.config import ALGORITHMS, default_env, resume_help
 from metarl_cli.errors import UserError, out_of_memory
 from metarl_cli.interrupts import interrupts_held, noting_interrupts_while_starting, terminations_as_interrupts
 from metarl_cli.tables import interval, print_envs, print_evaluation, print_report
@@ -111,7 +111,7 @@ def train(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", metavar="DIR", parser=_nonempty_path("--run-dir"),
                                            help="Where to write the run (default runs/ALGO-ENV-DATE-TIME)."),
     resume: bool = typer.Option(
-        False, "--resume", metavar="", help="Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; --set checkpoint_every=N and keep_checkpoints=N change how it saves; rl2 also takes --set lr=..., entropy_coef=..., second_phase_lr=..., second_phase_entropy_coef=..., large_batch_at=... and large_meta_batch=... for what follows)."
+        False, "--resume", metavar="", help=resume_help()
     ),
     overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="Replace an existing run in --run-dir."),
     dry_run: bool = typer.Option(

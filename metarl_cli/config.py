@@ -404,6 +404,27 @@ CONFIGS: dict[str, dict[str, type]] = {
 ALGORITHMS = tuple(CONFIGS)
 
 
+def resume_help() -> str:
+    """What `metarl train --resume` accepts, as its help says it, from each config's `LENGTH_KEY`,
+    `SAVE_KEYS` and `RETUNABLE_KEYS`."""
+    classes = [(algo, cls) for algo, kinds in CONFIGS.items() for cls in kinds.values()]
+    length_keys: dict[str, list[str]] = {}
+    for algo, cls in classes:
+        if algo not in length_keys.setdefault(cls.LENGTH_KEY, []):
+            length_keys[cls.LENGTH_KEY].append(algo)
+    lengths = ", or ".join(f"{key}=N" + ("" if key == RunConfig.LENGTH_KEY else f" for {_listed(algos)}") for key, algos in length_keys.items())
+    save_keys = dict.fromkeys(key for _, cls in classes for key in cls.SAVE_KEYS)
+    retunable = {algo: cls.RETUNABLE_KEYS for algo, cls in classes if cls.RETUNABLE_KEYS}
+    also = "".join(f"; {algo} also takes --set {_listed([f'{key}=...' for key in keys])} for what follows" for algo, keys in retunable.items())
+    return (f"Continue the run in --run-dir from its latest checkpoint (--set {lengths}, extends it; "
+            f"--set {_listed([f'{key}=N' for key in save_keys])} change how it saves{also}).")
+
+
+def _listed(words: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
 def config_class(algo: str, env: str) -> type:
     from metarl_cli.families import is_regression
 

@@ -935,6 +935,13 @@ def test_help_names_the_commands_the_algorithms_and_the_family_each_trains_on_by
     text = " ".join(out.replace("│", " ").split())  # the panel's borders and wrapping aside
     assert code == 0 and "Algorithm: maml, dqn, maml-dqn, rl2." in text, err
     assert ("default cartpole-family for maml, cartpole for dqn, cartpole-family for maml-dqn, bandit for rl2" in text)
+    # --resume's help names what each algorithm's resume accepts, as its config says it
+    from metarl_cli.config import Rl2Config
+
+    assert ("--resume Continue the run in --run-dir from its latest checkpoint (--set iterations=N, or total_steps=N for dqn, extends it; "
+            "--set checkpoint_every=N and keep_checkpoints=N change how it saves; rl2 also takes --set lr=..., " in text)
+    retunable = text[text.index("rl2 also takes"):text.index("for what follows")]
+    assert [word.strip(",") for word in retunable.split() if word.endswith(("=...", "=...,"))] == [f"{key}=..." for key in Rl2Config.RETUNABLE_KEYS]
     import importlib.metadata
 
     assert cli("--version")[:2] == (0, f"metarl {importlib.metadata.version('metarl')}\n")
