@@ -113,59 +113,68 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     family = family_for(config)
     algo = make_algorithm(algo_name, config, family)
     tasks = config.eval_tasks if tasks is None else tasks
-    if algo.trial_episodes:
-        if steps is not None:
-            raise UserError(f"{algo_name} adapts within a trial of {algo.trial_episodes} episode(s), not by steps; drop --steps")
-        steps = algo.trial_episodes - 1
-    elif not algo.adapts:
-        if steps:
-            raise UserError(f"{algo_name} does not adapt at evaluation (it is scored after 0 steps only); drop --steps")
-        steps = 0
-    else:
-        steps = config.eval_steps if steps is None else steps
-
-    with Checkpoints(run_dir, config.keep_checkpoints, create=False) as checkpoints:
-        step, state = checkpoints.restore_chosen(state_template(algo, config), checkpoint)
-        if step is None:
-            raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
-        done = checkpoints.step()
-        if checkpoint == "best" and not checkpoints.scored(step):
-            say(f"note: no checkpoint of {run_dir} has a score (a DQN chunk in which no training episode ended has none): "
-                f"the best is the latest, iteration {step}")
-
+    steps = _adaptation_steps(algo, algo_name, config, steps)
+    step, done, params = _restore_scored(run_dir, algo, config, checkpoint)
     baselines = baselines_of(algo, algo_name, config, family)
     if baselines and (warning := budget_warning(run_dir, checkpoint, step, done, config.iterations)):
         say(warning)
     held_out = draw_tasks(family, EVAL_KEY, tasks, split)
     key = jax.random.PRNGKey(EVAL_KEY - 1)
-    label = "meta-learned" if algo.adapts else "trained"
-    if config.seeds == 1:
-        candidates = [Candidate(label, algo, state["params"], 1.0)]
-    else:
-        candidates = [
-            Candidate(f"{label} (seed {config.seed + i})", algo, jax.tree.map(lambda x: x[i], state["params"]), 1.0)
-            for i in range(config.seeds)
-        ]
-    if not algo.trial_episodes:  # an untrained RL^2 agent plays almost as its random policy does (logits near 0)
-        candidates.append(Candidate("random init", algo, jax.jit(algo.init_params)(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
-    for baseline, params in zip(baselines, trained_baselines(run_dir, baselines, show_progress)):
-        candidates.append(baseline_candidate(baseline, params, algo, config, family, steps))
-    methods, per_task = {}, {}
-    for candidate in candidates:
-        scores = np.asarray(candidate.algo.adaptation_curve(candidate.params, held_out, key, steps, candidate.lr_scale))
-        methods[candidate.label] = [summarise(scores[:, j]) for j in range(steps + 1)]
-        per_task[candidate.label] = scores
+    candidates = _run_candidates(algo, config, params)
+    for baseline, trained in zip(baselines, trained_baselines(run_dir, baselines, show_progress)):
+        candidates.append(baseline_candidate(baseline, trained, algo, config, family, steps))
+    per_task = {c.label: np.asarray(c.algo.adaptation_curve(c.params, held_out, key, steps, c.lr_scale)) for c in candidates}
     if algo.reference_scores is not None:
         validation = draw_tasks(family, VALIDATION_KEY, tasks, "train")
-        for label, scores in algo.reference_scores(held_out, key, validation).items():
-            scores = np.asarray(scores)
-            methods[label] = [summarise(scores[:, j]) for j in range(steps + 1)]
-            per_task[label] = scores
-    totals = {label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {}
-    result = EvalResult(split, tasks, steps, checkpoint, int(step), algo.score_name, methods, per_task,
-                        published_for(config, family, split, steps), (done, config.iterations), bool(algo.trial_episodes), totals, family.one_task,
-                        algo.adapts, tuple(candidate.label for candidate in candidates[:config.seeds]))
-    return result
+        per_task.update({label: np.asarray(scores) for label, scores in algo.reference_scores(held_out, key, validation).items()})
+    return EvalResult(
+        split=split, tasks=tasks, steps=steps, checkpoint=checkpoint, iteration=step, score_name=algo.score_name,
+        methods={label: [summarise(scores[:, j]) for j in range(steps + 1)] for label, scores in per_task.items()},
+        per_task=per_task, published=published_for(config, family, split, steps), progress=(done, config.iterations),
+        trial=bool(algo.trial_episodes), one_task=family.one_task, adapts=algo.adapts,
+        totals={label: summarise(scores.sum(axis=1)) for label, scores in per_task.items()} if algo.trial_episodes else {},
+        checkpointed=tuple(candidate.label for candidate in candidates[:config.seeds]))
+
+
+def _adaptation_steps(algo: Algorithm, algo_name: str, config, steps: int | None) -> int:
+    """The last column an evaluation scores: after `steps` adaptation steps (default the run's
+    eval_steps); 0 for an algorithm that does not adapt; an RL^2 trial's last episode."""
+    if algo.trial_episodes:
+        if steps is not None:
+            raise UserError(f"{algo_name} adapts within a trial of {algo.trial_episodes} episode(s), not by steps; drop --steps")
+        return algo.trial_episodes - 1
+    if not algo.adapts:
+        if steps:
+            raise UserError(f"{algo_name} does not adapt at evaluation (it is scored after 0 steps only); drop --steps")
+        return 0
+    return config.eval_steps if steps is None else steps
+
+
+def _restore_scored(run_dir: Path, algo: Algorithm, config, checkpoint: str) -> tuple[int, int, Any]:
+    """(the iteration of the run's `checkpoint` ("latest" or "best"), the run's latest iteration, the
+    parameters saved there)."""
+    with Checkpoints(run_dir, config.keep_checkpoints, create=False) as checkpoints:
+        step, state = checkpoints.restore_chosen(state_template(algo, config), checkpoint)
+        if step is None:
+            raise UserError(f"{run_dir} has no {checkpoint} checkpoint yet")
+        if checkpoint == "best" and not checkpoints.scored(step):
+            say(f"note: no checkpoint of {run_dir} has a score (a DQN chunk in which no training episode ended has none): "
+                f"the best is the latest, iteration {step}")
+        return int(step), checkpoints.step(), state["params"]
+
+
+def _run_candidates(algo: Algorithm, config, params) -> list[Candidate]:
+    """The run's own networks (one a seed), then a randomly initialised one where the algorithm
+    adapts by steps: an untrained RL^2 agent plays almost as its random policy does (logits near 0)."""
+    label = "meta-learned" if algo.adapts else "trained"
+    if config.seeds == 1:
+        candidates = [Candidate(label, algo, params, 1.0)]
+    else:
+        candidates = [Candidate(f"{label} (seed {config.seed + i})", algo, jax.tree.map(lambda x: x[i], params), 1.0)
+                      for i in range(config.seeds)]
+    if not algo.trial_episodes:
+        candidates.append(Candidate("random init", algo, jax.jit(algo.init_params)(jax.random.PRNGKey(config.seed + config.seeds)), 1.0))
+    return candidates
 
 
 @dataclasses.dataclass
