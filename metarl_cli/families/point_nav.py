@@ -48,8 +48,7 @@ class PointNav(environment.Environment[PointNavState, PointNavParams]):
         offset = pos - jnp.stack([params.goal_x, params.goal_y])
         reward = -jnp.sqrt(jnp.sum(offset**2))
         state = PointNavState(pos=pos, time=state.time + 1)
-        terminated = jnp.all(jnp.abs(offset) < params.goal_radius)
-        return pos, state, reward, terminated, {}
+        return pos, state, reward, self.is_terminated(state, params), {}
 
     def reset_env(self, key, params):
         state = PointNavState(pos=jnp.zeros(2), time=0)
