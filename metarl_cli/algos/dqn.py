@@ -17,7 +17,7 @@ import optax
 
 from metarl_cli.algos.base import Algorithm
 from metarl_cli.config import DqnConfig
-from metarl_cli.families import Family
+from metarl_cli.families import Family, per_task
 from metarl_cli.rl.q_learning import epsilon_greedy, family_q_network, linear_epsilon, td_loss, update_target
 from metarl_cli.rl.replay import Transition, replay_add, replay_init, replay_sample
 from metarl_cli.rl.rollout import first_episode_return, rollout
@@ -135,9 +135,7 @@ def make_dqn(config: DqnConfig, family: Family) -> Algorithm:
 
     @jax.jit
     def greedy_returns(params, tasks, key):
-        n = jax.tree.leaves(tasks)[0].shape[0]
-        one = lambda t, k: first_episode_return(rollout(family.env, greedy, params, t, k, 1, family.horizon))  # noqa: E731
-        return jax.vmap(one)(tasks, jax.random.split(key, n))
+        return per_task(lambda t, k: first_episode_return(rollout(family.env, greedy, params, t, k, 1, family.horizon)), tasks, key)
 
     def adaptation_curve(params, tasks, key, steps: int, lr_scale: float = 1.0):
         """Plain DQN does not adapt: the greedy policy's return on each task (one column)."""

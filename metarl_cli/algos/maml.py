@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import optax
 
 from metarl_cli.algos.base import Algorithm
+from metarl_cli.optim import clipped_adam
 from metarl_cli.config import MamlConfig, MamlDqnConfig
 from metarl_cli.devices import even_mesh, replicate, split_tasks, uneven_split_note
-from metarl_cli.families import RegressionFamily, TaskDistribution
+from metarl_cli.families import RegressionFamily, TaskDistribution, per_task
 from metarl_cli.meta import Model, adaptation_curve, meta_batch_loss
 from metarl_cli.regression_learner import regression_model
 from metarl_cli.rl.learner import rl_model
@@ -47,8 +48,7 @@ def with_inner_rates(theta, config: MamlConfig):
 
 def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     model = model_for(config, family)
-    clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
-    optimizer = optax.chain(*clip, optax.adam(config.outer_lr))
+    optimizer = clipped_adam(config.outer_lr, config.max_grad_norm)
 
     # A learner whose tasks are differentiated in cache-sized passes (RL and maml-dqn on a CPU) fills a device
     # with one task's work: its meta-batch is split over the local devices (with one seed; several
@@ -100,9 +100,7 @@ def make_maml(config: MamlConfig, family: TaskDistribution) -> Algorithm:
     @jax.jit
     def curve(meta_params, tasks, key, scales):
         theta, lr = initialisation_and_rate(meta_params)
-        n = jax.tree.leaves(tasks)[0].shape[0]
-        one_task = lambda t, k: adaptation_curve(model.eval_learner, theta, t, k, lr, scales)  # noqa: E731
-        return jax.vmap(one_task)(tasks, jax.random.split(key, n))
+        return per_task(lambda t, k: adaptation_curve(model.eval_learner, theta, t, k, lr, scales), tasks, key)
 
     def adaptation_curve_fn(meta_params, tasks, key, steps: int, lr_scale: float = 1.0):
         scales = lr_scale * jnp.where(jnp.arange(steps) == 0, 1.0, config.later_lr_scale)

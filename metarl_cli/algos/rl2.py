@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from metarl_cli.algos.base import Algorithm, Phase
+from metarl_cli.optim import clipped_adam
 from metarl_cli.config import Rl2Config
 from metarl_cli.errors import UserError
 from metarl_cli.families import Family
@@ -31,8 +32,7 @@ def make_rl2(config: Rl2Config, family: Family) -> Algorithm:
     value_scale = 1.0 / max(1.0 - config.gamma, 1.0 / (episodes * horizon))
     agent = make_recurrent_agent(family.obs_dim, family.action_dim, config.hidden, config.cell, value_scale,
                                  config.multiplicative_inputs, config.gated_heads)
-    clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
-    optimizer = optax.chain(*clip, optax.adam(config.lr, eps=1e-5))
+    optimizer = clipped_adam(config.lr, config.max_grad_norm, eps=1e-5)
     if config.entropy_anneal:  # to 0 over the first phase: by a second phase's start or the run's end
         first_phase = min(config.second_phase_at, config.iterations) if config.second_phase_at else config.iterations
         entropy_schedule = optax.linear_schedule(config.entropy_coef, 0.0, first_phase)

@@ -197,6 +197,16 @@ class Family(TaskDistribution):
         return self.derive(params)
 
 
+def task_count(tasks: Any) -> int:
+    """The number of tasks in a batch drawn by `sample` (its leading size)."""
+    return jax.tree.leaves(tasks)[0].shape[0]
+
+
+def per_task(fn: Callable, tasks: Any, key: jax.Array):
+    """`fn(task, key)` on each task of a batch, vmapped, each with a key of its own split from `key`."""
+    return jax.vmap(fn)(tasks, jax.random.split(key, task_count(tasks)))
+
+
 def _parse_intervals(pname: str, value: Any) -> tuple[Interval, ...]:
     """[lo, hi] or [[lo, hi], [lo2, hi2], ...] -> tuple of intervals."""
     def is_pair(v: Any) -> bool:

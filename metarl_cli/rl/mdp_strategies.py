@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl_cli.errors import UserError
+from metarl_cli.families.base import per_task
 from metarl_cli.rl.bandit_strategies import TUNED
 
 POSTERIOR_STRATEGIES: tuple[str, ...] = ("posterior greedy", "state-blind posterior greedy")
@@ -59,10 +60,9 @@ def tune_epsilon(env, tasks, episodes: int, horizon: int, key: jax.Array) -> flo
 
 @functools.partial(jax.jit, static_argnames=("strategy", "env", "episodes", "horizon"))
 def _play(strategy, env, episodes, horizon, tasks, key, epsilon, prior_mean, prior_var):
-    keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
     play = functools.partial(_play_task, strategy, env, episodes, horizon, epsilon=epsilon, prior_mean=prior_mean,
                              prior_var=prior_var)
-    return jax.vmap(play)(tasks, keys)
+    return per_task(play, tasks, key)
 
 
 def _action_values(strategy, counts, sums, state, prior_mean, prior_var):

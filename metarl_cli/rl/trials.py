@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from metarl_cli.families.base import task_count
 from metarl_cli.rl.recurrent import RecurrentAgent
 
 
@@ -29,7 +30,7 @@ class TrialBatch(NamedTuple):
 
 def run_trials(env, agent: RecurrentAgent, params, tasks, key, episodes: int, horizon: int, uniform: bool = False) -> TrialBatch:
     """One trial per task (`tasks` batched EnvParams, lanes = its leading size). `uniform` acts at random."""
-    lanes = jax.tree.leaves(tasks)[0].shape[0]
+    lanes = task_count(tasks)
     key_reset, key_steps = jax.random.split(key)
     obs, env_state = jax.vmap(env.reset)(jax.random.split(key_reset, lanes), tasks)
     step_env = jax.vmap(env.step)
