@@ -97,7 +97,7 @@ def latest_state(run, iterations):
     algo = make_algorithm(algo_name, config, family_for(config))
     with Checkpoints(run, config.keep_checkpoints) as ckpt:
         assert ckpt.step() == iterations
-        return ckpt.restore(algo.init(jax.random.PRNGKey(config.seed)))
+        return ckpt.restore_chosen(algo.init(jax.random.PRNGKey(config.seed)))[1]
 
 
 def assert_same_final_state(run_a, run_b, iterations):

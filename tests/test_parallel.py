@@ -81,7 +81,7 @@ def test_an_error_in_one_training_stops_the_other_after_its_save(tmp_path):
     with Checkpoints(long_run.run_dir, 2) as checkpoints:
         step = checkpoints.step()
         assert step is not None and 0 < step < config.iterations  # it had saved, and it stopped
-        assert int(checkpoints.restore(long_run.algo.init(None))["iteration"]) == step
+        assert int(checkpoints.restore_chosen(long_run.algo.init(None))[1]["iteration"]) == step
     assert [path.name for path in (long_run.run_dir / "checkpoints").iterdir() if "tmp" in path.name] == []
 
 

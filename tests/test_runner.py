@@ -59,7 +59,7 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_last_good_checkpoint(tmp_pa
         train(diverging_algorithm(4, metric), config, tmp_path, resume=False, show_progress=False)
     with Checkpoints(tmp_path, 5) as ckpt:
         assert ckpt.step() == 3
-        state = ckpt.restore(diverging_algorithm(4).init(None))
+        state = ckpt.restore_chosen(diverging_algorithm(4).init(None))[1]
         assert jnp.all(jnp.isfinite(state["params"]))
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
@@ -147,7 +147,7 @@ def test_a_stop_between_saves_saves_the_last_finished_iteration(tmp_path, how, s
               stop=stop if how == "stop event" else None)
     assert interrupted.value.latest == 7  # not 5, the last save that checkpoint_every made
     with Checkpoints(tmp_path, 5) as ckpt:
-        assert float(ckpt.restore(toy_algorithm(step).init(None))["params"]) == 7.0
+        assert float(ckpt.restore_chosen(toy_algorithm(step).init(None))[1]["params"]) == 7.0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -214,7 +214,7 @@ def test_checkpoints_in_the_standard_format_still_restore(tmp_path, use_ocdbt):
     with ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), options=options, item_handlers=handler) as manager:
         manager.save(7, args=ocp.args.StandardSave(pack(state)))
     with Checkpoints(tmp_path, keep=2) as checkpoints:
-        restored = checkpoints.restore({"params": jnp.zeros(5), "iteration": jnp.zeros((), jnp.int32)})
+        restored = checkpoints.restore_chosen({"params": jnp.zeros(5), "iteration": jnp.zeros((), jnp.int32)})[1]
         np.testing.assert_array_equal(restored["params"], np.arange(5.0))
         assert int(restored["iteration"]) == 7
         assert checkpoints.step("best") == 7
@@ -236,7 +236,7 @@ def test_runs_that_scored_checkpoints_as_orbax_metrics_keep_their_best(tmp_path)
         checkpoints.save(5, {"params": jnp.asarray(5.0)}, score=-1.0)
         assert (checkpoints.step("best"), checkpoints.step()) == (2, 5)
         assert checkpoints.manager.all_steps() == [2, 5]
-        assert float(checkpoints.restore({"params": jnp.zeros(())}, which="best")["params"]) == 2.0
+        assert float(checkpoints.restore_chosen({"params": jnp.zeros(())}, "best")[1]["params"]) == 2.0
 
 
 def test_a_reader_beside_a_run_still_training_reads_the_steps_its_saves_leave(tmp_path):
@@ -293,7 +293,7 @@ def test_a_damaged_checkpoint_file_is_reported_in_one_line(tmp_path, content):
         checkpoints.wait()
         (tmp_path / "checkpoints" / "1" / "default" / PackedStateHandler.FILE).write_bytes(content)
         with pytest.raises(UserError) as refused:
-            checkpoints.restore({"params": jnp.zeros(())})
+            checkpoints.restore_chosen({"params": jnp.zeros(())})
     assert re.fullmatch(rf"cannot read the checkpoint in \S+/1 \(damaged or incomplete\): {PackedStateHandler.FILE} is not an \.npz archive; "
                         r"removing that directory falls back on the checkpoint before it", str(refused.value)), refused.value
 
@@ -326,10 +326,10 @@ def test_a_step_emptied_of_its_files_is_reported_in_one_line_where_it_is_read_an
         (tmp_path / "checkpoints" / str(step)).mkdir()
         with Checkpoints(tmp_path, keep=3, create=False) as checkpoints:  # opened, as eval, report and resume do
             if step == 1:
-                assert float(checkpoints.restore({"params": jnp.zeros(())})["params"]) == 2.0
+                assert float(checkpoints.restore_chosen({"params": jnp.zeros(())})[1]["params"]) == 2.0
             else:
                 with pytest.raises(UserError, match=r"checkpoints/2 \(damaged or incomplete\).*falls back on the checkpoint before it"):
-                    checkpoints.restore({"params": jnp.zeros(())})
+                    checkpoints.restore_chosen({"params": jnp.zeros(())})
 
 
 def two_phase_algorithm(switch_at: int) -> Algorithm:
@@ -358,7 +358,7 @@ def test_later_phase_starts_at_its_iteration_with_no_chunk_across_the_switch_and
     train(algo, config, halfway, resume=True, show_progress=False)
     for run in (tmp_path / "straight", halfway):
         with Checkpoints(run, 3) as ckpt:
-            assert float(ckpt.restore(algo.init(None))["params"]) == 3 * 1.0 + 3 * 10.0
+            assert float(ckpt.restore_chosen(algo.init(None))[1]["params"]) == 3 * 1.0 + 3 * 10.0
 
 
 def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path):
@@ -376,8 +376,8 @@ def test_best_checkpoint_is_kept_beside_the_latest_and_survives_resume(tmp_path)
     with Checkpoints(tmp_path, 2) as ckpt:
         assert ckpt.manager.all_steps() == [3, 8, 9]
         assert (ckpt.step("best"), ckpt.step()) == (3, 9)
-        assert float(ckpt.restore(algo.init(None), which="best")["params"]) == 3.0
-        assert float(ckpt.restore(algo.init(None))["params"]) == 9.0
+        assert float(ckpt.restore_chosen(algo.init(None), "best")[1]["params"]) == 3.0
+        assert float(ckpt.restore_chosen(algo.init(None))[1]["params"]) == 9.0
 
 
 def test_a_run_of_one_chunk_has_a_rate_and_its_compilation_is_timed_apart(tmp_path):
@@ -525,5 +525,5 @@ def test_resume_continues_from_the_latest_checkpoint_not_the_best(tmp_path):
     summary = train(algo, MamlRLConfig(iterations=9, keep_checkpoints=2), tmp_path, resume=True, show_progress=False)
     assert summary.iterations_done == 3
     with Checkpoints(tmp_path, 2) as ckpt:  # from the best (3) it would have counted to 6
-        state = ckpt.restore(algo.init(None))
+        state = ckpt.restore_chosen(algo.init(None))[1]
         assert (ckpt.step(), float(state["params"]), int(state["iteration"])) == (9, 9.0, 9)

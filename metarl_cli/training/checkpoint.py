@@ -129,10 +129,9 @@ class Checkpoints:
         ended has none, nor has a step whose metadata is lost): "best" ranks a step without one last."""
         return math.isfinite(self._scores.get(step, -math.inf))
 
-    def restore(self, target: Any, which: str = "latest", step: int | None = None) -> Any:
-        """The state saved at `step` (default: the latest, or the best), shaped like `target`; a
-        UserError where that checkpoint cannot be read or does not fit `target`."""
-        step = self.step(which) if step is None else step
+    def restore(self, target: Any, step: int) -> Any:
+        """The state saved at `step`, shaped like `target`; a UserError where that checkpoint cannot
+        be read or does not fit `target` (`restore_chosen`: the latest or the best)."""
         where = self.manager.directory / str(step)
         try:
             packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
