@@ -42,7 +42,7 @@ from metarl_cli.run_outputs import RunOutputs, metric_label, scores_by_method, s
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog  # noqa: E402
 
-# Each learning panel holds the runs whose curves share an x and a y: (x label, y label) by algorithm and metric.
+# A learning panel's x label by algorithm (others: the meta-iteration); its runs share an x and a y (`learning_axes`).
 X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once learning starts)", "rl2": "iteration (one PPO update on a batch of trials)"}
 # Line styles then colours: forty series before a style repeats (matplotlib's default repeats after ten).
 SERIES_STYLES = cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=plt.get_cmap("tab10").colors)

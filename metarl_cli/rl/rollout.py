@@ -47,7 +47,7 @@ def rollout(env, policy_sample, policy_params, task_params, key, lanes: int, hor
 
 
 def first_episode_return(traj: Trajectory) -> jax.Array:
-    """Mean undiscounted return of each lane's first episode (an unbiased sample per lane)."""
+    """The undiscounted return of each lane's first episode (an unbiased sample per lane), averaged over the lanes."""
     ended_before = jnp.cumsum(traj.dones, axis=0) - traj.dones
     in_first = ended_before == 0
     return jnp.mean(jnp.sum(traj.rewards * in_first, axis=0))
