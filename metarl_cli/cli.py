@@ -126,7 +126,7 @@ def train(
         from metarl_cli.training.launch import InterruptedBeforeTraining, dry_run_plan, notes_before_training, plan_training, take_run_dir
         from metarl_cli.training.runner import DivergedError, Interrupted, stop_signals_set, train as run_training
 
-    plan = plan_training(algo, env, config, set_, seeds, run_dir, resume, overwrite)
+    plan = plan_training(algo, env=env, config_file=config, overrides=set_, seeds=seeds, run_dir=run_dir, resume=resume, overwrite=overwrite)
     cfg = plan.config
     if not plan.nothing_to_do:
         for line in notes_before_training(plan):

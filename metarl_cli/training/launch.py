@@ -24,7 +24,7 @@ from metarl_cli.training.rundir import (check_new, check_unheld, claim_default_r
 from metarl_cli.training.runner import check_resume
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingPlan:
     algo: str
     config: Any  # the resolved config (a resumed run's, with what --set may change applied)
@@ -53,7 +53,7 @@ class TrainingPlan:
         return f"{self.run_dir} had already run its {length_key} = {getattr(self.config, length_key)}; --set {length_key}=N extends it"
 
 
-def plan_training(algo: str, env: Optional[str], config_file: Optional[Path], overrides: list[str], seeds: Optional[int],
+def plan_training(algo: str, *, env: Optional[str], config_file: Optional[Path], overrides: list[str], seeds: Optional[int],
                   run_dir: Optional[Path], resume: bool, overwrite: bool) -> TrainingPlan:
     """The run `metarl train` is asked for, checked (a UserError where it cannot go ahead), with JAX
     started for it."""
@@ -77,13 +77,15 @@ def plan_training(algo: str, env: Optional[str], config_file: Optional[Path], ov
     start_for_training(algo, config)
     family = family_for(config)
     algorithm = make_algorithm(algo, config, family)
-    plan = TrainingPlan(algo, config, family, algorithm, run_dir or default_run_dir(algo, config.env), run_dir is not None, overwrite, saved)
+    where = run_dir or default_run_dir(algo, config.env)
+    done, replaces = 0, False
     if resume:
-        plan.done = check_resume(algorithm, config, run_dir, saved_algo=make_algorithm(algo, saved, family))
-        config.check_retuned(saved, plan.done)
+        done = check_resume(algorithm, config, run_dir, saved_algo=make_algorithm(algo, saved, family))
+        config.check_retuned(saved, done)
     else:
-        plan.replaces = check_new(plan.run_dir if plan.named else first_free(plan.run_dir), overwrite)
-    return plan
+        replaces = check_new(run_dir or first_free(where), overwrite)
+    return TrainingPlan(algo, config, family, algorithm, where, named=run_dir is not None, overwrite=overwrite, saved=saved,
+                        done=done, replaces=replaces)
 
 
 def notes_before_training(plan: TrainingPlan) -> list[str]:
