@@ -1105,13 +1105,19 @@ def test_a_run_being_written_by_another_process_is_neither_resumed_nor_replaced(
     a sweep's point started twice) would mix their metrics and checkpoints: the second is refused."""
     import fcntl
 
+    from metarl_cli.training.checkpoint import PackedStateHandler
+
     run = tmp_path / "run"
     code, _, err = cli("train", "maml", "--env", "sinusoid", "--set", "iterations=2", "--set", "hidden=[8]", "-o", str(run), "-q")
     assert code == 0, err
     files = {path: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    # The training process deletes and writes checkpoints as another reads them: refused before they are read.
+    latest = max((run / "checkpoints").glob("[0-9]*"), key=lambda path: int(path.name)) / "default" / PackedStateHandler.FILE
+    saved = latest.read_bytes()
     other = os.open(run, os.O_RDONLY)  # as another process's lock would: another open file description
     try:
         fcntl.flock(other, fcntl.LOCK_EX)
+        latest.write_bytes(b"")
         for args in (["--resume", "--set", "iterations=4"], ["--overwrite", "--env", "sinusoid"],  # a dry run says so too
                      ["--resume", "--set", "iterations=4", "--dry-run"], ["--overwrite", "--env", "sinusoid", "--dry-run"]):
             code, _, err = cli("train", "maml", "-o", str(run), *args, "-q")
@@ -1119,6 +1125,7 @@ def test_a_run_being_written_by_another_process_is_neither_resumed_nor_replaced(
             assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
     finally:
         os.close(other)
+        latest.write_bytes(saved)
     code, _, err = cli("train", "maml", "-o", str(run), "--overwrite", "--env", "sinusoid", "--dry-run", "-q")
     assert code == 0 and f"would replace the run in {run}" in " ".join(err.split()), err
     assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files  # no lock file made either

@@ -80,6 +80,7 @@ def plan_training(algo: str, *, env: Optional[str], config_file: Optional[Path],
     where = run_dir or default_run_dir(algo, config.env)
     done, replaces = 0, False
     if resume:
+        check_unheld(run_dir, False)  # first: the checkpoints of a run another process trains change as they are read
         done = check_resume(algorithm, config, run_dir, saved_algo=make_algorithm(algo, saved, family))
         config.check_retuned(saved, done)
     else:
@@ -104,8 +105,8 @@ def notes_before_training(plan: TrainingPlan) -> list[str]:
 def dry_run_plan(plan: TrainingPlan) -> str:
     """What the run would do, as `--dry-run` says it; a UserError where it would be refused as
     another process holds the run it would resume or replace."""
-    if (plan.resume and not plan.nothing_to_do) or plan.replaces:
-        check_unheld(plan.run_dir, plan.replaces)
+    if plan.replaces:  # (a run to resume was checked by plan_training)
+        check_unheld(plan.run_dir, True)
     if plan.resume:
         return f"do nothing: {plan.finished}" if plan.nothing_to_do else f"resume {plan.run_dir} from iteration {plan.done} of {plan.config.iterations}"
     if plan.named:

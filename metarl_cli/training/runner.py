@@ -201,9 +201,7 @@ def check_resume(algo: Algorithm, config, run_dir: Path, saved_algo: Algorithm) 
     no longer fitting the config). Called before the resumed config is written, so a refused resume
     (or one with nothing left to run) leaves the run's files as they were."""
     with Checkpoints(run_dir, config.keep_checkpoints, create=False) as checkpoints:
-        done = checkpoints.step() or 0
-        if done:
-            checkpoints.restore(state_template(algo, config), step=done)
+        done = checkpoints.restore_chosen(state_template(algo, config))[0] or 0
     refuse_shorter(run_dir, done, config)
     saved_schedule = saved_algo.schedule_before(done)
     if saved_schedule != algo.schedule_before(done):
