@@ -454,9 +454,9 @@ def _experiment_roots() -> list[Path]:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at `path` (UTF-8, with or without the byte-order mark some editors write)."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
     except IsADirectoryError:
@@ -621,13 +621,18 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
 def resumed_config(saved, env: str | None, config_file: Path | None, overrides: list[str]):
     """A resumed run keeps its saved config; only its length (`LENGTH_KEY`) may change, to extend it,
     the config's `RETUNABLE_KEYS`, for the iterations that follow, and its `SAVE_KEYS`, how it saves.
-    Another key set to the saved value (`--seeds N` of a run of N seeds) changes nothing, and is taken."""
-    if env is not None or config_file is not None:
-        raise UserError("--resume continues a run with its saved config; drop --env and --config")
+    Another key set to the saved value (`--seeds N` of a run of N seeds, `--env` naming the run's
+    family) changes nothing, and is taken."""
+    if config_file is not None:
+        raise UserError("--resume continues a run with its saved config; drop --config")
+    if env is not None and env != saved.env:
+        raise UserError(f"--resume continues a run on its own family, {saved.env}; drop --env {env}")
     values = config_to_dict(saved)
     kind = type(saved)
     changes = parse_overrides(overrides)
     for key, value in changes.items():
+        if key not in {field.name for field in dataclasses.fields(kind)}:
+            raise UserError(f"unknown config key '{key}' for this {_algo_of(saved)} run on {saved.env}; valid: {', '.join(values)}")
         if key not in (kind.LENGTH_KEY, *kind.RETUNABLE_KEYS, *kind.SAVE_KEYS) and not _unchanged(saved, key, value):
             retunable = ", ".join(f"--set {k}=..." for k in kind.RETUNABLE_KEYS)
             also = f"{retunable} for what follows; " if retunable else ""

@@ -887,8 +887,15 @@ def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_pa
             resumed_config(config, None, None, [key])
     resumed = resumed_config(config, None, None, ["checkpoint_every=5", "keep_checkpoints=2"])  # saves only: accepted
     assert (resumed.checkpoint_every, resumed.keep_checkpoints, resumed.iterations) == (5, 2, 7)
-    with pytest.raises(UserError, match="drop --env and --config"):  # nor a file, which it would not read
+    with pytest.raises(UserError, match="drop --config"):  # nor a file, which it would not read
         resumed_config(config, None, path, [])
+    assert resumed_config(config, "cartpole-family", None, []) == config  # --env naming the run's family changes nothing
+    with pytest.raises(UserError, match="on its own family, cartpole-family; drop --env point-nav"):
+        resumed_config(config, "point-nav", None, [])
+    with pytest.raises(UserError, match="unknown config key 'bogus' for this maml run on cartpole-family; valid: env, seed,"):
+        resumed_config(config, None, None, ["bogus=1"])
+    path.write_bytes(b"\xef\xbb\xbfiterations = 5\n")  # UTF-8 with the byte-order mark some editors write
+    assert resolve_config("maml", "cartpole-family", path, []).iterations == 5
     # A family's sibling in the file (the one-task cartpole beside cartpole-family) yields to --set env.
     path.write_text('env = "cartpole-family"\n')
     assert resolve_config("maml", None, path, ["env=cartpole"]).env == "cartpole"
