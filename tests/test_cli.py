@@ -497,6 +497,8 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "-o", "FILE"], "exists and is not a directory; choose another --run-dir"),
         (["train", "maml", "-o", "FILE/run", "--dry-run"], "/a-file is not a directory; choose another --run-dir"),
         (["train", "maml", "--env", "sinusoid", "-o", "/proc/metarl-run"], "/proc/metarl-run cannot be made: "),  # the reason: root's or a user's
+        (["train", "maml", "--env", "sinusoid", "-o", "/proc/metarl-run", "--dry-run"], "/proc/metarl-run cannot be made: "),  # tried, as root too
+        (["train", "maml", "--env", "sinusoid", "-o", "SEEDED/inner", "--dry-run"], "/inner is inside the run in "),
         (["train", "maml", "--env", "sinusoid", "--set", "env=linear"], "--env sinusoid and --set env=linear disagree"),
         (["train", "maml", "--env", "cartpole-family", "--config", "POINTNAV"], "--env cartpole-family and env = 'point-nav' in "),
         (["train", "maml", "--set", "env=cartpole-family", "--config", "POINTNAV"], "--set env=cartpole-family and env = 'point-nav' in "),
@@ -567,7 +569,7 @@ def test_user_errors_exit_nonzero_with_one_clear_line(cli, tmp_path, args, messa
     (edited / "manifest.json").write_text('{"tool": "metarl", "algo": "dqn"}')
     (edited / "config.toml").write_text('algo = "dqn"\nenv = "cartpole"\ntotal_steps = "x"\n')
     seeded = untrained_dqn_run(tmp_path / "seeded", seeds=2)
-    subst = {"CONFIG": str(bad_toml), "SEEDED": str(seeded), "MISSING": str(tmp_path / "nope"), "MISSING/": f"{tmp_path / 'nope'}/", "MISSING/.": f"{tmp_path / 'nope'}/.", "FOREIGN": str(foreign), "BINARY": str(binary),
+    subst = {"CONFIG": str(bad_toml), "SEEDED": str(seeded), "SEEDED/inner": str(seeded / "inner"), "MISSING": str(tmp_path / "nope"), "MISSING/": f"{tmp_path / 'nope'}/", "MISSING/.": f"{tmp_path / 'nope'}/.", "FOREIGN": str(foreign), "BINARY": str(binary),
              "FILE": str(a_file), "FILE/run": str(a_file / "run"), "PNGDIR": str(png_dir),
              "POINTNAV": str(point_nav), "DQNCONFIG": str(dqn_config), "BADMANIFEST": str(bad_manifest), "EDITED": str(edited)}
     code, _, err = cli(*(subst.get(a, a) for a in args))

@@ -80,13 +80,26 @@ def _cannot_be_made(path: Path, error: OSError) -> UserError:
 
 def check_new(run_dir: Path, overwrite: bool) -> bool:
     """Refuse (UserError) a new run in `run_dir` where it would touch what it must not: a file, a
-    directory that is not a run, a run without `overwrite`, a place where no directory can be made.
-    True where a run there is to be replaced."""
+    directory that is not a run, a run without `overwrite`, a place where no directory can be made
+    (where its folder exists, one is made there and removed, as the system may refuse it whatever the
+    permissions say: /proc, /sys), a place inside another run. True where a run there is to be replaced."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} exists and is not a directory; choose another --run-dir")
     reason = unwritable(run_dir)
     if reason:
         raise UserError(f"{run_dir} cannot be made: {reason}; choose another --run-dir")
+    outer = next((folder for folder in run_dir.absolute().parents if is_run(folder)), None)
+    if outer is not None:
+        raise UserError(f"{run_dir} is inside the run in {outer}, which report and plot would read without it; choose another --run-dir")
+    if not run_dir.exists() and run_dir.parent.is_dir():
+        try:
+            run_dir.mkdir()
+        except FileExistsError:  # made meanwhile by another process: checked when the run takes it
+            pass
+        except OSError as e:
+            raise _cannot_be_made(run_dir, e) from None
+        else:
+            run_dir.rmdir()
     if run_dir.exists() and any(entry.name not in LOCK_FILES for entry in run_dir.iterdir()):
         if not (run_dir / "manifest.json").is_file():
             raise UserError(f"{run_dir} is a non-empty directory but not a metarl run (no manifest.json); choose another --run-dir")
