@@ -226,16 +226,22 @@ def _draw_learning(ax, labels: tuple[str, str], curves: dict[Path, LearningCurve
 
 def _cut_bands(ax, curves: list[LearningCurve], log: bool) -> bool:
     """Where some band runs past the values the panel's seeds logged (every run's, on a log axis the
-    positive ones), set the y-axis to those values and a margin, and return True. Nothing is cut
+    positive ones), set the y-axis to those values and a margin, and return True. A run of one
+    logged chunk is drawn as a point with an error bar, whose ends stay in view. Nothing is cut
     where a value or a band's end is not finite (a hand-written metrics line)."""
-    values = np.concatenate([c.values.ravel() for c in curves])
+    def ends(banded):
+        return [np.concatenate([c.mean - c.half, c.mean + c.half]) for c in banded]
+
+    bands = [c for c in curves if c.seeds > 1 and len(c.iterations) > 1]
+    bars = [c for c in curves if c.seeds > 1 and len(c.iterations) == 1]
+    values = np.concatenate([c.values.ravel() for c in curves] + ends(bars))
     values = values[values > 0] if log else values
-    ends = np.concatenate([np.concatenate([c.mean - c.half, c.mean + c.half]) for c in curves if c.seeds > 1])
-    if not values.size or not (np.isfinite(values).all() and np.isfinite(ends).all()):
+    band_ends = np.concatenate(ends(bands) or [np.zeros(0)])
+    if not (band_ends.size and values.size) or not (np.isfinite(values).all() and np.isfinite(band_ends).all()):
         return False
     low, high = values.min(), values.max()
     rounding = 1e-9 * max(high - low, abs(high), 1.0)  # seeds that agree leave a band of rounding error
-    if ends.min() >= low - rounding and ends.max() <= high + rounding:
+    if band_ends.min() >= low - rounding and band_ends.max() <= high + rounding:
         return False
     if log:  # the margin is a share of the decades shown
         low, high = np.log10(low), np.log10(high)

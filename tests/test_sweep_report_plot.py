@@ -860,6 +860,8 @@ def logged_run(path: Path, metric: str, by_seed: list[list[float]]) -> Path:
     # An MSE: a log axis, cut at the positive values' decades (0.01..2) and 5% of them as margins.
     ("post_mse", [[1.0, 0.1, 0.01], [2.0, 0.2, 0.02]], "cut at the seeds' range)", "log",
      (10 ** (-2 - 0.05 * np.log10(200)), 10 ** (np.log10(2) + 0.05 * np.log10(200)))),
+    # One chunk logged: a point and its error bar (10.5 +- 6.35), whose ends stay in view.
+    ("post_return", [[10.0], [11.0]], "(mean over seeds, band: 95% CI across seeds)", "linear", None),
     # A hand-written Infinity: drawn as before, nothing cut.
     ("post_return", [[10.0, float("inf")], [11.0, 12.0]], "(mean over seeds, band: 95% CI across seeds)", "linear", None),
 ])
@@ -874,6 +876,21 @@ def test_a_learning_band_wider_than_the_seeds_values_is_cut_there(tmp_path, metr
     assert title in shown[0] and shown[1] == scale, shown
     if limits:
         np.testing.assert_allclose(shown[2], limits, rtol=1e-9)
+
+
+def test_beside_a_band_cut_at_the_values_a_one_chunk_runs_error_bar_stays_in_view(tmp_path):
+    banded = logged_run(tmp_path / "banded", "post_return", [[10.0, 20.0, 30.0], [11.0, 21.0, 31.0]])
+    point = logged_run(tmp_path / "point", "post_return", [[25.0], [26.0]])  # 25.5 +- 6.35
+    fig, _ = draw_runs([read_run(banded), read_run(point)])
+    try:
+        ax = fig.axes[0]
+        title, (low, high) = " ".join(ax.get_title().split()), ax.get_ylim()
+    finally:
+        plt.close(fig)
+    half = 0.5 * 12.706204736174698  # the t quantile (0.975, one degree of freedom) times the standard error
+    # the band of the first is cut at its values (10 to 31) and the bar's ends (19.15, 31.85): 10 to 31.85, and margins of 5%
+    assert "cut at the seeds' range" in title
+    np.testing.assert_allclose((low, high), (10.0 - 0.05 * (25.5 + half - 10.0), 25.5 + half + 0.05 * (25.5 + half - 10.0)), rtol=1e-9)
 
 
 def test_a_report_writes_no_number_json_cannot_hold(tmp_path):
