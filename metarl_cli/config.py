@@ -630,8 +630,9 @@ def resumed_config(saved, env: str | None, config_file: Path | None, overrides: 
     values = config_to_dict(saved)
     kind = type(saved)
     changes = parse_overrides(overrides)
+    keys = {field.name for field in dataclasses.fields(kind)}
     for key, value in changes.items():
-        if key not in {field.name for field in dataclasses.fields(kind)}:
+        if key not in keys:
             raise UserError(f"unknown config key '{key}' for this {_algo_of(saved)} run on {saved.env}; valid: {', '.join(values)}")
         if key not in (kind.LENGTH_KEY, *kind.RETUNABLE_KEYS, *kind.SAVE_KEYS) and not _unchanged(saved, key, value):
             retunable = ", ".join(f"--set {k}=..." for k in kind.RETUNABLE_KEYS)
@@ -647,10 +648,9 @@ def resumed_config(saved, env: str | None, config_file: Path | None, overrides: 
 
 
 def _unchanged(config, key: str, value: Any) -> bool:
-    """Whether `--set key=value` gives `config` its own value of `key`."""
-    hint = typing.get_type_hints(type(config)).get(key)
+    """Whether `--set key=value` gives `config` its own value of `key` (one of its fields)."""
     try:
-        return hint is not None and _coerce(key, hint, value) == getattr(config, key)
+        return _coerce(key, typing.get_type_hints(type(config))[key], value) == getattr(config, key)
     except UserError:  # not even of the key's type
         return False
 
