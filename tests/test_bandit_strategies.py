@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metarl_cli.errors import UserError
 from metarl_cli.rl.bandit_strategies import STRATEGIES, TUNED, _score, gittins_offset, gittins_table, gittins_table_size, total_rewards, tune
 
 
@@ -31,7 +30,6 @@ TWO_ARMS = jnp.tile(jnp.array([[0.0, 1.0]]), (COPIES, 1))
 
 # Expected total reward on probs = (0, 1) with 2 pulls. The first pull is uniform for every strategy
 # (all arms tie), so it pays 1/2 on average; then:
-#   random: 1/2 again, 1 in all (n / 2 for n pulls).
 #   greedy: after arm 1 paid, its posterior mean 2/3 beats arm 0's 1/2: stays, total 2; after arm 0
 #     failed, its 1/3 loses to arm 1's 1/2: switches, total 1. 1.5 on average.
 #   epsilon-greedy (eps = 0.1): the second pull is greedy (arm 1 either way, as above) with
@@ -42,7 +40,6 @@ TWO_ARMS = jnp.tile(jnp.array([[0.0, 1.0]]), (COPIES, 1))
 #     = 7/6.
 #   gittins: with one pull left the index is the posterior mean, so the second pull is greedy's: 1.5.
 TWO_PULLS = {
-    "random": (None, 1.0),
     "greedy": (None, 1.5),
     "epsilon-greedy": (0.1, 0.5 + 0.9 + 0.05),
     "ucb1": (2.0, 1.0),
@@ -101,7 +98,8 @@ def test_tune_picks_from_the_grid():
     # Every epsilon plays with the same random numbers, and on (0, 1) an exploring second pull can
     # only lose reward (greedy's second pull always takes arm 1): epsilon = 0 wins.
     assert tune("epsilon-greedy", TWO_ARMS, 2, key) == 0.0
-    assert tune("ucb1", TWO_ARMS, 2, key) in TUNED["ucb1"]
+    # UCB1's two pulls try each arm once whatever c, so every c earns exactly 1: all tie, the first wins.
+    assert tune("ucb1", TWO_ARMS, 2, key) == TUNED["ucb1"][0]
     for strategy in set(STRATEGIES) - set(TUNED):
         assert tune(strategy, TWO_ARMS, 2, key) is None
 
@@ -123,11 +121,15 @@ def test_tune_returns_the_grid_value_with_the_highest_mean_every_value_played_wi
     assert tune(strategy, TWO_ARMS, 2, jax.random.PRNGKey(0)) == TUNED[strategy][0]
 
 
-def test_unknown_strategy_and_a_trial_without_pulls_are_refused():
-    with pytest.raises(UserError, match="unknown bandit strategy"):
+def test_unknown_strategy_a_trial_without_pulls_and_a_missing_hyperparameter_are_refused():
+    with pytest.raises(ValueError, match="unknown bandit strategy"):
         total_rewards("softmax", TWO_ARMS, 2, jax.random.PRNGKey(0))
-    with pytest.raises(UserError, match="at least one pull"):
+    with pytest.raises(ValueError, match="at least one pull"):
         total_rewards("greedy", TWO_ARMS, 0, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="ucb1 takes a hyperparameter"):
+        total_rewards("ucb1", TWO_ARMS, 2, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="greedy takes no hyperparameter"):
+        total_rewards("greedy", TWO_ARMS, 2, jax.random.PRNGKey(0), 0.1)
 
 
 def test_greedy_scores_arms_by_their_beta_1_1_posterior_mean():

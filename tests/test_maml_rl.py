@@ -6,11 +6,13 @@ cache."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from metarl_cli.algos import make_algorithm
-from metarl_cli.config import MamlRLConfig
+from metarl_cli.config import MamlRLConfig, resolve_config
 from metarl_cli.families import family_for, get_family
+from metarl_cli.optim import clipped_adam
 
 
 def test_adapted_policy_improves_on_its_task():
@@ -26,6 +28,42 @@ def test_adapted_policy_improves_on_its_task():
         gain = scores[:, steps] - scores[:, 0]
         assert gain.mean() > 3 * gain.std(ddof=1) / np.sqrt(len(gain)), (steps, scores)
     assert not np.array_equal(scores[0], scores[-1]), scores[[0, -1]]
+
+
+def test_maml_rl_takes_its_estimator_advantage_scaling_discount_and_clipping_from_its_config(monkeypatch):
+    """The surrogates, the advantage scaling and the clipped optimiser are tested on their own; this
+    checks that the algorithm hands them the run's choices."""
+    import metarl_cli.algos.maml as maml
+
+    seen = {}
+    rl_model, optimizer = maml.rl_model, maml.clipped_adam
+    monkeypatch.setattr(maml, "rl_model", lambda *args: seen.update(model=args[-3:]) or rl_model(*args))
+    monkeypatch.setattr(maml, "clipped_adam", lambda *args: seen.update(optimizer=args) or optimizer(*args))
+    for estimator, normalize, gamma, clip in (("dice", False, 0.9, 0.5), ("lvc", True, 0.95, 0.0)):
+        sets = [f"estimator={estimator}", f"normalize_advantages={str(normalize).lower()}", f"gamma={gamma}",
+                f"max_grad_norm={clip}", "outer_lr=0.002"]
+        config = resolve_config("maml", "cartpole-family", None, sets)
+        make_algorithm("maml", config, family_for(config))
+        assert seen.pop("model") == (gamma, normalize, estimator) and seen.pop("optimizer") == (0.002, clip)
+
+
+def test_clipped_adam_clips_the_gradients_global_norm_before_adam():
+    """Adam's first step does not see a gradient's scale, so two steps: a gradient of norm 100, then
+    one of norm 1. Clipped to norm 0.5 both reach Adam at norm 0.5; unclipped, the first outweighs
+    the second in Adam's moments. A norm of 0 turns clipping off."""
+    grads = [{"w": jnp.array([60.0, 80.0])}, {"w": jnp.array([0.6, -0.8])}]
+
+    def updates(optimizer, grads):
+        state, steps = optimizer.init(grads[0]), []
+        for grad in grads:
+            step, state = optimizer.update(grad, state)
+            steps.append(np.asarray(step["w"]))
+        return steps
+
+    clipped = [jax.tree.map(lambda g: g * 0.5 / float(optax.tree.norm(grad)), grad) for grad in grads]
+    np.testing.assert_allclose(updates(clipped_adam(0.1, 0.5), grads), updates(optax.adam(0.1), clipped), rtol=1e-6)
+    np.testing.assert_allclose(updates(clipped_adam(0.1, 0.0), grads), updates(optax.adam(0.1), grads), rtol=1e-6)
+    assert not np.allclose(updates(optax.adam(0.1), clipped)[1], updates(optax.adam(0.1), grads)[1])
 
 
 @pytest.mark.parametrize("inner_steps", [0, 1, 2])

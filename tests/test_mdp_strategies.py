@@ -21,6 +21,7 @@ Means over 20,000 copies must be within 4 standard errors of the derivation.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -28,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metarl_cli.errors import UserError
 from metarl_cli.families import get_family
 from metarl_cli.rl import mdp_strategies
 from metarl_cli.rl.mdp_strategies import EPSILONS, _action_values, strategy_returns
@@ -66,8 +66,8 @@ def _two_step_tasks(next_state: int = 0):
     ("epsilon-greedy", {"epsilon": 0.5}, MEANS.mean() + 0.5 * _second_step(0.0) + 0.5 * MEANS.mean()),
     ("epsilon-greedy", {"epsilon": 0.0}, MEANS.mean() + _second_step(0.0)),
     ("epsilon-greedy", {"epsilon": 0.1}, MEANS.mean() + 0.9 * _second_step(0.0) + 0.1 * MEANS.mean()),
-    ("posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
-    ("state-blind posterior greedy", {"prior_mean": 1.0, "prior_var": 1.0}, MEANS.mean() + _second_step(1.0)),
+    ("posterior greedy", {"prior": (1.0, 1.0)}, MEANS.mean() + _second_step(1.0)),
+    ("state-blind posterior greedy", {"prior": (1.0, 1.0)}, MEANS.mean() + _second_step(1.0)),
 ])
 def test_strategy_returns_match_their_derivation(strategy, kwargs, expected):
     family, tasks = _two_step_tasks()
@@ -91,10 +91,15 @@ def test_epsilon_greedy_explores_at_its_rate():
     assert abs(difference.mean() - expected) < 4 * stderr and abs(expected) > 6 * stderr, (difference.mean(), expected, stderr)
 
 
-def test_unknown_strategy_is_refused():
+def test_an_unknown_strategy_and_a_missing_or_stray_epsilon_or_prior_are_refused():
     family, tasks = _two_step_tasks()
-    with pytest.raises(UserError, match="unknown tabular-MDP strategy"):
-        strategy_returns("ucb1", family.env, tasks, 1, 2, jax.random.PRNGKey(1))
+    play = functools.partial(strategy_returns, env=family.env, tasks=tasks, episodes=1, horizon=2, key=jax.random.PRNGKey(1))
+    with pytest.raises(ValueError, match="unknown tabular-MDP strategy"):
+        play("ucb1")
+    for strategy, options in (("epsilon-greedy", {}), ("greedy", {"epsilon": 0.1}), ("posterior greedy", {}),
+                              ("greedy", {"prior": (1.0, 1.0)})):
+        with pytest.raises(ValueError, match=f"^{strategy}: "):
+            play(strategy, **options)
 
 
 def test_state_blind_strategy_pools_each_action_over_states():
@@ -105,7 +110,7 @@ def test_state_blind_strategy_pools_each_action_over_states():
     family, tasks = _two_step_tasks(next_state=1)
     expected = {"posterior greedy": 2 * MEANS.mean(), "state-blind posterior greedy": MEANS.mean() + _second_step(1.0)}
     for strategy, value in expected.items():
-        returns = np.asarray(strategy_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(2), prior_mean=1.0))
+        returns = np.asarray(strategy_returns(strategy, family.env, tasks, 1, 2, jax.random.PRNGKey(2), prior=(1.0, 1.0)))
         stderr = returns.std() / math.sqrt(COPIES)
         assert abs(returns.mean() - value) < 4 * stderr, (strategy, returns.mean(), value, stderr)
 

@@ -251,6 +251,19 @@ def test_advantages_stop_at_the_end_of_a_trial():
     np.testing.assert_allclose(returns[:2, 0], advantages[:2, 0] + values[:2, 0], rtol=1e-6)
 
 
+def test_rl2_takes_its_step_and_clipping_from_its_config(monkeypatch):
+    """The clipped optimiser is tested on its own (test_maml_rl.py); this checks RL^2 hands it the run's choices."""
+    import metarl_cli.algos.rl2 as rl2
+
+    seen = []
+    optimizer = rl2.clipped_adam
+    monkeypatch.setattr(rl2, "clipped_adam", lambda *args, **kw: seen.append((args, kw)) or optimizer(*args, **kw))
+    for clip in (0.25, 0.0):
+        config = resolve_config("rl2", "bandit", None, ["lr=0.002", f"max_grad_norm={clip}"])
+        make_algorithm("rl2", config, family_for(config))
+        assert seen.pop() == ((0.002, clip), {"eps": 1e-5})
+
+
 def test_entropy_anneal_keeps_the_first_update_and_lowers_the_bonus_after_it():
     """Over a run of 2 iterations the bonus falls linearly from 0.5 to 0: the first update is a
     constant 0.5's, the second a constant 0.25's from the same state."""

@@ -88,7 +88,7 @@ class BanditFamily(Family):
         """Greedy, epsilon-greedy, UCB1, Thompson and Gittins (RL^2 Table 1): each one's total reward
         over one episode of `pulls` pulls (the Table's trial)."""
         scores = {}
-        for name in STRATEGIES[1:]:  # "random": scored as the random policy by the algorithm
+        for name in STRATEGIES:  # (the random policy is scored by the algorithm)
             param = tune(name, validation_tasks.probs, self.horizon, key)
             label = name if param is None else f"{name} ({PARAM_NAME[name]} {param:g}, tuned)"
             scores[label] = total_rewards(name, tasks.probs, self.horizon, key, param)[:, None]

@@ -83,13 +83,12 @@ class TabularMdpFamily(Family):
         simple baselines), and posterior greedy blind to the state: each one's return per episode of
         the trial."""
         epsilon = tune_epsilon(self.env, validation_tasks, episodes, self.horizon, key)
-        prior_mean, prior_var = MEAN_REWARD_PRIOR
         play = lambda strategy, **kw: strategy_returns(strategy, self.env, tasks, episodes, self.horizon, key, **kw)  # noqa: E731
         return {
             "greedy (empirical means)": play("greedy"),
             f"epsilon-greedy (epsilon {epsilon:g}, tuned)": play("epsilon-greedy", epsilon=epsilon),
-            "posterior greedy (true prior)": play("posterior greedy", prior_mean=prior_mean, prior_var=prior_var),
-            "state-blind posterior greedy": play("state-blind posterior greedy", prior_mean=prior_mean, prior_var=prior_var),
+            "posterior greedy (true prior)": play("posterior greedy", prior=MEAN_REWARD_PRIOR),
+            "state-blind posterior greedy": play("state-blind posterior greedy", prior=MEAN_REWARD_PRIOR),
         }
 
 

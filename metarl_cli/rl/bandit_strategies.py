@@ -5,7 +5,6 @@ each paying a Bernoulli(p[arm]) reward drawn from the key; a strategy's score on
 reward. Every strategy sees only each arm's successes s and failures f so far, and every one breaks
 ties uniformly at random (so the first pull, where all arms tie, is uniform):
 
-- random: a uniformly random arm every pull.
 - greedy: the arm with the highest posterior mean under the Beta(1, 1) prior, (s + 1) / (s + f + 2).
 - epsilon-greedy: with probability epsilon a uniformly random arm, else greedy as above.
 - ucb1: each untried arm first (its index is infinite), then the arm maximising
@@ -35,14 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl_cli.errors import UserError
+from metarl_cli.families.base import per_task
 
-STRATEGIES: tuple[str, ...] = ("random", "greedy", "epsilon-greedy", "ucb1", "thompson", "gittins")
+STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", "ucb1", "thompson", "gittins")
 TUNED: dict[str, tuple[float, ...]] = {
     "epsilon-greedy": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3),  # epsilon
     "ucb1": (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),  # exploration constant c
 }
-DEFAULT_PARAM: dict[str, float] = {"epsilon-greedy": 0.1, "ucb1": 2.0}
 PARAM_NAME: dict[str, str] = {"epsilon-greedy": "epsilon", "ucb1": "c"}  # as tables label a tuned value
 GITTINS_LAMBDAS = 256  # calibration rewards on the grid of the Gittins dynamic programme
 
@@ -52,16 +50,16 @@ def total_rewards(strategy: str, probs: jax.Array, pulls: int, key: jax.Array, p
 
     The tasks are played independently (a vmap over tasks of a lax.scan over pulls, one compiled
     program per strategy, pulls and shape of `probs`). `param` is epsilon for epsilon-greedy and c
-    for ucb1 (None: `DEFAULT_PARAM`); the other strategies ignore it.
+    for ucb1, which need it (`tune` picks it); the other strategies take None.
     """
     _check(strategy, pulls)
+    if (param is None) != (strategy not in TUNED):
+        raise ValueError(f"{strategy} takes {'a' if strategy in TUNED else 'no'} hyperparameter, got {param}")
     probs = jnp.asarray(probs, jnp.float32)
     if probs.ndim != 2:
-        raise UserError(f"bandit probs must be (tasks, arms), got shape {probs.shape}")
-    if param is None:
-        param = DEFAULT_PARAM.get(strategy, 0.0)
+        raise ValueError(f"bandit probs must be (tasks, arms), got shape {probs.shape}")
     table = _device_gittins_table(pulls) if strategy == "gittins" else jnp.zeros((1,), jnp.float32)
-    return _play(strategy, pulls, probs, key, jnp.float32(param), table)
+    return _play(strategy, pulls, probs, key, jnp.float32(param or 0.0), table)
 
 
 def tune(strategy: str, probs: jax.Array, pulls: int, key: jax.Array) -> float | None:
@@ -82,9 +80,9 @@ def tune(strategy: str, probs: jax.Array, pulls: int, key: jax.Array) -> float |
 
 def _check(strategy: str, pulls: int) -> None:
     if strategy not in STRATEGIES:
-        raise UserError(f"unknown bandit strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown bandit strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if pulls < 1:
-        raise UserError(f"a bandit trial needs at least one pull, got {pulls}")
+        raise ValueError(f"a bandit trial needs at least one pull, got {pulls}")
 
 
 # Play.
@@ -92,9 +90,7 @@ def _check(strategy: str, pulls: int) -> None:
 
 @functools.partial(jax.jit, static_argnames=("strategy", "pulls"))
 def _play(strategy: str, pulls: int, probs: jax.Array, key: jax.Array, param: jax.Array, table: jax.Array) -> jax.Array:
-    keys = jax.random.split(key, probs.shape[0])
-    play = functools.partial(_play_task, strategy, pulls, param=param, table=table)
-    return jax.vmap(play)(probs, keys)
+    return per_task(functools.partial(_play_task, strategy, pulls, param=param, table=table), probs, key)
 
 
 def _play_task(strategy: str, pulls: int, probs: jax.Array, key: jax.Array, param: jax.Array, table: jax.Array) -> jax.Array:
@@ -119,8 +115,6 @@ def _score(strategy, successes, failures, t, pulls, key, param, table) -> jax.Ar
     argmax, ties broken at random."""
     s, f = successes.astype(jnp.float32), failures.astype(jnp.float32)
     posterior_mean = (s + 1.0) / (s + f + 2.0)
-    if strategy == "random":
-        return jnp.zeros_like(s)
     if strategy == "greedy":
         return posterior_mean
     if strategy == "epsilon-greedy":

@@ -38,7 +38,8 @@ def episode_cumsum(x: jax.Array, episode_time: jax.Array) -> jax.Array:
 
 
 def dice_objective(log_probs: jax.Array, traj: Trajectory, baseline: jax.Array, gamma: float, weights=None) -> jax.Array:
-    """DiCE surrogate of the mean discounted reward per step; `weights` (L,) default to uniform."""
+    """DiCE surrogate of the mean discounted reward per step over the lanes, or their `weights`-weighted
+    sum where given (L,): the exact-gradient checks weigh each enumerated episode by its probability."""
     discount = gamma ** traj.episode_time.astype(traj.rewards.dtype)
     s = episode_cumsum(log_probs, traj.episode_time)
     per_step = magic_box(s) * discount * traj.rewards + (1.0 - magic_box(log_probs)) * magic_box(s - log_probs) * discount * baseline
@@ -51,7 +52,7 @@ def lvc_objective(log_probs: jax.Array, advantages: jax.Array, weights=None) -> 
     With A_t the discounted advantages (`baseline.discounted_advantages`), its first derivative is
     DiCE's (its value is the summed advantages, not the return); its Hessian keeps each step's own
     score terms and drops the products of scores at different steps, trading a little bias for much
-    less variance in the second-order MAML gradient.
+    less variance in the second-order MAML gradient. `weights` as for `dice_objective`.
     """
     return _mean_per_step(magic_box(log_probs) * jax.lax.stop_gradient(advantages), weights)
 

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl_cli.errors import UserError
 from metarl_cli.families.base import per_task
 from metarl_cli.rl.bandit_strategies import TUNED
 
@@ -39,14 +38,20 @@ STRATEGIES: tuple[str, ...] = ("greedy", "epsilon-greedy", *POSTERIOR_STRATEGIES
 EPSILONS: tuple[float, ...] = TUNED["epsilon-greedy"]  # the grid the bandit's epsilon-greedy is tuned on
 
 
-def strategy_returns(strategy: str, env, tasks, episodes: int, horizon: int, key: jax.Array, epsilon: float = 0.0,
-                    prior_mean: float = 0.0, prior_var: float = 1.0) -> jax.Array:
+def strategy_returns(strategy: str, env, tasks, episodes: int, horizon: int, key: jax.Array,
+                     epsilon: float | None = None, prior: tuple[float, float] | None = None) -> jax.Array:
     """(tasks, episodes): the return of each episode of one trial per task (`tasks`: batched EnvParams
-    with `mean_reward` (tasks, states, actions)). `epsilon` is used by epsilon-greedy only,
-    `prior_mean` and `prior_var` by the posterior-greedy strategies only."""
+    with `mean_reward` (tasks, states, actions)). epsilon-greedy needs its `epsilon`, the
+    posterior-greedy strategies the tasks' `prior` (mean, variance) of the mean rewards; the others
+    take neither."""
     if strategy not in STRATEGIES:
-        raise UserError(f"unknown tabular-MDP strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    return _play(strategy, env, episodes, horizon, tasks, key, jnp.float32(epsilon), jnp.float32(prior_mean),
+        raise ValueError(f"unknown tabular-MDP strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if (epsilon is None) == (strategy == "epsilon-greedy"):
+        raise ValueError(f"{strategy}: epsilon-greedy alone takes an epsilon, got {epsilon}")
+    if (prior is None) == (strategy in POSTERIOR_STRATEGIES):
+        raise ValueError(f"{strategy}: the posterior strategies alone take a prior, got {prior}")
+    prior_mean, prior_var = prior or (0.0, 1.0)
+    return _play(strategy, env, episodes, horizon, tasks, key, jnp.float32(epsilon or 0.0), jnp.float32(prior_mean),
                  jnp.float32(prior_var))
 
 
