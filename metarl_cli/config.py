@@ -629,11 +629,15 @@ def resumed_config(saved, env: str | None, config_file: Path | None, overrides: 
         raise UserError(f"--resume continues a run on its own family, {saved.env}; drop --env {env}")
     values = config_to_dict(saved)
     kind = type(saved)
-    changes = parse_overrides(overrides)
+    changes: dict[str, Any] = {}
+    for key, value in parse_overrides(overrides).items():  # dotted keys into tables, as a new run reads them
+        _set_dotted(changes, key, value)
     keys = {field.name for field in dataclasses.fields(kind)}
     for key, value in changes.items():
         if key not in keys:
             raise UserError(f"unknown config key '{key}' for this {_algo_of(saved)} run on {saved.env}; valid: {', '.join(values)}")
+        if isinstance(value, dict) and isinstance(values.get(key), dict):  # a table's keys over the run's, as for a new run
+            value = _merge(values[key], value)
         if key not in (kind.LENGTH_KEY, *kind.RETUNABLE_KEYS, *kind.SAVE_KEYS) and not _unchanged(saved, key, value):
             retunable = ", ".join(f"--set {k}=..." for k in kind.RETUNABLE_KEYS)
             also = f"{retunable} for what follows; " if retunable else ""

@@ -895,6 +895,13 @@ def test_config_layers_a_file_over_the_shipped_defaults_and_set_over_both(tmp_pa
         resumed_config(config, "point-nav", None, [])
     with pytest.raises(UserError, match="unknown config key 'bogus' for this maml run on cartpole-family; valid: env, seed,"):
         resumed_config(config, None, None, ["bogus=1"])
+    # A task range is a table: set by its dotted key or inline, over the run's other ranges, as a new run sets it.
+    ranged = resolve_config("maml", "cartpole-family", None, ["ranges.train.force_mag=[6, 14]", "ranges.ood.length=[[1.0, 1.5]]"])
+    for same in (["ranges.train.force_mag=[6, 14]"], ["ranges={train={force_mag=[6.0, 14.0]}}"], ["ranges.ood.length=[[1, 1.5]]"]):
+        assert resumed_config(ranged, None, None, same) == ranged, same
+    for changed in (["ranges.train.force_mag=[6, 15]"], ["ranges={train={force_mag=[6, 15]}}"], ["ranges.train.length=[0.3, 0.7]"]):
+        with pytest.raises(UserError, match="--resume only accepts .* not 'ranges' \\(the run's is "):
+            resumed_config(ranged, None, None, changed)
     path.write_bytes(b"\xef\xbb\xbfiterations = 5\n")  # UTF-8 with the byte-order mark some editors write
     assert resolve_config("maml", "cartpole-family", path, []).iterations == 5
     # A family's sibling in the file (the one-task cartpole beside cartpole-family) yields to --set env.
