@@ -71,16 +71,24 @@ same_value() {  # $1, $2: two spellings of one number (0.1 and 0.10, 1e-3 and 0.
   fi
 }
 
+holds() {  # $1, $2: config keys; whether $1 is $2 or a table holding it (ranges.train holds ranges.train.force_mag)
+  [ "$1" = "$2" ] || [ "${2#"$1".}" != "$2" ]
+}
+
 # The grid: start from one empty point, multiply by each axis in turn.
 points=("")
-swept_keys=" "
+swept_keys=()
 for axis in "${axes[@]}"; do
   key=${axis%%=*} values=${axis#*=}
   [ -n "$key" ] && [ -n "$values" ] || { echo "error: empty key or values in '$axis'" >&2; exit 2; }
-  case "$swept_keys" in
-    *" $key "*) echo "error: '$key' is swept twice; give all its values in one $key=V1,V2,..." >&2; exit 2 ;;
-  esac
-  swept_keys+="$key "
+  for swept in "${swept_keys[@]}"; do
+    [ "$key" != "$swept" ] || { echo "error: '$key' is swept twice; give all its values in one $key=V1,V2,..." >&2; exit 2; }
+    if holds "$key" "$swept" || holds "$swept" "$key"; then
+      echo "error: '$swept' and '$key' are both swept, and one holds the other; sweep one of them" >&2
+      exit 2
+    fi
+  done
+  swept_keys+=("$key")
   split_items "$values"
   [ "$balanced" = 1 ] || { echo "error: unbalanced brackets in '$axis'" >&2; exit 2; }
   vals=("${items[@]}")
@@ -110,8 +118,14 @@ for arg in "${extra[@]}"; do
       echo "error: '$arg' after -- is the sweep's own to set (each point's family, run directory and mode); drop it" >&2
       exit 2 ;;
     --set=*=* | -s?*=*)
-      key=${arg#--set=} key=${key#-s} key=${key#=} key=${key%%=*}
-      case "$swept_keys" in *" $key "*) echo "error: '$key' is swept; drop its --set after --" >&2; exit 2 ;; esac ;;
+      key=${arg#--set=} key=${key#-s} key=${key#=} key=$(trimmed "${key%%=*}")  # metarl drops the spaces too
+      for swept in "${swept_keys[@]}"; do
+        [ "$key" != "$swept" ] || { echo "error: '$key' is swept; drop its --set after --" >&2; exit 2; }
+        if holds "$key" "$swept" || holds "$swept" "$key"; then
+          echo "error: '$key' after -- would set the swept '$swept' (one holds the other) in every point; drop its --set" >&2
+          exit 2
+        fi
+      done ;;
   esac
   previous=$arg
 done
@@ -177,10 +191,15 @@ point_not_done() {  # $1: the point, $2: its log, $3: metarl's exit status; the 
   fi
 }
 
+finished() {  # $1: a point's run directory; whether its run finished under the sweep: its sweep-done file holds
+  # the checksum of the manifest the run had then, which a run started there since (--overwrite) or resumed rewrites
+  [ -f "$1/sweep-done" ] && [ -f "$1/manifest.json" ] && [ "$(cat "$1/sweep-done")" = "$(cksum <"$1/manifest.json")" ]
+}
+
 run_point() {  # $1: the point's name; its key=value pairs are comma-separated
   local point=$1 dir="$sweep_dir/$1" log="$sweep_dir/$1.log" sets
   trap : TERM  # a SIGTERM to the sweep's group: the point's metarl saves and stops, and this waits for it
-  if [ -f "$dir/sweep-done" ]; then
+  if finished "$dir"; then
     echo "skip   $point (finished)"
     return 0
   fi
@@ -193,7 +212,7 @@ run_point() {  # $1: the point's name; its key=value pairs are comma-separated
     "$metarl" train "$algo" --env "$env" "${sets[@]}" "${extra[@]}" -o "$dir" -q >"$log" 2>&1 \
       || { point_not_done "$point" "$log" "$?"; return 1; }
   fi
-  touch "$dir/sweep-done"
+  cksum <"$dir/manifest.json" >"$dir/sweep-done"
   echo "done   $point"
 }
 
@@ -221,7 +240,7 @@ if [ "$interrupted" = 1 ]; then
 fi
 failed=0
 for point in "${points[@]}"; do
-  [ -f "$sweep_dir/$point/sweep-done" ] || failed=$((failed + 1))
+  finished "$sweep_dir/$point" || failed=$((failed + 1))
 done
 count="${#points[@]} point"
 [ "${#points[@]}" = 1 ] || count+=s

@@ -89,6 +89,10 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     assert done.returncode == 0, done.stdout + done.stderr
     assert calls == [f"train maml --resume -o {interrupted} -q"]
     assert done.stdout.count("skip") == 5
+    # A finished point's directory in which a run was started since (by hand, --overwrite: a new manifest) is resumed.
+    (interrupted / "manifest.json").write_text('{"tool": "metarl", "created": "later"}')
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2")
+    assert done.returncode == 0 and calls == [f"train maml --resume -o {interrupted} -q"], done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("axis, jobs, message", [
@@ -111,6 +115,12 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     ("inner_lr=0.1,0.2 -- -sinner_lr=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
     ("inner_lr=0.1,0.2 -- -s=inner_lr=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
     ("inner_lr=0.1,0.2 -- -qs inner_lr=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
+    ("inner_lr=0.1,0.2 -- --set inner_lr\t=0.3", "3", "'inner_lr' is swept; drop its --set after --"),
+    ("ranges.train.force_mag=[6,14],[7,13] -- --set ranges.train={force_mag=[8,9]}", "3",
+     "'ranges.train' after -- would set the swept 'ranges.train.force_mag' (one holds the other) in every point"),
+    ("ranges.train={force_mag=[6,14]},{force_mag=[7,13]} -- -sranges.train.force_mag=[8,9]", "3",
+     "'ranges.train.force_mag' after -- would set the swept 'ranges.train' (one holds the other) in every point"),
+    ("ranges.train.force_mag=[6,14],[7,13] ranges=5,6", "3", "'ranges.train.force_mag' and 'ranges' are both swept, and one holds the other"),
 ])
 def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", *axis.split(" "), JOBS=jobs)
