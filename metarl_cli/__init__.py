@@ -9,7 +9,7 @@ pool instead (`backend.start_for_training`). Accelerators are unaffected.
 
 It also turns XLA's concurrency-optimised scheduler for the CPU off (unless XLA_FLAGS names that
 flag, or jaxlib is later than 0.10: XLA stops at a flag it does not know, and of the jaxlibs metarl
-installs the oldest, 0.4.30, and 0.10.2 were checked to know this one): with it, jaxlib 0.10.2 on a
+installs the oldest, 0.10.0, and 0.10.2 were checked to know this one): with it, jaxlib 0.10.2 on a
 2-core CPU ran some programs into a deadlock, every thread idle and the result never ready. The
 adaptation curve of `metarl eval RUN --tasks 200` on a run with 2 lanes and a horizon of 20 hung so
 (200 to 400 tasks hung, 100 to 180 did not; Eigen's products on one thread did not help); with the

@@ -138,7 +138,9 @@ def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path)
     # The same tasks and points for every method and step (a paired comparison): means suffice here;
     # the training metrics above carry the statistics (every chunk's mean over 5,000 tasks).
     assert ours[1]["mean"] < ours[0]["mean"] and ours[1]["mean"] + ours[1]["ci95"] < scratch[1]["mean"] - scratch[1]["ci95"]
-    assert oracle[0]["mean"] < ours[0]["mean"] and oracle[0]["mean"] == oracle[2]["mean"]  # the oracle does not adapt
+    # The oracle does not adapt (its step is 0): the same network at steps 0 and 2, scored by two parts of
+    # the program, which XLA may round differently (some jaxlibs do, in the last bits).
+    assert oracle[0]["mean"] < ours[0]["mean"] and oracle[2]["mean"] == pytest.approx(oracle[0]["mean"], rel=1e-6, abs=0)
     assert oracle[0]["mean"] < 0.25 * ours[2]["mean"]  # it reads the task: far below what two steps reach
     code, out, err = cli("eval", str(run), "--steps", "0", "-q")  # no step to tune the pretrained network's for
     assert code == 0 and "pretrained (multi-task)" in out and "step 0" not in out, err
