@@ -124,6 +124,7 @@ def train(
         from metarl_cli.config import config_toml
         from metarl_cli.devices import local_devices_text
         from metarl_cli.training.launch import InterruptedBeforeTraining, dry_run_plan, notes_before_training, plan_training, take_run_dir
+        from metarl_cli.training.rundir import command_path
         from metarl_cli.training.runner import DivergedError, Interrupted, stop_signals_set, train as run_training
 
     plan = plan_training(algo, env=env, config_file=config, overrides=set_, seeds=seeds, run_dir=run_dir, resume=resume, overwrite=overwrite)
@@ -153,7 +154,7 @@ def train(
         except DivergedError as e:
             _diverged(e)
         except Interrupted as e:
-            resume_command = f"`metarl train {algo} --resume -o {shlex.quote(str(run_dir))}`"
+            resume_command = f"`metarl train {algo} --resume -o {shlex.quote(command_path(run_dir))}`"
             _exit_interrupted(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
                               if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
     _say_done(summary, cfg, run_dir)

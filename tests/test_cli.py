@@ -749,11 +749,13 @@ def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_ta
     assert f"no checkpoint of {run} has a score" in " ".join(capsys.readouterr().err.split())
 
 
-def test_the_eval_command_a_message_suggests_quotes_a_path_the_shell_would_split():
+def test_the_eval_command_a_message_suggests_quotes_a_path_the_shell_would_split_or_metarl_read_as_an_option(cli):
     from metarl_cli.training.rundir import eval_command
 
     assert eval_command(Path("my runs/a")) == "metarl eval 'my runs/a'" and eval_command(Path("runs/a")) == "metarl eval runs/a"
     assert eval_command(Path("runs/a"), split="ood", tasks=None, steps=2) == "metarl eval runs/a --split ood --steps 2"
+    assert eval_command(Path("-a")) == "metarl eval ./-a" and eval_command(Path("/tmp/-a")) == "metarl eval /tmp/-a"
+    assert "No such option" in cli("eval", "-a")[2] and "run directory not found: -a" in cli("eval", "./-a")[2]
 
 
 def test_a_training_that_diverges_exits_with_one_line_and_keeps_the_last_good_checkpoint(cli, tmp_path):

@@ -344,4 +344,10 @@ def eval_command(run_dir: Path, **options) -> str:
     """`metarl eval RUN_DIR --OPTION VALUE ...` as a shell reads it (each word quoted where it must
     be), for messages; options given as None are left out."""
     given = [word for name, value in options.items() if value is not None for word in (f"--{name}", str(value))]
-    return shlex.join(["metarl", "eval", str(run_dir), *given])
+    return shlex.join(["metarl", "eval", command_path(run_dir), *given])
+
+
+def command_path(path: Path) -> str:
+    """`path` as a command's argument: a relative one that starts with "-" gets "./", so that it is not read as an option."""
+    text = str(path)
+    return f".{os.sep}{text}" if text.startswith("-") else text
