@@ -563,11 +563,14 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 def _as_toml(value: Any) -> str:
     """A value for messages, spelt as --set takes it: JSON's spelling, which TOML shares for
-    booleans, finite numbers, strings and lists (true, "text", [1, 2]); TOML's inf, -inf and nan."""
+    booleans, finite numbers, strings and lists (true, "text", [1, 2]); TOML's inf, -inf and nan,
+    and its inline tables ({train = {force_mag = [6, 14]}})."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, (list, tuple)):
         return f"[{', '.join(map(_as_toml, value))}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_as_toml(item)}" for key, item in value.items()) + "}"
     try:
         return json.dumps(value)
     except (TypeError, ValueError):

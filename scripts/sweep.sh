@@ -10,7 +10,7 @@
 # points (default 2) run at once. Arguments after `--` go to every run (e.g. --seeds 4), the same each time.
 # Each run's output goes to SWEEP_DIR/POINT.log. Then: metarl report SWEEP_DIR; metarl plot SWEEP_DIR -o sweep.png
 # Every value is checked (metarl train --dry-run, one check per value of the longest axis) before any point runs.
-# Values are split on the commas outside brackets: 'hidden=[32,32],[64,64]' sweeps two widths;
+# Values are split on the commas outside brackets and braces: 'hidden=[32,32],[64,64]' sweeps two widths;
 # spaces around a key or a value are dropped.
 # Ctrl-C stops the sweep once its running points have saved their latest checkpoint (exit status 130).
 set -euo pipefail
@@ -45,14 +45,14 @@ case "$jobs" in
   '' | *[!0-9]* | 0) echo "error: JOBS must be a whole number of parallel points, at least 1, got '$jobs'" >&2; exit 2 ;;
 esac
 
-split_items() {  # $1: text; fills `items` with its comma-separated items, commas inside [...] kept, spaces around each dropped
+split_items() {  # $1: text; fills `items` with its comma-separated items, commas inside [...] and {...} kept, spaces around each dropped
   local text=$1 item="" depth=0 c i
   items=() balanced=1
   for ((i = 0; i < ${#text}; i++)); do
     c=${text:i:1}
     case "$c" in
-      '[') depth=$((depth + 1)) ;;
-      ']') depth=$((depth - 1)); [ "$depth" -ge 0 ] || balanced=0 ;;
+      '[' | '{') depth=$((depth + 1)) ;;
+      ']' | '}') depth=$((depth - 1)); [ "$depth" -ge 0 ] || balanced=0 ;;
       ,) if [ "$depth" = 0 ]; then items+=("$(trimmed "$item")") item=""; continue; fi ;;
     esac
     item+=$c
@@ -192,8 +192,10 @@ point_not_done() {  # $1: the point, $2: its log, $3: metarl's exit status; the 
 }
 
 finished() {  # $1: a point's run directory; whether its run finished under the sweep: its sweep-done file holds
-  # the checksum of the manifest the run had then, which a run started there since (--overwrite) or resumed rewrites
-  [ -f "$1/sweep-done" ] && [ -f "$1/manifest.json" ] && [ "$(cat "$1/sweep-done")" = "$(cksum <"$1/manifest.json")" ]
+  # the checksum of the manifest the run had then, which a run started there since (--overwrite) or resumed rewrites.
+  # An empty one, as sweeps wrote before they kept the checksum, still counts.
+  [ -f "$1/sweep-done" ] && [ -f "$1/manifest.json" ] || return 1
+  [ ! -s "$1/sweep-done" ] || [ "$(cat "$1/sweep-done")" = "$(cksum <"$1/manifest.json")" ]
 }
 
 run_point() {  # $1: the point's name; its key=value pairs are comma-separated
@@ -203,6 +205,7 @@ run_point() {  # $1: the point's name; its key=value pairs are comma-separated
     echo "skip   $point (finished)"
     return 0
   fi
+  rm -f "$dir/sweep-done"  # another run's, or one left where the run's files were removed: metarl would not start beside it
   set_args "$point"
   if [ -f "$dir/manifest.json" ]; then
     echo "resume $point"

@@ -126,7 +126,7 @@ def test_unknown_strategy_a_trial_without_pulls_and_a_missing_hyperparameter_are
         total_rewards("softmax", TWO_ARMS, 2, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="at least one pull"):
         total_rewards("greedy", TWO_ARMS, 0, jax.random.PRNGKey(0))
-    with pytest.raises(ValueError, match="ucb1 takes a hyperparameter"):
+    with pytest.raises(ValueError, match="ucb1 needs its hyperparameter"):
         total_rewards("ucb1", TWO_ARMS, 2, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="greedy takes no hyperparameter"):
         total_rewards("greedy", TWO_ARMS, 2, jax.random.PRNGKey(0), 0.1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -96,9 +97,11 @@ def test_an_unknown_strategy_and_a_missing_or_stray_epsilon_or_prior_are_refused
     play = functools.partial(strategy_returns, env=family.env, tasks=tasks, episodes=1, horizon=2, key=jax.random.PRNGKey(1))
     with pytest.raises(ValueError, match="unknown tabular-MDP strategy"):
         play("ucb1")
-    for strategy, options in (("epsilon-greedy", {}), ("greedy", {"epsilon": 0.1}), ("posterior greedy", {}),
-                              ("greedy", {"prior": (1.0, 1.0)})):
-        with pytest.raises(ValueError, match=f"^{strategy}: "):
+    for strategy, options, message in (("epsilon-greedy", {}, "epsilon-greedy needs epsilon"),
+                                       ("greedy", {"epsilon": 0.1}, "greedy takes no epsilon, got 0.1"),
+                                       ("posterior greedy", {}, "posterior greedy needs prior"),
+                                       ("greedy", {"prior": (1.0, 1.0)}, "greedy takes no prior, got (1.0, 1.0)")):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             play(strategy, **options)
 
 

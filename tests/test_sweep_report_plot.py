@@ -27,7 +27,7 @@ SWEEP = Path(__file__).resolve().parent.parent / "scripts" / "sweep.sh"
 # with $FAIL set fails as metarl does, with one error line; with $HOLD set it then trains (touching
 # RUN/training) until Ctrl-C, which it answers as metarl does: a line naming the checkpoint, status 130.
 # A --dry-run check is recorded apart, and fails (as metarl would) with $CHECK_FAIL set, where its
-# arguments hold $CHECK_ONLY (default: any).
+# arguments hold $CHECK_ONLY (default: any). Like metarl, it refuses a directory that holds files but no run.
 FAKE_METARL = """#!/usr/bin/env bash
 case " $* " in *" --dry-run "*)
   echo "$@" >> "$CALLS.checked"
@@ -38,6 +38,7 @@ echo "$@" >> "$CALLS"
 [ -n "${FAIL:-}" ] && { echo "error: $FAIL" >&2; exit 2; }
 args=("$@")
 while [ $# -gt 0 ]; do [ "$1" = "-o" ] && dir=$2; shift; done
+[ -e "$dir/manifest.json" ] || [ -z "$(ls -A "$dir" 2>/dev/null)" ] || { echo "error: $dir is not a metarl run" >&2; exit 2; }
 mkdir -p "$dir" && echo '{"tool": "metarl"}' > "$dir/manifest.json" && printf '%s\n' "${args[@]}" > "$dir/args"
 if [ -n "${HOLD:-}" ]; then sleep 60 & pid=$!; touch "$dir/training"; wait "$pid"; fi
 """
@@ -89,10 +90,19 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     assert done.returncode == 0, done.stdout + done.stderr
     assert calls == [f"train maml --resume -o {interrupted} -q"]
     assert done.stdout.count("skip") == 5
-    # A finished point's directory in which a run was started since (by hand, --overwrite: a new manifest) is resumed.
+    # A finished point's directory in which a run was started since (by hand, --overwrite: a new manifest) is
+    # resumed; one whose run's files are gone is started again, its marker removed first (metarl would refuse
+    # to start beside it); an empty marker, as earlier sweeps left, still counts as finished.
     (interrupted / "manifest.json").write_text('{"tool": "metarl", "created": "later"}')
+    emptied = tmp_path / "sweep" / "inner_lr=0.2,meta_batch=10"
+    for kept in emptied.iterdir():
+        if kept.name != "sweep-done":
+            kept.unlink()
+    (tmp_path / "sweep" / "inner_lr=0.05,meta_batch=10" / "sweep-done").write_text("")
     done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.05,0.1,0.2", "meta_batch=10,20", "--", "--seeds", "2")
-    assert done.returncode == 0 and calls == [f"train maml --resume -o {interrupted} -q"], done.stdout + done.stderr
+    assert done.returncode == 0 and done.stdout.count("skip") == 4, done.stdout + done.stderr
+    assert sorted(calls) == sorted([f"train maml --resume -o {interrupted} -q",
+                                    f"train maml --env cartpole-family --set inner_lr=0.2 --set meta_batch=10 --seeds 2 -o {emptied} -q"])
 
 
 @pytest.mark.parametrize("axis, jobs, message", [
@@ -125,6 +135,13 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
 def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", *axis.split(" "), JOBS=jobs)
     assert done.returncode == 2 and message in done.stderr and not calls and not done.checked
+
+
+def test_table_values_are_swept_whole(tmp_path):
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "ranges.train={force_mag=[6,14],length=[0.3,0.7]},{force_mag=[7,13]}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == {
+        "ranges.train={force_mag=[6,14],length=[0.3,0.7]}", "ranges.train={force_mag=[7,13]}"}
 
 
 def test_list_values_are_swept_whole(tmp_path):

@@ -54,7 +54,7 @@ def total_rewards(strategy: str, probs: jax.Array, pulls: int, key: jax.Array, p
     """
     _check(strategy, pulls)
     if (param is None) != (strategy not in TUNED):
-        raise ValueError(f"{strategy} takes {'a' if strategy in TUNED else 'no'} hyperparameter, got {param}")
+        raise ValueError(f"{strategy} needs its hyperparameter" if param is None else f"{strategy} takes no hyperparameter, got {param}")
     probs = jnp.asarray(probs, jnp.float32)
     if probs.ndim != 2:
         raise ValueError(f"bandit probs must be (tasks, arms), got shape {probs.shape}")

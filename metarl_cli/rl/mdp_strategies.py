@@ -46,10 +46,9 @@ def strategy_returns(strategy: str, env, tasks, episodes: int, horizon: int, key
     take neither."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown tabular-MDP strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    if (epsilon is None) == (strategy == "epsilon-greedy"):
-        raise ValueError(f"{strategy}: epsilon-greedy alone takes an epsilon, got {epsilon}")
-    if (prior is None) == (strategy in POSTERIOR_STRATEGIES):
-        raise ValueError(f"{strategy}: the posterior strategies alone take a prior, got {prior}")
+    for name, value, used in (("epsilon", epsilon, strategy == "epsilon-greedy"), ("prior", prior, strategy in POSTERIOR_STRATEGIES)):
+        if (value is None) == used:
+            raise ValueError(f"{strategy} needs {name}" if used else f"{strategy} takes no {name}, got {value}")
     prior_mean, prior_var = prior or (0.0, 1.0)
     return _play(strategy, env, episodes, horizon, tasks, key, jnp.float32(epsilon or 0.0), jnp.float32(prior_mean),
                  jnp.float32(prior_var))
