@@ -489,6 +489,15 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return dict(map(parse_override, overrides))
 
 
+def _nested_overrides(overrides: list[str]) -> dict[str, Any]:
+    """The `--set key=value` arguments as a table, a dotted key (`ranges.train.force_mag`) set inside
+    its tables."""
+    sets: dict[str, Any] = {}
+    for key, value in parse_overrides(overrides).items():
+        _set_dotted(sets, key, value)
+    return sets
+
+
 def _set_dotted(table: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for p in parents:
@@ -593,9 +602,7 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
     if algo not in CONFIGS:
         raise UserError(f"unknown algorithm '{algo}'; valid: {', '.join(ALGORITHMS)}")
     user = read_toml(config_file) if config_file else {}
-    sets: dict[str, Any] = {}
-    for key, value in parse_overrides(overrides).items():
-        _set_dotted(sets, key, value)
+    sets = _nested_overrides(overrides)
     if env is not None and "env" in sets and sets["env"] != env:
         raise UserError(f"--env {env} and --set env={sets['env']} disagree; give the family once")
     on_command_line = env if env is not None else sets.get("env")
@@ -632,9 +639,7 @@ def resumed_config(saved, env: str | None, config_file: Path | None, overrides: 
         raise UserError(f"--resume continues a run on its own family, {saved.env}; drop --env {env}")
     values = config_to_dict(saved)
     kind = type(saved)
-    changes: dict[str, Any] = {}
-    for key, value in parse_overrides(overrides).items():  # dotted keys into tables, as a new run reads them
-        _set_dotted(changes, key, value)
+    changes = _nested_overrides(overrides)  # dotted keys into tables, as a new run reads them
     keys = {field.name for field in dataclasses.fields(kind)}
     for key, value in changes.items():
         if key not in keys:

@@ -75,19 +75,22 @@ holds() {  # $1, $2: config keys; whether $1 is $2 or a table holding it (ranges
   [ "$1" = "$2" ] || [ "${2#"$1".}" != "$2" ]
 }
 
+swept_beside() {  # $1: a config key; prints the swept key that it is, holds or is held by (nothing where none)
+  local swept
+  for swept in "${swept_keys[@]}"; do
+    if holds "$1" "$swept" || holds "$swept" "$1"; then printf '%s' "$swept"; return; fi
+  done
+}
+
 # The grid: start from one empty point, multiply by each axis in turn.
 points=("")
 swept_keys=()
 for axis in "${axes[@]}"; do
   key=${axis%%=*} values=${axis#*=}
   [ -n "$key" ] && [ -n "$values" ] || { echo "error: empty key or values in '$axis'" >&2; exit 2; }
-  for swept in "${swept_keys[@]}"; do
-    [ "$key" != "$swept" ] || { echo "error: '$key' is swept twice; give all its values in one $key=V1,V2,..." >&2; exit 2; }
-    if holds "$key" "$swept" || holds "$swept" "$key"; then
-      echo "error: '$swept' and '$key' are both swept, and one holds the other; sweep one of them" >&2
-      exit 2
-    fi
-  done
+  swept=$(swept_beside "$key")
+  [ "$swept" != "$key" ] || { echo "error: '$key' is swept twice; give all its values in one $key=V1,V2,..." >&2; exit 2; }
+  [ -z "$swept" ] || { echo "error: '$swept' and '$key' are both swept, and one holds the other; sweep one of them" >&2; exit 2; }
   swept_keys+=("$key")
   split_items "$values"
   [ "$balanced" = 1 ] || { echo "error: unbalanced brackets in '$axis'" >&2; exit 2; }
@@ -119,13 +122,9 @@ for arg in "${extra[@]}"; do
       exit 2 ;;
     --set=*=* | -s?*=*)
       key=${arg#--set=} key=${key#-s} key=${key#=} key=$(trimmed "${key%%=*}")  # metarl drops the spaces too
-      for swept in "${swept_keys[@]}"; do
-        [ "$key" != "$swept" ] || { echo "error: '$key' is swept; drop its --set after --" >&2; exit 2; }
-        if holds "$key" "$swept" || holds "$swept" "$key"; then
-          echo "error: '$key' after -- would set the swept '$swept' (one holds the other) in every point; drop its --set" >&2
-          exit 2
-        fi
-      done ;;
+      swept=$(swept_beside "$key")
+      [ "$swept" != "$key" ] || { echo "error: '$key' is swept; drop its --set after --" >&2; exit 2; }
+      [ -z "$swept" ] || { echo "error: '$key' after -- would set the swept '$swept' (one holds the other) in every point; drop its --set" >&2; exit 2; } ;;
   esac
   previous=$arg
 done
