@@ -40,6 +40,8 @@ from metarl_cli.training.rundir import MetricsLog
 
 class ReportRow(NamedTuple):
     run: str
+    algo: str
+    env: str  # the run's family: rows of different families are not comparable
     split: str  # "train" for the training row
     method: str
     metric: str
@@ -60,7 +62,7 @@ def run_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
     """The run's training row and its evaluations' rows (at adaptation step `step`; None: the last evaluated)."""
     records = MetricsLog(run.path / "metrics.jsonl").read()
     done = max((r["iteration"] for r in records), default=0)
-    return [*_training_rows(run.path, run.algo, records, done, run.config.iterations), *_eval_rows(run, step)]
+    return [*_training_rows(run, records, done), *_eval_rows(run, step)]
 
 
 def _latest_checkpoint(run_dir: Path) -> int:
@@ -69,7 +71,7 @@ def _latest_checkpoint(run_dir: Path) -> int:
         return checkpoints.step() or 0
 
 
-def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, iterations: int) -> list[ReportRow]:
+def _training_rows(run: RunOutputs, records: list[dict], done: int) -> list[ReportRow]:
     """The run's headline training metric, one value per seed, as their mean with its Student-t
     interval (as `metarl plot` draws the curve's end): a percentile bootstrap over a handful of
     values would be too narrow (over two seeds it is their range whatever their spread, which holds
@@ -77,8 +79,8 @@ def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, ite
     return over the last tenth of its env steps, as `metarl train` ends with (no value, n = 0, where no
     seed's episode ended there: the row says so); another, each seed's last value. "final" once the
     run has done its `iterations`, else the iteration it has reached."""
-    at = "final " if done >= iterations else ""
-    where = "" if at else _unfinished(done, iterations)
+    at = "final " if done >= run.config.iterations else ""
+    where = "" if at else _unfinished(done, run.config.iterations)
     episodes = final_returns(records)
     if episodes is not None:
         values = [v for v in episodes.per_seed.values() if v is not None]
@@ -90,9 +92,10 @@ def _training_rows(run_dir: Path, algo: str, records: list[dict], done: int, ite
         curves = seed_curves(records)
         if curves is None:
             return []
-        values, label, seeds = curves.values[-1], f"{at}{metric_label(algo, curves.metric)}{where}", curves.values.shape[1]
+        values, label, seeds = curves.values[-1], f"{at}{metric_label(run.algo, curves.metric)}{where}", curves.values.shape[1]
     mean, half = mean_ci95(values) if len(values) else (math.nan, math.nan)
-    return [ReportRow(str(run_dir), "train", "training", label, seeds, len(values), "mean", mean, mean - half, mean + half)]
+    return [ReportRow(str(run.path), run.algo, run.config.env, "train", "training", label, seeds, len(values), "mean", mean,
+                      mean - half, mean + half)]
 
 
 def _unfinished(done: int, iterations: int) -> str:
@@ -128,7 +131,8 @@ def _eval_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
                 n, diverged = values.size, diverged_count(values)
                 # As eval: no mean over the tasks that stayed finite, which would flatter a method that diverges.
                 value, low, high = summarise_table(values) if not diverged else (math.nan,) * 3
-                rows.append(ReportRow(str(run.path), split, method, label, len(by_seed), n, "IQM", value, low, high, diverged))
+                rows.append(ReportRow(str(run.path), run.algo, run.config.env, split, method, label, len(by_seed), n, "IQM", value,
+                                      low, high, diverged))
     return rows
 
 

@@ -1115,8 +1115,8 @@ def test_a_report_row_of_two_values_has_an_interval():
     from metarl_cli.tables import report_table
     from metarl_cli.report import ReportRow
 
-    rows = [ReportRow("run", "test", "meta-learned", "return", 2, 2, "IQM", 5.0, 4.0, 6.0),
-            ReportRow("run", "ood", "meta-learned", "return", 1, 1, "IQM", 5.0, 5.0, 5.0)]
+    rows = [ReportRow("run", "maml", "cartpole-family", "test", "meta-learned", "return", 2, 2, "IQM", 5.0, 4.0, 6.0),
+            ReportRow("run", "maml", "cartpole-family", "ood", "meta-learned", "return", 1, 1, "IQM", 5.0, 5.0, 5.0)]
     table = report_table(rows, "title", with_run=True)
     assert list(table.columns[-1].cells) == ["[4, 6]", "n/a (one value)"]
 

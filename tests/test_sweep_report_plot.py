@@ -321,9 +321,11 @@ def test_report_pools_seeds_and_tasks(tmp_path, cli):
     assert code == 0, err
     assert "meta-learned" in out
     with open(tmp_path / "out" / "rep.csv", newline="") as f:  # a row a line, each value under its own header
-        written = [(w["split"], w["method"], w["estimator"], *map(float, (w["estimate"], w["low"], w["high"]))) for w in csv.DictReader(f)]
-    assert written == [(r.split, r.method, r.estimator, pytest.approx(r.estimate), pytest.approx(r.low), pytest.approx(r.high))
-                       for r in (training, evaluated)]
+        written = [(w["algo"], w["env"], w["split"], w["method"], w["estimator"], *map(float, (w["estimate"], w["low"], w["high"])))
+                   for w in csv.DictReader(f)]
+    # Each row names its run's algorithm and family: rows of different families are not comparable.
+    assert written == [("maml", "cartpole-family", r.split, r.method, r.estimator, pytest.approx(r.estimate), pytest.approx(r.low),
+                        pytest.approx(r.high)) for r in (training, evaluated)]
     # Beside it, a run that has logged nothing yet is named as left out, not dropped without a word.
     (fake_run(tmp_path / "empty", seeds=1, iterations=3, evaluated=False) / "metrics.jsonl").unlink()
     code, out, err = cli("report", str(tmp_path), "-o", str(tmp_path / "out" / "rep"))
@@ -923,7 +925,7 @@ def test_beside_a_band_cut_at_the_values_a_one_chunk_runs_error_bar_stays_in_vie
 def test_a_report_writes_no_number_json_cannot_hold(tmp_path):
     from metarl_cli.report import ReportRow, write_report
 
-    rows = [ReportRow("run", "train", "training", "return", 2, 2, "mean", math.inf, -math.inf, math.nan)]
+    rows = [ReportRow("run", "maml", "cartpole-family", "train", "training", "return", 2, 2, "mean", math.inf, -math.inf, math.nan)]
     csv_path, json_path = paths = report_paths(tmp_path / "rep")
     write_report(rows, paths)
     written = json.loads(json_path.read_text(), parse_constant=lambda word: pytest.fail(f"{word} in {json_path}"))
