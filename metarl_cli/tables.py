@@ -36,7 +36,7 @@ def _result_table(run_dir: Path, result, what: str) -> Table:
     )
 
 
-def _figures(x: float) -> str:
+def figures(x: float) -> str:
     """A report's number: three significant figures, or the whole number where those would take an
     exponent below a million (a return of -1654.3 as -1654, not -1.65e+03; 999.6 as 1000)."""
     text = f"{x:.3g}"
@@ -161,7 +161,7 @@ def report_table(rows, title: str, with_run: bool) -> Table:
         elif not row.n:  # a training row with no value (its label says why)
             summary = ["none", "n/a"]
         else:
-            summary = [f"{_figures(row.estimate)} ({row.estimator})", f"[{_figures(row.low)}, {_figures(row.high)}]" if row.n > 1 else "n/a (one value)"]
+            summary = [f"{figures(row.estimate)} ({row.estimator})", f"[{figures(row.low)}, {figures(row.high)}]" if row.n > 1 else "n/a (one value)"]
         cells = [row.split, row.method, row.metric, str(row.seeds), str(row.n), *summary]
         body.append((first_of_run and i > 0, ([escape(row.run) if first_of_run else ""] if with_run else []) + cells))
     texts = [[Text.from_markup(text).plain for text in [label] + [cells[j] for _, cells in body]] for j, label in enumerate(labels)]

@@ -26,7 +26,7 @@ def test_the_bar_keeps_its_count_and_times_whole_at_any_width(width, beside):
     assert max(map(len, text.splitlines())) <= width
 
 
-def test_a_metric_without_a_value_this_chunk_shows_a_dash():
+def test_a_metric_without_a_value_this_chunk_shows_a_dash_and_one_in_the_thousands_whole():
     """A DQN chunk in which no episode ended has no mean return: a dash, not "nan"."""
     import numpy as np
 
@@ -39,6 +39,9 @@ def test_a_metric_without_a_value_this_chunk_shows_a_dash():
     assert line == f"return {'-':>8}  loss     41.3       20k steps/s"
     seeds_apart = _stats_line(algo, {"return": np.array([np.nan, 30.0]), "loss": np.array([1.0, 1.0])}, 100.0, 20_000.0)
     assert seeds_apart.startswith("return       30  loss        1")  # the seeds that have one
+    # Pendulum's returns in the thousands whole, as the report shows them, not as -1.26e+03.
+    pendulum = _stats_line(algo, {"return": np.array([-1263.4, -1264.0]), "loss": np.array([2.5e7, 2.5e7])}, 100.0, 20_000.0)
+    assert pendulum.startswith("return    -1264  loss  2.5e+07")
 
 
 @pytest.mark.parametrize("columns, width", [(None, 1000), ("60", 60), ("wide", 1000), ("0", 1000)])

@@ -40,6 +40,7 @@ from metarl_cli.devices import even_mesh
 from metarl_cli.errors import UserError
 from metarl_cli.files import json_number
 from metarl_cli.interrupts import handling, interrupted_while_starting
+from metarl_cli.tables import figures
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.progress import say, training_progress
 from metarl_cli.training.rundir import MetricsLog
@@ -358,7 +359,8 @@ def _seed_mean(values) -> float:
 
 
 def _shown(value: float) -> str:
-    return f"{value:8.3g}" if np.isfinite(value) else f"{'-':>8}"
+    """A metric on the bar, as the report shows it (a return of -1263.7 as -1264), right-aligned."""
+    return f"{figures(value) if np.isfinite(value) else '-':>8}"
 
 
 def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, env_steps: float) -> str:
