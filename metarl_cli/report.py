@@ -32,6 +32,7 @@ from metarl_cli.config import DqnConfig
 from metarl_cli.files import check_writable, json_number, output_file, writing
 from metarl_cli.run_outputs import SEED_SUFFIX, RunOutputs, metric_label, scores_by_method, seed_curves
 from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
+from metarl_cli.tables import score_label
 from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.progress import say
@@ -156,7 +157,7 @@ def _step_metric(result: dict, step: int | None, adapts: bool) -> Metric | None:
     k = result["steps"] if step is None or not adapts else step
     if k > result["steps"]:
         return None
-    return f"{result['score']} after {k} step{'' if k == 1 else 's'}", itemgetter(k)
+    return f"{score_label(result['score'])} after {k} step{'' if k == 1 else 's'}", itemgetter(k)
 
 
 def _trial_metrics(result: dict) -> list[Metric]:

@@ -36,6 +36,12 @@ def _result_table(run_dir: Path, result, what: str) -> Table:
     )
 
 
+def score_label(score_name: str) -> str:
+    """How tables name what an evaluation scores (`Algorithm.score_name`): "return", or "query MSE",
+    as the training metric names it (`run_outputs.TRAINING_METRICS`)."""
+    return "query MSE" if score_name == "mse" else score_name
+
+
 def figures(x: float) -> str:
     """A report's number: three significant figures, or the whole number where those would take an
     exponent below a million (a return of -1654.3 as -1654, not -1.65e+03; 999.6 as 1000)."""
@@ -103,7 +109,7 @@ def eval_tables(run_dir: Path, result) -> list[Table]:
     """One row per number of adaptation steps k, one column per method, then the published columns."""
     adapted = "after k adaptation steps" if result.steps else "without adaptation"
     tasks = f"{result.tasks} episodes of its one task" if result.one_task else f"{result.tasks} '{result.split}' tasks"
-    what = f"{result.score_name} on {tasks} {adapted}"
+    what = f"{score_label(result.score_name)} on {tasks} {adapted}"
     digits = 3 if result.score_name == "mse" else 2
     cells = [[mean_ci(rows[j], result.tasks, digits) for rows in result.methods.values()]
              + [f"[dim]{row.values[j]:.2f}[/]" if j in row.values else "" for row in result.published]

@@ -133,6 +133,7 @@ def test_short_sinusoid_run_lowers_query_mse_in_chunks_then_evals(cli, tmp_path)
     code, out, err = cli("eval", str(run), "-q")
     assert code == 0, err
     assert "oracle" in out and "pretrained (multi-task, step" in out and "paper" not in out  # K=10: no published row
+    assert "query MSE on 200 'test' tasks after k adaptation steps" in " ".join(out.split())  # named as training names it
     methods = json.loads((run / "eval.json").read_text())["test"]["methods"]
     ours, oracle, scratch = methods["meta-learned"], methods["oracle (task given)"], methods["random init"]
     # The same tasks and points for every method and step (a paired comparison): means suffice here;
