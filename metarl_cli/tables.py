@@ -43,8 +43,9 @@ def score_label(score_name: str) -> str:
 
 
 def figures(x: float) -> str:
-    """A report's number: three significant figures, or the whole number where those would take an
-    exponent below a million (a return of -1654.3 as -1654, not -1.65e+03; 999.6 as 1000)."""
+    """A number as the report and the progress bar show it: three significant figures, or the whole
+    number where those would take an exponent below a million (a return of -1654.3 as -1654, not
+    -1.65e+03; 999.6 as 1000)."""
     text = f"{x:.3g}"
     return f"{x:.0f}" if "e+" in text and abs(x) < 999_999.5 else text
 
