@@ -5,9 +5,10 @@ output (a run directory, a report, a plot) can be written where it is asked for.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import math
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from metarl_cli.errors import UserError
@@ -93,17 +94,17 @@ def output_file(given: str | Path, option: str, wanted: str) -> Path:
 def check_writable(path: Path) -> None:
     """A UserError, before the work, where the file `path` could not be written (the folders it
     needs made): it is a directory, a folder on its way is a file, or this user may not write there.
-    Where its folder exists and it is a file or nothing, it is tried: a new file made and removed,
-    or the file there opened to append and left as it was, so that a place that refuses writes
-    whatever its permissions (/proc and /sys, even to root) is refused here too. A link to nothing,
-    a pipe or a device is left to the write itself."""
+    Where it is a file or nothing, it is tried: the folders it needs made, a new file made, then
+    both removed, or the file there opened to append and left as it was, so that a place that
+    refuses writes whatever its permissions (/proc and /sys, even to root) is refused here too. A
+    link to nothing, a pipe or a device is left to the write itself."""
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a directory")
     reason = unwritable(path)
     if reason:
         raise UserError(f"cannot write {path}: {reason}")
-    if path.parent.is_dir() and (path.is_file() or not os.path.lexists(path)):
-        with writing(path):
+    if path.is_file() or not os.path.lexists(path):
+        with writing(path), _folders_made_for_a_moment(path):
             try:
                 made = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:  # there, or made meanwhile by another process: kept
@@ -116,10 +117,28 @@ def check_writable(path: Path) -> None:
 
 
 @contextmanager
+def _folders_made_for_a_moment(path: Path):
+    """Makes the folders `path` needs for the block, outermost first, and removes those it made
+    afterwards (one that something else filled meanwhile is kept)."""
+    made = []
+    try:
+        for folder in reversed(list(itertools.takewhile(lambda p: not p.exists(), path.parents))):
+            try:
+                folder.mkdir()
+            except FileExistsError:  # made meanwhile by another process: theirs
+                continue
+            made.append(folder)
+        yield
+    finally:
+        for folder in reversed(made):
+            with suppress(OSError):
+                folder.rmdir()
+
+
+@contextmanager
 def writing(path: Path):
-    """Writes to `path` in the block; where the system refuses (a full disk, a folder that
-    `check_writable` could not try as it did not exist yet), a UserError naming the file and the
-    system's reason."""
+    """Writes to `path` in the block; where the system refuses (a full disk, a place that changed
+    since `check_writable` tried it), a UserError naming the file and the system's reason."""
     try:
         yield
     except OSError as e:

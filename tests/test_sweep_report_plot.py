@@ -502,7 +502,8 @@ def test_report_says_when_an_evaluation_is_older_than_the_run_or_of_its_best(tmp
     assert evaluated == {"meta-learned": f"return after 1 step{note}", "random init": "return after 1 step"}
 
 
-@pytest.mark.parametrize("command, output", [("report", "/proc/metarl-report"), ("plot", "/proc/metarl-plot.png")])
+@pytest.mark.parametrize("command, output", [("report", "/proc/metarl-report"), ("plot", "/proc/metarl-plot.png"),
+                                             ("report", "/proc/metarl-folder/report")])  # a folder the system will not make
 def test_a_place_the_system_refuses_is_named_in_one_line(tmp_path, cli, command, output):
     run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=True)
     code, out, err = cli(command, str(run), "-o", output)
@@ -680,7 +681,7 @@ def test_trying_an_output_leaves_what_was_there(tmp_path):
     before = kept.stat()
     link.symlink_to(tmp_path / "nowhere.csv")
     os.mkfifo(pipe)
-    for path in (new, kept, link, pipe):
+    for path in (new, kept, link, pipe, tmp_path / "made" / "deeper" / "new.csv"):  # the folders tried, then removed
         check_writable(path)  # a pipe is not opened: that would end its reader's input, and no reader would refuse it
     assert not new.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv", "link.csv", "pipe.png"]
     assert kept.read_bytes() == b"a,b\n1,2\n" and kept.stat().st_mtime_ns == before.st_mtime_ns
