@@ -96,7 +96,8 @@ def budget_warning(run_dir: Path, checkpoint: str, step: int, done: int, iterati
 def check_eval_options(split: str, tasks: int | None, steps: int | None, checkpoint: str) -> None:
     """A UserError for an option `evaluate` cannot take, whatever the run."""
     if split not in SPLITS:
-        raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+        raise UserError(f"unknown split '{split}'; valid: train, test, and ood where the run's family has held-out ranges "
+                        "(`metarl envs` lists them)")
     if checkpoint not in ("latest", "best"):
         raise UserError(f"--checkpoint must be 'latest' or 'best', got '{checkpoint}'")
     if tasks is not None and tasks < 2:

@@ -517,7 +517,7 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
         (["train", "maml", "--set", "env=5"], "config key 'env' expects a family name, got 5"),
         (["train", "maml", "--set", "ranges.train.masspole=5"], "range for 'masspole' must be [min, max] or a list of [min, max], got 5"),
         (["eval", "FOREIGN", "--checkpoint", "worst"], "--checkpoint must be 'latest' or 'best', got 'worst'"),
-        (["eval", "FOREIGN", "--split", "bogus"], "unknown split 'bogus'; valid: train, test, ood"),
+        (["eval", "FOREIGN", "--split", "bogus"], "unknown split 'bogus'; valid: train, test, and ood where the run's family has held-out ranges"),
         (["plot", "FOREIGN", "-o", "curves.jpg"], "--output must be a .png file, got curves.jpg"),
         (["train", "maml", "--env", "bandit", "--set", "horizon=5"], "horizon = 5: a bandit's episode is its pulls (now 100); only rl2 can set the pulls (--set pulls=N)"),
         (["report", "FOREIGN", "-o", ""], "--out is empty; give a file prefix such as report"),
