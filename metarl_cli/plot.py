@@ -9,7 +9,8 @@ error bar where a run has logged one chunk); a panel for each kind of curve, so 
 only where their x and y mean the same, on one task family. Then, for evaluated runs, the score
 after 0..K adaptation steps on held-out tasks, one line per method and baseline (a method's seeds
 averaged on each task), with 95% intervals over tasks and a gap, named in the legend, at a k where
-some task diverged; a panel for each kind of score (query MSE, return) and family, and one for
+some task diverged, the run's own network's line noting the checkpoint it scored as report's row
+does; a panel for each kind of score (query MSE, return) and family, and one for
 RL^2's return per episode of a trial. Where the figure holds several families, each panel's title
 names its own.
 MSEs are drawn on a log scale, so that one diverging step leaves the other lines readable.
@@ -38,7 +39,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl_cli.errors import UserError  # noqa: E402
 from metarl_cli.files import check_writable, output_file, writing  # noqa: E402
-from metarl_cli.run_outputs import RunOutputs, metric_label, scores_by_method, seed_curves  # noqa: E402
+from metarl_cli.run_outputs import (RunOutputs, checkpoint_note, checkpointed_methods, metric_label,  # noqa: E402
+                                    scores_by_method, seed_curves)
 from metarl_cli.stats import mean_ci95  # noqa: E402
 from metarl_cli.training.rundir import MetricsLog  # noqa: E402
 
@@ -135,6 +137,7 @@ def draw_runs(runs: list[RunOutputs]):
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
     kinds = shown_results(evaluations, families)
+    stands = {run.path: (_logged_to(run.path), run.config.iterations) for run in runs if run.evaluation}
     named = len({families[run] for run in with_curve | set(evaluations)}) > 1  # titles name the families where the figure has several
     panels = len(learning) + len(kinds)
     columns = min(2, panels)
@@ -149,8 +152,13 @@ def draw_runs(runs: list[RunOutputs]):
     for ax, ((x_label, y_label, family), curves) in zip(axes, learning.items()):
         _draw_learning(ax, (x_label, y_label), curves, names, family if named else None)
     for ax, ((score, trial, family), results) in zip(axes[len(learning):], kinds.items()):
-        _draw_adaptation(ax, score, trial, results, names, family if named else None)
+        _draw_adaptation(ax, score, trial, results, stands, names, family if named else None)
     return fig, undrawn
+
+
+def _logged_to(run_dir: Path) -> int:
+    """The last iteration the run logged in metrics.jsonl (0: none), where a plot says it stands."""
+    return max((record["iteration"] for record in MetricsLog(run_dir / "metrics.jsonl").read()), default=0)
 
 
 def run_names(runs: list[Path]) -> dict[Path, str]:
@@ -251,17 +259,23 @@ def _cut_bands(ax, curves: list[LearningCurve], log: bool) -> bool:
     return True
 
 
-def _draw_adaptation(ax, score: str, trial: bool, results, names: dict[Path, str] | None, family: str | None) -> None:
+def _draw_adaptation(ax, score: str, trial: bool, results, stands: dict[Path, tuple[int, int]], names: dict[Path, str] | None,
+                     family: str | None) -> None:
     """One kind's curves: the score after k adaptation steps or, for an RL^2 trial, in its episode k + 1
     (on `family`, named in the title where given). Each series is shifted a little sideways (within
-    `DODGE`) so that intervals at one k stay apart."""
-    series = [(run, split, *line) for run, (split, result) in results.items() for line in adaptation_series(result)]
+    `DODGE`) so that intervals at one k stay apart. The label of a method that scored the run's own
+    checkpoint says, as report's rows do, which checkpoint that was where it was not the finished run's
+    latest (`checkpoint_note`; the run standing at the later of its last logged iteration and that
+    checkpoint's, of its iterations, from `stands`)."""
+    series = [(run, split, result, *line) for run, (split, result) in results.items() for line in adaptation_series(result)]
     ticks = set()
-    for i, (run, split, method, seeds, ks, mean, half) in enumerate(series):
+    for i, (run, split, result, method, seeds, ks, mean, half) in enumerate(series):
         x = (ks + 1 if trial else ks).astype(float)
         ticks.update(x.astype(int).tolist())
         shift = DODGE * ((i + 0.5) / len(series) - 0.5)
-        label = f"{method} ({seeds} seeds, {split})" if seeds > 1 else f"{method} ({split})"
+        logged, iterations = stands[run]
+        note = checkpoint_note(result, max(logged, result.get("iteration") or 0), iterations) if method in checkpointed_methods(result) else ""
+        label = f"{method} ({seeds} seeds, {split}){note}" if seeds > 1 else f"{method} ({split}){note}"
         label = f"{names[run]}: {label}" if names else label
         if gaps := x[np.isnan(mean)].astype(int).tolist():
             label += f"; diverged {'in episode' if trial else 'at k ='} {_spans(gaps)} on some task, not drawn"

@@ -30,7 +30,8 @@ import numpy as np
 
 from metarl_cli.config import DqnConfig
 from metarl_cli.files import check_writable, json_number, output_file, writing
-from metarl_cli.run_outputs import SEED_SUFFIX, RunOutputs, metric_label, scores_by_method, seed_curves
+from metarl_cli.run_outputs import (RunOutputs, checkpoint_note, checkpointed_methods, metric_label, scores_by_method, seed_curves,
+                                    unfinished_note)
 from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
 from metarl_cli.tables import score_label
 from metarl_cli.training.checkpoint import Checkpoints
@@ -81,7 +82,7 @@ def _training_rows(run: RunOutputs, records: list[dict], done: int) -> list[Repo
     seed's episode ended there: the row says so); another, each seed's last value. "final" once the
     run has done its `iterations`, else the iteration it has reached."""
     at = "final " if done >= run.config.iterations else ""
-    where = "" if at else _unfinished(done, run.config.iterations)
+    where = "" if at else unfinished_note(done, run.config.iterations)
     episodes = final_returns(records)
     if episodes is not None:
         values = [v for v in episodes.per_seed.values() if v is not None]
@@ -99,15 +100,10 @@ def _training_rows(run: RunOutputs, records: list[dict], done: int) -> list[Repo
                       mean - half, mean + half)]
 
 
-def _unfinished(done: int, iterations: int) -> str:
-    """What a training row, or an evaluation's, adds for a run that had done `done` of its `iterations`."""
-    return f" at iteration {done} of {iterations} (unfinished)"
-
-
 def _eval_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
     """A row per method and metric of each split the run's evaluation (eval.json) holds, the rows of
     the methods that score the run's checkpoint (eval.json's `checkpointed`; every row, in an
-    eval.json written before it kept them) noting which checkpoint that was (`_checkpoint_note`),
+    eval.json written before it kept them) noting which checkpoint that was (`checkpoint_note`),
     the baselines' rows not."""
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
@@ -123,8 +119,8 @@ def _eval_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
         else:  # evaluated to fewer steps than --step: the other splits and runs are still reported
             say(f"{run.path}: its '{split}' evaluation went to k = {result['steps']}, not {step}: left out of the report")
             continue
-        note = _checkpoint_note(result, latest, run.config.iterations)
-        checkpointed = {SEED_SUFFIX.sub("", name) for name in result.get("checkpointed", per_task)}
+        note = checkpoint_note(result, latest, run.config.iterations)
+        checkpointed = checkpointed_methods(result)
         for method, by_seed in scores_by_method(per_task).items():
             for metric, select in metrics:
                 label = metric + (note if method in checkpointed else "")
@@ -135,20 +131,6 @@ def _eval_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
                 rows.append(ReportRow(str(run.path), run.algo, run.config.env, split, method, label, len(by_seed), n, "IQM", value,
                                       low, high, diverged))
     return rows
-
-
-def _checkpoint_note(result: dict, latest: int, iterations: int) -> str:
-    """What an evaluation's rows add about the checkpoint it scored: an evaluation of the latest
-    checkpoint made before the run saved a later one (at iteration `latest`) says at which iteration
-    it was made, one of a run that had not done its `iterations` says so as its training row does,
-    and one of the best checkpoint says so and which iteration that was."""
-    if result.get("checkpoint") == "latest" and result.get("iteration", latest) < latest:
-        return f" (evaluated at iteration {result['iteration']}; the run is at {latest})"
-    if result.get("checkpoint") == "latest" and result.get("iteration", iterations) < iterations:
-        return _unfinished(result["iteration"], iterations)
-    if result.get("checkpoint") == "best":
-        return f" (best checkpoint, iteration {result['iteration']})" if "iteration" in result else " (best checkpoint)"
-    return ""
 
 
 def _step_metric(result: dict, step: int | None, adapts: bool) -> Metric | None:

@@ -169,3 +169,31 @@ def scores_by_method(per_task: dict) -> dict[str, list[np.ndarray]]:
     for name, by_step in per_task.items():
         groups.setdefault(SEED_SUFFIX.sub("", name), []).append(np.array(by_step, dtype=np.float64))
     return groups
+
+
+def checkpointed_methods(result: dict) -> set[str]:
+    """The methods of an evaluation that scored the run's own checkpoint (eval.json's `checkpointed`;
+    every method, in an eval.json written before it kept them), not its baselines."""
+    return {SEED_SUFFIX.sub("", name) for name in result.get("checkpointed", result["per_task"])}
+
+
+def unfinished_note(done: int, iterations: int) -> str:
+    """What a row or label adds for a run that had done `done` of its `iterations`."""
+    return f" at iteration {done} of {iterations} (unfinished)"
+
+
+def checkpoint_note(result: dict, latest: int, iterations: int) -> str:
+    """What an evaluation's checkpointed methods add about the checkpoint it scored, where the run now
+    stands at iteration `latest` of its `iterations`: an evaluation of the latest checkpoint made before
+    the run went further says at which iteration it was made; one of a run that had not done its
+    `iterations` says so; one of the best checkpoint says so, which iteration that was, and, while the
+    run is unfinished, where it stands."""
+    checkpoint, at = result.get("checkpoint"), result.get("iteration")
+    if checkpoint == "latest" and at is not None and at < latest:
+        return f" (evaluated at iteration {at}; the run is at {latest})"
+    if checkpoint == "latest" and at is not None and at < iterations:
+        return unfinished_note(at, iterations)
+    if checkpoint == "best":
+        best = "best checkpoint" + (f", iteration {at}" if at is not None else "")
+        return f" ({best}; the run, unfinished, is at {latest} of {iterations})" if latest < iterations else f" ({best})"
+    return ""

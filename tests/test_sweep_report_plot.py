@@ -598,6 +598,27 @@ def test_seed_curves_carry_each_seeds_latest_value_into_every_later_iteration_it
         "return", [1, 2, 3], [[1.0, 5.0], [2.0, 5.0], [3.0, 7.0]])
 
 
+@pytest.mark.parametrize("checkpoint, evaluated_at, planned, note", [
+    ("latest", 3, 10, " (evaluated at iteration 3; the run is at 5)"),
+    ("latest", 5, 10, " at iteration 5 of 10 (unfinished)"),
+    ("best", 3, 10, " (best checkpoint, iteration 3; the run, unfinished, is at 5 of 10)"),
+    ("best", 3, 5, " (best checkpoint, iteration 3)"),
+    ("latest", 5, 5, "")])
+def test_plot_and_report_say_alike_which_checkpoint_an_evaluation_scored(tmp_path, checkpoint, evaluated_at, planned, note):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=5, evaluated=False, planned=planned)  # logged to 5, saved there
+    with Checkpoints(run, 2) as checkpoints:
+        checkpoints.save(5, {"params": np.zeros(2)}, 0.0)
+    write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]], "random init": [[0.0] * 4, [0.5] * 4]},
+               iteration=evaluated_at, checkpoint=checkpoint, checkpointed=["meta-learned"])
+    rows = {row.method: row.metric for row in run_rows(read_run(run), step=None) if row.split == "test"}
+    assert rows == {"meta-learned": f"return after 1 step{note}", "random init": "return after 1 step"}
+    fig, _ = draw_runs([read_run(run)])
+    try:
+        legend = [" ".join(text.get_text().split()) for text in fig.axes[1].get_legend().get_texts()]
+    finally:
+        plt.close(fig)
+    assert legend == [f"meta-learned (test){note}", "random init (test)"]  # the baseline did not score the run's checkpoint
+
 def test_plot_leaves_a_gap_where_a_method_diverged_and_says_so(tmp_path):
     from metarl_cli.plot import adaptation_series
 
