@@ -224,7 +224,7 @@ def eval_(
             _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{again}` "
                               "starts it again (keeping the run's baselines that finished training)")
         print_evaluation(run_dir, result)
-        write_evaluation(run_dir / "eval.json", result)  # after the tables: a run on a read-only disk still shows them
+        write_evaluation(run_dir, result)  # after the tables: a run on a read-only disk still shows them
 
 
 def _say_left_out(run: Path, what: str) -> None:

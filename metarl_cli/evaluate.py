@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,6 +41,7 @@ from metarl_cli.errors import UserError
 from metarl_cli.families import SPLITS, RegressionFamily, family_for
 from metarl_cli.files import json_number, updating, write_atomically
 from metarl_cli.published import Published, published_for
+from metarl_cli.run_outputs import stored_evaluation
 from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints, UnreadableCheckpoint
 from metarl_cli.training.progress import say
@@ -359,23 +362,33 @@ def _json_summary(summary: Summary) -> dict:
     return {"mean": None if diverged else summary.mean, "ci95": None if diverged else summary.ci95, "diverged": summary.diverged}
 
 
-def write_evaluation(path: Path, result: EvalResult) -> None:
-    """Add (or replace) `result`'s split in the eval.json at `path`, keeping the splits another eval
-    of the run writes meanwhile."""
+def write_evaluation(run_dir: Path, result: EvalResult) -> None:
+    """Add (or replace) `result`'s split in RUN_DIR/eval.json, keeping the splits another eval of the
+    run writes meanwhile."""
+    path = run_dir / "eval.json"
     with updating(path):
-        existing = _read_evaluations(path)
+        existing = _kept_evaluations(run_dir)
         existing[result.split] = _json_result(result)
         write_atomically(path, json.dumps(existing, indent=2) + "\n")
 
 
-def _read_evaluations(path: Path) -> dict:
-    """The eval.json at `path` as {split: result}; {} where there is none yet, or it is unreadable or
-    foreign (the evaluation written next replaces it)."""
+def _kept_evaluations(run_dir: Path) -> dict:
+    """The run's eval.json as {split: result}; {} where there is none yet. One that is not metarl's
+    evaluation (damaged, foreign) is renamed aside, not overwritten, and said: the evaluations it
+    may hold took time to make."""
     try:
-        existing = json.loads(path.read_text()) if path.exists() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return existing if isinstance(existing, dict) else {}
+        return stored_evaluation(run_dir)
+    except UserError:
+        pass
+    path = run_dir / "eval.json"
+    for n in itertools.count(1):
+        aside = path.with_name(f"{path.name}.unreadable{'' if n == 1 else f'.{n}'}")
+        if not os.path.lexists(aside):
+            break
+    path.rename(aside)
+    say(f"note: {path} did not read as an evaluation metarl wrote; it is kept as {aside.name} beside it, "
+        "and eval.json begins again with this evaluation")
+    return {}
 
 
 def _json_result(result: EvalResult) -> dict:

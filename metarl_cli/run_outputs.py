@@ -128,18 +128,27 @@ def runs_below(directory: Path) -> list[Path]:
     return runs
 
 
-def read_evaluation(run_dir: Path) -> dict:
-    """The run's eval.json ({split: result}), {} where it has none; a UserError where it is not one,
-    or where a split has no per-task scores (an earlier metarl wrote it)."""
+def stored_evaluation(run_dir: Path) -> dict:
+    """The run's eval.json ({split: result}) as metarl wrote it, {} where it has none; a UserError
+    where it is not one (`metarl eval` then keeps it aside as eval.json.unreadable and begins anew)."""
     path = run_dir / "eval.json"
     if not path.is_file():
         return {}
+    anew = f"`{eval_command(run_dir)}` writes a new one, keeping this one beside it as eval.json.unreadable"
     try:
         evaluation = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; `{eval_command(run_dir)}` writes it again") from None
+        raise UserError(f"{path} is not valid JSON; {anew}") from None
     if not (isinstance(evaluation, dict) and all(_is_result(r) for r in evaluation.values())):
-        raise UserError(f"{path} is not an evaluation written by metarl; `{eval_command(run_dir)}` writes it again")
+        raise UserError(f"{path} is not an evaluation written by metarl; {anew}")
+    return evaluation
+
+
+def read_evaluation(run_dir: Path) -> dict:
+    """The run's eval.json as report and plot read it (`stored_evaluation`); a UserError also where a
+    split has no per-task scores (an earlier metarl wrote it)."""
+    evaluation = stored_evaluation(run_dir)
+    path = run_dir / "eval.json"
     for split, result in evaluation.items():
         if not result.get("per_task"):
             raise UserError(f"{path} has no per-task scores for its '{split}' split (an earlier metarl wrote it); "

@@ -62,8 +62,8 @@ def test_train_three_iterations_then_eval(cli, tmp_path, monkeypatch):
     # A run it cannot write to (a read-only disk): the tables first, then the reason eval.json is not updated.
     from metarl_cli import evaluate
 
-    def read_only(path, result):
-        raise OSError(30, "Read-only file system", str(path))
+    def read_only(run_dir, result):
+        raise OSError(30, "Read-only file system", str(run_dir / "eval.json"))
 
     with monkeypatch.context() as patched:
         patched.setattr(evaluate, "write_evaluation", read_only)
@@ -679,7 +679,7 @@ def test_eval_json_holds_no_nan_where_tasks_diverged(tmp_path):
     result = EvalResult("test", 2, 0, "best", 2, "return", {"meta-learned": [diverged]},
                         {"meta-learned": np.array([[1.0], [np.nan]])}, [], (3, 3), trial=True,
                         totals={"meta-learned": diverged, "random": fine})
-    write_evaluation(tmp_path / "eval.json", result)
+    write_evaluation(tmp_path, result)
 
     def refuse(constant):
         raise AssertionError(f"eval.json holds {constant}, which JSON does not have")
@@ -702,7 +702,7 @@ def test_two_evals_writing_eval_json_at_once_keep_both_splits(tmp_path, monkeypa
     monkeypatch.setattr(evaluate, "write_atomically", lambda path, text: (time.sleep(0.3), write_atomically(path, text)))
     path = tmp_path / "eval.json"
     writers = [
-        threading.Thread(target=evaluate.write_evaluation, args=(path, evaluate.EvalResult(
+        threading.Thread(target=evaluate.write_evaluation, args=(tmp_path, evaluate.EvalResult(
             split, 2, 0, "latest", 3, "return", {"meta-learned": [summarise([1.0, 2.0])]}, {"meta-learned": np.ones((2, 1))}, [])))
         for split in ("test", "ood")
     ]
@@ -713,10 +713,30 @@ def test_two_evals_writing_eval_json_at_once_keep_both_splits(tmp_path, monkeypa
     assert set(json.loads(path.read_text())) == {"test", "ood"}
     # Where its lock cannot be made, the error names the file that cannot be updated, not the lock.
     with pytest.raises(OSError) as raised:
-        evaluate.write_evaluation(tmp_path / "gone" / "eval.json", evaluate.EvalResult(
+        evaluate.write_evaluation(tmp_path / "gone", evaluate.EvalResult(
             "test", 2, 0, "latest", 3, "return", {"meta-learned": [summarise([1.0, 2.0])]}, {}, []))
     assert raised.value.filename == str(tmp_path / "gone" / "eval.json")
 
+
+def test_an_eval_json_that_does_not_read_is_kept_aside_not_overwritten(tmp_path, capsys):
+    from metarl_cli.evaluate import EvalResult, write_evaluation
+    from metarl_cli.stats import summarise
+
+    def evaluation(split):
+        return EvalResult(split, 2, 0, "latest", 3, "return", {"meta-learned": [summarise([1.0, 2.0])]},
+                          {"meta-learned": np.ones((2, 1))}, [])
+
+    write_evaluation(tmp_path, evaluation("test"))
+    write_evaluation(tmp_path, evaluation("ood"))
+    assert set(json.loads((tmp_path / "eval.json").read_text())) == {"test", "ood"} and capsys.readouterr().err == ""
+    damaged = (tmp_path / "eval.json").read_bytes()[:-10]  # cut short: its splits' numbers are still there to recover
+    for foreign in (damaged, b'{"test": 3}'):
+        (tmp_path / "eval.json").write_bytes(foreign)
+        write_evaluation(tmp_path, evaluation("train"))
+        assert set(json.loads((tmp_path / "eval.json").read_text())) == {"train"}
+        assert "did not read as an evaluation metarl wrote; it is kept as eval.json.unreadable" in " ".join(capsys.readouterr().err.split())
+    assert (tmp_path / "eval.json.unreadable").read_bytes() == damaged  # the first kept, the second numbered beside it
+    assert (tmp_path / "eval.json.unreadable.2").read_bytes() == b'{"test": 3}'
 
 def test_eval_restores_the_checkpoint_asked_for_and_draws_the_splits_held_out_tasks(tmp_path, monkeypatch, capsys):
     from metarl_cli import evaluate
@@ -1313,7 +1333,7 @@ def test_eval_json_counts_every_diverged_task_and_holds_each_mean_and_interval(t
     fine = summarise([1.0, 2.0, 4.0])
     result = EvalResult("test", 3, 1, "latest", 1, "mse", {"meta-learned": [fine, two]},
                         {"meta-learned": np.array([[1.0, 1.0], [2.0, np.nan], [4.0, np.inf]])}, [], (1, 1))
-    write_evaluation(tmp_path / "eval.json", result)
+    write_evaluation(tmp_path, result)
     rows = json.loads((tmp_path / "eval.json").read_text())["test"]["methods"]["meta-learned"]
     mean, half = mean_ci95([1.0, 2.0, 4.0])
     assert rows[0] == {"after_steps": 0, "mean": mean, "ci95": half, "diverged": 0}
