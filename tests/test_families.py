@@ -136,10 +136,13 @@ def test_range_overrides_are_validated():
         ({"ood": {"force_mag": [[20, 16]]}}, "min > max"),
         ({"ood": {"force_mag": [[-1, 2]]}}, "must be positive"),
         ({"ood": {"force_mag": [[16, float("inf")]]}}, "must be finite"),
+        ({"ood": {"force_mag": [[1, 2], [1.5, 3]]}}, "ood ranges [1.0, 2.0] and [1.5, 3.0] for 'force_mag' overlap; give their union as one interval, [1.0, 3.0]"),
     ]
     for ranges, message in refused:
         with pytest.raises(UserError, match=re.escape(message)):
             get_family("cartpole-family", ranges)
+    touching = get_family("cartpole-family", {"ood": {"force_mag": [[1, 3], [3, 5]]}})  # sharing an end, not a stretch
+    assert dict((r.name, r.ood) for r in touching.ranges)["force_mag"] == ((1.0, 3.0), (3.0, 5.0))
 
 
 def test_is_regression_names_exactly_the_regression_families():

@@ -58,6 +58,11 @@ class ParamRange:
                     f"ood range [{lo}, {hi}] for '{self.name}' overlaps its train range [{t_lo}, {t_hi}]; "
                     f"set ranges.ood.{self.name} to intervals outside it"
                 )
+        for i, (a_lo, a_hi) in enumerate(self.ood):
+            for b_lo, b_hi in self.ood[i + 1:]:
+                if a_lo < b_hi and b_lo < a_hi:  # drawn by length, the shared part would come up twice as often
+                    raise UserError(f"ood ranges [{a_lo}, {a_hi}] and [{b_lo}, {b_hi}] for '{self.name}' overlap; "
+                                    f"give their union as one interval, [{min(a_lo, b_lo)}, {max(a_hi, b_hi)}]")
 
     def sample(self, key: jax.Array, n: int, split: str) -> jax.Array:
         """Uniform over the union of the split's intervals (weighted by their lengths)."""
