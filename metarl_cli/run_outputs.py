@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from metarl_cli.errors import UserError
-from metarl_cli.training.rundir import eval_command, is_run, load_run
+from metarl_cli.training.rundir import check_own_run, eval_command, is_run, load_run
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 # The training metrics a run can headline, with their labels in tables and plots; the first one a run logs is its headline.
@@ -65,10 +65,11 @@ def seed_curves(records: list[dict]) -> SeedCurves | None:
 def expand_runs(paths: list[Path]) -> list[Path]:
     """Run directories, with a directory of runs replaced by the runs at any depth below it (`runs/`
     holding single runs and a sweep's directory of them), sorted; a run named twice (or also inside
-    a named directory) counts once."""
+    a named directory) counts once; a UserError for a baseline a run keeps, named itself."""
     runs = []
     for path in paths:
         if (path / "manifest.json").is_file():
+            check_own_run(path)
             runs.append(path)
         elif path.is_dir() and (inner := runs_below(path)):
             runs.extend(inner)

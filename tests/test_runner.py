@@ -488,6 +488,24 @@ def test_a_resume_from_before_the_last_metrics_line_leaves_one_line_per_iteratio
     assert after == before  # the lines for 7 to 9 written again are the same run's
 
 
+def test_a_resume_says_where_the_metrics_lack_the_line_of_the_iteration_it_resumes_from(tmp_path, capsys):
+    """A kill cuts short only a line past the latest checkpoint, which the resume writes again; a
+    line of the checkpoint's own iteration that does not read was damaged, and the resume says so."""
+    algo, config = counting_algorithm(), MamlRLConfig(iterations=6, checkpoint_every=3, seeds=2)
+    train(algo, config, tmp_path, resume=False, show_progress=False)
+    longer = dataclasses.replace(config, iterations=9)
+    metrics = tmp_path / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(lines) + lines[-1][:20])  # a kill's cut line, past the checkpoint at 6
+    capsys.readouterr()
+    train(algo, longer, tmp_path, resume=True, show_progress=False)
+    assert "lacks" not in capsys.readouterr().err and len(metrics.read_text().splitlines()) == 18  # written again whole
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(lines[:-1]) + lines[-1][:20])  # iteration 9's line of seed 1 cut short, the checkpoint at 9 saved
+    train(algo, dataclasses.replace(config, iterations=12), tmp_path, resume=True, show_progress=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"note: {metrics} lacks lines for iteration 9, where the run resumes (damaged or edited)" in said, said
+
 def test_the_env_steps_rate_counts_every_seeds_steps(tmp_path):
     """Two seeds of one env step an iteration: env steps/s is twice iterations/s."""
     config = MamlRLConfig(iterations=4, chunk=2, seeds=2)

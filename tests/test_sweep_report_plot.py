@@ -305,6 +305,28 @@ def test_a_directory_stands_for_the_runs_at_any_depth_below_it_but_not_a_runs_ba
     assert expand_runs([tmp_path / "runs" / "sweep-maml", points[0]]) == [points[1], points[0]]
 
 
+def test_a_baseline_a_run_keeps_is_refused_when_named_as_a_run(tmp_path, cli):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=1, evaluated=False)
+    baseline = fake_run(run / "baselines" / "pretrained", seeds=1, iterations=1, evaluated=False)
+    before = sorted(p.name for p in baseline.rglob("*"))
+    for args in (["eval", str(baseline)], ["report", str(baseline), "-o", str(tmp_path / "rep")],
+                 ["plot", str(baseline), "-o", str(tmp_path / "curves.png")], ["train", "maml", "--resume", "-o", str(baseline)]):
+        code, out, err = cli(*args)
+        assert code == 2 and f"lies inside the run in {run}, where that run's eval keeps its baselines" in " ".join(err.split()), (args, err)
+    assert sorted(p.name for p in baseline.rglob("*")) == before  # no eval.json, lock or nested baseline written in the cache
+    assert not (tmp_path / "rep.csv").exists() and not (tmp_path / "curves.png").exists()
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_report_and_plot_name_the_metrics_lines_they_leave_out(tmp_path, cli, command):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=3, evaluated=True)
+    out = ["-o", str(tmp_path / ("rep" if command == "report" else "curves.png"))]
+    code, _, err = cli(command, str(run), *out)
+    assert code == 0 and "metrics.jsonl" not in err, err
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"iteration": 4, "post_re\n[1, 2]\n\n')  # a line cut short, one of another tool; blank lines are no lines
+    code, _, err = cli(command, str(run), *out)
+    assert code == 0 and f"note: {run / 'metrics.jsonl'}: 2 lines that metarl did not write whole (cut short, or edited) left out of the {command}" in " ".join(err.split()), err
+
 def test_report_pools_seeds_and_tasks(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
     files = {path: path.read_bytes() if path.is_file() else None for path in run.rglob("*")}

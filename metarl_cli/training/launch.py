@@ -19,8 +19,8 @@ from metarl_cli.devices import uneven_split_note
 from metarl_cli.errors import UserError
 from metarl_cli.evaluate import baselines_of
 from metarl_cli.families import family_for
-from metarl_cli.training.rundir import (check_new, check_unheld, claim_default_run_dir, command_line, default_run_dir, first_free, holding,
-                                        load_run, prepare_new, record_resume, write_manifest)
+from metarl_cli.training.rundir import (check_new, check_own_run, check_unheld, claim_default_run_dir, command_line, default_run_dir,
+                                        first_free, holding, load_run, prepare_new, record_resume, write_manifest)
 from metarl_cli.training.runner import check_resume
 
 
@@ -69,6 +69,7 @@ def plan_training(algo: str, *, env: Optional[str], config_file: Optional[Path],
         if run_dir is None:
             raise UserError("--resume needs --run-dir naming the run to continue")
         saved_algo, saved, _ = load_run(run_dir)
+        check_own_run(run_dir)
         if saved_algo != algo:
             raise UserError(f"{run_dir} is a '{saved_algo}' run, not '{algo}'")
         config = resumed_config(saved, env, config_file, overrides)

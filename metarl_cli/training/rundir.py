@@ -88,7 +88,7 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
     reason = unwritable(run_dir)
     if reason:
         raise UserError(f"{run_dir} cannot be made: {reason}; choose another --run-dir")
-    outer = next((folder for folder in run_dir.absolute().parents if is_run(folder)), None)
+    outer = outer_run(run_dir)
     if outer is not None:
         raise UserError(f"{run_dir} is inside the run in {outer}, which report and plot would read without it; choose another --run-dir")
     if not run_dir.exists() and run_dir.parent.is_dir():
@@ -109,6 +109,21 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
             raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
         return True
     return False
+
+
+def outer_run(path: Path) -> Path | None:
+    """The run that `path` lies inside (where an eval keeps the run's baselines), or None."""
+    return next((folder for folder in path.absolute().parents if is_run(folder)), None)
+
+
+def check_own_run(run_dir: Path) -> None:
+    """A UserError where the run in `run_dir` lies inside another run: a baseline that run's eval trains
+    and keeps there, scored beside it, not a run of its own to evaluate, resume or report (an eval of
+    it would write inside that cache)."""
+    outer = outer_run(run_dir)
+    if outer is not None:
+        raise UserError(f"{run_dir} lies inside the run in {outer}, where that run's eval keeps its baselines: "
+                        f"it is not a run of its own; name {outer}")
 
 
 # What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay,
@@ -180,11 +195,12 @@ def holding(run_dir: Path, wait: bool = False):
 
 @contextmanager
 def evaluating(run_dir: Path):
-    """Within the block (an eval of the run in `run_dir`, a metarl run: a UserError where it is not),
+    """Within the block (an eval of the run in `run_dir`, a metarl run of its own: a UserError where it is not),
     `--overwrite` refuses to replace the run. A shared lock on RUN/.eval.lock, so that evals of one
     run go on side by side; none on a run where it cannot be made (a read-only disk), which nothing
     can replace either."""
     load_run(run_dir)  # before the lock file: never one in a directory that is not a run
+    check_own_run(run_dir)
     try:
         fd = lock(run_dir / EVAL_LOCK, shared=True)
     except OSError:
@@ -292,24 +308,30 @@ class MetricsLog:
     def __init__(self, path: Path):
         self.path = path
 
-    def truncate_after(self, iteration: int) -> None:
+    def truncate_after(self, iteration: int) -> int:
         """Drop the lines past `iteration` (and any not metarl's, such as one cut short by a kill);
-        the file is replaced whole, and left alone where there is nothing to drop."""
-        if not self.path.exists():
-            return
-        lines = self.path.read_text(errors="replace").splitlines()
+        the file is replaced whole, and left alone where there is nothing to drop. Returns how many
+        lines it keeps for `iteration` itself (one a seed, where none was damaged)."""
+        lines = self._lines()
         kept = [r for r in _metrics_records(lines) if r["iteration"] <= iteration]
         if len(kept) < len(lines):
             write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        return sum(r["iteration"] == iteration for r in kept)
 
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return _metrics_records(self.path.read_text(errors="replace").splitlines())
+        return _metrics_records(self._lines())
+
+    def foreign_lines(self) -> int:
+        """How many of its lines `read` leaves out: cut short by a kill, or written by hand."""
+        lines = [line for line in self._lines() if line.strip()]
+        return len(lines) - len(_metrics_records(lines))
+
+    def _lines(self) -> list[str]:
+        return self.path.read_text(errors="replace").splitlines() if self.path.exists() else []
 
 
 def _metrics_records(lines: list[str]) -> list[dict]:

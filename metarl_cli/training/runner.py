@@ -264,7 +264,10 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
         say(f"resuming {run_dir} from iteration {start}")
     elif resume:
         say(f"{run_dir} has no complete checkpoint: starting it again from iteration 0")
-    log.truncate_after(start)
+    lines_at_start = log.truncate_after(start)
+    if start and lines_at_start < config.seeds:  # a kill cuts short only a line past the latest checkpoint: damaged or edited
+        say(f"note: {log.path} lacks {'a line' if config.seeds == 1 else 'lines'} for iteration {start}, where the run resumes "
+            "(damaged or edited); its curves and report will lack what they held")
     mesh = seed_mesh(config.seeds)
     if mesh is not None:
         state = jax.device_put(state, NamedSharding(mesh, P("seed")))
