@@ -125,7 +125,7 @@ def _folders_made_for_a_moment(path: Path):
         for folder in reversed(list(itertools.takewhile(lambda p: not p.exists(), path.parents))):
             try:
                 folder.mkdir()
-            except FileExistsError:  # made meanwhile by another process: theirs
+            except FileExistsError:  # made meanwhile by another process (theirs), or a link to nothing (the open says so)
                 continue
             made.append(folder)
         yield

@@ -265,8 +265,7 @@ def _draw_adaptation(ax, score: str, trial: bool, results, stands: dict[Path, tu
     (on `family`, named in the title where given). Each series is shifted a little sideways (within
     `DODGE`) so that intervals at one k stay apart. The label of a method that scored the run's own
     checkpoint says, as report's rows do, which checkpoint that was where it was not the finished run's
-    latest (`checkpoint_note`; the run standing at the later of its last logged iteration and that
-    checkpoint's, of its iterations, from `stands`)."""
+    latest (`checkpoint_note`, from the last iteration the run logged and its iterations, `stands`)."""
     series = [(run, split, result, *line) for run, (split, result) in results.items() for line in adaptation_series(result)]
     ticks = set()
     for i, (run, split, result, method, seeds, ks, mean, half) in enumerate(series):
@@ -274,7 +273,7 @@ def _draw_adaptation(ax, score: str, trial: bool, results, stands: dict[Path, tu
         ticks.update(x.astype(int).tolist())
         shift = DODGE * ((i + 0.5) / len(series) - 0.5)
         logged, iterations = stands[run]
-        note = checkpoint_note(result, max(logged, result.get("iteration") or 0), iterations) if method in checkpointed_methods(result) else ""
+        note = checkpoint_note(result, logged, iterations) if method in checkpointed_methods(result) else ""
         label = f"{method} ({seeds} seeds, {split}){note}" if seeds > 1 else f"{method} ({split}){note}"
         label = f"{names[run]}: {label}" if names else label
         if gaps := x[np.isnan(mean)].astype(int).tolist():

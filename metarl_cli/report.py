@@ -34,7 +34,6 @@ from metarl_cli.run_outputs import (RunOutputs, checkpoint_note, checkpointed_me
                                     unfinished_note)
 from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
 from metarl_cli.tables import score_label
-from metarl_cli.training.checkpoint import Checkpoints
 from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.progress import say
 from metarl_cli.training.rundir import MetricsLog
@@ -64,13 +63,7 @@ def run_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
     """The run's training row and its evaluations' rows (at adaptation step `step`; None: the last evaluated)."""
     records = MetricsLog(run.path / "metrics.jsonl").read()
     done = max((r["iteration"] for r in records), default=0)
-    return [*_training_rows(run, records, done), *_eval_rows(run, step)]
-
-
-def _latest_checkpoint(run_dir: Path) -> int:
-    """The iteration of the run's latest complete checkpoint (0: none), what an eval of "latest" scores."""
-    with Checkpoints(run_dir, 1, create=False) as checkpoints:
-        return checkpoints.step() or 0
+    return [*_training_rows(run, records, done), *_eval_rows(run, step, done)]
 
 
 def _training_rows(run: RunOutputs, records: list[dict], done: int) -> list[ReportRow]:
@@ -100,15 +93,14 @@ def _training_rows(run: RunOutputs, records: list[dict], done: int) -> list[Repo
                       mean - half, mean + half)]
 
 
-def _eval_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
+def _eval_rows(run: RunOutputs, step: int | None, done: int) -> list[ReportRow]:
     """A row per method and metric of each split the run's evaluation (eval.json) holds, the rows of
     the methods that score the run's checkpoint (eval.json's `checkpointed`; every row, in an
-    eval.json written before it kept them) noting which checkpoint that was (`checkpoint_note`),
-    the baselines' rows not."""
+    eval.json written before it kept them) noting which checkpoint that was (`checkpoint_note`, the
+    run standing where its training row does, at `done`), the baselines' rows not."""
     # For an eval.json written before it recorded whether the run adapts (Algorithm.adapts, which
     # eval writes): of the algorithms then, DQN alone did not.
     adapts = not isinstance(run.config, DqnConfig)
-    latest = _latest_checkpoint(run.path)
     rows = []
     for split, result in sorted(run.evaluation.items()):
         per_task = result["per_task"]
@@ -119,7 +111,7 @@ def _eval_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
         else:  # evaluated to fewer steps than --step: the other splits and runs are still reported
             say(f"{run.path}: its '{split}' evaluation went to k = {result['steps']}, not {step}: left out of the report")
             continue
-        note = checkpoint_note(result, latest, run.config.iterations)
+        note = checkpoint_note(result, done, run.config.iterations)
         checkpointed = checkpointed_methods(result)
         for method, by_seed in scores_by_method(per_task).items():
             for metric, select in metrics:

@@ -65,11 +65,12 @@ def seed_curves(records: list[dict]) -> SeedCurves | None:
 def expand_runs(paths: list[Path]) -> list[Path]:
     """Run directories, with a directory of runs replaced by the runs at any depth below it (`runs/`
     holding single runs and a sweep's directory of them), sorted; a run named twice (or also inside
-    a named directory) counts once; a UserError for a baseline a run keeps, named itself."""
+    a named directory) counts once; a UserError for a path inside a run (the baselines it keeps)."""
     runs = []
     for path in paths:
-        if (path / "manifest.json").is_file():
+        if path.is_dir():
             check_own_run(path)
+        if (path / "manifest.json").is_file():
             runs.append(path)
         elif path.is_dir() and (inner := runs_below(path)):
             runs.extend(inner)
@@ -135,7 +136,7 @@ def stored_evaluation(run_dir: Path) -> dict:
     path = run_dir / "eval.json"
     if not path.is_file():
         return {}
-    anew = f"`{eval_command(run_dir)}` writes a new one, keeping this one beside it as eval.json.unreadable"
+    anew = f"`{eval_command(run_dir)}` writes a new one, keeping this one beside it as eval.json.unreadable (or .2, .3 where taken)"
     try:
         evaluation = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -192,13 +193,15 @@ def unfinished_note(done: int, iterations: int) -> str:
     return f" at iteration {done} of {iterations} (unfinished)"
 
 
-def checkpoint_note(result: dict, latest: int, iterations: int) -> str:
-    """What an evaluation's checkpointed methods add about the checkpoint it scored, where the run now
-    stands at iteration `latest` of its `iterations`: an evaluation of the latest checkpoint made before
-    the run went further says at which iteration it was made; one of a run that had not done its
+def checkpoint_note(result: dict, logged: int, iterations: int) -> str:
+    """What an evaluation's checkpointed methods add about the checkpoint it scored, where the run
+    stands at the later of that checkpoint and the last iteration it logged (`logged`, as its training
+    row and curve stand), of its `iterations`: an evaluation of the latest checkpoint made before the
+    run went further says at which iteration it was made; one of a run that had not done its
     `iterations` says so; one of the best checkpoint says so, which iteration that was, and, while the
     run is unfinished, where it stands."""
     checkpoint, at = result.get("checkpoint"), result.get("iteration")
+    latest = max(logged, at or 0)
     if checkpoint == "latest" and at is not None and at < latest:
         return f" (evaluated at iteration {at}; the run is at {latest})"
     if checkpoint == "latest" and at is not None and at < iterations:

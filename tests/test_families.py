@@ -1,5 +1,6 @@
 """Task families: derived physics fields, disjoint splits, tasks fixed across auto-resets, ranges."""
 
+import dataclasses
 import re
 
 import jax
@@ -136,13 +137,24 @@ def test_range_overrides_are_validated():
         ({"ood": {"force_mag": [[20, 16]]}}, "min > max"),
         ({"ood": {"force_mag": [[-1, 2]]}}, "must be positive"),
         ({"ood": {"force_mag": [[16, float("inf")]]}}, "must be finite"),
-        ({"ood": {"force_mag": [[1, 2], [1.5, 3]]}}, "ood ranges [1.0, 2.0] and [1.5, 3.0] for 'force_mag' overlap; give their union as one interval, [1.0, 3.0]"),
     ]
     for ranges, message in refused:
         with pytest.raises(UserError, match=re.escape(message)):
             get_family("cartpole-family", ranges)
-    touching = get_family("cartpole-family", {"ood": {"force_mag": [[1, 3], [3, 5]]}})  # sharing an end, not a stretch
-    assert dict((r.name, r.ood) for r in touching.ranges)["force_mag"] == ((1.0, 3.0), (3.0, 5.0))
+
+
+def test_a_new_run_refuses_ood_intervals_that_overlap_but_an_older_run_with_them_still_builds_its_family():
+    from metarl_cli.config import resolve_config
+    from metarl_cli.families import family_for
+
+    chained = "ranges.ood.force_mag=[[1, 2], [1.5, 3], [2.5, 4], [16, 18]]"
+    with pytest.raises(UserError, match=re.escape("ood ranges [1.0, 2.0] and [1.5, 3.0] for 'force_mag' overlap; "
+                                                  "give intervals apart, such as their union: [[1.0, 4.0], [16.0, 18.0]]")):
+        resolve_config("maml", None, None, [chained])
+    touching = resolve_config("maml", None, None, ["ranges.ood.force_mag=[[1, 3], [3, 5]]"])  # sharing an end, not a stretch
+    assert dict((r.name, r.ood) for r in family_for(touching).ranges)["force_mag"] == ((1.0, 3.0), (3.0, 5.0))
+    older = dataclasses.replace(touching, ranges={"ood": {"force_mag": [[1, 2], [1.5, 3]]}})  # as a config.toml written before
+    assert dict((r.name, r.ood) for r in family_for(older).ranges)["force_mag"] == ((1.0, 2.0), (1.5, 3.0))
 
 
 def test_is_regression_names_exactly_the_regression_families():

@@ -506,6 +506,29 @@ def test_a_resume_says_where_the_metrics_lack_the_line_of_the_iteration_it_resum
     said = " ".join(capsys.readouterr().err.split())
     assert f"note: {metrics} lacks lines for iteration 9, where the run resumes (damaged or edited)" in said, said
 
+def test_a_ctrl_c_among_a_chunks_metrics_lines_saves_the_chunk_before(tmp_path, monkeypatch):
+    """A second Ctrl-C stops at once, also between two seeds' lines: the checkpoint it saves is of the
+    last chunk whose lines are all written, so that the resume writes the cut chunk's lines again."""
+    from metarl_cli.training.rundir import MetricsLog
+
+    algo, config = counting_algorithm(), MamlRLConfig(iterations=6, chunk=1, checkpoint_every=3, seeds=2)
+    append = MetricsLog.append
+
+    def cut_at_iteration_3_seed_1(log, record):
+        if (record["iteration"], record["seed"]) == (3, 1):
+            raise KeyboardInterrupt
+        append(log, record)
+
+    monkeypatch.setattr(MetricsLog, "append", cut_at_iteration_3_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(algo, config, tmp_path, resume=False, show_progress=False)
+    with Checkpoints(tmp_path, 5) as ckpt:
+        assert ckpt.step() == 2
+    monkeypatch.setattr(MetricsLog, "append", append)
+    train(algo, config, tmp_path, resume=True, show_progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["iteration"], r["seed"]) for r in lines) == [(i, s) for i in range(1, 7) for s in (0, 1)]
+
 def test_the_env_steps_rate_counts_every_seeds_steps(tmp_path):
     """Two seeds of one env step an iteration: env steps/s is twice iterations/s."""
     config = MamlRLConfig(iterations=4, chunk=2, seeds=2)

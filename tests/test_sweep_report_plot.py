@@ -305,16 +305,23 @@ def test_a_directory_stands_for_the_runs_at_any_depth_below_it_but_not_a_runs_ba
     assert expand_runs([tmp_path / "runs" / "sweep-maml", points[0]]) == [points[1], points[0]]
 
 
-def test_a_baseline_a_run_keeps_is_refused_when_named_as_a_run(tmp_path, cli):
-    run = fake_run(tmp_path / "run", seeds=1, iterations=1, evaluated=False)
+def test_a_baseline_a_run_keeps_is_refused_when_named_as_a_run(tmp_path, cli, monkeypatch):
+    run = fake_run(tmp_path / "run", seeds=1, iterations=1, evaluated=True)
     baseline = fake_run(run / "baselines" / "pretrained", seeds=1, iterations=1, evaluated=False)
+    (tmp_path / "link").symlink_to(baseline)
     before = sorted(p.name for p in baseline.rglob("*"))
-    for args in (["eval", str(baseline)], ["report", str(baseline), "-o", str(tmp_path / "rep")],
-                 ["plot", str(baseline), "-o", str(tmp_path / "curves.png")], ["train", "maml", "--resume", "-o", str(baseline)]):
-        code, out, err = cli(*args)
-        assert code == 2 and f"lies inside the run in {run}, where that run's eval keeps its baselines" in " ".join(err.split()), (args, err)
+    for named in (baseline, run / "baselines", tmp_path / "link"):  # itself, the folder of them (read by report and plot), a link
+        for args in (["report", str(named), "-o", str(tmp_path / "rep")], ["plot", str(named), "-o", str(tmp_path / "curves.png")],
+                     *([["eval", str(named)], ["train", "maml", "--resume", "-o", str(named)]] if named != run / "baselines" else [])):
+            code, out, err = cli(*args)
+            assert code == 2 and f"lies inside the run in {run}, where that run's eval keeps its baselines" in " ".join(err.split()), (args, err)
     assert sorted(p.name for p in baseline.rglob("*")) == before  # no eval.json, lock or nested baseline written in the cache
     assert not (tmp_path / "rep.csv").exists() and not (tmp_path / "curves.png").exists()
+    # From inside a run, another run named through `..` is a run of its own.
+    fake_run(tmp_path / "other", seeds=1, iterations=1, evaluated=True)
+    monkeypatch.chdir(run)
+    code, out, err = cli("report", "../other", "-o", "../rep")
+    assert code == 0 and (tmp_path / "rep.csv").exists(), err
 
 @pytest.mark.parametrize("command", ["report", "plot"])
 def test_report_and_plot_name_the_metrics_lines_they_leave_out(tmp_path, cli, command):
@@ -621,15 +628,17 @@ def test_seed_curves_carry_each_seeds_latest_value_into_every_later_iteration_it
 
 
 @pytest.mark.parametrize("checkpoint, evaluated_at, planned, note", [
-    ("latest", 3, 10, " (evaluated at iteration 3; the run is at 5)"),
-    ("latest", 5, 10, " at iteration 5 of 10 (unfinished)"),
-    ("best", 3, 10, " (best checkpoint, iteration 3; the run, unfinished, is at 5 of 10)"),
-    ("best", 3, 5, " (best checkpoint, iteration 3)"),
-    ("latest", 5, 5, "")])
+    ("latest", 3, 10, " (evaluated at iteration 3; the run is at 7)"),
+    ("latest", 7, 10, " at iteration 7 of 10 (unfinished)"),
+    ("best", 3, 10, " (best checkpoint, iteration 3; the run, unfinished, is at 7 of 10)"),
+    ("best", 3, 7, " (best checkpoint, iteration 3)"),
+    ("latest", 7, 7, "")])
 def test_plot_and_report_say_alike_which_checkpoint_an_evaluation_scored(tmp_path, checkpoint, evaluated_at, planned, note):
-    run = fake_run(tmp_path / "run", seeds=1, iterations=5, evaluated=False, planned=planned)  # logged to 5, saved there
-    with Checkpoints(run, 2) as checkpoints:
-        checkpoints.save(5, {"params": np.zeros(2)}, 0.0)
+    # Logged to 7, its checkpoints elsewhere (a copy without them; a run saving every few chunks stands where it logged too).
+    run = fake_run(tmp_path / "run", seeds=1, iterations=7, evaluated=False, planned=planned)
+    rows = {row.method: row.metric for row in run_rows(read_run(run), step=None)}
+    assert rows["training"] == ("return after adaptation at iteration 7 of 10 (unfinished)" if planned == 10
+                                else "final return after adaptation")  # where the eval rows say it stands
     write_eval(run, {"meta-learned": [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]], "random init": [[0.0] * 4, [0.5] * 4]},
                iteration=evaluated_at, checkpoint=checkpoint, checkpointed=["meta-learned"])
     rows = {row.method: row.metric for row in run_rows(read_run(run), step=None) if row.split == "test"}

@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from metarl_cli.errors import UserError
-from metarl_cli.families.base import SPLITS, Family, ParamRange, TaskDistribution, per_task, task_count
+from metarl_cli.families.base import SPLITS, Family, ParamRange, TaskDistribution, check_ood_apart, per_task, task_count
 from metarl_cli.families.regression import RegressionFamily
 
 # name -> (module in metarl_cli.families, the function there that builds the family)
@@ -62,4 +62,5 @@ def family_for(config) -> TaskDistribution:
     return dataclasses.replace(family, horizon=horizon) if horizon else family
 
 
-__all__ = ["Family", "RegressionFamily", "TaskDistribution", "ParamRange", "SPLITS", "FAMILY_NAMES", "get_family", "family_for", "is_regression", "per_task", "task_count"]
+__all__ = ["Family", "RegressionFamily", "TaskDistribution", "ParamRange", "SPLITS", "FAMILY_NAMES", "get_family", "family_for", "is_regression", "per_task", "task_count",
+           "check_ood_apart"]

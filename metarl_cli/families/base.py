@@ -58,11 +58,21 @@ class ParamRange:
                     f"ood range [{lo}, {hi}] for '{self.name}' overlaps its train range [{t_lo}, {t_hi}]; "
                     f"set ranges.ood.{self.name} to intervals outside it"
                 )
+
+    def check_ood_apart(self) -> None:
+        """A UserError where two of the ood intervals overlap: drawn by length, the stretch they share
+        would come up twice as often as the rest. Checked for new runs (`check_ood_apart`)."""
         for i, (a_lo, a_hi) in enumerate(self.ood):
             for b_lo, b_hi in self.ood[i + 1:]:
-                if a_lo < b_hi and b_lo < a_hi:  # drawn by length, the shared part would come up twice as often
+                if a_lo < b_hi and b_lo < a_hi:
+                    union = []
+                    for lo, hi in sorted(self.ood):
+                        if union and lo < union[-1][1]:
+                            union[-1][1] = max(union[-1][1], hi)
+                        else:
+                            union.append([lo, hi])
                     raise UserError(f"ood ranges [{a_lo}, {a_hi}] and [{b_lo}, {b_hi}] for '{self.name}' overlap; "
-                                    f"give their union as one interval, [{min(a_lo, b_lo)}, {max(a_hi, b_hi)}]")
+                                    f"give intervals apart, such as their union: {union}")
 
     def sample(self, key: jax.Array, n: int, split: str) -> jax.Array:
         """Uniform over the union of the split's intervals (weighted by their lengths)."""
@@ -78,6 +88,13 @@ class ParamRange:
             pick = jax.random.choice(k_pick, len(ivals), (n,), p=weights)
         u = jax.random.uniform(k_val, (n,))
         return lo[pick] + u * width[pick]
+
+
+def check_ood_apart(family) -> None:
+    """A UserError where a parameter of `family` has ood intervals that overlap (`ParamRange.check_ood_apart`):
+    for new runs only, so that a run made before the check still evaluates and resumes on its ranges."""
+    for param in getattr(family, "ranges", ()):
+        param.check_ood_apart()
 
 
 class TaskDistribution:

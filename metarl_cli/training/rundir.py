@@ -112,14 +112,15 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
 
 
 def outer_run(path: Path) -> Path | None:
-    """The run that `path` lies inside (where an eval keeps the run's baselines), or None."""
-    return next((folder for folder in path.absolute().parents if is_run(folder)), None)
+    """The run that `path` lies inside (where an eval keeps the run's baselines), or None; `..` and
+    links resolved first, so that `../b` from inside a run is not taken to lie inside it."""
+    return next((folder for folder in path.resolve().parents if is_run(folder)), None)
 
 
 def check_own_run(run_dir: Path) -> None:
-    """A UserError where the run in `run_dir` lies inside another run: a baseline that run's eval trains
-    and keeps there, scored beside it, not a run of its own to evaluate, resume or report (an eval of
-    it would write inside that cache)."""
+    """A UserError where `run_dir` lies inside a run: a baseline that run's eval trains and keeps
+    there (or the folder of them), scored beside it, not a run of its own to evaluate, resume or
+    report (an eval of it would write inside that cache)."""
     outer = outer_run(run_dir)
     if outer is not None:
         raise UserError(f"{run_dir} lies inside the run in {outer}, where that run's eval keeps its baselines: "

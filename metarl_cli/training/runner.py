@@ -319,12 +319,13 @@ def _train(algo: Algorithm, config, run_dir: Path, resume: bool, show_progress: 
                 previous, done = done, done + n
                 summary = algo.summary(chunk_metrics)
                 score = _seed_mean(summary[algo.ranking_metric])
-                latest = (done, state, sign * score if np.isfinite(score) else -np.inf)
                 counts = {"iteration": done}
                 if algo.env_steps_per_iteration:
                     counts["env_steps"] = algo.env_steps_after(done)  # per seed
                 for record in records(summary, config, counts):
                     log.append(record)
+                # After its lines: a Ctrl-C among them saves the chunk before, whose lines are all written.
+                latest = (done, state, sign * score if np.isfinite(score) else -np.inf)
                 if done // config.checkpoint_every > previous // config.checkpoint_every or done == config.iterations:
                     c0 = time.perf_counter()
                     checkpoints.save(*latest)
