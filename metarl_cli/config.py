@@ -625,9 +625,6 @@ def resolve_config(algo: str, env: str | None, config_file: Path | None, overrid
     values["env"] = chosen_env
     config = build_config(algo, values)
     config.check_length()
-    from metarl_cli.families import check_ood_apart, family_for
-
-    check_ood_apart(family_for(config))
     return config
 
 

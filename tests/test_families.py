@@ -143,18 +143,19 @@ def test_range_overrides_are_validated():
             get_family("cartpole-family", ranges)
 
 
-def test_a_new_run_refuses_ood_intervals_that_overlap_but_an_older_run_with_them_still_builds_its_family():
+def test_a_new_run_refuses_ood_intervals_that_overlap_but_an_older_run_with_them_still_builds_its_family(cli, tmp_path):
     from metarl_cli.config import resolve_config
     from metarl_cli.families import family_for
 
     chained = "ranges.ood.force_mag=[[1, 2], [1.5, 3], [2.5, 4], [16, 18]]"
-    with pytest.raises(UserError, match=re.escape("ood ranges [1.0, 2.0] and [1.5, 3.0] for 'force_mag' overlap; "
-                                                  "give intervals apart, such as their union: [[1.0, 4.0], [16.0, 18.0]]")):
-        resolve_config("maml", None, None, [chained])
-    touching = resolve_config("maml", None, None, ["ranges.ood.force_mag=[[1, 3], [3, 5]]"])  # sharing an end, not a stretch
-    assert dict((r.name, r.ood) for r in family_for(touching).ranges)["force_mag"] == ((1.0, 3.0), (3.0, 5.0))
-    older = dataclasses.replace(touching, ranges={"ood": {"force_mag": [[1, 2], [1.5, 3]]}})  # as a config.toml written before
-    assert dict((r.name, r.ood) for r in family_for(older).ranges)["force_mag"] == ((1.0, 2.0), (1.5, 3.0))
+    code, _, err = cli("train", "maml", "--set", chained, "--dry-run", "-o", str(tmp_path / "run"))
+    assert code == 2 and ("ood ranges [1.0, 2.0] and [1.5, 3.0] for 'force_mag' overlap; give intervals apart, such as their "
+                          "union: [[1.0, 4.0], [16.0, 18.0]]") in " ".join(err.split()), err
+    touching = "ranges.ood.force_mag=[[1, 3], [3, 5]]"  # sharing an end, not a stretch
+    code, _, err = cli("train", "maml", "--set", touching, "--dry-run", "-o", str(tmp_path / "run"))
+    assert code == 0, err
+    older = dataclasses.replace(resolve_config("maml", None, None, []), ranges={"ood": {"force_mag": [[1, 2], [1.5, 3]]}})
+    assert dict((r.name, r.ood) for r in family_for(older).ranges)["force_mag"] == ((1.0, 2.0), (1.5, 3.0))  # as a config.toml before
 
 
 def test_is_regression_names_exactly_the_regression_families():

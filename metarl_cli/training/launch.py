@@ -18,7 +18,7 @@ from metarl_cli.config import parse_override, resolve_config, resumed_config, wr
 from metarl_cli.devices import uneven_split_note
 from metarl_cli.errors import UserError
 from metarl_cli.evaluate import baselines_of
-from metarl_cli.families import family_for
+from metarl_cli.families import check_ood_apart, family_for
 from metarl_cli.training.rundir import (check_new, check_own_run, check_unheld, claim_default_run_dir, command_line, default_run_dir,
                                         first_free, holding, load_run, prepare_new, record_resume, write_manifest)
 from metarl_cli.training.runner import check_resume
@@ -75,8 +75,10 @@ def plan_training(algo: str, *, env: Optional[str], config_file: Optional[Path],
         config = resumed_config(saved, env, config_file, overrides)
     else:
         config = resolve_config(algo, env, config_file, overrides)
-    start_for_training(algo, config)
+    start_for_training(algo, config)  # before anything starts JAX, as building a family does
     family = family_for(config)
+    if not resume:  # a run made before the check keeps the ranges it trained on
+        check_ood_apart(family)
     algorithm = make_algorithm(algo, config, family)
     where = run_dir or default_run_dir(algo, config.env)
     done, replaces = 0, False
