@@ -237,13 +237,12 @@ def _runs_to_read(paths: list[Path], what: str) -> list[RunOutputs]:
     directory are left out of the report or plot, and why, and which lines of a run's metrics.jsonl
     are left out of it (a line cut short leaves a run's curve, or its last iteration, short)."""
     from metarl_cli.run_outputs import readable_runs
-    from metarl_cli.training.rundir import MetricsLog
 
     runs, damaged = readable_runs(paths)
     for run, error in damaged:
         say(f"{run} left out of the {what}: {error}")
     for run in runs:
-        if foreign := MetricsLog(run.path / "metrics.jsonl").foreign_lines():
+        if foreign := run.unread_metrics_lines:
             say(f"note: {run.path / 'metrics.jsonl'}: {foreign} line{'s' if foreign > 1 else ''} that metarl did not write "
                 f"whole (cut short, or edited) left out of the {what}")
     return runs

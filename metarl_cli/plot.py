@@ -42,7 +42,6 @@ from metarl_cli.files import check_writable, output_file, writing  # noqa: E402
 from metarl_cli.run_outputs import (RunOutputs, checkpoint_note, checkpointed_methods, metric_label,  # noqa: E402
                                     scores_by_method, seed_curves)
 from metarl_cli.stats import mean_ci95  # noqa: E402
-from metarl_cli.training.rundir import MetricsLog  # noqa: E402
 
 # A learning panel's x label by algorithm (others: the meta-iteration); its runs share an x and a y (`learning_axes`).
 X_LABELS = {"dqn": "iteration (train_every env steps, then a gradient step once learning starts)", "rl2": "iteration (one PPO update on a batch of trials)"}
@@ -67,10 +66,10 @@ class LearningCurve(NamedTuple):
     values: np.ndarray  # (iterations, seeds): what each seed logged, its latest value where it logged none
 
 
-def learning_curve(run_dir: Path) -> LearningCurve | None:
-    """A run's learning curve from the first iteration at which every seed has logged a value
-    (`run_outputs.seed_curves`), or None before it."""
-    curves = seed_curves(MetricsLog(run_dir / "metrics.jsonl").read())
+def learning_curve(records: list[dict]) -> LearningCurve | None:
+    """A run's learning curve from its metrics lines (`RunOutputs.metrics`), from the first iteration at
+    which every seed has logged a value (`run_outputs.seed_curves`), or None before it."""
+    curves = seed_curves(records)
     if curves is None:
         return None
     mean, half = mean_ci95(curves.values, axis=1)
@@ -126,7 +125,7 @@ def draw_runs(runs: list[RunOutputs]):
     families = {}
     for run in runs:
         families[run.path] = run.config.env
-        if curve := learning_curve(run.path):
+        if curve := learning_curve(run.metrics):
             learning[(*learning_axes(run.algo, curve.metric), run.config.env)][run.path] = curve
     paths = [run.path for run in runs]
     evaluations = {run.path: run.evaluation for run in runs if run.evaluation}
@@ -137,7 +136,8 @@ def draw_runs(runs: list[RunOutputs]):
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
     kinds = shown_results(evaluations, families)
-    stands = {run.path: (_logged_to(run.path), run.config.iterations) for run in runs if run.evaluation}
+    stands = {run.path: (max((r["iteration"] for r in run.metrics), default=0), run.config.iterations)
+              for run in runs if run.evaluation}  # the last iteration each logged, where a label says it stands
     named = len({families[run] for run in with_curve | set(evaluations)}) > 1  # titles name the families where the figure has several
     panels = len(learning) + len(kinds)
     columns = min(2, panels)
@@ -154,11 +154,6 @@ def draw_runs(runs: list[RunOutputs]):
     for ax, ((score, trial, family), results) in zip(axes[len(learning):], kinds.items()):
         _draw_adaptation(ax, score, trial, results, stands, names, family if named else None)
     return fig, undrawn
-
-
-def _logged_to(run_dir: Path) -> int:
-    """The last iteration the run logged in metrics.jsonl (0: none), where a plot says it stands."""
-    return max((record["iteration"] for record in MetricsLog(run_dir / "metrics.jsonl").read()), default=0)
 
 
 def run_names(runs: list[Path]) -> dict[Path, str]:

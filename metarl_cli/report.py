@@ -36,7 +36,6 @@ from metarl_cli.stats import diverged_count, mean_ci95, summarise_table
 from metarl_cli.tables import score_label
 from metarl_cli.training.final_returns import final_returns
 from metarl_cli.training.progress import say
-from metarl_cli.training.rundir import MetricsLog
 
 
 class ReportRow(NamedTuple):
@@ -61,9 +60,8 @@ Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
 
 def run_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
     """The run's training row and its evaluations' rows (at adaptation step `step`; None: the last evaluated)."""
-    records = MetricsLog(run.path / "metrics.jsonl").read()
-    done = max((r["iteration"] for r in records), default=0)
-    return [*_training_rows(run, records, done), *_eval_rows(run, step, done)]
+    done = max((r["iteration"] for r in run.metrics), default=0)
+    return [*_training_rows(run, run.metrics, done), *_eval_rows(run, step, done)]
 
 
 def _training_rows(run: RunOutputs, records: list[dict], done: int) -> list[ReportRow]:

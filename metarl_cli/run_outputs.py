@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from metarl_cli.errors import UserError
-from metarl_cli.training.rundir import check_own_run, eval_command, is_run, load_run
+from metarl_cli.training.rundir import MetricsLog, check_own_run, eval_command, is_run, load_run
 
 SEED_SUFFIX = re.compile(r" \(seed (\d+)\)$")
 # The training metrics a run can headline, with their labels in tables and plots; the first one a run logs is its headline.
@@ -84,18 +84,20 @@ def expand_runs(paths: list[Path]) -> list[Path]:
 
 
 class RunOutputs(NamedTuple):
-    """What report and plot read of a run besides its metrics, read once."""
+    """What report and plot read of a run, read once."""
 
     path: Path
     algo: str
     config: Any  # the run's config, of its algorithm's config class
     evaluation: dict  # its eval.json, {split: result}; {} before an evaluation
+    metrics: list[dict]  # its metrics.jsonl lines, parsed
+    unread_metrics_lines: int  # lines of metrics.jsonl left out of `metrics` (cut short, or edited)
 
 
 def read_run(path: Path) -> RunOutputs:
     """The run in `path`: a UserError where its manifest, config or eval.json does not read."""
     algo, config, _ = load_run(path)
-    return RunOutputs(path, algo, config, read_evaluation(path))
+    return RunOutputs(path, algo, config, read_evaluation(path), *MetricsLog(path / "metrics.jsonl").read_with_unread())
 
 
 def readable_runs(paths: list[Path]) -> tuple[list[RunOutputs], list[tuple[Path, UserError]]]:

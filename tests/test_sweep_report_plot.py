@@ -552,7 +552,7 @@ def test_learning_curve_is_the_mean_over_seeds_at_each_iteration(tmp_path):
     from metarl_cli.plot import learning_curve
 
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)  # post_return 10 i + seed
-    metric, iterations, mean, half, seeds, _ = learning_curve(run)
+    metric, iterations, mean, half, seeds, _ = learning_curve(read_run(run).metrics)
     assert (metric, list(iterations), list(mean), seeds) == ("post_return", [1, 2, 3], [10.5, 20.5, 30.5], 2)
     np.testing.assert_allclose(half, 6.3531, atol=1e-4)  # t(0.975, 1 df) = 12.7062 times sd 0.7071 over sqrt(2)
 
@@ -575,11 +575,11 @@ def test_a_dqn_run_reports_its_end_of_training_returns_and_plots_each_seeds_late
     [training] = run_rows(read_run(run), step=None)
     assert training.metric == "final return (episodes of the last 250 env steps; none of seed 1's ended there)"
     assert (training.seeds, training.n, training.estimate) == (2, 1, 40.0)
-    metric, iterations, mean, _, seeds, _ = learning_curve(run)
+    metric, iterations, mean, _, seeds, _ = learning_curve(read_run(run).metrics)
     assert (metric, list(iterations), list(mean), seeds) == ("return", [25, 50, 75, 100], [11.0, 21.0, 26.0, 31.0], 2)
     # Where the second seed has yet to log a value, no mean: the curve starts once both have one.
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines[:1] + lines[2:]))
-    assert list(learning_curve(run)[1]) == [50, 75, 100]
+    assert list(learning_curve(read_run(run).metrics)[1]) == [50, 75, 100]
 
 
 def test_a_dqn_run_none_of_whose_seeds_ended_an_episode_at_the_end_reports_a_training_row_saying_so(tmp_path, cli):

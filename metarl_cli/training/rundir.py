@@ -324,12 +324,14 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict]:
-        return _metrics_records(self._lines())
+        return self.read_with_unread()[0]
 
-    def foreign_lines(self) -> int:
-        """How many of its lines `read` leaves out: cut short by a kill, or written by hand."""
+    def read_with_unread(self) -> tuple[list[dict], int]:
+        """The metrics lines, parsed, and how many other lines `read` leaves out (cut short by a kill,
+        written by hand; blank lines are none)."""
         lines = [line for line in self._lines() if line.strip()]
-        return len(lines) - len(_metrics_records(lines))
+        records = _metrics_records(lines)
+        return records, len(lines) - len(records)
 
     def _lines(self) -> list[str]:
         return self.path.read_text(errors="replace").splitlines() if self.path.exists() else []
