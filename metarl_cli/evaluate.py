@@ -45,7 +45,7 @@ from metarl_cli.run_outputs import stored_evaluation
 from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints, UnreadableCheckpoint
 from metarl_cli.training.progress import say
-from metarl_cli.training.rundir import holding, load_run, write_manifest
+from metarl_cli.training.rundir import UNREADABLE_EVALUATION, holding, load_run, write_manifest
 from metarl_cli.training.parallel import TrainJob, train_all
 from metarl_cli.training.runner import DivergedError, state_template
 
@@ -382,7 +382,7 @@ def _kept_evaluations(run_dir: Path) -> dict:
         pass
     path = run_dir / "eval.json"
     for n in itertools.count(1):
-        aside = path.with_name(f"{path.name}.unreadable{'' if n == 1 else f'.{n}'}")
+        aside = path.with_name(UNREADABLE_EVALUATION + ("" if n == 1 else f".{n}"))
         if not os.path.lexists(aside):
             break
     path.rename(aside)

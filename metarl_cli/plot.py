@@ -136,8 +136,8 @@ def draw_runs(runs: list[RunOutputs]):
         raise UserError("nothing to plot: no run has a value of its headline metric logged by every seed "
                         "(a DQN chunk in which no episode ended has none), or an evaluation")
     kinds = shown_results(evaluations, families)
-    stands = {run.path: (max((r["iteration"] for r in run.metrics), default=0), run.config.iterations)
-              for run in runs if run.evaluation}  # the last iteration each logged, where a label says it stands
+    stands = {run.path: (run.last_logged_iteration, run.config.iterations)
+              for run in runs if run.evaluation}  # where a label says each run stands
     named = len({families[run] for run in with_curve | set(evaluations)}) > 1  # titles name the families where the figure has several
     panels = len(learning) + len(kinds)
     columns = min(2, panels)

@@ -60,7 +60,7 @@ Metric = tuple[str, Callable[[np.ndarray], np.ndarray]]
 
 def run_rows(run: RunOutputs, step: int | None) -> list[ReportRow]:
     """The run's training row and its evaluations' rows (at adaptation step `step`; None: the last evaluated)."""
-    done = max((r["iteration"] for r in run.metrics), default=0)
+    done = run.last_logged_iteration
     return [*_training_rows(run, run.metrics, done), *_eval_rows(run, step, done)]
 
 

@@ -93,6 +93,11 @@ class RunOutputs(NamedTuple):
     metrics: list[dict]  # its metrics.jsonl lines, parsed
     unread_metrics_lines: int  # lines of metrics.jsonl left out of `metrics` (cut short, or edited)
 
+    @property
+    def last_logged_iteration(self) -> int:
+        """The last meta-iteration (DQN: chunk) the run logged, where its training row and curve stand; 0 before any."""
+        return max((r["iteration"] for r in self.metrics), default=0)
+
 
 def read_run(path: Path) -> RunOutputs:
     """The run in `path`: a UserError where its manifest, config or eval.json does not read."""

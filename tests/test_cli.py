@@ -427,13 +427,16 @@ def test_existing_run_is_not_overwritten(cli, tmp_path):
     assert (mine / "notes.txt").read_text() == "mine"
     # --overwrite replaces the run's own files and keeps the user's beside them.
     (run / "metrics.jsonl").write_text('{"iteration": 99}\n')
-    (run / "eval.json").write_text("{}")  # the replaced run's evaluation goes with it
+    (run / "eval.json").write_text("{}")  # the replaced run's evaluations go with it, those kept aside too
+    (run / "eval.json.unreadable").write_text("{")
+    (run / "eval.json.unreadable.2").write_text("{")
     (run / "analysis").mkdir()
     (run / "analysis" / "notes.txt").write_text("mine")
     code, _, err = cli("train", "maml", *tiny_sets("iterations=1"), "-o", str(run), "--overwrite", "-q")
     assert code == 0, err
     assert [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
-    assert (run / "analysis" / "notes.txt").read_text() == "mine" and not (run / "eval.json").exists()
+    assert (run / "analysis" / "notes.txt").read_text() == "mine"
+    assert not [path.name for path in run.glob("eval.json*")]
 
 
 @pytest.mark.parametrize(

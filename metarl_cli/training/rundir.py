@@ -5,6 +5,7 @@
     RUN/metrics.jsonl    one JSON line per chunk of iterations (per seed with --seeds)
     RUN/checkpoints/     Orbax: the last few training states and the best-scoring one
     RUN/eval.json        written by `metarl eval`, one entry per split (updated under .eval.json.lock)
+    RUN/eval.json.unreadable[.N]  an eval.json that did not read, kept aside by the eval that began anew
     RUN/.eval.lock       held by every `metarl eval` of the run while it runs: --overwrite refuses meanwhile
     RUN/baselines/       the runs `metarl eval` trains to compare with (each a run directory itself)
 """
@@ -130,16 +131,18 @@ def check_own_run(run_dir: Path) -> None:
 # What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay,
 # and so do the empty lock files, which a process may hold).
 RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", "baselines")
+UNREADABLE_EVALUATION = "eval.json.unreadable"  # `metarl eval` keeps an eval.json it cannot read aside as this (.2, .3 ...)
 EVAL_LOCK = ".eval.lock"  # held shared by every `metarl eval` of the run (`evaluating`)
 LOCK_FILES = (EVAL_LOCK, lock_file(Path("eval.json")).name)  # empty: a directory holding only these holds no run
 
 
 def prepare_new(run_dir: Path, replace: bool) -> None:
     """Make the run directory, after `check_new`: `replace` (what it returned) removes the run there,
-    its `RUN_ENTRIES`, and keeps anything else; refused (UserError) while the run is evaluated."""
+    its `RUN_ENTRIES` and the evaluations kept aside beside them, and keeps anything else; refused
+    (UserError) while the run is evaluated."""
     if replace:
         with unevaluated(run_dir):
-            for entry in map(run_dir.joinpath, RUN_ENTRIES):
+            for entry in [*map(run_dir.joinpath, RUN_ENTRIES), *run_dir.glob(f"{UNREADABLE_EVALUATION}*")]:
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
