@@ -158,6 +158,8 @@ def train(
             _exit_interrupted(f"interrupted: the latest checkpoint is iteration {e.latest}; {resume_command} continues from there"
                               if e.latest is not None else f"interrupted before the first checkpoint; {resume_command} starts the run again")
     _say_done(summary, cfg, run_dir)
+    if stop.is_set():  # during the last call: nothing was left to stop, and the run ends as a finished one
+        say(f"note: the stop (Ctrl-C or SIGTERM) came during the run's last call; it has done all its {cfg.iterations} iterations")
 
 
 def _say_done(summary, cfg, run_dir: Path) -> None:

@@ -1251,9 +1251,9 @@ def test_a_ctrl_c_python_swallowed_while_starting_stops_a_run_before_its_first_f
     assert code == 130 and "interrupted before training began" in err and run.is_dir() and not any(run.iterdir())
 
 
-def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_with_its_message(cli, tmp_path, monkeypatch,
-                                                                                                interrupts_exit_in_process):
-    from metarl_cli.training import launch, rundir
+def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_or_ends_says_what_it_left(
+        cli, tmp_path, monkeypatch, interrupts_exit_in_process):
+    from metarl_cli.training import launch, rundir, runner
 
     def interrupting(fn):
         """`fn`, then a Ctrl-C to this process, as a user's landing just after it."""
@@ -1279,6 +1279,14 @@ def test_a_ctrl_c_as_a_run_takes_its_directory_or_writes_its_manifest_stops_it_w
         code, _, err = cli("train", "maml", "--env", "sinusoid", "--overwrite", "-o", str(run), "-q")
     assert code == 130 and "interrupted before training began" in err and "removed" not in err, err
     assert {path: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
+    finished = tmp_path / "finished"
+    with monkeypatch.context() as patched:  # during the last call: nothing left to stop, the run ends as a finished one
+        patched.setattr(runner, "train", interrupting(runner.train))
+        code, _, err = cli("train", "maml", "--env", "sinusoid", *set_args("hidden=[8]", "chunk=2", "iterations=2"),
+                           "-o", str(finished), "-q")
+    err = " ".join(err.split())
+    assert code == 0 and "done: 2 iterations" in err and "interrupted" not in err, err
+    assert "the stop (Ctrl-C or SIGTERM) came during the run's last call; it has done all its 2 iterations" in err, err
 
 
 def test_a_directory_holding_only_lock_files_takes_a_new_run_and_another_tools_manifest_is_never_replaced(tmp_path):
