@@ -45,6 +45,20 @@ case "$jobs" in
   '' | *[!0-9]* | 0) echo "error: JOBS must be a whole number of parallel points, at least 1, got '$jobs'" >&2; exit 2 ;;
 esac
 
+run_holding() {  # $1: a path; prints the metarl run that it is or lies inside (nothing where none)
+  local dir
+  dir=$(realpath -m -- "$1")
+  while :; do
+    if grep -qs '"tool": "metarl"' "$dir/manifest.json"; then printf '%s' "$dir"; return; fi
+    [ "$dir" != / ] || return 0
+    dir=$(dirname -- "$dir")
+  done
+}
+
+[ ! -e "$sweep_dir" ] || [ -d "$sweep_dir" ] || { echo "error: SWEEP_DIR $sweep_dir is a file, not a directory; set SWEEP_DIR to another" >&2; exit 2; }
+run=$(run_holding "$sweep_dir")
+[ -z "$run" ] || { echo "error: SWEEP_DIR $sweep_dir is or lies inside the run in $run; set SWEEP_DIR to another directory" >&2; exit 2; }
+
 split_items() {  # $1: text; fills `items` with its comma-separated items, commas inside [...] and {...} kept, spaces around each dropped
   local text=$1 item="" depth=0 c i
   items=() balanced=1
@@ -61,14 +75,23 @@ split_items() {  # $1: text; fills `items` with its comma-separated items, comma
   [ "$depth" = 0 ] || balanced=0
 }
 
-same_value() {  # $1, $2: two spellings of one number (0.1 and 0.10, 1e-3 and 0.001) or of one list ([64,64] and [64, 64])
-  local a=$1 b=$2 x y
-  if [ "${a:0:1}" = "[" ] && [ "${b:0:1}" = "[" ]; then
-    case "$a$b" in *\"* | *\'*) return 1 ;; esac  # spaces inside a quoted string matter
-    [ "${a// /}" = "${b// /}" ]
-  else
-    x=$(LC_ALL=C printf '%.17g' "$a" 2>/dev/null) && y=$(LC_ALL=C printf '%.17g' "$b" 2>/dev/null) && [ "$x" = "$y" ]
-  fi
+spelled() {  # $1: a value as `metarl train --set` reads it; prints what two spellings of one value share
+  local v=$1 x
+  case "$v" in
+    \[*) case "$v" in *\"* | *\'*) printf 'l:%s' "$v" ;; *) printf 'l:%s' "${v// /}" ;; esac ;;  # spaces inside a quoted string matter
+    \"*\" | \'*\') printf 's:%s' "${v:1:${#v}-2}" ;;  # "lvc" is the bare word lvc
+    true | false | inf | +inf | -inf | nan | +nan | -nan) printf 'k:%s' "$v" ;;  # TOML's, not strings
+    *) if [[ $v =~ ^[+-]?([0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)([eE][+-]?[0-9][0-9_]*)?$ ]] \
+         && x=$(LC_ALL=C printf '%.17g' "${v//_/}" 2>/dev/null); then
+         printf 'n:%s' "$x"  # 0.1 and 0.10, 1e-3 and 0.001, 1_000 and 1000
+       else
+         printf 's:%s' "$v"
+       fi ;;
+  esac
+}
+
+same_value() {  # $1, $2: two spellings of one value (see `spelled`)
+  [ "$(spelled "$1")" = "$(spelled "$2")" ]
 }
 
 holds() {  # $1, $2: config keys; whether $1 is $2 or a table holding it (ranges.train holds ranges.train.force_mag)
@@ -161,10 +184,17 @@ for ((i = 0; i < longest; i++)); do
 done
 
 mkdir -p "$sweep_dir"
+holds_runs() {  # whether a point of the sweep directory holds a run (its name read as it is, not as a pattern)
+  local manifest
+  for manifest in "$sweep_dir"/*/manifest.json; do
+    [ ! -e "$manifest" ] || return 0
+  done
+  return 1
+}
 # A sweep directory holds one algorithm on one family: its points would otherwise be skipped as
 # finished. One whose points all failed before making a run (a bad value in every point) may be reused.
 swept=$(cat "$sweep_dir/sweep-of" 2>/dev/null || true)
-if [ -n "$swept" ] && [ "$swept" != "$algo $env" ] && compgen -G "$sweep_dir/*/manifest.json" >/dev/null; then
+if [ -n "$swept" ] && [ "$swept" != "$algo $env" ] && holds_runs; then
   echo "error: $sweep_dir holds a sweep of $swept, not $algo $env; set SWEEP_DIR to another directory" >&2
   exit 2
 fi
@@ -172,7 +202,7 @@ echo "$algo $env" >"$sweep_dir/sweep-of"
 # Its points share the arguments after --: a finished point would be skipped under others, unchanged.
 given=""
 for arg in "${extra[@]}"; do given+="${given:+ }$(printf '%q' "$arg")"; done
-if [ -f "$sweep_dir/sweep-args" ] && compgen -G "$sweep_dir/*/manifest.json" >/dev/null; then
+if [ -f "$sweep_dir/sweep-args" ] && holds_runs; then
   began=$(cat "$sweep_dir/sweep-args")
   if [ "$began" != "$given" ]; then
     echo "error: $sweep_dir's points were started with ${began:+-- }${began:-nothing} after their grid, not ${given:+-- }${given:-nothing};" \

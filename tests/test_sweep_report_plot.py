@@ -110,6 +110,8 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
     ("inner_lr=0.1,0.2,0.1", "3", "'inner_lr' lists the value '0.1' twice"),
     ("inner_lr=0.1,0.2,0.10", "3", "'inner_lr' lists one value twice, as '0.1' and '0.10'"),
     ("outer_lr=1e-3,0.001", "3", "'outer_lr' lists one value twice, as '1e-3' and '0.001'"),
+    ("meta_batch=1_0,10", "3", "'meta_batch' lists one value twice, as '1_0' and '10'"),
+    ('estimator=lvc,"lvc"', "3", "'estimator' lists one value twice, as 'lvc' and '\"lvc\"'"),
     ("hidden=[32,32 inner_lr=0.1,0.2", "3", "unbalanced brackets in 'hidden=[32,32'"),
     ("hidden=32],[64]", "3", "unbalanced brackets in 'hidden=32],[64]'"),
     ("inner_lr=0.1,", "3", "an empty value in 'inner_lr=0.1,'"),
@@ -135,6 +137,12 @@ def test_sweep_runs_the_grid_then_skips_finished_and_resumes_interrupted_points(
 def test_sweep_rejects_a_malformed_axis_or_jobs(tmp_path, axis, jobs, message):
     done, calls = sweep(tmp_path, "maml", "cartpole-family", *axis.split(" "), JOBS=jobs)
     assert done.returncode == 2 and message in done.stderr and not calls and not done.checked
+
+
+def test_values_that_differ_after_their_first_character_are_two_points(tmp_path):
+    done, _ = sweep(tmp_path, "maml", "cartpole-family", 'estimator="lvc","dice"', "inner_lr=0.1,0.15")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len([p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]) == 4
 
 
 def test_table_values_are_swept_whole(tmp_path):
@@ -202,6 +210,28 @@ def test_a_sweep_directory_holds_one_algorithm_on_one_family(tmp_path):
     assert sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2")[0].returncode == 0
     done, calls = sweep(tmp_path, "dqn", "cartpole", "lr=0.1,0.2")
     assert done.returncode == 2 and "holds a sweep of maml cartpole-family" in done.stderr and not calls
+
+
+def test_a_sweep_directory_named_with_pattern_characters_keeps_its_guards(tmp_path):
+    where = {"SWEEP_DIR": str(tmp_path / "sw[b]")}  # as a pattern, [b] matches b alone
+    assert sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", "--", "--seeds", "2", **where)[0].returncode == 0
+    done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", "--", "--seeds", "4", **where)
+    assert done.returncode == 2 and "were started with -- --seeds 2 after their grid" in done.stderr and not calls
+    done, calls = sweep(tmp_path, "dqn", "cartpole", "lr=0.1,0.2", **where)
+    assert done.returncode == 2 and "holds a sweep of maml cartpole-family" in done.stderr and not calls
+
+
+def test_a_sweep_directory_that_is_a_file_a_run_or_inside_a_run_is_refused_before_any_check(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{\n  "tool": "metarl"\n}\n')
+    (tmp_path / "afile").write_text("mine")
+    for where, message in ((run, f"is or lies inside the run in {run}"), (run / "baselines" / "sweep", f"is or lies inside the run in {run}"),
+                           (tmp_path / "afile", "is a file, not a directory")):
+        done, calls = sweep(tmp_path, "maml", "cartpole-family", "inner_lr=0.1,0.2", SWEEP_DIR=str(where))
+        assert done.returncode == 2 and f"error: SWEEP_DIR {where} {message}" in done.stderr, done.stderr
+        assert not calls and not done.checked
+    assert sorted(p.name for p in run.iterdir()) == ["manifest.json"] and (tmp_path / "afile").read_text() == "mine"
 
 
 @pytest.mark.parametrize("values, points", [("0.1", "1 point"), ("0.1,0.2", "2 points")])
