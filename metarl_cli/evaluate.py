@@ -127,10 +127,10 @@ def evaluate(run_dir: Path, split: str, tasks: int | None, steps: int | None, ch
     candidates = _run_candidates(algo, config, params)
     for baseline, trained in zip(baselines, trained_baselines(run_dir, baselines, show_progress)):
         candidates.append(baseline_candidate(baseline, trained, algo, config, family, steps))
-    per_task = {c.label: np.asarray(c.algo.adaptation_curve(c.params, held_out, key, steps, c.lr_scale)) for c in candidates}
+    per_task = {c.label: _on_host(c.algo.adaptation_curve(c.params, held_out, key, steps, c.lr_scale)) for c in candidates}
     if algo.reference_scores is not None:
         validation = draw_tasks(family, VALIDATION_KEY, tasks, "train")
-        per_task.update({label: np.asarray(scores) for label, scores in algo.reference_scores(held_out, key, validation).items()})
+        per_task.update({label: _on_host(scores) for label, scores in algo.reference_scores(held_out, key, validation).items()})
     return EvalResult(
         split=split, tasks=tasks, steps=steps, checkpoint=checkpoint, iteration=step, score_name=algo.score_name,
         methods={label: [summarise(scores[:, j]) for j in range(steps + 1)] for label, scores in per_task.items()},
@@ -345,7 +345,7 @@ def tuned_lr_scale(algo: Algorithm, params, family, tasks: int, steps: int) -> f
     sign = -1.0 if algo.maximize else 1.0
     costs = []
     for scale in LR_GRID:
-        cost = sign * float(np.mean(np.asarray(algo.adaptation_curve(params, validation, key, steps, scale))[:, 1:]))
+        cost = sign * float(np.mean(_on_host(algo.adaptation_curve(params, validation, key, steps, scale))[:, 1:]))
         costs.append(cost if np.isfinite(cost) else np.inf)
     return LR_GRID[int(np.argmin(costs))]
 
@@ -389,6 +389,13 @@ def _kept_evaluations(run_dir: Path) -> dict:
     say(f"note: {path} did not read as an evaluation metarl wrote; it is kept as {aside.name} beside it, "
         "and eval.json begins again with this evaluation")
     return {}
+
+
+def _on_host(scores: jax.Array) -> np.ndarray:
+    """`scores` as a numpy array once computed. Waiting first raises a failed allocation's error
+    (out of memory: --tasks in the billions) as a JaxRuntimeError, which the CLI answers in one line;
+    numpy reading the result of a program whose allocation failed aborted the process in jaxlib instead."""
+    return np.asarray(jax.block_until_ready(scores))
 
 
 def _json_result(result: EvalResult) -> dict:
