@@ -102,7 +102,8 @@ class RunOutputs(NamedTuple):
 def read_run(path: Path) -> RunOutputs:
     """The run in `path`: a UserError where its manifest, config or eval.json does not read."""
     algo, config, _ = load_run(path)
-    return RunOutputs(path, algo, config, read_evaluation(path), *MetricsLog(path / "metrics.jsonl").read_with_unread())
+    seeds = range(config.seed, config.seed + config.seeds)
+    return RunOutputs(path, algo, config, read_evaluation(path), *MetricsLog(path / "metrics.jsonl").read_with_unread(seeds))
 
 
 def readable_runs(paths: list[Path]) -> tuple[list[RunOutputs], list[tuple[Path, UserError]]]:

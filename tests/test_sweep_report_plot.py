@@ -364,6 +364,20 @@ def test_report_and_plot_name_the_metrics_lines_they_leave_out(tmp_path, cli, co
     code, _, err = cli(command, str(run), *out)
     assert code == 0 and f"note: {run / 'metrics.jsonl'}: 2 lines that metarl did not write whole (cut short, or edited) left out of the {command}" in " ".join(err.split()), err
 
+def test_metrics_lines_of_another_seed_or_repeating_an_iteration_are_left_out(tmp_path, cli):
+    run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)
+    foreign = [{"iteration": 3, "seed": 7}, {"iteration": 3, "seed": 0.5}, {"iteration": 3, "seed": 0},
+               {"iteration": -5, "seed": 0}, {"iteration": 0, "seed": 1}, {"iteration": 3}]  # the last: no seed, in a run of two
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("".join(json.dumps({**line, "post_return": 99.0, "loss": 1.0}) + "\n" for line in foreign))
+    outputs = read_run(run)
+    assert outputs.unread_metrics_lines == len(foreign) and len(outputs.metrics) == 6
+    [row] = run_rows(outputs, step=None)
+    assert (row.split, row.estimate, row.n) == ("train", 30.5, 2)  # iteration 3's seeds 0 and 1, as written
+    code, _, err = cli("report", str(run), "-o", str(tmp_path / "rep"))
+    assert code == 0 and f"{len(foreign)} lines that metarl did not write whole (cut short, or edited)" in " ".join(err.split()), err
+
+
 def test_report_pools_seeds_and_tasks(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=True)
     files = {path: path.read_bytes() if path.is_file() else None for path in run.rglob("*")}

@@ -329,11 +329,15 @@ class MetricsLog:
     def read(self) -> list[dict]:
         return self.read_with_unread()[0]
 
-    def read_with_unread(self) -> tuple[list[dict], int]:
+    def read_with_unread(self, seeds: range | None = None) -> tuple[list[dict], int]:
         """The metrics lines, parsed, and how many other lines `read` leaves out (cut short by a kill,
-        written by hand; blank lines are none)."""
+        written by hand; blank lines are none). Given the run's `seeds` (the seed values its lines
+        carry), a line of another seed and a second line for one iteration and seed are left out too:
+        metarl writes neither."""
         lines = [line for line in self._lines() if line.strip()]
         records = _metrics_records(lines)
+        if seeds is not None:
+            records = _one_line_per_seed(records, seeds)
         return records, len(lines) - len(records)
 
     def _lines(self) -> list[str]:
@@ -355,11 +359,24 @@ def _metrics_records(lines: list[str]) -> list[dict]:
 
 def _is_metrics_line(record) -> bool:
     """Whether `record` is what metarl writes to metrics.jsonl: an object with a whole-number
-    "iteration" whose values are all numbers or null."""
+    "iteration" from 1 on, a whole-number "seed" where it has one, and values all numbers or null."""
     def number(x):
         return isinstance(x, (int, float)) and not isinstance(x, bool)
 
-    return isinstance(record, dict) and type(record.get("iteration")) is int and all(x is None or number(x) for x in record.values())
+    return (isinstance(record, dict) and type(record.get("iteration")) is int and record["iteration"] >= 1
+            and type(record.get("seed", 0)) is int and all(x is None or number(x) for x in record.values()))
+
+
+def _one_line_per_seed(records: list[dict], seeds: range) -> list[dict]:
+    """`records` of the run's `seeds` (a line without a seed is a one-seed run's), the first for
+    each iteration and seed."""
+    kept, seen = [], set()
+    for record in records:
+        seed = record.get("seed", seeds.start if len(seeds) == 1 else None)
+        if seed in seeds and (record["iteration"], seed) not in seen:
+            seen.add((record["iteration"], seed))
+            kept.append(record)
+    return kept
 
 
 def command_line() -> list[str]:
