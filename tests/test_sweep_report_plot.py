@@ -367,9 +367,10 @@ def test_report_and_plot_name_the_metrics_lines_they_leave_out(tmp_path, cli, co
 def test_metrics_lines_of_another_seed_or_repeating_an_iteration_are_left_out(tmp_path, cli):
     run = fake_run(tmp_path / "run", seeds=2, iterations=3, evaluated=False)
     foreign = [{"iteration": 3, "seed": 7}, {"iteration": 3, "seed": 0.5}, {"iteration": 3, "seed": 0},
-               {"iteration": -5, "seed": 0}, {"iteration": 0, "seed": 1}, {"iteration": 3}]  # the last: no seed, in a run of two
-    with open(run / "metrics.jsonl", "a") as f:
-        f.write("".join(json.dumps({**line, "post_return": 99.0, "loss": 1.0}) + "\n" for line in foreign))
+               {"iteration": -5, "seed": 0}, {"iteration": 0, "seed": 1}, {"iteration": 3},  # no seed, in a run of two
+               {"iteration": 4, "seed": 0, "loss": float("inf")}, {"iteration": 4, "seed": 1, "loss": float("nan")}]
+    with open(run / "metrics.jsonl", "a") as f:  # JSON's Infinity and NaN, which metarl writes as null
+        f.write("".join(json.dumps({"post_return": 99.0, "loss": 1.0, **line}) + "\n" for line in foreign))
     outputs = read_run(run)
     assert outputs.unread_metrics_lines == len(foreign) and len(outputs.metrics) == 6
     [row] = run_rows(outputs, step=None)

@@ -17,6 +17,7 @@ import datetime
 import importlib.metadata
 import itertools
 import json
+import math
 import os
 import platform
 import shlex
@@ -359,9 +360,10 @@ def _metrics_records(lines: list[str]) -> list[dict]:
 
 def _is_metrics_line(record) -> bool:
     """Whether `record` is what metarl writes to metrics.jsonl: an object with a whole-number
-    "iteration" from 1 on, a whole-number "seed" where it has one, and values all numbers or null."""
+    "iteration" from 1 on, a whole-number "seed" where it has one, and values all finite numbers or
+    null (metarl writes null for a value that is not finite)."""
     def number(x):
-        return isinstance(x, (int, float)) and not isinstance(x, bool)
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
     return (isinstance(record, dict) and type(record.get("iteration")) is int and record["iteration"] >= 1
             and type(record.get("seed", 0)) is int and all(x is None or number(x) for x in record.values()))
