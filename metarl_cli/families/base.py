@@ -62,17 +62,19 @@ class ParamRange:
     def check_ood_apart(self) -> None:
         """A UserError where two of the ood intervals overlap: drawn by length, the stretch they share
         would come up twice as often as the rest. Checked for new runs (`check_ood_apart`)."""
-        for i, (a_lo, a_hi) in enumerate(self.ood):
-            for b_lo, b_hi in self.ood[i + 1:]:
-                if a_lo < b_hi and b_lo < a_hi:
-                    union = []
-                    for lo, hi in sorted(self.ood):
-                        if union and lo < union[-1][1]:
-                            union[-1][1] = max(union[-1][1], hi)
-                        else:
-                            union.append([lo, hi])
-                    raise UserError(f"ood ranges [{a_lo}, {a_hi}] and [{b_lo}, {b_hi}] for '{self.name}' overlap; "
-                                    f"give intervals apart, such as their union: {union}")
+        ordered = sorted(self.ood)  # where any two overlap, two neighbours in this order do
+        overlapping = [(a, b) for a, b in zip(ordered, ordered[1:]) if b[0] < a[1]]
+        if not overlapping:
+            return
+        union = []
+        for lo, hi in ordered:
+            if union and lo < union[-1][1]:
+                union[-1][1] = max(union[-1][1], hi)
+            else:
+                union.append([lo, hi])
+        (a_lo, a_hi), (b_lo, b_hi) = overlapping[0]
+        raise UserError(f"ood ranges [{a_lo}, {a_hi}] and [{b_lo}, {b_hi}] for '{self.name}' overlap; "
+                        f"give intervals apart, such as their union: {union}")
 
     def sample(self, key: jax.Array, n: int, split: str) -> jax.Array:
         """Uniform over the union of the split's intervals (weighted by their lengths)."""
