@@ -609,6 +609,19 @@ def test_a_config_file_for_a_family_serves_the_family_and_its_one_task(tmp_path)
     assert resolve_config("maml", None, path, ["env=cartpole-family"]).horizon == 150
 
 
+def test_every_shipped_experiment_names_the_family_it_is_shipped_for():
+    """A shipped file given as `--config` alone trains on its own family (not the algorithm's
+    default), and beside another family's --env it is refused rather than applied to it."""
+    from metarl_cli.config import ALGORITHMS, _experiment_roots, experiment_file, read_toml
+
+    files = sorted(_experiment_roots()[0].glob("*.toml"))
+    assert len(files) >= 10
+    for path in files:
+        env = read_toml(path).get("env")
+        assert isinstance(env, str), f"{path.name} names no env"
+        assert path in [experiment_file(algo, env) for algo in ALGORITHMS], f"{path.name}: env = {env!r} is not its family"
+
+
 @pytest.mark.parametrize("text, value", [("outer_lr=.001", 0.001), ("outer_lr=1.", 1.0), ("hidden=[8, 8]", [8, 8]),
                                          ("estimator=lvc", "lvc"), ("first_order=true", True)])
 def test_set_values_read_as_toml_or_as_python_numbers(text, value):
