@@ -340,11 +340,14 @@ def test_a_baseline_a_run_keeps_is_refused_when_named_as_a_run(tmp_path, cli, mo
     baseline = fake_run(run / "baselines" / "pretrained", seeds=1, iterations=1, evaluated=False)
     (tmp_path / "link").symlink_to(baseline)
     before = sorted(p.name for p in baseline.rglob("*"))
-    for named in (baseline, run / "baselines", tmp_path / "link"):  # itself, the folder of them (read by report and plot), a link
+    (run / "checkpoints").mkdir()
+    for named in (baseline, run / "baselines", tmp_path / "link", run / "checkpoints"):  # itself, the folder of them, a link; another part
         for args in (["report", str(named), "-o", str(tmp_path / "rep")], ["plot", str(named), "-o", str(tmp_path / "curves.png")],
-                     *([["eval", str(named)], ["train", "maml", "--resume", "-o", str(named)]] if named != run / "baselines" else [])):
+                     ["eval", str(named)], *([["train", "maml", "--resume", "-o", str(named)]] if named in (baseline, tmp_path / "link") else [])):
             code, out, err = cli(*args)
-            assert code == 2 and f"lies inside the run in {run}, where that run's eval keeps its baselines" in " ".join(err.split()), (args, err)
+            said = " ".join(err.split())
+            where = ", where that run's eval keeps its baselines" if named != run / "checkpoints" else ""
+            assert code == 2 and f"lies inside the run in {run}{where}: it is not a run of its own; name {run}" in said, (args, err)
     assert sorted(p.name for p in baseline.rglob("*")) == before  # no eval.json, lock or nested baseline written in the cache
     assert not (tmp_path / "rep.csv").exists() and not (tmp_path / "curves.png").exists()
     # From inside a run, another run named through `..` is a run of its own.

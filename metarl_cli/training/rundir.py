@@ -120,13 +120,14 @@ def outer_run(path: Path) -> Path | None:
 
 
 def check_own_run(run_dir: Path) -> None:
-    """A UserError where `run_dir` lies inside a run: a baseline that run's eval trains and keeps
-    there (or the folder of them), scored beside it, not a run of its own to evaluate, resume or
-    report (an eval of it would write inside that cache)."""
+    """A UserError where `run_dir` lies inside a run: a part of that run (its checkpoints; a baseline
+    its eval trains and keeps there, scored beside it, or the folder of them), not a run of its own
+    to evaluate, resume or report (an eval of a baseline would write inside that cache)."""
     outer = outer_run(run_dir)
     if outer is not None:
-        raise UserError(f"{run_dir} lies inside the run in {outer}, where that run's eval keeps its baselines: "
-                        f"it is not a run of its own; name {outer}")
+        held = outer / "baselines" in (run_dir.resolve(), *run_dir.resolve().parents)
+        where = ", where that run's eval keeps its baselines" if held else ""
+        raise UserError(f"{run_dir} lies inside the run in {outer}{where}: it is not a run of its own; name {outer}")
 
 
 # What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay,
@@ -204,8 +205,8 @@ def evaluating(run_dir: Path):
     `--overwrite` refuses to replace the run. A shared lock on RUN/.eval.lock, so that evals of one
     run go on side by side; none on a run where it cannot be made (a read-only disk), which nothing
     can replace either."""
-    load_run(run_dir)  # before the lock file: never one in a directory that is not a run
-    check_own_run(run_dir)
+    check_own_run(run_dir)  # these two before the lock file: never one in a directory that is not a run
+    load_run(run_dir)
     try:
         fd = lock(run_dir / EVAL_LOCK, shared=True)
     except OSError:
