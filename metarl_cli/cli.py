@@ -208,7 +208,7 @@ def eval_(
     """Score (return or MSE) after 0..K adaptation steps on held-out tasks, beside the baselines; writes RUN/eval.json."""
     with interrupts_held():  # these load JAX
         from metarl_cli.evaluate import check_eval_options, evaluate, write_evaluation
-        from metarl_cli.training.rundir import eval_command, evaluating
+        from metarl_cli.training.rundir import BASELINES, eval_command, evaluating
         from metarl_cli.training.runner import DivergedError, Interrupted
 
     check_eval_options(split, tasks, steps, checkpoint)  # before the run is read: a bad option is said first
@@ -223,8 +223,8 @@ def eval_(
             _exit_interrupted(f"interrupted while training the run's baselines; the next `{again}` "
                               "resumes their training (from their latest checkpoints, where they have one)")
         except KeyboardInterrupt:
-            _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{again}` "
-                              "starts it again (keeping the run's baselines that finished training)")
+            kept = " (keeping the run's baselines that finished training)" if (run_dir / BASELINES).is_dir() else ""
+            _exit_interrupted(f"interrupted before this evaluation was written to eval.json; the next `{again}` starts it again{kept}")
         print_evaluation(run_dir, result)
         write_evaluation(run_dir, result)  # after the tables: a run on a read-only disk still shows them
 

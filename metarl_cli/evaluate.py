@@ -45,7 +45,7 @@ from metarl_cli.run_outputs import stored_evaluation
 from metarl_cli.stats import Summary, summarise
 from metarl_cli.training.checkpoint import Checkpoints, UnreadableCheckpoint
 from metarl_cli.training.progress import say
-from metarl_cli.training.rundir import UNREADABLE_EVALUATION, holding, load_run, write_manifest
+from metarl_cli.training.rundir import BASELINES, UNREADABLE_EVALUATION, holding, load_run, write_manifest
 from metarl_cli.training.parallel import TrainJob, train_all
 from metarl_cli.training.runner import DivergedError, state_template
 
@@ -260,15 +260,15 @@ def trained_baselines(run_dir: Path, baselines: list[Baseline], show_progress: b
     training them meanwhile is waited for."""
     if not baselines:
         return []
-    (run_dir / "baselines").mkdir(exist_ok=True)
-    with holding(run_dir / "baselines", wait=True):
+    (run_dir / BASELINES).mkdir(exist_ok=True)
+    with holding(run_dir / BASELINES, wait=True):
         return _train_baselines(run_dir, baselines, show_progress)
 
 
 def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bool) -> list[Any]:
     trained, jobs = {}, []  # the parameters of the baselines already trained to their end; the others' training
     for baseline in baselines:
-        base_dir = run_dir / "baselines" / baseline.name
+        base_dir = run_dir / BASELINES / baseline.name
         fresh = not continues(base_dir, baseline.config)
         if not fresh:
             try:
@@ -300,7 +300,7 @@ def _train_baselines(run_dir: Path, baselines: list[Baseline], show_progress: bo
 def _latest_state(run_dir: Path, baseline: Baseline) -> tuple[int | None, Any]:
     """(iteration, training state) of the baseline's latest checkpoint; (None, None) before its first;
     a UserError where that checkpoint cannot be read."""
-    with Checkpoints(run_dir / "baselines" / baseline.name, baseline.config.keep_checkpoints, create=False) as checkpoints:
+    with Checkpoints(run_dir / BASELINES / baseline.name, baseline.config.keep_checkpoints, create=False) as checkpoints:
         return checkpoints.restore_chosen(state_template(baseline.algo, baseline.config))
 
 

@@ -591,6 +591,29 @@ def untrained_dqn_run(path: Path, seeds: int) -> Path:
     return path
 
 
+# metarl with its evaluation interrupted at once, as by a Ctrl-C while it scores (the exit skips the
+# interpreter's teardown, so it runs in a child process).
+EVAL_INTERRUPTED = """
+import sys
+import metarl_cli.evaluate as evaluate
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+evaluate.evaluate = interrupted
+sys.argv = {argv!r}
+from metarl_cli.cli import main
+main()
+"""
+
+
+def test_an_interrupted_eval_speaks_of_kept_baselines_only_where_the_run_has_some(tmp_path):
+    run = untrained_dqn_run(tmp_path / "run", seeds=1)
+    code, err = run_patched_metarl(EVAL_INTERRUPTED, ["metarl", "eval", str(run), "--tasks", "3"])
+    assert code == 130 and " ".join(err.split()).endswith(f"the next `metarl eval {run} --tasks 3` starts it again"), err
+    (run / "baselines").mkdir()
+    code, err = run_patched_metarl(EVAL_INTERRUPTED, ["metarl", "eval", str(run), "--tasks", "3"])
+    assert code == 130 and " ".join(err.split()).endswith("starts it again (keeping the run's baselines that finished training)"), err
+
+
 def test_resume_takes_seeds_equal_to_the_runs(cli, tmp_path):
     run = untrained_dqn_run(tmp_path / "run", seeds=2)
     for seeds in (["--seeds", "2"], ["--set", "seeds=2"], ["--set", "seeds=2.0"]):

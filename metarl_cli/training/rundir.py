@@ -125,14 +125,15 @@ def check_own_run(run_dir: Path) -> None:
     to evaluate, resume or report (an eval of a baseline would write inside that cache)."""
     outer = outer_run(run_dir)
     if outer is not None:
-        held = outer / "baselines" in (run_dir.resolve(), *run_dir.resolve().parents)
+        held = outer / BASELINES in (run_dir.resolve(), *run_dir.resolve().parents)
         where = ", where that run's eval keeps its baselines" if held else ""
         raise UserError(f"{run_dir} lies inside the run in {outer}{where}: it is not a run of its own; name {outer}")
 
 
 # What metarl writes in a run directory: all that `--overwrite` removes (a user's own files there stay,
 # and so do the empty lock files, which a process may hold).
-RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", "baselines")
+BASELINES = "baselines"  # RUN/baselines: the baselines that `metarl eval` trains for the run, one run directory each
+RUN_ENTRIES = ("manifest.json", "config.toml", "metrics.jsonl", "eval.json", "checkpoints", BASELINES)
 UNREADABLE_EVALUATION = "eval.json.unreadable"  # `metarl eval` keeps an eval.json it cannot read aside as this (.2, .3 ...)
 EVAL_LOCK = ".eval.lock"  # held shared by every `metarl eval` of the run (`evaluating`)
 LOCK_FILES = (EVAL_LOCK, lock_file(Path("eval.json")).name)  # empty: a directory holding only these holds no run
