@@ -26,7 +26,7 @@ def test_the_bar_keeps_its_count_and_times_whole_at_any_width(width, beside):
     assert max(map(len, text.splitlines())) <= width
 
 
-def test_a_metric_without_a_value_this_chunk_shows_a_dash_and_one_in_the_thousands_whole():
+def test_the_bar_shows_a_dash_for_a_metric_without_a_value_thousands_whole_and_a_slow_rate_as_it_is():
     """A DQN chunk in which no episode ended has no mean return: a dash, not "nan"."""
     import numpy as np
 
@@ -42,6 +42,11 @@ def test_a_metric_without_a_value_this_chunk_shows_a_dash_and_one_in_the_thousan
     # Pendulum's returns in the thousands whole, as the report shows them, not as -1.26e+03.
     pendulum = _stats_line(algo, {"return": np.array([-1263.4, -1264.0]), "loss": np.array([2.5e7, 2.5e7])}, 100.0, 20_000.0)
     assert pendulum.startswith("return    -1264  loss  2.5e+07")
+    # A slow run's rate as it is, not as 0k or 0.
+    for its, steps, speed in ((0.02, 183.4, "     183 steps/s"), (0.02, 9.5, "     9.5 steps/s"), (0.31, 0.0, "    0.31 it/s"),
+                              (16_100.0, 0.0, "     16k it/s")):
+        line = _stats_line(algo, {"return": np.array([1.0]), "loss": np.array([1.0])}, its, steps)
+        assert line == f"return        1  loss        1  {speed}", line
 
 
 @pytest.mark.parametrize("columns, width", [(None, 1000), ("60", 60), ("wide", 1000), ("0", 1000)])

@@ -371,5 +371,12 @@ def _stats_line(algo: Algorithm, summary: dict, iterations_per_second: float, en
     """The bar's text: the algorithm's chosen metrics (mean over seeds) and the speed (all seeds)."""
     # A metric without a value this chunk (a DQN chunk in which no episode ended) shows a dash.
     shown = "  ".join(f"{name.removesuffix('_' + algo.score_name)} {_shown(_seed_mean(summary[name]))}" for name in algo.shown_metrics)
-    speed = f"{env_steps / 1e3:7.0f}k steps/s" if env_steps else f"{iterations_per_second:7.0f} it/s"
+    speed = f"{_rate(env_steps)} steps/s" if env_steps else f"{_rate(iterations_per_second)} it/s"
     return f"{shown}  {speed}"
+
+
+def _rate(per_second: float) -> str:
+    """A rate on the bar, right-aligned: in thousands from 10,000 up (15k), whole from 10, and below
+    that in two significant figures (0.31), so that a slow run's rate does not show as 0."""
+    text = f"{per_second / 1e3:.0f}k" if per_second >= 1e4 else f"{per_second:.0f}" if per_second >= 10 else f"{per_second:.2g}"
+    return f"{text:>8}"
