@@ -295,7 +295,7 @@ def test_a_damaged_checkpoint_file_is_reported_in_one_line(tmp_path, content):
         with pytest.raises(UserError) as refused:
             checkpoints.restore_chosen({"params": jnp.zeros(())})
     assert re.fullmatch(rf"cannot read the checkpoint in \S+/1 \(damaged or incomplete\): {PackedStateHandler.FILE} is not an \.npz archive; "
-                        r"removing that directory falls back on the checkpoint before it", str(refused.value)), refused.value
+                        r"it is the run's only checkpoint", str(refused.value)), refused.value
 
 
 def test_a_second_writer_of_a_run_is_refused_or_with_wait_waits_for_the_first(tmp_path, capsys):
@@ -316,11 +316,18 @@ def test_a_second_writer_of_a_run_is_refused_or_with_wait_waits_for_the_first(tm
 
 
 def test_a_step_emptied_of_its_files_is_reported_in_one_line_where_it_is_read_and_passed_over_where_it_is_not(tmp_path):
-    """As a kill in the middle of Orbax's deleting an old step can leave it: its metadata gone too."""
+    """As a kill in the middle of Orbax's deleting an old step can leave it: its metadata gone too.
+    The message names the checkpoints that removing the step falls back on."""
     with Checkpoints(tmp_path, keep=3) as checkpoints:
-        for step in (1, 2):
+        for step in (1, 2, 3):
             checkpoints.save(step, {"params": jnp.asarray(float(step))}, score=float(step))
         checkpoints.wait()
+    shutil.rmtree(tmp_path / "checkpoints" / "3")
+    (tmp_path / "checkpoints" / "3").mkdir()
+    with Checkpoints(tmp_path, keep=3, create=False) as checkpoints:
+        with pytest.raises(UserError, match=r"checkpoints/3 \(damaged or incomplete\).*falls back on the run's other checkpoints \(iterations 1, 2\)$"):
+            checkpoints.restore_chosen({"params": jnp.zeros(())})
+    shutil.rmtree(tmp_path / "checkpoints" / "3")
     for step in (1, 2):
         shutil.rmtree(tmp_path / "checkpoints" / str(step))
         (tmp_path / "checkpoints" / str(step)).mkdir()
@@ -328,7 +335,7 @@ def test_a_step_emptied_of_its_files_is_reported_in_one_line_where_it_is_read_an
             if step == 1:
                 assert float(checkpoints.restore_chosen({"params": jnp.zeros(())})[1]["params"]) == 2.0
             else:
-                with pytest.raises(UserError, match=r"checkpoints/2 \(damaged or incomplete\).*falls back on the checkpoint before it"):
+                with pytest.raises(UserError, match=r"checkpoints/2 \(damaged or incomplete\).*falls back on the run's other checkpoint \(iteration 1\)$"):
                     checkpoints.restore_chosen({"params": jnp.zeros(())})
 
 

@@ -55,11 +55,14 @@ def _yield_to_training() -> None:
 
 
 class UnreadableCheckpoint(UserError):
-    """A checkpoint step whose files are damaged or incomplete (`where`: its directory)."""
+    """A checkpoint step whose files are damaged or incomplete (`where`: its directory), among the
+    run's `others` (the iterations of its other checkpoints on disk)."""
 
-    def __init__(self, where: Path, reason: str):
-        super().__init__(f"cannot read the checkpoint in {where} (damaged or incomplete): {reason.rstrip('.')}; "
-                         "removing that directory falls back on the checkpoint before it")
+    def __init__(self, where: Path, reason: str, others: list[int]):
+        plural = "s" if len(others) > 1 else ""
+        fallback = (f"removing that directory falls back on the run's other checkpoint{plural} (iteration{plural} "
+                    f"{', '.join(map(str, others))})" if others else "it is the run's only checkpoint")
+        super().__init__(f"cannot read the checkpoint in {where} (damaged or incomplete): {reason.rstrip('.')}; {fallback}")
         self.where, self.reason = where, reason
 
 
@@ -136,7 +139,7 @@ class Checkpoints:
         try:
             packed = self.manager.restore(step, args=PackedRestore(pack(jax.device_get(target))))
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            raise UnreadableCheckpoint(where, str(e)) from None
+            raise UnreadableCheckpoint(where, str(e), sorted(s for s in self.manager.all_steps() if s != step)) from None
         return unpack(packed, target, where)
 
     def restore_chosen(self, target: Any, which: str = "latest") -> tuple[int | None, Any]:
