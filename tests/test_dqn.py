@@ -539,14 +539,21 @@ def test_the_dqn_step_takes_double_dqn_and_huber_from_its_config(monkeypatch):
         assert seen[-1] == (double, huber)
 
 
-def test_dqn_logs_a_chunks_last_epsilon():
-    """A chunk of two iterations with epsilons 0.9 then 0.5 (one seed): the chunk's epsilon is the last, 0.5."""
+def test_dqn_logs_a_chunks_last_epsilon_and_the_mean_loss_of_its_gradient_steps_alone():
+    """A chunk of three iterations with epsilons 0.9, 0.7, 0.5 (two seeds): the chunk's epsilon is the
+    last, 0.5; its loss and Q(s, a) the means over the iterations that learned (the first did not,
+    before `learning_starts`), and NaN (logged null) for a chunk in which none did."""
     algo, _ = tiny_dqn()
-    chunk = {"episodes": np.array([[1], [1]]), "return_sum": np.array([[3.0], [5.0]]), "loss": np.array([[1.0], [3.0]]),
-             "q_mean": np.array([[0.0], [2.0]]), "epsilon": np.array([[0.9], [0.5]])}
+    chunk = {"episodes": np.array([[1, 0], [1, 0], [0, 0]]), "return_sum": np.array([[3.0, 0.0], [5.0, 0.0], [0.0, 0.0]]),
+             "loss": np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0]]), "q_mean": np.array([[0.0, 0.0], [2.0, 1.0], [4.0, 1.0]]),
+             "learned": np.array([[False, False], [True, True], [True, True]]), "epsilon": np.array([[0.9] * 2, [0.7] * 2, [0.5] * 2])}
     summary = algo.summarise(chunk)
-    np.testing.assert_allclose(summary["epsilon"], [0.5])
-    np.testing.assert_allclose(summary["return"], [4.0])  # (3 + 5) / (1 + 1)
+    np.testing.assert_allclose(summary["epsilon"], [0.5, 0.5])
+    np.testing.assert_allclose(summary["return"], [4.0, np.nan])  # (3 + 5) / (1 + 1); no episode ended in the second seed
+    np.testing.assert_allclose(summary["loss"], [2.0, 3.0])
+    np.testing.assert_allclose(summary["q_mean"], [3.0, 1.0])
+    before_learning = algo.summarise({name: values[:1] for name, values in chunk.items()})
+    assert np.isnan(before_learning["loss"]).all() and np.isnan(before_learning["q_mean"]).all()
 
 
 def test_dqn_is_scored_by_the_greedy_policy():

@@ -120,15 +120,22 @@ def make_dqn(config: DqnConfig, family: Family) -> Algorithm:
         target = update_target(state["target_params"], state["params"], config.tau)
         target = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), target, state["target_params"])
         state = {**state, "target_params": target, "key": key, "iteration": state["iteration"] + 1}
-        metrics = {"loss": loss, "q_mean": q_mean, "epsilon": epsilon, "return_sum": return_sum, "episodes": episodes}
+        metrics = {"loss": loss, "q_mean": q_mean, "learned": learning, "epsilon": epsilon, "return_sum": return_sum,
+                   "episodes": episodes}
         return state, metrics
 
     def summarise(chunk):
-        """A chunk's metrics (leading axis: iterations): mean return of the episodes that ended in it."""
+        """A chunk's metrics (leading axis: iterations): mean return of the episodes that ended in it;
+        mean loss and Q(s, a) of its gradient steps (none before `learning_starts`: NaN, logged null)."""
         episodes = chunk["episodes"].sum(axis=0)
-        mean_return = np.where(episodes > 0, chunk["return_sum"].sum(axis=0) / np.maximum(episodes, 1), np.nan)
-        return {"return": mean_return, "episodes": episodes, "loss": chunk["loss"].mean(axis=0),
-                "q_mean": chunk["q_mean"].mean(axis=0), "epsilon": chunk["epsilon"][-1]}
+        learned = chunk["learned"].sum(axis=0)
+
+        def per(total, count):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+        return {"return": per(chunk["return_sum"].sum(axis=0), episodes), "episodes": episodes,
+                "loss": per(chunk["loss"].sum(axis=0), learned), "q_mean": per(chunk["q_mean"].sum(axis=0), learned),
+                "epsilon": chunk["epsilon"][-1]}
 
     def greedy(params, obs, key):
         return jnp.argmax(q.values(params, obs), axis=-1)
