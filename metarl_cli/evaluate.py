@@ -197,12 +197,14 @@ class Baseline:
 
 
 def baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Baseline]:
-    """The baselines trained for `config`'s run (refused, UserError, where one would be longer than
-    its counters can count): for maml-dqn a multi-task DQN; for another algorithm that adapts by
+    """The baselines trained for `config`'s run (refused, UserError, where one's config derived from
+    the run's is not valid: longer than its counters can count, or for maml-dqn a budget under one
+    of its gradient steps): for maml-dqn a multi-task DQN; for another algorithm that adapts by
     steps a pretrained network; on a regression family also the oracle."""
     baselines = _baselines_of(algo, algo_name, config, family)
     for baseline in baselines:
         try:
+            baseline.config.validate()
             check_count(baseline.config)
         except UserError as e:
             raise UserError(f"the {baseline.name} baseline, trained on this run's budget: {e}") from None
@@ -222,7 +224,6 @@ def _baselines_of(algo: Algorithm, algo_name: str, config, family) -> list[Basel
             total_steps=budget - budget % train_every, num_envs=100, train_every=train_every,
             target_update_every=1000, double_dqn=True, chunk=500, keep_checkpoints=config.keep_checkpoints,
         )
-        dqn.validate()
         return [Baseline("multi-task-dqn", "dqn", dqn, "DQN (its one task)" if family.one_task else "multi-task DQN")]
     baselines = []
     if algo.adapts and not algo.trial_episodes:

@@ -328,6 +328,17 @@ def test_a_multi_task_dqn_baseline_longer_than_its_counters_can_count_is_refused
             assert baselines_of(algo, "maml-dqn", config, family_for(config))[0].config.total_steps == 2_147_480_000
 
 
+def test_a_multi_task_dqn_baseline_whose_budget_holds_no_gradient_step_is_refused_naming_it():
+    """A run of 2 iterations of 1 task x 1 lane x 10 steps draws 40 env steps; the baseline, counting
+    in blocks of 100, would train for none: refused as the baseline's, not as a key of the run's."""
+    from metarl_cli.evaluate import baselines_of
+
+    config = resolve_config("maml-dqn", "cartpole-family", None, ["iterations=2", "meta_batch=1", "lanes=1", "horizon=10"])
+    algo = make_algorithm("maml-dqn", config, family_for(config))
+    with pytest.raises(UserError, match="^the multi-task-dqn baseline, trained on this run's budget: total_steps must be >= 1, got 0$"):
+        baselines_of(algo, "maml-dqn", config, family_for(config))
+
+
 def test_final_returns_weigh_the_last_tenth_by_episodes():
     records = [
         {"env_steps": s, "seed": seed, "return": ret, "episodes": n}
