@@ -104,7 +104,7 @@ def bandit_family(arms: int = DEFAULT_ARMS, pulls: int = DEFAULT_PULLS) -> Famil
 
     return BanditFamily(
         name="bandit",
-        summary="k-armed Bernoulli bandit, p ~ U[0, 1] per arm (RL^2 Table 1); --set arms=K --set pulls=N",
+        summary="k-armed Bernoulli bandit, p ~ U[0, 1] per arm (RL^2 Table 1); rl2 takes --set arms=K --set pulls=N",
         env=env,
         horizon=pulls,
         draw=draw,
