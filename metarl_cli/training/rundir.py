@@ -125,8 +125,7 @@ def check_own_run(run_dir: Path) -> None:
     to evaluate, resume or report (an eval of a baseline would write inside that cache)."""
     outer = outer_run(run_dir)
     if outer is not None:
-        held = outer / BASELINES in (run_dir.resolve(), *run_dir.resolve().parents)
-        where = ", where that run's eval keeps its baselines" if held else ""
+        where = ", where that run's eval keeps its baselines" if run_dir.resolve().is_relative_to(outer / BASELINES) else ""
         raise UserError(f"{run_dir} lies inside the run in {outer}{where}: it is not a run of its own; name {outer}")
 
 
