@@ -70,7 +70,7 @@ def main() -> None:
           f"{args.total_steps:,} env steps per seed, CleanRL settings")
     results = {}
     for seeds in (1, args.seeds):
-        overrides = [f"total_steps={args.total_steps}", f"seeds={seeds}", "double_dqn=false"]  # CleanRL's exact settings
+        overrides = [f"total_steps={args.total_steps}", f"seeds={seeds}", "double_dqn=false", "lr=0.00025"]  # CleanRL's exact settings
         compile_s, train_s, config, devices = timed_run("dqn", "cartpole", overrides)
         results[seeds] = compile_s, train_s
         env_rate = seeds * config.total_steps / train_s

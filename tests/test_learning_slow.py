@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from metarl_cli.training.final_returns import final_returns
+
 pytestmark = pytest.mark.slow
 
 
@@ -42,3 +44,19 @@ def test_sinusoid_defaults_reproduce_the_maml_table(cli, tmp_path):
         assert ours[steps]["mean"] - ours[steps]["ci95"] <= paper, (steps, ours[steps])
     for steps, paper in ((1, 2.41), (5, 2.23), (10, 2.19)):
         assert abs(pretrained[steps]["mean"] - paper) < 0.3, (steps, pretrained[steps])
+
+
+def test_dqn_cartpole_defaults_reach_475_on_four_seeds(cli, tmp_path):
+    """`metarl train dqn --env cartpole --seeds 4` on its defaults: the mean over seeds of the last 10%
+    of training-episode returns is at least 475, and the closing message names every seed's figure."""
+    run = tmp_path / "dqn"
+    code, _, err = cli("train", "dqn", "--env", "cartpole", "--seeds", "4", "-o", str(run), "-q")
+    assert code == 0, err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    returns = final_returns(records)
+    assert returns.window == 50_000 and sorted(returns.per_seed) == [0, 1, 2, 3], returns
+    for seed, value in returns.per_seed.items():
+        assert f"seed {seed}: {value:.1f}" in err, (seed, err)
+    mean = sum(returns.per_seed.values()) / 4
+    assert f"mean over seeds {mean:.1f}" in err, err
+    assert mean >= 475, returns.per_seed
